@@ -1,0 +1,125 @@
+/**
+ * Authorization, decided from memory: the fixed rules of the chat topic space
+ * (`wb/`), `$`-topics for admins, and Mosquitto-style patterns (`%u`, `%c`)
+ * from config for every other topic.
+ *
+ * Chat topic space (see docs/protocol.md):
+ * - publish: only `wb/u/{self}/out`; inboxes and device topics are written by
+ *   the service alone, which is how the broker, not the payload, names the
+ *   sender.
+ * - subscribe: filters inside `wb/u/{self}/` and `wb/d/{own client id}`.
+ * - forward: a second line of defence; a packet on `wb/u/X/...` reaches only
+ *   clients of user X, one on `wb/d/C` only client C, whatever they
+ *   subscribed to (so `#` in development mode never leaks another's inbox).
+ */
+import { parseChatTopic, TOPIC_ROOT } from '../sdk/src/protocol.js'
+import type { AclRule } from './config.js'
+import type { Session } from './session.js'
+
+export type Decision = 'allow' | 'deny'
+
+interface CompiledRule { read: boolean, write: boolean, levels: string[] }
+
+/** Whether a topic name matches a topic filter (MQTT 3.1.1 section 4.7). */
+export function topicMatches (filter: readonly string[], topic: readonly string[]): boolean {
+  for (let i = 0; i < filter.length; i++) {
+    const f = filter[i]
+    if (f === '#') return true
+    if (i >= topic.length) return false
+    if (f !== '+' && f !== topic[i]) return false
+  }
+  return filter.length === topic.length
+}
+
+/**
+ * Whether every topic a subscription filter can match is also matched by a
+ * pattern: level by level, `#` in the pattern covers the rest, `+` covers
+ * any single level (including `+`, not `#`), a literal only itself.
+ */
+export function filterWithin (filter: readonly string[], pattern: readonly string[]): boolean {
+  for (let i = 0; i < filter.length; i++) {
+    const p = pattern[i]
+    if (p === undefined) return false
+    if (p === '#') return true
+    const f = filter[i]
+    if (f === '#') return false
+    if (p === '+') continue
+    if (f !== p) return false
+  }
+  return filter.length === pattern.length || (pattern.length === filter.length + 1 && pattern[filter.length] === '#')
+}
+
+function substitute (levels: readonly string[], s: Session): string[] | null {
+  const out: string[] = []
+  for (const level of levels) {
+    if (level.includes('%u')) {
+      if (s.user === null) return null
+      out.push(level.split('%u').join(s.user))
+    } else if (level.includes('%c')) {
+      out.push(level.split('%c').join(s.clientId))
+    } else {
+      out.push(level)
+    }
+  }
+  return out
+}
+
+export class Acl {
+  private readonly rules: CompiledRule[]
+  constructor (rules: readonly AclRule[], private readonly dev: boolean) {
+    this.rules = rules.map((r) => ({ read: r.read, write: r.write, levels: r.pattern.split('/') }))
+  }
+
+  canPublish (s: Session | undefined, topic: string): Decision {
+    if (s === undefined) return 'deny'
+    if (topic.charCodeAt(0) === 36 /* $ */) return 'deny' // [MQTT-4.7.2-1]: $-topics are the server's
+    const chat = parseChatTopic(topic)
+    if (chat !== null) {
+      return chat.kind === 'out' && s.user !== null && chat.user === s.user ? 'allow' : 'deny'
+    }
+    if (this.dev) return 'allow'
+    const levels = topic.split('/')
+    for (const r of this.rules) {
+      if (!r.write) continue
+      const p = substitute(r.levels, s)
+      if (p !== null && topicMatches(p, levels)) return 'allow'
+    }
+    return 'deny'
+  }
+
+  canSubscribe (s: Session | undefined, filter: string): Decision {
+    if (s === undefined) return 'deny'
+    if (filter.charCodeAt(0) === 36 /* $ */) {
+      // Only admins read $SYS; nobody subscribes to other $-topics.
+      return s.admin && (filter === '$SYS' || filter.startsWith('$SYS/')) ? 'allow' : 'deny'
+    }
+    const levels = filter.split('/')
+    const first = levels[0]
+    if (first === TOPIC_ROOT) {
+      if (s.userPrefix !== null && filter.startsWith(s.userPrefix) && levels.length > 3) return 'allow'
+      const chat = parseChatTopic(filter)
+      if (chat?.kind === 'device' && chat.clientId === s.clientId) return 'allow'
+      return 'deny'
+    }
+    if (this.dev) return 'allow'
+    for (const r of this.rules) {
+      if (!r.read) continue
+      const p = substitute(r.levels, s)
+      if (p !== null && filterWithin(levels, p)) return 'allow'
+    }
+    return 'deny'
+  }
+
+  /** Per delivery; must stay cheap. */
+  canForward (s: Session | undefined, topic: string): Decision {
+    if (topic.charCodeAt(0) === 36 /* $ */) {
+      if (topic.startsWith('$WB/')) return 'deny'
+      return s?.admin === true ? 'allow' : 'deny'
+    }
+    if (topic.charCodeAt(0) !== 119 /* w */ || !topic.startsWith('wb/')) return 'allow'
+    if (s === undefined) return 'deny'
+    if (s.userPrefix !== null && topic.startsWith(s.userPrefix)) return 'allow'
+    const chat = parseChatTopic(topic)
+    return chat?.kind === 'device' && chat.clientId === s.clientId ? 'allow' : 'deny'
+  }
+}

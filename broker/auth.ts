@@ -1,0 +1,145 @@
+/**
+ * Who a connecting client is. Three methods, chosen by the shape of the
+ * MQTT password field (the user name is always the Warbler user name):
+ * - a device token `wbd.<id>.<secret>`: looked up by id in memory, SHA-256 of
+ *   the secret compared in constant time;
+ * - a JWT (`eyJ...`, HS256, with expiry): verified with the service's key;
+ * - anything else is a password, checked with scrypt.
+ * Tokens never touch scrypt, so token logins are cheap. Failed logins are
+ * counted per source address and, past `loginFailures` a minute, refused
+ * without checking. Connection limits (count, per-address rate) are checked
+ * first, so a refused client costs almost nothing.
+ */
+import { timingSafeEqual } from 'node:crypto'
+import type { Client } from 'aedes'
+import { jwtVerify } from 'jose'
+import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
+import type { Config } from './config.js'
+import type { IdentityCache } from './identity/cache.js'
+import { verifyPassword } from './identity/password.js'
+import { hashSecret, parseDeviceToken } from './identity/store.js'
+import { KeyedBuckets, TokenBucket, WindowCounter } from './limits.js'
+import type { Logger } from './log.js'
+import { type AuthMethod, remoteAddress, type Session } from './session.js'
+import type { RefusalReason, Stats } from './stats.js'
+
+/** MQTT 3.1.1 CONNACK return codes. */
+export const enum ReturnCode {
+  IdentifierRejected = 2,
+  ServerUnavailable = 3,
+  BadUsernameOrPassword = 4,
+  NotAuthorized = 5
+}
+
+export class AuthRefused extends Error {
+  override name = 'AuthRefused'
+  constructor (readonly returnCode: ReturnCode, readonly reason: RefusalReason, message: string) { super(message) }
+}
+
+const JWT_SHAPE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+
+export class Authenticator {
+  private readonly connBuckets: KeyedBuckets
+  private readonly failures: WindowCounter
+  /** Client ids the broker assigned ([MQTT-3.1.3-6]); exempt from the user prefix rule. */
+  private readonly assigned = new WeakSet<Client>()
+
+  constructor (
+    private readonly cfg: Config,
+    private readonly cache: IdentityCache,
+    private readonly stats: Stats,
+    private readonly log: Logger,
+    private readonly connectedClients: () => number
+  ) {
+    this.connBuckets = new KeyedBuckets(cfg.connRate, cfg.connBurst)
+    this.failures = new WindowCounter(cfg.loginFailures)
+  }
+
+  /** Called by preConnect, before aedes assigns an id to an empty one. */
+  noteConnect (client: Client, clientId: string): void {
+    if (clientId === '') this.assigned.add(client)
+  }
+
+  async authenticate (client: Client, username: string | undefined, password: Buffer | undefined): Promise<Session> {
+    const address = remoteAddress(client)
+    if (this.connectedClients() >= this.cfg.maxConnections) {
+      throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_limit', 'too many connections')
+    }
+    if (!this.connBuckets.take(address)) {
+      throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_rate', 'too many new connections from this address')
+    }
+    if (username === undefined || username === '') {
+      if (password !== undefined && password.length > 0) {
+        throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', 'a password needs a user name')
+      }
+      if (!this.cfg.dev) throw new AuthRefused(ReturnCode.NotAuthorized, 'anonymous', 'anonymous access is off (start with --dev to allow it)')
+      return this.session(client, null, false, 'anonymous', address)
+    }
+    if (this.failures.blocked(address)) {
+      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_rate_limited', 'too many failed logins from this address; wait a minute')
+    }
+    const secret = password?.toString('utf8') ?? ''
+    const method = await this.check(username, secret)
+    if (method === null) {
+      this.failures.add(address)
+      this.log.info('login failed', { user: username, address })
+      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', 'bad user name or password')
+    }
+    if (!this.assigned.has(client) && !clientIdBelongsTo(client.id, username)) {
+      throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected',
+        `client id must be "${username}" or start with "${username}-"`)
+    }
+    const user = this.cache.users.get(username)
+    return this.session(client, username, user?.admin === true, method, address)
+  }
+
+  /** The method that proved the identity, or null. Never logs the secret. */
+  private async check (username: string, secret: string): Promise<AuthMethod | null> {
+    if (!isValidUsername(username) || secret.length === 0 || secret.length > 4096) return null
+    const device = parseDeviceToken(secret)
+    if (device !== null) {
+      const t = this.cache.tokens.get(device.id)
+      if (t === undefined || t.revoked || t.user !== username || !this.cache.users.has(username)) return null
+      return timingSafeEqual(hashSecret(device.secret), t.secretHash) ? 'device_token' : null
+    }
+    if (JWT_SHAPE.test(secret)) {
+      try {
+        const { payload } = await jwtVerify(secret, this.cache.jwtKey, { algorithms: ['HS256'], issuer: 'warbler' })
+        return payload.sub === username && this.cache.users.has(username) ? 'jwt' : null
+      } catch {
+        return null
+      }
+    }
+    const user = this.cache.users.get(username)
+    if (user === undefined) {
+      // Spend the same time as a real check so user names cannot be probed by timing.
+      await verifyPassword(secret, DUMMY_HASH)
+      return null
+    }
+    return await verifyPassword(secret, user.passwordHash) ? 'password' : null
+  }
+
+  private session (client: Client, user: string | null, admin: boolean, method: AuthMethod, address: string): Session {
+    this.stats.authSuccess[method]++
+    return {
+      user,
+      admin,
+      method,
+      clientId: client.id,
+      address,
+      userPrefix: user === null ? null : `wb/u/${user}/`,
+      publishBucket: this.cfg.publishRate > 0 ? new TokenBucket(this.cfg.publishRate, this.cfg.publishBurst) : null,
+      inflight: 0,
+      lastNotice: 0,
+      suppressedNotices: 0
+    }
+  }
+
+  close (): void {
+    this.connBuckets.close()
+    this.failures.close()
+  }
+}
+
+/** A valid scrypt hash of a random password, for constant-time misses. */
+const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$y9Kx0i5mQ8u1m8kJkzq3r0b0b0b0b0b0b0b0b0b0b0A='

@@ -1,0 +1,287 @@
+/**
+ * Settings of `warbler start`: one table, resolved once.
+ *
+ * Every setting has a command-line flag (`--mqtt-port`), an environment
+ * variable (`WARBLER_MQTT_PORT`) and a key in the optional JSON config file
+ * (`mqttPort`). Precedence: flag > environment > file > default. The result is
+ * validated once at start (a bad value stops the start with a message naming
+ * the field) and frozen. `docs/configuration.md` lists the same table; a test
+ * keeps them in step.
+ */
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+
+type Kind = 'int' | 'port' | 'bool' | 'string' | 'list' | 'enum'
+
+interface SettingSpec {
+  kind: Kind
+  default: unknown
+  /** One line for `--help` and docs/configuration.md. */
+  doc: string
+  min?: number
+  max?: number
+  values?: readonly string[]
+}
+
+const KiB = 1024
+const MiB = 1024 * KiB
+
+/** The settings table. Order here is the order of `--help` and the docs. */
+export const settings = {
+  dataDir: { kind: 'string', default: 'data', doc: 'Directory for the SQLite database and secrets.' },
+  dev: { kind: 'bool', default: false, doc: 'Development mode: anonymous clients allowed, non-chat topics open to all.' },
+  host: { kind: 'string', default: '', doc: 'Address to listen on. Default: 127.0.0.1 with --dev, 0.0.0.0 otherwise.' },
+  mqttPort: { kind: 'port', default: 1883, doc: 'MQTT over TCP port (0 = any free port, -1 = off).' },
+  wsPort: { kind: 'port', default: 8083, doc: 'MQTT over WebSocket port (path /mqtt; 0 = any free port, -1 = off).' },
+  httpPort: { kind: 'port', default: 8080, doc: 'HTTP port for /healthz, /readyz and /metrics (-1 = off).' },
+  mqttsPort: { kind: 'port', default: 8883, doc: 'MQTT over TLS port, used when tlsCert and tlsKey are set (-1 = off).' },
+  wssPort: { kind: 'port', default: 8084, doc: 'MQTT over secure WebSocket port, used when tlsCert and tlsKey are set (-1 = off).' },
+  tlsCert: { kind: 'string', default: '', doc: 'PEM certificate file; enables the TLS listeners together with tlsKey.' },
+  tlsKey: { kind: 'string', default: '', doc: 'PEM private key file for tlsCert.' },
+  redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages.' },
+  sysInterval: { kind: 'int', default: 10, min: 0, max: 3600, doc: 'Seconds between $SYS updates (0 = off).' },
+  maxPayload: { kind: 'int', default: 256 * KiB, min: 1, max: 256 * MiB, doc: 'Largest publish payload in bytes; larger ones are refused with payload_too_large.' },
+  maxPacket: { kind: 'int', default: 1 * MiB, min: 64, max: 256 * MiB, doc: 'Largest MQTT packet in bytes; a larger one closes the connection before it is buffered.' },
+  publishRate: { kind: 'int', default: 200, min: 0, max: 1_000_000, doc: 'Publishes per second allowed per client (0 = unlimited); excess is refused with rate_limited.' },
+  publishBurst: { kind: 'int', default: 400, min: 1, max: 1_000_000, doc: 'Burst size of the per-client publish rate.' },
+  maxConnections: { kind: 'int', default: 50_000, min: 1, max: 10_000_000, doc: 'Most client connections at once; more are refused (CONNACK 3).' },
+  connRate: { kind: 'int', default: 50, min: 0, max: 1_000_000, doc: 'New connections per second allowed per source address (0 = unlimited).' },
+  connBurst: { kind: 'int', default: 200, min: 1, max: 1_000_000, doc: 'Burst size of the per-address connection rate.' },
+  loginFailures: { kind: 'int', default: 10, min: 1, max: 1_000_000, doc: 'Failed logins allowed per source address per minute before login is refused.' },
+  maxSubscriptions: { kind: 'int', default: 100, min: 1, max: 1_000_000, doc: 'Subscriptions one client may hold; more get SUBACK 0x80.' },
+  maxTopicLevels: { kind: 'int', default: 16, min: 1, max: 100, doc: 'Most levels in a topic name or filter.' },
+  offlineQueue: { kind: 'int', default: 1000, min: 1, max: 10_000_000, doc: 'Most QoS 1/2 messages queued for one persistent session.' },
+  maxInflight: { kind: 'int', default: 2000, min: 1, max: 10_000_000, doc: 'Publishes being routed at once; past it, publishers wait (no PUBACK, socket not read).' },
+  slowConsumerBytes: { kind: 'int', default: 1 * MiB, min: 1 * KiB, max: 1024 * MiB, doc: 'Unsent bytes after which a subscriber is slow: it gets no QoS 0 and is disconnected for QoS 1/2 (its session keeps them).' },
+  drainTimeout: { kind: 'int', default: 10, min: 1, max: 3600, doc: 'Seconds a subscriber may take to drain its socket before it is disconnected.' },
+  acl: { kind: 'list', default: [], doc: 'Extra ACL rules for non-chat topics, "read|write|readwrite PATTERN" with %u (user) and %c (client id).' },
+  logLevel: { kind: 'enum', default: 'info', values: ['error', 'warn', 'info', 'debug'], doc: 'Log verbosity (logs go to stderr).' }
+} as const satisfies Record<string, SettingSpec>
+
+export type SettingName = keyof typeof settings
+
+type ValueOf<S extends SettingSpec> =
+  S['kind'] extends 'int' | 'port' ? number
+    : S['kind'] extends 'bool' ? boolean
+      : S['kind'] extends 'list' ? readonly string[]
+        : string
+
+export type Config = {
+  readonly [K in SettingName]: ValueOf<(typeof settings)[K]>
+} & {
+  /** The host actually used, derived from host and dev. */
+  readonly listenHost: string
+  /** Whether the TLS listeners are on. */
+  readonly tls: boolean
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+  constructor (readonly field: string, message: string) {
+    super(`invalid setting ${field}: ${message}`)
+  }
+}
+
+export function flagName (key: string): string {
+  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())
+}
+
+export function envName (key: string): string {
+  return 'WARBLER_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()
+}
+
+const byFlag = new Map<string, SettingName>(
+  (Object.keys(settings) as SettingName[]).map((k) => [flagName(k), k])
+)
+
+/** Raw values (strings, or JSON values from the file) by setting name. */
+type RawValues = Partial<Record<SettingName, unknown>>
+
+/**
+ * Split command-line arguments into known settings, plus `--config FILE`.
+ * Unknown flags are an error, so that a typo never silently falls back.
+ */
+export function parseFlags (argv: readonly string[]): { values: RawValues, config?: string } {
+  const values: RawValues = {}
+  let config: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    if (!arg.startsWith('--')) throw new ConfigError(arg, 'unexpected argument (settings are --name value)')
+    const eq = arg.indexOf('=')
+    let name = eq === -1 ? arg : arg.slice(0, eq)
+    let inline: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1)
+    let negated = false
+    if (name === '--config') {
+      config = inline ?? argv[++i]
+      if (config === undefined) throw new ConfigError('--config', 'needs a file name')
+      continue
+    }
+    if (!byFlag.has(name) && name.startsWith('--no-') && byFlag.has('--' + name.slice(5))) {
+      name = '--' + name.slice(5)
+      negated = true
+    }
+    const key = byFlag.get(name)
+    if (key === undefined) throw new ConfigError(name, 'unknown option (see warbler start --help)')
+    const spec: SettingSpec = settings[key]
+    if (spec.kind === 'bool') {
+      if (negated) inline = 'false'
+      values[key] = inline ?? 'true'
+      continue
+    }
+    const value = inline ?? argv[++i]
+    if (value === undefined) throw new ConfigError(name, 'needs a value')
+    if (spec.kind === 'list') {
+      const prev = (values[key] as string[] | undefined) ?? []
+      values[key] = [...prev, value]
+    } else {
+      values[key] = value
+    }
+  }
+  return config === undefined ? { values } : { values, config }
+}
+
+function fromEnv (env: NodeJS.ProcessEnv): RawValues {
+  const values: RawValues = {}
+  for (const key of Object.keys(settings) as SettingName[]) {
+    const v = env[envName(key)]
+    if (v === undefined || v === '') continue
+    values[key] = settings[key].kind === 'list' ? v.split(';').map((s) => s.trim()).filter(Boolean) : v
+  }
+  return values
+}
+
+function fromFile (file: string): RawValues {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError('config', `cannot read ${file}: ${(err as Error).message}`)
+  }
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError('config', `${file} is not valid JSON: ${(err as Error).message}`)
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError('config', `${file} must hold a JSON object`)
+  }
+  const values: RawValues = {}
+  for (const [k, v] of Object.entries(data)) {
+    if (!(k in settings)) throw new ConfigError(k, `unknown key in ${file}`)
+    values[k as SettingName] = v
+  }
+  return values
+}
+
+function coerce (key: SettingName, raw: unknown): unknown {
+  const spec: SettingSpec = settings[key]
+  switch (spec.kind) {
+    case 'int':
+    case 'port': {
+      const n = typeof raw === 'number' ? raw : (typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : NaN)
+      if (!Number.isSafeInteger(n)) throw new ConfigError(key, `expected an integer, got ${JSON.stringify(raw)}`)
+      const min = spec.kind === 'port' ? -1 : (spec.min ?? -Infinity)
+      const max = spec.kind === 'port' ? 65535 : (spec.max ?? Infinity)
+      if (n < min || n > max) throw new ConfigError(key, `${n} is out of range ${min}..${max}`)
+      return n
+    }
+    case 'bool':
+      if (typeof raw === 'boolean') return raw
+      if (raw === 'true' || raw === '1' || raw === 'yes') return true
+      if (raw === 'false' || raw === '0' || raw === 'no') return false
+      throw new ConfigError(key, `expected true or false, got ${JSON.stringify(raw)}`)
+    case 'string':
+      if (typeof raw !== 'string') throw new ConfigError(key, `expected a string, got ${JSON.stringify(raw)}`)
+      return raw
+    case 'enum':
+      if (typeof raw !== 'string' || !(spec.values ?? []).includes(raw)) {
+        throw new ConfigError(key, `expected one of ${(spec.values ?? []).join(', ')}, got ${JSON.stringify(raw)}`)
+      }
+      return raw
+    case 'list':
+      if (!Array.isArray(raw) || !raw.every((x) => typeof x === 'string')) {
+        throw new ConfigError(key, 'expected a list of strings')
+      }
+      return Object.freeze([...raw])
+  }
+}
+
+/**
+ * Resolve the configuration from flags, environment and file, validate it and
+ * freeze it. Throws a {@link ConfigError} naming the first bad field.
+ */
+export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const flags = parseFlags(argv)
+  const envValues = fromEnv(env)
+  const file = flags.config ?? env.WARBLER_CONFIG
+  const fileValues = file !== undefined && file !== '' ? fromFile(file) : {}
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(settings) as SettingName[]) {
+    const raw = flags.values[key] ?? envValues[key] ?? fileValues[key]
+    out[key] = raw === undefined ? settings[key].default : coerce(key, raw)
+  }
+  const cfg = out as Omit<Config, 'listenHost' | 'tls'>
+  if (cfg.maxPacket < cfg.maxPayload) {
+    throw new ConfigError('maxPacket', `must be at least maxPayload (${cfg.maxPayload})`)
+  }
+  if ((cfg.tlsCert === '') !== (cfg.tlsKey === '')) {
+    throw new ConfigError(cfg.tlsCert === '' ? 'tlsCert' : 'tlsKey', 'tlsCert and tlsKey must be set together')
+  }
+  for (const f of ['tlsCert', 'tlsKey'] as const) {
+    if (cfg[f] !== '') {
+      try { readFileSync(cfg[f]) } catch (err) { throw new ConfigError(f, `cannot read ${cfg[f]}: ${(err as Error).message}`) }
+    }
+  }
+  if (cfg.redis !== '' && !/^rediss?:\/\//.test(cfg.redis)) {
+    throw new ConfigError('redis', 'expected a redis:// or rediss:// URL')
+  }
+  if (cfg.mqttPort === -1 && cfg.wsPort === -1) {
+    throw new ConfigError('mqttPort', 'at least one of mqttPort and wsPort must be on')
+  }
+  for (const rule of cfg.acl) parseAclRule(rule)
+  return Object.freeze({
+    ...cfg,
+    dataDir: path.resolve(cfg.dataDir),
+    listenHost: cfg.host !== '' ? cfg.host : (cfg.dev ? '127.0.0.1' : '0.0.0.0'),
+    tls: cfg.tlsCert !== ''
+  }) as Config
+}
+
+export interface AclRule {
+  read: boolean
+  write: boolean
+  pattern: string
+}
+
+/** Parse one `acl` entry: `"read|write|readwrite PATTERN"`. */
+export function parseAclRule (rule: string): AclRule {
+  const m = /^\s*(read|write|readwrite)\s+(\S+)\s*$/.exec(rule)
+  if (m === null) throw new ConfigError('acl', `${JSON.stringify(rule)} is not "read|write|readwrite PATTERN"`)
+  const access = m[1] as string
+  const pattern = m[2] as string
+  const levels = pattern.split('/')
+  levels.forEach((level, i) => {
+    if ((level.includes('#') && (level !== '#' || i !== levels.length - 1)) || (level.includes('+') && level !== '+')) {
+      throw new ConfigError('acl', `${JSON.stringify(pattern)} has a misplaced wildcard`)
+    }
+  })
+  if (pattern.startsWith('$') || pattern === 'wb' || pattern.startsWith('wb/')) {
+    // $-topics are for admins and the chat space wb/ has its own fixed rules.
+    throw new ConfigError('acl', `${JSON.stringify(pattern)} may not name $-topics or the chat topic space wb/`)
+  }
+  return { read: access !== 'write', write: access !== 'read', pattern }
+}
+
+/** `--help` text for `warbler start`, built from the settings table. */
+export function startHelp (): string {
+  const lines = ['Usage: warbler start [options]', '', 'Options (flag, environment variable, default):', '  --config FILE   JSON file with any of the keys below (env WARBLER_CONFIG)']
+  for (const key of Object.keys(settings) as SettingName[]) {
+    const spec: SettingSpec = settings[key]
+    const def = Array.isArray(spec.default) ? '[]' : JSON.stringify(spec.default)
+    lines.push(`  ${flagName(key)}${spec.kind === 'bool' ? '' : ' VALUE'}`)
+    lines.push(`      ${spec.doc}`)
+    lines.push(`      env ${envName(key)}, file key ${key}, default ${def}`)
+  }
+  return lines.join('\n')
+}

@@ -1,0 +1,85 @@
+/**
+ * The MQTT listeners, each on by config: TCP, TLS, WebSocket and secure
+ * WebSocket. Every connection goes through the guard (guard.ts) and then to
+ * aedes. Port 0 binds a free port; `bound` reports the real one.
+ */
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import https from 'node:https'
+import net from 'node:net'
+import type { Duplex } from 'node:stream'
+import tls from 'node:tls'
+import { createWebSocketStream, WebSocketServer } from 'ws'
+import type { Config } from './config.js'
+
+export type ListenerName = 'mqtt' | 'mqtts' | 'ws' | 'wss'
+
+export interface Listener {
+  name: ListenerName
+  server: net.Server
+  close: () => Promise<void>
+}
+
+type Handle = (conn: Duplex, req?: http.IncomingMessage) => void
+
+function streamServer (name: ListenerName, server: net.Server): Listener {
+  return { name, server, close: () => closeServer(server) }
+}
+
+function wsListener (name: ListenerName, server: http.Server, maxPacket: number, handle: Handle): Listener {
+  const wss = new WebSocketServer({ server, maxPayload: maxPacket + 5, perMessageDeflate: false })
+  wss.on('connection', (socket, req) => {
+    const stream = createWebSocketStream(socket)
+    stream.on('error', () => { socket.terminate() })
+    handle(stream, req)
+  })
+  return {
+    name,
+    server,
+    close: async () => {
+      for (const c of wss.clients) c.terminate()
+      await new Promise<void>((resolve) => wss.close(() => resolve()))
+      await closeServer(server)
+    }
+  }
+}
+
+/** Create (not yet bound) listeners for the configured ports. */
+export function createListeners (cfg: Config, handle: Handle): Listener[] {
+  const out: Listener[] = []
+  const onSocket = (conn: net.Socket): void => {
+    conn.setNoDelay(true)
+    handle(conn)
+  }
+  if (cfg.mqttPort !== -1) out.push(streamServer('mqtt', net.createServer(onSocket)))
+  if (cfg.wsPort !== -1) out.push(wsListener('ws', http.createServer(), cfg.maxPacket, handle))
+  if (cfg.tls) {
+    const creds = { cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey) }
+    if (cfg.mqttsPort !== -1) out.push(streamServer('mqtts', tls.createServer(creds, onSocket)))
+    if (cfg.wssPort !== -1) out.push(wsListener('wss', https.createServer(creds), cfg.maxPacket, handle))
+  }
+  return out
+}
+
+export function portOf (l: Listener, cfg: Config): number {
+  return { mqtt: cfg.mqttPort, mqtts: cfg.mqttsPort, ws: cfg.wsPort, wss: cfg.wssPort }[l.name]
+}
+
+export function listen (server: net.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err)
+    server.once('error', onError)
+    server.listen(port, host, () => {
+      server.off('error', onError)
+      resolve((server.address() as net.AddressInfo).port)
+    })
+  })
+}
+
+export function closeServer (server: net.Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) return resolve()
+    server.close(() => resolve())
+    ;(server as { closeAllConnections?: () => void }).closeAllConnections?.()
+  })
+}

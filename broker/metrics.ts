@@ -1,0 +1,81 @@
+/**
+ * Prometheus metrics (prom-client): the process's default metrics plus the
+ * broker's figures, read from Stats when scraped (nothing on the hot path).
+ * Names are documented in docs/operations.md; deploy/ rules and dashboards
+ * use them.
+ */
+import client from 'prom-client'
+import { refusalReasons, type Stats } from './stats.js'
+
+export interface MetricSources {
+  stats: Stats
+  connected: () => number
+  inflight: () => number
+  queued: () => number
+}
+
+/** A counter whose value is read from a running total when scraped. */
+function mirroredCounter (registry: client.Registry, name: string, help: string, read: () => number): void {
+  let reported = 0
+  // eslint-disable-next-line no-new
+  new client.Counter({
+    name,
+    help,
+    registers: [registry],
+    collect () {
+      const now = read()
+      if (now > reported) this.inc(now - reported)
+      reported = now
+    }
+  })
+}
+
+export function createMetrics (src: MetricSources): client.Registry {
+  const registry = new client.Registry()
+  client.collectDefaultMetrics({ register: registry, prefix: 'warbler_' })
+  const s = src.stats
+  new client.Gauge({ name: 'warbler_clients_connected', help: 'MQTT clients connected now.', registers: [registry], collect () { this.set(src.connected()) } })
+  new client.Gauge({ name: 'warbler_clients_maximum', help: 'Most MQTT clients connected at once since start.', registers: [registry], collect () { this.set(Math.max(s.clientsMaximum, src.connected())) } })
+  new client.Gauge({ name: 'warbler_publish_inflight', help: 'Publishes being routed now (bounded by maxInflight).', registers: [registry], collect () { this.set(src.inflight()) } })
+  new client.Gauge({ name: 'warbler_publish_waiting', help: 'Publishes held back by backpressure now.', registers: [registry], collect () { this.set(src.queued()) } })
+  mirroredCounter(registry, 'warbler_connections_total', 'Successful MQTT logins.', () => s.connectionsTotal)
+  mirroredCounter(registry, 'warbler_messages_received_total', 'PUBLISH packets received from clients.', () => s.messagesReceived)
+  mirroredCounter(registry, 'warbler_messages_sent_total', 'PUBLISH packets delivered to clients.', () => s.messagesSent)
+  mirroredCounter(registry, 'warbler_bytes_received_total', 'Bytes received on MQTT connections.', () => s.bytesReceived)
+  mirroredCounter(registry, 'warbler_bytes_sent_total', 'Bytes sent on MQTT connections.', () => s.bytesSent)
+  mirroredCounter(registry, 'warbler_publish_dropped_total', 'Publishes refused, and QoS 0 deliveries skipped for slow consumers.', () => s.publishDropped)
+  mirroredCounter(registry, 'warbler_backpressure_waits_total', 'Publishes that waited for a routing slot.', () => s.backpressureWaits)
+  const refused = new client.Counter({
+    name: 'warbler_refusals_total',
+    help: 'Refused connections, logins, publishes and subscriptions, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect () {
+      for (const r of refusalReasons) {
+        const now = s.refusals[r]
+        const prev = reportedRefusals[r] ?? 0
+        if (now > prev) this.inc({ reason: r }, now - prev)
+        else if (prev === 0) this.inc({ reason: r }, 0)
+        reportedRefusals[r] = now
+      }
+    }
+  })
+  const reportedRefusals: Partial<Record<string, number>> = {}
+  void refused
+  const logins = new client.Counter({
+    name: 'warbler_logins_total',
+    help: 'Successful logins by method.',
+    labelNames: ['method'],
+    registers: [registry],
+    collect () {
+      for (const [m, now] of Object.entries(s.authSuccess)) {
+        const prev = reportedLogins[m] ?? 0
+        this.inc({ method: m }, Math.max(0, now - prev))
+        reportedLogins[m] = now
+      }
+    }
+  })
+  const reportedLogins: Partial<Record<string, number>> = {}
+  void logins
+  return registry
+}

@@ -1,0 +1,44 @@
+/**
+ * What the broker knows about one connected client, attached when it
+ * authenticates and read by every authorization hook.
+ */
+import type { Client } from 'aedes'
+import type { TokenBucket } from './limits.js'
+
+export type AuthMethod = 'password' | 'jwt' | 'device_token' | 'anonymous'
+
+export interface Session {
+  /** Authenticated user name; null for an anonymous (development mode) client. */
+  readonly user: string | null
+  readonly admin: boolean
+  readonly method: AuthMethod
+  readonly clientId: string
+  readonly address: string
+  /** `wb/u/{user}/`, precomputed for the ACL. */
+  readonly userPrefix: string | null
+  /** Per-client publish rate; null when unlimited. */
+  readonly publishBucket: TokenBucket | null
+  /** Publishes of this client being routed right now. */
+  inflight: number
+  /** Last time (ms) an error notice went to this client, to rate-limit notices. */
+  lastNotice: number
+  /** Notices suppressed since lastNotice. */
+  suppressedNotices: number
+}
+
+const sessions = new WeakMap<Client, Session>()
+
+export function getSession (client: Client | null | undefined): Session | undefined {
+  return client == null ? undefined : sessions.get(client)
+}
+
+export function setSession (client: Client, session: Session): void {
+  sessions.set(client, session)
+}
+
+/** The remote address of a client's connection (TCP, TLS or WebSocket). */
+export function remoteAddress (client: Client): string {
+  const req = (client as unknown as { req?: { socket?: { remoteAddress?: string } } }).req
+  const conn = client.conn as { remoteAddress?: string }
+  return req?.socket?.remoteAddress ?? conn.remoteAddress ?? 'unknown'
+}

@@ -1,0 +1,72 @@
+/**
+ * A small promise layer over node-sqlite3 with the pragmas Warbler relies on:
+ * WAL (readers never block the writer, and the CLI can change the database
+ * while the service runs), a busy timeout, and foreign keys.
+ */
+import sqlite3 from 'sqlite3'
+
+export type Row = Record<string, unknown>
+export type Params = readonly unknown[] | Record<string, unknown>
+
+export class Database {
+  private closed = false
+  private constructor (private readonly db: sqlite3.Database, readonly file: string) {}
+
+  static async open (file: string, opts: { readonly?: boolean } = {}): Promise<Database> {
+    const mode = opts.readonly === true ? sqlite3.OPEN_READONLY : (sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE)
+    const raw = await new Promise<sqlite3.Database>((resolve, reject) => {
+      const d = new sqlite3.Database(file, mode, (err) => { err !== null ? reject(err) : resolve(d) })
+    })
+    const db = new Database(raw, file)
+    raw.configure('busyTimeout', 5000)
+    if (opts.readonly !== true) await db.exec('PRAGMA journal_mode = WAL')
+    await db.exec('PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON')
+    return db
+  }
+
+  exec (sql: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.db.exec(sql, (err) => { err !== null ? reject(err) : resolve() })
+    })
+  }
+
+  run (sql: string, params: Params = []): Promise<{ changes: number, lastID: number }> {
+    return new Promise((resolve, reject) => {
+      this.db.run(sql, params, function (this: sqlite3.RunResult, err: Error | null) {
+        err !== null ? reject(err) : resolve({ changes: this.changes, lastID: this.lastID })
+      })
+    })
+  }
+
+  get<T extends Row = Row> (sql: string, params: Params = []): Promise<T | undefined> {
+    return new Promise((resolve, reject) => {
+      this.db.get(sql, params, (err: Error | null, row: T | undefined) => { err !== null ? reject(err) : resolve(row) })
+    })
+  }
+
+  all<T extends Row = Row> (sql: string, params: Params = []): Promise<T[]> {
+    return new Promise((resolve, reject) => {
+      this.db.all(sql, params, (err: Error | null, rows: T[]) => { err !== null ? reject(err) : resolve(rows) })
+    })
+  }
+
+  /** Run fn inside BEGIN IMMEDIATE ... COMMIT, rolling back on error. */
+  async transaction<T> (fn: () => Promise<T>): Promise<T> {
+    await this.exec('BEGIN IMMEDIATE')
+    try {
+      const out = await fn()
+      await this.exec('COMMIT')
+      return out
+    } catch (err) {
+      await this.exec('ROLLBACK').catch(() => {})
+      throw err
+    }
+  }
+
+  /** Idempotent. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await new Promise<void>((resolve, reject) => { this.db.close((err) => { err !== null ? reject(err) : resolve() }) })
+  }
+}

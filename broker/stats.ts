@@ -1,0 +1,45 @@
+/**
+ * The broker's running figures as plain numbers: incremented on the hot path
+ * at the cost of an addition, read by $SYS (sys.ts) and /metrics (metrics.ts).
+ */
+
+/** Why something was refused; each is a metric label and a $SYS topic. */
+export const refusalReasons = [
+  'anonymous',
+  'login_failed',
+  'login_rate_limited',
+  'client_id_rejected',
+  'connection_limit',
+  'connection_rate',
+  'packet_too_large',
+  'malformed_packet',
+  'payload_too_large',
+  'rate_limited',
+  'not_authorized',
+  'subscribe_denied',
+  'too_many_subscriptions',
+  'slow_consumer',
+  'offline_queue_full'
+] as const
+export type RefusalReason = typeof refusalReasons[number]
+
+export class Stats {
+  readonly startedAt = Date.now()
+  connectionsTotal = 0
+  /** Highest number of clients connected at once. */
+  clientsMaximum = 0
+  messagesReceived = 0
+  messagesSent = 0
+  bytesReceived = 0
+  bytesSent = 0
+  /** QoS 0 deliveries skipped for slow consumers, plus refused publishes. */
+  publishDropped = 0
+  /** Publishes held back because routing was at maxInflight. */
+  backpressureWaits = 0
+  authSuccess = { password: 0, jwt: 0, device_token: 0, anonymous: 0 }
+  readonly refusals: Record<RefusalReason, number> = Object.fromEntries(refusalReasons.map((r) => [r, 0])) as Record<RefusalReason, number>
+
+  refuse (reason: RefusalReason): void {
+    this.refusals[reason]++
+  }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+/**
+ * The `warbler` command: `start` runs the service; `user` and `token` manage
+ * identities in the data dir (also while the service runs).
+ */
+import { runStart } from './start.js'
+import { runToken } from './token.js'
+import { runUser } from './user.js'
+import { CliError } from './args.js'
+
+const HELP = `Usage: warbler <command> [options]
+
+Commands:
+  start                 Run the broker (see warbler start --help)
+  user add|list|remove|passwd|admin
+                        Manage users (see warbler user --help)
+  token create|list|revoke
+                        Manage access and device tokens (see warbler token --help)
+
+Every command takes --data-dir DIR (env WARBLER_DATA_DIR, default ./data).
+`
+
+async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'start': return await runStart(rest)
+    case 'user': return await runUser(rest)
+    case 'token': return await runToken(rest)
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(HELP)
+      return command === undefined ? 2 : 0
+    default:
+      throw new CliError(`unknown command ${JSON.stringify(command)}\n\n${HELP}`)
+  }
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
+  if (err instanceof CliError) {
+    process.stderr.write(`warbler: ${err.message}\n`)
+    process.exitCode = 2
+    return
+  }
+  if (err instanceof Error && err.name === 'ConfigError') {
+    process.stderr.write(`warbler: ${err.message}\n`)
+    process.exitCode = 2
+    return
+  }
+  if (err instanceof Error && err.name === 'IdentityError') {
+    process.stderr.write(`warbler: ${err.message}\n`)
+    process.exitCode = 1
+    return
+  }
+  process.stderr.write(`warbler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  process.exitCode = 1
+})

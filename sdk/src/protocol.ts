@@ -1,0 +1,172 @@
+/**
+ * The Warbler wire protocol: topic layout, payload envelope and error codes.
+ *
+ * This module is the single source of truth shared by the broker, the message
+ * service (bridge) and the SDK. It must stay free of Node-only imports so that
+ * it runs in browsers too. `docs/protocol.md` documents it for people who write
+ * plain MQTT clients; `docs/errors.md` lists every error code (a test keeps the
+ * two in step).
+ */
+
+/** First level of every Warbler chat topic. */
+export const TOPIC_ROOT = 'wb'
+
+/**
+ * User names: lower-case ASCII letters, digits, `_` and `.`, starting with a
+ * letter, at most 32 characters. No `-` so that `user-device` client ids are
+ * unambiguous, and nothing that is special in an MQTT topic.
+ */
+export const USERNAME_PATTERN = /^[a-z][a-z0-9_.]{0,31}$/
+
+/** Characters allowed in a client id of an authenticated user. */
+export const CLIENT_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
+
+export function isValidUsername (name: string): boolean {
+  return USERNAME_PATTERN.test(name)
+}
+
+/**
+ * A client id that a given user may use: the user name itself, or the user
+ * name followed by `-` and a device suffix (`alice`, `alice-phone`). Binding
+ * client ids to users stops one user from taking over another user's
+ * persistent session (and its offline queue) by reusing its client id.
+ */
+export function clientIdBelongsTo (clientId: string, username: string): boolean {
+  if (!CLIENT_ID_PATTERN.test(clientId)) return false
+  if (clientId === username) return true
+  return clientId.length > username.length + 1 &&
+    clientId.startsWith(username) &&
+    clientId.charCodeAt(username.length) === 45 /* '-' */
+}
+
+/** Topics of the chat topic space. */
+export const topics = {
+  /** Everything the service sends to a user, on every device: messages, receipts, presence, events. */
+  inbox: (user: string): string => `${TOPIC_ROOT}/u/${user}/inbox`,
+  /** Where a user publishes what it sends: chat messages, typing, receipts and requests. */
+  out: (user: string): string => `${TOPIC_ROOT}/u/${user}/out`,
+  /** Replies, acknowledgements and errors for one connection (client id). */
+  device: (clientId: string): string => `${TOPIC_ROOT}/d/${clientId}`,
+  /** Server-internal sink for refused publishes; nobody can subscribe to it. */
+  refused: '$WB/refused'
+} as const
+
+/** What a topic of the chat topic space is, or null for any other topic. */
+export type ChatTopic =
+  | { kind: 'inbox', user: string }
+  | { kind: 'out', user: string }
+  | { kind: 'user-other', user: string }
+  | { kind: 'device', clientId: string }
+  | { kind: 'reserved' }
+
+/**
+ * Classify a topic name or filter of the chat topic space. Returns null for
+ * topics outside `wb/`. Filters with wildcards in the user or client id level
+ * are `reserved` (they would span other users).
+ */
+export function parseChatTopic (topic: string): ChatTopic | null {
+  if (topic !== TOPIC_ROOT && !topic.startsWith(TOPIC_ROOT + '/')) {
+    // '#', '+/...' also span wb/: callers check wildcards separately.
+    return null
+  }
+  const parts = topic.split('/')
+  const scope = parts[1]
+  const id = parts[2]
+  if (scope === 'u' && id !== undefined && id !== '+' && id !== '#' && id !== '') {
+    if (parts.length === 4 && parts[3] === 'inbox') return { kind: 'inbox', user: id }
+    if (parts.length === 4 && parts[3] === 'out') return { kind: 'out', user: id }
+    return { kind: 'user-other', user: id }
+  }
+  if (scope === 'd' && id !== undefined && id !== '+' && id !== '#' && id !== '' && parts.length === 3) {
+    return { kind: 'device', clientId: id }
+  }
+  return { kind: 'reserved' }
+}
+
+// ---------------------------------------------------------------------------
+// Payload envelope
+// ---------------------------------------------------------------------------
+
+/**
+ * A payload is self-describing by its first byte:
+ * - `{` (0x7b): plain UTF-8 JSON, what plain MQTT clients send and read;
+ * - 0x01: deflate-compressed (raw deflate, RFC 1951) UTF-8 JSON;
+ * - 0x02: LZ4 block-compressed UTF-8 JSON, the 4-byte little-endian
+ *   uncompressed length first.
+ * Any other first byte is refused with `bad_request`.
+ */
+export const Encoding = {
+  json: 0x7b,
+  deflate: 0x01,
+  lz4: 0x02
+} as const
+export type EncodingName = keyof typeof Encoding
+
+/** Which encoding a payload uses, or null if it is not a Warbler envelope. */
+export function payloadEncoding (payload: Uint8Array): EncodingName | null {
+  const b = payload[0]
+  // Tolerate leading whitespace before plain JSON (`mosquitto_pub -m ' {...}'`).
+  if (b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09) {
+    for (const c of payload) {
+      if (c === 0x7b) return 'json'
+      if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) return null
+    }
+    return null
+  }
+  if (b === Encoding.json) return 'json'
+  if (b === Encoding.deflate) return 'deflate'
+  if (b === Encoding.lz4) return 'lz4'
+  return null
+}
+
+/** A notice the service sends to one connection on `wb/d/{clientId}`. */
+export interface ErrorFrame {
+  t: 'error'
+  /** Stable code from {@link ErrorCodes}. */
+  code: ErrorCode
+  /** Human-readable detail; never parse it. */
+  message: string
+  /** The topic of the refused publish, when the error is about one. */
+  topic?: string
+  /** The MQTT packet id of the refused publish (QoS 1/2), when known. */
+  mid?: number
+  /** The request or client message id the error answers, when known. */
+  ref?: string
+}
+
+// ---------------------------------------------------------------------------
+// Error codes
+// ---------------------------------------------------------------------------
+
+/**
+ * Every error code a client can receive, with its meaning. Codes are stable:
+ * never rename one; add new ones. `docs/errors.md` documents each.
+ */
+export const ErrorCodes = {
+  bad_request: 'The payload is not a valid Warbler envelope (malformed JSON, missing or mistyped field).',
+  unknown_type: 'The envelope has a type (`t`) or operation (`op`) the service does not know.',
+  payload_too_large: 'The publish payload is larger than the configured maximum (`maxPayload`).',
+  rate_limited: 'The client publishes faster than its allowed rate (`publishRate`); the message was dropped.',
+  not_authorized: 'The client may not publish to this topic (or read what it asked for).',
+  too_many_subscriptions: 'The client already holds the maximum number of subscriptions (`maxSubscriptions`).',
+  not_member: 'The sender is not a member of the conversation.',
+  not_found: 'The conversation, group, user or message does not exist.',
+  conflict: 'The request conflicts with the current state (for example, the group already exists).',
+  queue_full: 'The offline queue of a recipient session is full; older messages remain, this one was not queued.',
+  unavailable: 'The service is starting, stopping or overloaded; retry later.',
+  internal: 'An unexpected server error; the request had no effect.'
+} as const
+export type ErrorCode = keyof typeof ErrorCodes
+
+export function isErrorCode (code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ErrorCodes, code)
+}
+
+/** MQTT 3.1.1 CONNACK return codes Warbler uses, with when it uses them. */
+export const ConnackCodes = {
+  1: 'unacceptable protocol version',
+  2: 'identifier rejected: the client id is not valid for this user (see docs/protocol.md)',
+  3: 'server unavailable: connection limits reached (too many connections, or too many from this address)',
+  4: 'bad user name or password, or an invalid, expired or revoked token; also while login is rate-limited',
+  5: 'not authorized: anonymous connect outside development mode'
+} as const
