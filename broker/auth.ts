@@ -62,6 +62,10 @@ export class Authenticator {
 
   async authenticate (client: Client, username: string | undefined, password: Buffer | undefined): Promise<Session> {
     const address = remoteAddress(client)
+    if (this.assigned.has(client) && !client.clean) {
+      // [MQTT-3.1.3-8]: a zero-length client id needs a clean session.
+      throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'a zero-length client id needs clean session')
+    }
     if (this.connectedClients() >= this.cfg.maxConnections) {
       throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_limit', 'too many connections')
     }
