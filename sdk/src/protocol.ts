@@ -93,7 +93,7 @@ export function parseChatTopic (topic: string): ChatTopic | null {
  * - 0x01: deflate-compressed (raw deflate, RFC 1951) UTF-8 JSON;
  * - 0x02: LZ4 block-compressed UTF-8 JSON, the 4-byte little-endian
  *   uncompressed length first.
- * Any other first byte is refused with `bad_request`.
+ * Any other first byte means the payload is not a Warbler envelope.
  */
 export const Encoding = {
   json: 0x7b,
@@ -143,18 +143,10 @@ export interface ErrorFrame {
  * never rename one; add new ones. `docs/errors.md` documents each.
  */
 export const ErrorCodes = {
-  bad_request: 'The payload is not a valid Warbler envelope (malformed JSON, missing or mistyped field).',
-  unknown_type: 'The envelope has a type (`t`) or operation (`op`) the service does not know.',
-  payload_too_large: 'The publish payload is larger than the configured maximum (`maxPayload`).',
-  rate_limited: 'The client publishes faster than its allowed rate (`publishRate`); the message was dropped.',
-  not_authorized: 'The client may not publish to this topic (or read what it asked for).',
-  too_many_subscriptions: 'The client already holds the maximum number of subscriptions (`maxSubscriptions`).',
-  not_member: 'The sender is not a member of the conversation.',
-  not_found: 'The conversation, group, user or message does not exist.',
-  conflict: 'The request conflicts with the current state (for example, the group already exists).',
-  queue_full: 'The offline queue of a recipient session is full; older messages remain, this one was not queued.',
-  unavailable: 'The service is starting, stopping or overloaded; retry later.',
-  internal: 'An unexpected server error; the request had no effect.'
+  payload_too_large: 'The publish payload is larger than the configured maximum (`maxPayload`); it was not routed.',
+  rate_limited: 'The client publishes faster than its allowed rate (`publishRate`, `publishBurst`); the message was not routed.',
+  not_authorized: 'The client may not publish to this topic; the message was not routed.',
+  too_many_subscriptions: 'The client already holds the maximum number of subscriptions (`maxSubscriptions`).'
 } as const
 export type ErrorCode = keyof typeof ErrorCodes
 
