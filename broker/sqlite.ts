@@ -19,7 +19,12 @@ export class Database {
     })
     const db = new Database(raw, file)
     raw.configure('busyTimeout', 5000)
-    if (opts.readonly !== true) await db.exec('PRAGMA journal_mode = WAL')
+    if (opts.readonly !== true) {
+      // Takes effect only while the file is new: lets retention give space back
+      // with PRAGMA incremental_vacuum instead of a full VACUUM.
+      await db.exec('PRAGMA auto_vacuum = INCREMENTAL')
+      await db.exec('PRAGMA journal_mode = WAL')
+    }
     await db.exec('PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON')
     return db
   }

@@ -146,7 +146,14 @@ export const ErrorCodes = {
   payload_too_large: 'The publish payload is larger than the configured maximum (`maxPayload`); it was not routed.',
   rate_limited: 'The client publishes faster than its allowed rate (`publishRate`, `publishBurst`); the message was not routed.',
   not_authorized: 'The client may not publish to this topic; the message was not routed.',
-  too_many_subscriptions: 'The client already holds the maximum number of subscriptions (`maxSubscriptions`).'
+  too_many_subscriptions: 'The client already holds the maximum number of subscriptions (`maxSubscriptions`).',
+  bad_request: 'The payload or request is malformed: not JSON, not an object, or a field is missing or mistyped (the message names it). Nothing was stored.',
+  unknown_type: 'The envelope has a type `t` or a request `op` the message service does not know.',
+  not_member: 'The sender is not a member of the conversation it writes to or reads from.',
+  not_found: 'The conversation, group or user does not exist.',
+  forbidden: 'The member\'s group role does not allow the operation (for example, a member renaming the group).',
+  unavailable: 'The message service is stopping; retry later (the SDK does this by itself).',
+  internal: 'An unexpected server error; the request had no effect and may be retried.'
 } as const
 export type ErrorCode = keyof typeof ErrorCodes
 
@@ -162,3 +169,98 @@ export const ConnackCodes = {
   4: 'bad user name or password, or an invalid, expired or revoked token; also while login is rate-limited',
   5: 'not authorized: anonymous connect outside development mode'
 } as const
+
+// ---------------------------------------------------------------------------
+// Conversations and frames of the message service
+// ---------------------------------------------------------------------------
+
+/** Direct conversations are `d:{a}:{b}` with a < b; groups are `g:{id}`. */
+export type ConversationId = string
+
+export const GROUP_ID_PATTERN = /^g:[a-z0-9]{1,32}$/
+
+export function directConversation (a: string, b: string): ConversationId {
+  return a < b ? `d:${a}:${b}` : `d:${b}:${a}`
+}
+
+/** The two users of a direct conversation id, or null if it is not one. */
+export function directMembers (conv: string): [string, string] | null {
+  const m = /^d:([a-z][a-z0-9_.]{0,31}):([a-z][a-z0-9_.]{0,31})$/.exec(conv)
+  if (m === null || !((m[1] as string) < (m[2] as string))) return null
+  return [m[1] as string, m[2] as string]
+}
+
+export function isConversationId (conv: string): boolean {
+  return GROUP_ID_PATTERN.test(conv) || directMembers(conv) !== null
+}
+
+/** Client message ids: 1-64 characters of A-Z a-z 0-9 _ - . : */
+export const CLIENT_MESSAGE_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
+/** Request ids: same alphabet. */
+export const REQUEST_ID_PATTERN = CLIENT_MESSAGE_ID_PATTERN
+
+export type GroupRole = 'owner' | 'admin' | 'member'
+
+/** A chat message a client sends (on `wb/u/{me}/out`, QoS 1). */
+export interface SendFrame {
+  t: 'msg'
+  /** Client message id: unique per sender; a retry with the same id is stored once. */
+  cid: string
+  /** The recipient user of a direct message, or... */
+  to?: string
+  /** ...the conversation (`d:a:b` or `g:id`). */
+  conv?: ConversationId
+  /** Any JSON value; a string, or an object's `text` field, is what search finds. */
+  body: unknown
+}
+
+/** A typing notice (ephemeral: never stored; rate-limited). */
+export interface TypingFrame { t: 'typing', conv: ConversationId }
+
+/** A request to the message service; the reply goes to `wb/d/{clientId}`. */
+export interface RequestFrame {
+  t: 'req'
+  id: string
+  op: RequestOp
+  [param: string]: unknown
+}
+
+export const RequestOps = [
+  'history', 'sync', 'search', 'convs', 'unread', 'read', 'delivered', 'receipts', 'presence',
+  'group.create', 'group.rename', 'group.add', 'group.remove', 'group.leave', 'group.role', 'group.members'
+] as const
+export type RequestOp = typeof RequestOps[number]
+
+export type ClientFrame = SendFrame | TypingFrame | RequestFrame
+
+/** A stored chat message as every member receives it on its inbox. */
+export interface MessageFrame {
+  t: 'msg'
+  /** Server id, unique across conversations. */
+  id: string
+  conv: ConversationId
+  /** Position in the conversation: 1, 2, 3, ... with no gaps. */
+  seq: number
+  /** The sender, as the broker authenticated it; `system` for membership events. */
+  from: string
+  /** Server time, milliseconds since the epoch. */
+  ts: number
+  /** The sender's client message id (not on system messages). */
+  cid?: string
+  body: unknown
+}
+
+/** Sent to the sending connection once a message is stored. */
+export interface AckFrame { t: 'ack', cid: string, conv: ConversationId, seq: number, id: string, ts: number }
+
+/** The answer to a request. */
+export interface ResultFrame { t: 'res', id: string, data: unknown }
+
+/** Read or delivery watermark of a member, sent to the other members. */
+export interface ReceiptFrame { t: 'receipt', conv: ConversationId, user: string, read?: number, delivered?: number }
+
+export interface PresenceFrame { t: 'presence', user: string, online: boolean, lastSeen: number }
+
+export interface TypingEvent { t: 'typing', conv: ConversationId, user: string }
+
+export type ServerFrame = MessageFrame | AckFrame | ResultFrame | ErrorFrame | ReceiptFrame | PresenceFrame | TypingEvent

@@ -1,0 +1,115 @@
+/**
+ * Decoding and validating what clients send on `wb/u/{me}/out`. Every refusal
+ * is a ServiceError with a stable code and a message naming what was wrong.
+ */
+import { inflateRawSync } from 'node:zlib'
+import {
+  CLIENT_MESSAGE_ID_PATTERN, type ClientFrame, directConversation, isConversationId, isValidUsername,
+  payloadEncoding, REQUEST_ID_PATTERN, type RequestFrame, RequestOps, type SendFrame, type TypingFrame
+} from '../sdk/src/protocol.js'
+import { ServiceError } from './writer.js'
+
+/** Decode a payload envelope (plain or deflated JSON) into a JSON value. */
+export function decodePayload (payload: Buffer, maxBytes: number): unknown {
+  const enc = payloadEncoding(payload)
+  let text: string
+  if (enc === 'json') {
+    text = payload.toString('utf8')
+  } else if (enc === 'deflate') {
+    try {
+      text = inflateRawSync(payload.subarray(1), { maxOutputLength: maxBytes }).toString('utf8')
+    } catch (err) {
+      throw new ServiceError('bad_request', `cannot inflate the payload: ${(err as Error).message}`)
+    }
+  } else if (enc === 'lz4') {
+    throw new ServiceError('bad_request', 'LZ4 payloads (first byte 0x02) are reserved and not accepted yet; send plain or deflated JSON')
+  } else {
+    throw new ServiceError('bad_request', 'the payload is not JSON: it must start with "{" (or 0x01 for deflated JSON)')
+  }
+  try {
+    return JSON.parse(text) as unknown
+  } catch (err) {
+    throw new ServiceError('bad_request', `malformed JSON: ${(err as Error).message}`)
+  }
+}
+
+function isObject (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** The searchable text of a body: a string body, or an object body's `text`. */
+export function bodyText (body: unknown): string {
+  if (typeof body === 'string') return body
+  if (isObject(body) && typeof body.text === 'string') return body.text
+  return ''
+}
+
+/** A validated send, with its conversation resolved. */
+export interface ValidSend { frame: SendFrame, conv: string, peer: string | null }
+
+export function parseFrame (value: unknown): ClientFrame {
+  if (!isObject(value)) throw new ServiceError('bad_request', 'the envelope must be a JSON object')
+  const t = value.t
+  if (t === 'msg') {
+    if (typeof value.cid !== 'string' || !CLIENT_MESSAGE_ID_PATTERN.test(value.cid)) {
+      throw new ServiceError('bad_request', 'cid must be 1-64 characters of A-Z a-z 0-9 _ . : -')
+    }
+    if (!('body' in value) || value.body === null || value.body === undefined) throw new ServiceError('bad_request', 'body is missing')
+    if ((value.to === undefined) === (value.conv === undefined)) throw new ServiceError('bad_request', 'give exactly one of to (a user) and conv (a conversation id)')
+    return value as unknown as SendFrame
+  }
+  if (t === 'typing') {
+    if (typeof value.conv !== 'string' || !isConversationId(value.conv)) throw new ServiceError('bad_request', 'conv must be a conversation id')
+    return value as unknown as TypingFrame
+  }
+  if (t === 'req') {
+    if (typeof value.id !== 'string' || !REQUEST_ID_PATTERN.test(value.id)) throw new ServiceError('bad_request', 'id must be 1-64 characters of A-Z a-z 0-9 _ . : -')
+    if (typeof value.op !== 'string' || !(RequestOps as readonly string[]).includes(value.op)) {
+      throw new ServiceError('unknown_type', `unknown op ${JSON.stringify(value.op)}; known: ${RequestOps.join(', ')}`)
+    }
+    return value as unknown as RequestFrame
+  }
+  throw new ServiceError('unknown_type', `unknown frame type t=${JSON.stringify(t)}; known: msg, typing, req`)
+}
+
+/** Resolve the conversation of a send from `to` or `conv`. */
+export function resolveSend (user: string, f: SendFrame): ValidSend {
+  if (f.to !== undefined) {
+    if (typeof f.to !== 'string' || !isValidUsername(f.to)) throw new ServiceError('bad_request', 'to must be a user name')
+    if (f.to === user) throw new ServiceError('bad_request', 'to must be another user')
+    return { frame: f, conv: directConversation(user, f.to), peer: f.to }
+  }
+  if (typeof f.conv !== 'string' || !isConversationId(f.conv)) throw new ServiceError('bad_request', 'conv must be a conversation id (d:a:b or g:id)')
+  const m = /^d:([^:]+):([^:]+)$/.exec(f.conv)
+  const peer = m === null ? null : (m[1] === user ? m[2] as string : m[2] === user ? m[1] as string : null)
+  if (m !== null && peer === null) throw new ServiceError('not_member', `${user} is not a member of ${f.conv}`)
+  return { frame: f, conv: f.conv, peer }
+}
+
+// Request parameter helpers: each names the field that is wrong.
+export function intParam (r: RequestFrame, name: string, opts: { min: number, max: number, def?: number }): number | undefined {
+  const v = r[name]
+  if (v === undefined) return opts.def
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < opts.min || v > opts.max) {
+    throw new ServiceError('bad_request', `${name} must be an integer from ${opts.min} to ${opts.max}`)
+  }
+  return v
+}
+
+export function stringParam (r: RequestFrame, name: string, check?: (s: string) => boolean, what = 'a string'): string {
+  const v = r[name]
+  if (typeof v !== 'string' || (check !== undefined && !check(v))) throw new ServiceError('bad_request', `${name} must be ${what}`)
+  return v
+}
+
+export function convParam (r: RequestFrame): string {
+  return stringParam(r, 'conv', isConversationId, 'a conversation id (d:a:b or g:id)')
+}
+
+export function usersParam (r: RequestFrame, name = 'users', max = 500): string[] {
+  const v = r[name]
+  if (!Array.isArray(v) || v.length === 0 || v.length > max || !v.every((u) => typeof u === 'string' && isValidUsername(u))) {
+    throw new ServiceError('bad_request', `${name} must be a list of 1 to ${max} user names`)
+  }
+  return [...new Set(v as string[])]
+}

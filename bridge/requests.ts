@@ -1,0 +1,140 @@
+/**
+ * Request/reply over MQTT: each `{t:'req', id, op, ...}` a client publishes on
+ * its `out` topic gets one `{t:'res', id, data}` or `{t:'error', ref: id, code}`
+ * on its device topic. Reads go to the archive reader; writes (watermarks,
+ * group changes) to the writer, in order with sends.
+ */
+import { isValidUsername, type RequestFrame, type RequestOp } from '../sdk/src/protocol.js'
+import { addMembers, checkGroupName, createGroup, leaveGroup, removeMembers, renameGroup, setRole } from './groups.js'
+import { convParam, intParam, stringParam, usersParam } from './frames.js'
+import type { ArchiveReader } from './store.js'
+import { type ArchiveWriter, ServiceError } from './writer.js'
+
+export interface RequestContext {
+  user: string
+  reader: ArchiveReader
+  writer: ArchiveWriter
+  /** Send a receipt to the members of a conversation after a watermark moved. */
+  receipt: (conv: string, user: string, marks: { read?: number, delivered?: number }) => void
+  presence: (users: string[]) => Promise<Array<{ user: string, online: boolean, lastSeen: number | null }>>
+}
+
+async function requireMember (ctx: RequestContext, conv: string): Promise<void> {
+  if (await ctx.reader.role(conv, ctx.user) === null) throw new ServiceError('not_member', `${ctx.user} is not a member of ${conv}`)
+}
+
+async function watermark (ctx: RequestContext, r: RequestFrame, column: 'read_seq' | 'delivered_seq'): Promise<{ conv: string, seq: number }> {
+  const conv = convParam(r)
+  const seq = intParam(r, 'seq', { min: 0, max: Number.MAX_SAFE_INTEGER }) as number
+  if (r.seq === undefined) throw new ServiceError('bad_request', 'seq is missing')
+  const moved = await ctx.writer.op(async (tx) => {
+    const c = await tx.conv(conv)
+    if (c === null || !c.members.has(ctx.user)) throw new ServiceError('not_member', `${ctx.user} is not a member of ${conv}`)
+    if (seq > c.lastSeq) throw new ServiceError('bad_request', `seq ${seq} is past the last message (${c.lastSeq})`)
+    // Reading implies delivery; watermarks only move forward.
+    const sql = column === 'read_seq'
+      ? 'UPDATE members SET read_seq = ?1, delivered_seq = MAX(delivered_seq, ?1) WHERE conv = ?2 AND user = ?3 AND read_seq < ?1'
+      : 'UPDATE members SET delivered_seq = ?1 WHERE conv = ?2 AND user = ?3 AND delivered_seq < ?1'
+    return (await tx.run(sql, [seq, conv, ctx.user])).changes > 0
+  })
+  if (moved) ctx.receipt(conv, ctx.user, column === 'read_seq' ? { read: seq } : { delivered: seq })
+  return { conv, seq }
+}
+
+type Handler = (ctx: RequestContext, r: RequestFrame) => Promise<unknown>
+
+const handlers: Record<RequestOp, Handler> = {
+  async history (ctx, r) {
+    const conv = convParam(r)
+    await requireMember(ctx, conv)
+    const limit = intParam(r, 'limit', { min: 1, max: 200, def: 50 }) as number
+    const before = intParam(r, 'before', { min: 1, max: Number.MAX_SAFE_INTEGER })
+    const after = intParam(r, 'after', { min: 0, max: Number.MAX_SAFE_INTEGER })
+    const opts: { before?: number, after?: number, limit: number } = { limit }
+    if (before !== undefined) opts.before = before
+    if (after !== undefined) opts.after = after
+    return await ctx.reader.history(conv, opts)
+  },
+
+  async sync (ctx, r) {
+    const after = r.after ?? {}
+    if (typeof after !== 'object' || after === null || Array.isArray(after) ||
+      !Object.values(after).every((v) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0)) {
+      throw new ServiceError('bad_request', 'after must be an object of conversation id to seq (a whole number)')
+    }
+    const limit = intParam(r, 'limit', { min: 1, max: 500, def: 100 }) as number
+    return await ctx.reader.sync(ctx.user, after as Record<string, number>, limit)
+  },
+
+  async search (ctx, r) {
+    const q = stringParam(r, 'q', (s) => s.trim().length > 0 && s.length <= 200, '1-200 characters')
+    const limit = intParam(r, 'limit', { min: 1, max: 100, def: 20 }) as number
+    const opts: { conv?: string, limit: number } = { limit }
+    if (r.conv !== undefined) opts.conv = convParam(r)
+    return { messages: await ctx.reader.search(ctx.user, q, opts) }
+  },
+
+  async convs (ctx, r) {
+    const limit = intParam(r, 'limit', { min: 1, max: 1000, def: 100 }) as number
+    return { conversations: await ctx.reader.conversations(ctx.user, limit) }
+  },
+
+  async unread (ctx) {
+    return await ctx.reader.unread(ctx.user)
+  },
+
+  async read (ctx, r) { return await watermark(ctx, r, 'read_seq') },
+  async delivered (ctx, r) { return await watermark(ctx, r, 'delivered_seq') },
+
+  async receipts (ctx, r) {
+    const conv = convParam(r)
+    await requireMember(ctx, conv)
+    const members = await ctx.reader.members(conv)
+    return { members: members.map((m) => ({ user: m.user, read: m.readSeq, delivered: m.deliveredSeq })) }
+  },
+
+  async presence (ctx, r) {
+    return { users: await ctx.presence(usersParam(r, 'users', 200)) }
+  },
+
+  async 'group.create' (ctx, r) {
+    const name = checkGroupName(r.name)
+    const members = r.members === undefined ? [] : usersParam(r, 'members')
+    return await ctx.writer.op((tx) => createGroup(tx, ctx.user, name, members))
+  },
+  async 'group.rename' (ctx, r) {
+    const conv = convParam(r)
+    const name = checkGroupName(r.name)
+    return await ctx.writer.op((tx) => renameGroup(tx, ctx.user, conv, name))
+  },
+  async 'group.add' (ctx, r) {
+    const conv = convParam(r)
+    const users = usersParam(r)
+    return await ctx.writer.op((tx) => addMembers(tx, ctx.user, conv, users))
+  },
+  async 'group.remove' (ctx, r) {
+    const conv = convParam(r)
+    const users = usersParam(r)
+    return await ctx.writer.op((tx) => removeMembers(tx, ctx.user, conv, users))
+  },
+  async 'group.leave' (ctx, r) {
+    const conv = convParam(r)
+    return await ctx.writer.op((tx) => leaveGroup(tx, ctx.user, conv))
+  },
+  async 'group.role' (ctx, r) {
+    const conv = convParam(r)
+    const target = stringParam(r, 'user', isValidUsername, 'a user name')
+    return await ctx.writer.op((tx) => setRole(tx, ctx.user, conv, target, r.role))
+  },
+  async 'group.members' (ctx, r) {
+    const conv = convParam(r)
+    await requireMember(ctx, conv)
+    const info = await ctx.reader.conversation(conv)
+    if (info === null || info.kind !== 'group') throw new ServiceError('not_found', `no group ${conv}`)
+    return { conv, name: info.name, members: (await ctx.reader.members(conv)).map((m) => ({ user: m.user, role: m.role })) }
+  }
+}
+
+export async function handleRequest (ctx: RequestContext, r: RequestFrame): Promise<unknown> {
+  return await handlers[r.op](ctx, r)
+}

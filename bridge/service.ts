@@ -1,0 +1,224 @@
+/**
+ * The message service: turns what clients publish on `wb/u/{user}/out/{clientId}`
+ * (the broker appends the client id) into stored, sequenced, delivered chat.
+ *
+ * - A send is validated, stored by the writer (group commit), then delivered
+ *   to the inbox of every member (QoS 1), then acknowledged to the sending
+ *   connection with its seq. Nothing is delivered or acknowledged before it is
+ *   committed; a retry with the same client message id gets the first ack.
+ * - Requests are answered on the sender's device topic.
+ * - Typing notices and presence are ephemeral (QoS 0, never stored).
+ *
+ * The service does not know how it is connected: a Transport publishes for
+ * it (in the broker's process, or as an MQTT client of one or more brokers).
+ */
+import path from 'node:path'
+import { type ErrorCode, type ErrorFrame, type PresenceFrame, type ReceiptFrame, type RequestFrame, topics, type TypingEvent } from '../sdk/src/protocol.js'
+import { Database } from '../broker/sqlite.js'
+import { DB_FILE } from '../broker/identity/store.js'
+import type { Logger } from '../broker/log.js'
+import { bodyText, decodePayload, parseFrame, resolveSend } from './frames.js'
+import { handleRequest, type RequestContext } from './requests.js'
+import { migrate } from './schema.js'
+import { ArchiveReader } from './store.js'
+import { ArchiveWriter, ServiceError, type StoredMessage } from './writer.js'
+
+export interface Transport {
+  /** Resolves once the broker has routed the message (or queued it for offline sessions). */
+  publish: (topic: string, payload: Buffer, qos: 0 | 1) => Promise<void>
+}
+
+export interface ServiceCounters {
+  sends: number
+  duplicates: number
+  requests: number
+  syncRequests: number
+  searchRequests: number
+  typing: number
+  deliveries: number
+  refusals: Partial<Record<ErrorCode, number>>
+}
+
+export interface ServiceOptions {
+  dataDir: string
+  transport: Transport
+  log: Logger
+  /** Largest decoded (inflated) payload accepted, bytes. */
+  maxPayload: number
+}
+
+/** Least time between two typing notices of one user in one conversation (ms). */
+const TYPING_INTERVAL_MS = 1000
+
+export class MessageService {
+  readonly counters: ServiceCounters = { sends: 0, duplicates: 0, requests: 0, syncRequests: 0, searchRequests: 0, typing: 0, deliveries: 0, refusals: {} }
+  private readonly online = new Map<string, number>()
+  private readonly lastSeen = new Map<string, number>()
+  private readonly typingAt = new Map<string, number>()
+  private typingSweep: NodeJS.Timeout
+  private closed = false
+
+  private constructor (
+    private readonly opts: ServiceOptions,
+    private readonly writeDb: Database,
+    private readonly readDb: Database,
+    readonly writer: ArchiveWriter,
+    readonly reader: ArchiveReader
+  ) {
+    this.typingSweep = setInterval(() => {
+      const old = Date.now() - 10 * TYPING_INTERVAL_MS
+      for (const [k, t] of this.typingAt) if (t < old) this.typingAt.delete(k)
+    }, 10 * TYPING_INTERVAL_MS)
+    this.typingSweep.unref()
+  }
+
+  static async open (opts: ServiceOptions): Promise<MessageService> {
+    const file = path.join(opts.dataDir, DB_FILE)
+    const writeDb = await Database.open(file)
+    await migrate(writeDb)
+    const readDb = await Database.open(file)
+    let svc: MessageService | undefined
+    const writer = new ArchiveWriter(writeDb, (stored) => svc?.deliver(stored))
+    svc = new MessageService(opts, writeDb, readDb, writer, new ArchiveReader(readDb))
+    return svc
+  }
+
+  private publishJson (topic: string, frame: object, qos: 0 | 1): Promise<void> {
+    return this.opts.transport.publish(topic, Buffer.from(JSON.stringify(frame)), qos)
+  }
+
+  /** Publish each stored message to every recipient's inbox; one promise per message id. */
+  private deliver (stored: StoredMessage[]): Map<string, Promise<unknown>> {
+    const out = new Map<string, Promise<unknown>>()
+    for (const s of stored) {
+      const payload = Buffer.from(JSON.stringify(s.frame))
+      const sent: Array<Promise<void>> = []
+      for (const user of s.recipients) {
+        sent.push(this.opts.transport.publish(topics.inbox(user), payload, 1))
+        this.counters.deliveries++
+      }
+      out.set(s.frame.id, Promise.all(sent))
+    }
+    return out
+  }
+
+  private refuse (clientId: string, code: ErrorCode, message: string, ref?: string): void {
+    this.counters.refusals[code] = (this.counters.refusals[code] ?? 0) + 1
+    const frame: ErrorFrame = { t: 'error', code, message }
+    if (ref !== undefined) frame.ref = ref
+    void this.publishJson(topics.device(clientId), frame, 1)
+  }
+
+  /**
+   * Handle one publish from a client. Resolves once it is fully handled (a
+   * send: stored and acknowledged), which is what paces the broker's routing.
+   */
+  async handle (user: string, clientId: string, payload: Buffer): Promise<void> {
+    let ref: string | undefined
+    try {
+      const frame = parseFrame(decodePayload(payload, this.opts.maxPayload))
+      if (frame.t === 'msg') {
+        ref = frame.cid
+        const send = resolveSend(user, frame)
+        if (typeof frame.body === 'object' && frame.body !== null && 'sys' in frame.body) {
+          throw new ServiceError('bad_request', 'body.sys is reserved for system messages')
+        }
+        const { ack, duplicate, delivered } = await this.writer.send({ user, cid: frame.cid, conv: send.conv, peer: send.peer, body: frame.body, text: bodyText(frame.body) })
+        if (duplicate) this.counters.duplicates++
+        else this.counters.sends++
+        // Hold the sender until its message is routed to every inbox, so a
+        // flood is paced by delivery, not only by storage.
+        await Promise.all([delivered, this.publishJson(topics.device(clientId), ack, 1)])
+      } else if (frame.t === 'req') {
+        ref = frame.id
+        await this.request(user, clientId, frame)
+      } else {
+        await this.typing(user, frame.conv)
+      }
+    } catch (err) {
+      if (err instanceof ServiceError) {
+        this.refuse(clientId, err.code, err.message, ref)
+        return
+      }
+      this.opts.log.error('message service error', { user, error: String(err) })
+      this.refuse(clientId, 'internal', 'the request failed on the server; it had no effect', ref)
+    }
+  }
+
+  private async request (user: string, clientId: string, r: RequestFrame): Promise<void> {
+    this.counters.requests++
+    if (r.op === 'sync') this.counters.syncRequests++
+    if (r.op === 'search') this.counters.searchRequests++
+    const ctx: RequestContext = {
+      user,
+      reader: this.reader,
+      writer: this.writer,
+      receipt: (conv, who, marks) => { this.receipt(conv, who, marks).catch(() => {}) },
+      presence: async (users) => await this.presenceOf(users)
+    }
+    const data = await handleRequest(ctx, r)
+    await this.publishJson(topics.device(clientId), { t: 'res', id: r.id, data }, 1)
+  }
+
+  private async receipt (conv: string, user: string, marks: { read?: number, delivered?: number }): Promise<void> {
+    const members = await this.writer.membersOf(conv)
+    if (members === null) return
+    const frame: ReceiptFrame = { t: 'receipt', conv, user, ...marks }
+    for (const m of members.keys()) void this.publishJson(topics.inbox(m), frame, 0)
+  }
+
+  private async typing (user: string, conv: string): Promise<void> {
+    const key = `${user}\u0000${conv}`
+    const now = Date.now()
+    if (now - (this.typingAt.get(key) ?? 0) < TYPING_INTERVAL_MS) return // rate-limited: dropped quietly
+    this.typingAt.set(key, now)
+    const members = await this.writer.membersOf(conv)
+    if (members === null || !members.has(user)) throw new ServiceError('not_member', `${user} is not a member of ${conv}`)
+    this.counters.typing++
+    const frame: TypingEvent = { t: 'typing', conv, user }
+    for (const m of members.keys()) if (m !== user) void this.publishJson(topics.inbox(m), frame, 0)
+  }
+
+  /** A device of `user` connected (online) or disconnected. Presence changes on the first and last device. */
+  presence (user: string, online: boolean): void {
+    if (this.closed) return
+    const n = (this.online.get(user) ?? 0) + (online ? 1 : -1)
+    if (n > 0) this.online.set(user, n)
+    else this.online.delete(user)
+    const was = online ? n > 1 : n > 0
+    if (was === (n > 0)) return // another device still holds the state
+    const now = Date.now()
+    this.lastSeen.set(user, now)
+    if (!online) {
+      this.writer.op((tx) => tx.run('INSERT INTO last_seen(user, ts) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET ts = excluded.ts', [user, now]))
+        .catch(() => {})
+    }
+    const frame: PresenceFrame = { t: 'presence', user, online: n > 0, lastSeen: now }
+    this.reader.directPeers(user).then((peers) => {
+      for (const p of peers) void this.publishJson(topics.inbox(p), frame, 0)
+    }, () => {})
+  }
+
+  async presenceOf (users: string[]): Promise<Array<{ user: string, online: boolean, lastSeen: number | null }>> {
+    const out = []
+    for (const u of users) {
+      let seen = this.lastSeen.get(u) ?? null
+      if (seen === null) {
+        const row = await this.readDb.get<{ ts: number }>('SELECT ts FROM last_seen WHERE user = ?', [u])
+        seen = row?.ts ?? null
+      }
+      out.push({ user: u, online: this.online.has(u), lastSeen: seen })
+    }
+    return out
+  }
+
+  /** Finish queued writes, then close the database connections. Idempotent. */
+  async close (): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.typingSweep)
+    await this.writer.close()
+    await this.writeDb.close()
+    await this.readDb.close()
+  }
+}

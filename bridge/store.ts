@@ -1,0 +1,152 @@
+/**
+ * The archive's read side: history pages, sync, search, the conversation
+ * list, unread counts and receipts. It has its own SQLite connection, so a
+ * read never sees the writer's uncommitted batch (WAL gives it the last
+ * committed state) and never waits for it.
+ */
+import type { MessageFrame } from '../sdk/src/protocol.js'
+import type { Database } from '../broker/sqlite.js'
+
+type MessageRow = { id: string, conv: string, seq: number, sender: string, cid: string | null, ts: number, body: string }
+
+export function rowToFrame (r: MessageRow): MessageFrame {
+  const f: MessageFrame = { t: 'msg', id: r.id, conv: r.conv, seq: r.seq, from: r.sender, ts: r.ts, body: JSON.parse(r.body) as unknown }
+  if (r.cid !== null) f.cid = r.cid
+  return f
+}
+
+export interface ConversationSummary {
+  conv: string
+  kind: 'direct' | 'group'
+  name: string | null
+  role: string
+  lastSeq: number
+  lastTs: number
+  readSeq: number
+  deliveredSeq: number
+  unread: number
+  last: MessageFrame | null
+}
+
+const COLUMNS = 'id, conv, seq, sender, cid, ts, body'
+
+/** Turn free text into an FTS5 query of quoted terms (no operators from users). */
+export function ftsQuery (q: string): string {
+  const terms = q.split(/\s+/).map((t) => t.replace(/"/g, '')).filter((t) => t.length > 0).slice(0, 16)
+  return terms.map((t) => `"${t}"`).join(' ')
+}
+
+export class ArchiveReader {
+  constructor (private readonly db: Database) {}
+
+  async role (conv: string, user: string): Promise<string | null> {
+    const r = await this.db.get<{ role: string }>('SELECT role FROM members WHERE conv = ? AND user = ?', [conv, user])
+    return r?.role ?? null
+  }
+
+  /** Messages of a conversation: the newest `limit` before `before`, or the oldest `limit` after `after`; ascending. */
+  async history (conv: string, opts: { before?: number, after?: number, limit: number }): Promise<{ messages: MessageFrame[], more: boolean }> {
+    let rows: MessageRow[]
+    if (opts.after !== undefined) {
+      const upper = opts.before ?? Number.MAX_SAFE_INTEGER
+      rows = await this.db.all<MessageRow>(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND seq > ? AND seq < ? ORDER BY seq ASC LIMIT ?`,
+        [conv, opts.after, upper, opts.limit + 1])
+      const more = rows.length > opts.limit
+      return { messages: rows.slice(0, opts.limit).map(rowToFrame), more }
+    }
+    rows = await this.db.all<MessageRow>(`SELECT ${COLUMNS} FROM messages WHERE conv = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
+      [conv, opts.before ?? Number.MAX_SAFE_INTEGER, opts.limit + 1])
+    const more = rows.length > opts.limit
+    return { messages: rows.slice(0, opts.limit).reverse().map(rowToFrame), more }
+  }
+
+  async message (id: string): Promise<MessageFrame | null> {
+    const r = await this.db.get<MessageRow>(`SELECT ${COLUMNS} FROM messages WHERE id = ?`, [id])
+    return r === undefined ? null : rowToFrame(r)
+  }
+
+  /** The user's conversations, most recently active first, with the last message and unread count. */
+  async conversations (user: string, limit: number): Promise<ConversationSummary[]> {
+    const rows = await this.db.all<{
+      conv: string, kind: 'direct' | 'group', name: string | null, role: string, last_seq: number, last_ts: number, read_seq: number, delivered_seq: number
+    } & Partial<MessageRow>>(
+      `SELECT c.id AS conv, c.kind, c.name, mb.role, c.last_seq, c.last_ts, mb.read_seq, mb.delivered_seq,
+              m.id, m.seq, m.sender, m.cid, m.ts, m.body
+         FROM members mb JOIN conversations c ON c.id = mb.conv
+         LEFT JOIN messages m ON m.conv = c.id AND m.seq = c.last_seq
+        WHERE mb.user = ? ORDER BY c.last_ts DESC LIMIT ?`, [user, limit])
+    return rows.map((r) => ({
+      conv: r.conv,
+      kind: r.kind,
+      name: r.name,
+      role: r.role,
+      lastSeq: r.last_seq,
+      lastTs: r.last_ts,
+      readSeq: r.read_seq,
+      deliveredSeq: r.delivered_seq,
+      unread: Math.max(0, r.last_seq - r.read_seq),
+      last: r.id == null ? null : rowToFrame({ id: r.id, conv: r.conv, seq: r.seq as number, sender: r.sender as string, cid: r.cid ?? null, ts: r.ts as number, body: r.body as string })
+    }))
+  }
+
+  async unread (user: string): Promise<{ total: number, conversations: Record<string, number> }> {
+    const rows = await this.db.all<{ conv: string, n: number }>(
+      `SELECT c.id AS conv, c.last_seq - mb.read_seq AS n FROM members mb JOIN conversations c ON c.id = mb.conv
+        WHERE mb.user = ? AND c.last_seq > mb.read_seq`, [user])
+    const conversations: Record<string, number> = {}
+    let total = 0
+    for (const r of rows) { conversations[r.conv] = r.n; total += r.n }
+    return { total, conversations }
+  }
+
+  /** For sync: the user's conversations with their last seq, and messages after the seqs the client has. */
+  async sync (user: string, after: Record<string, number>, limitPerConv: number): Promise<{
+    conversations: Array<{ conv: string, lastSeq: number, readSeq: number }>
+    messages: MessageFrame[]
+    truncated: string[]
+  }> {
+    const convs = await this.db.all<{ conv: string, last_seq: number, read_seq: number }>(
+      'SELECT c.id AS conv, c.last_seq, mb.read_seq FROM members mb JOIN conversations c ON c.id = mb.conv WHERE mb.user = ? ORDER BY c.last_ts DESC', [user])
+    const messages: MessageFrame[] = []
+    const truncated: string[] = []
+    for (const c of convs) {
+      const have = after[c.conv] ?? 0
+      if (c.last_seq <= have) continue
+      const page = await this.history(c.conv, { after: have, limit: limitPerConv })
+      messages.push(...page.messages)
+      if (page.more) truncated.push(c.conv)
+    }
+    return { conversations: convs.map((c) => ({ conv: c.conv, lastSeq: c.last_seq, readSeq: c.read_seq })), messages, truncated }
+  }
+
+  /** Full-text search in the conversations the user belongs to (or one of them), newest first. */
+  async search (user: string, q: string, opts: { conv?: string, limit: number }): Promise<MessageFrame[]> {
+    const match = ftsQuery(q)
+    if (match === '') return []
+    const rows = await this.db.all<MessageRow>(
+      `SELECT m.id, m.conv, m.seq, m.sender, m.cid, m.ts, m.body FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
+        WHERE messages_fts MATCH ? AND m.conv IN (SELECT conv FROM members WHERE user = ?) ${opts.conv !== undefined ? 'AND m.conv = ?' : ''}
+        ORDER BY m.ts DESC LIMIT ?`,
+      opts.conv !== undefined ? [match, user, opts.conv, opts.limit] : [match, user, opts.limit])
+    return rows.map(rowToFrame)
+  }
+
+  async members (conv: string): Promise<Array<{ user: string, role: string, readSeq: number, deliveredSeq: number }>> {
+    const rows = await this.db.all<{ user: string, role: string, read_seq: number, delivered_seq: number }>(
+      'SELECT user, role, read_seq, delivered_seq FROM members WHERE conv = ? ORDER BY user', [conv])
+    return rows.map((r) => ({ user: r.user, role: r.role, readSeq: r.read_seq, deliveredSeq: r.delivered_seq }))
+  }
+
+  async conversation (conv: string): Promise<{ kind: string, name: string | null, lastSeq: number } | null> {
+    const r = await this.db.get<{ kind: string, name: string | null, last_seq: number }>('SELECT kind, name, last_seq FROM conversations WHERE id = ?', [conv])
+    return r === undefined ? null : { kind: r.kind, name: r.name, lastSeq: r.last_seq }
+  }
+
+  /** Users that share a direct conversation with `user` (who hear about its presence). */
+  async directPeers (user: string): Promise<string[]> {
+    const rows = await this.db.all<{ user: string }>(
+      `SELECT m2.user FROM members m1 JOIN conversations c ON c.id = m1.conv AND c.kind = 'direct'
+         JOIN members m2 ON m2.conv = m1.conv AND m2.user <> m1.user WHERE m1.user = ?`, [user])
+    return rows.map((r) => r.user)
+  }
+}
