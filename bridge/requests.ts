@@ -7,6 +7,7 @@
 import { isValidUsername, type RequestFrame, type RequestOp } from '../sdk/src/protocol.js'
 import { addMembers, checkGroupName, createGroup, leaveGroup, removeMembers, renameGroup, setRole } from './groups.js'
 import { convParam, intParam, stringParam, usersParam } from './frames.js'
+import { RECENT, type RedisMirror } from './mirror.js'
 import type { ArchiveReader } from './store.js'
 import { type ArchiveWriter, ServiceError } from './writer.js'
 
@@ -17,6 +18,8 @@ export interface RequestContext {
   /** Send a receipt to the members of a conversation after a watermark moved. */
   receipt: (conv: string, user: string, marks: { read?: number, delivered?: number }) => void
   presence: (users: string[]) => Promise<Array<{ user: string, online: boolean, lastSeen: number | null }>>
+  /** Hot data in Redis, when configured. */
+  mirror: RedisMirror | null
 }
 
 async function requireMember (ctx: RequestContext, conv: string): Promise<void> {
@@ -35,7 +38,9 @@ async function watermark (ctx: RequestContext, r: RequestFrame, column: 'read_se
     const sql = column === 'read_seq'
       ? 'UPDATE members SET read_seq = ?1, delivered_seq = MAX(delivered_seq, ?1) WHERE conv = ?2 AND user = ?3 AND read_seq < ?1'
       : 'UPDATE members SET delivered_seq = ?1 WHERE conv = ?2 AND user = ?3 AND delivered_seq < ?1'
-    return (await tx.run(sql, [seq, conv, ctx.user])).changes > 0
+    const changed = (await tx.run(sql, [seq, conv, ctx.user])).changes > 0
+    if (changed && column === 'read_seq') ctx.mirror?.unread(ctx.user, conv, c.lastSeq - seq)
+    return changed
   })
   if (moved) ctx.receipt(conv, ctx.user, column === 'read_seq' ? { read: seq } : { delivered: seq })
   return { conv, seq }
@@ -50,6 +55,16 @@ const handlers: Record<RequestOp, Handler> = {
     const limit = intParam(r, 'limit', { min: 1, max: 200, def: 50 }) as number
     const before = intParam(r, 'before', { min: 1, max: Number.MAX_SAFE_INTEGER })
     const after = intParam(r, 'after', { min: 0, max: Number.MAX_SAFE_INTEGER })
+    if (before === undefined && after === undefined && ctx.mirror !== null) {
+      // The newest page, the most frequent read: from Redis when it holds it whole.
+      const lastSeq = (await ctx.reader.conversation(conv))?.lastSeq ?? 0
+      const hot = await ctx.mirror.recent(conv, lastSeq, limit)
+      if (hot !== null) return { messages: hot, more: (hot[0]?.seq ?? 1) > 1 }
+      const page = await ctx.reader.history(conv, { limit: Math.max(limit, RECENT) })
+      ctx.mirror.rebuildRecent(conv, page.messages)
+      const messages = page.messages.slice(-limit)
+      return { messages, more: (messages[0]?.seq ?? 1) > 1 }
+    }
     const opts: { before?: number, after?: number, limit: number } = { limit }
     if (before !== undefined) opts.before = before
     if (after !== undefined) opts.after = after

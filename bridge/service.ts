@@ -19,6 +19,7 @@ import { DB_FILE } from '../broker/identity/store.js'
 import type { Logger } from '../broker/log.js'
 import { bodyText, decodePayload, parseFrame, resolveSend } from './frames.js'
 import { handleRequest, type RequestContext } from './requests.js'
+import type { RedisMirror } from './mirror.js'
 import { migrate } from './schema.js'
 import { ArchiveReader } from './store.js'
 import { ArchiveWriter, ServiceError, type StoredMessage } from './writer.js'
@@ -45,6 +46,8 @@ export interface ServiceOptions {
   log: Logger
   /** Largest decoded (inflated) payload accepted, bytes. */
   maxPayload: number
+  /** The Redis mirror of hot data, when configured. */
+  mirror?: RedisMirror
 }
 
 /** Least time between two typing notices of one user in one conversation (ms). */
@@ -89,6 +92,7 @@ export class MessageService {
 
   /** Publish each stored message to every recipient's inbox; one promise per message id. */
   private deliver (stored: StoredMessage[]): Map<string, Promise<unknown>> {
+    this.opts.mirror?.stored(stored)
     const out = new Map<string, Promise<unknown>>()
     for (const s of stored) {
       const payload = Buffer.from(JSON.stringify(s.frame))
@@ -154,6 +158,7 @@ export class MessageService {
       reader: this.reader,
       writer: this.writer,
       receipt: (conv, who, marks) => { this.receipt(conv, who, marks).catch(() => {}) },
+      mirror: this.opts.mirror ?? null,
       presence: async (users) => await this.presenceOf(users)
     }
     const data = await handleRequest(ctx, r)
@@ -189,6 +194,7 @@ export class MessageService {
     if (was === (n > 0)) return // another device still holds the state
     const now = Date.now()
     this.lastSeen.set(user, now)
+    this.opts.mirror?.presence(user, n > 0, now)
     if (!online) {
       this.writer.op((tx) => tx.run('INSERT INTO last_seen(user, ts) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET ts = excluded.ts', [user, now]))
         .catch(() => {})

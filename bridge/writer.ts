@@ -133,6 +133,8 @@ export class ArchiveWriter {
       }
       if (!conv.members.has(input.user)) throw new ServiceError('not_member', `${input.user} is not a member of ${input.conv}`)
       const frame = await tx.append(conv, input.user, input.cid, input.body, input.text)
+      // What one sends, one has read.
+      await tx.run('UPDATE members SET read_seq = ?1, delivered_seq = ?1 WHERE conv = ?2 AND user = ?3', [frame.seq, frame.conv, input.user])
       const ack: AckFrame = { t: 'ack', cid: input.cid, conv: frame.conv, seq: frame.seq, id: frame.id, ts: frame.ts }
       existing.set(`${input.user}\u0000${input.cid}`, ack) // a second copy in the same batch
       return { ack, duplicate: false, delivered: Promise.resolve() }

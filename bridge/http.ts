@@ -1,0 +1,103 @@
+/**
+ * The admin HTTP API of the message service, on the HTTP port next to
+ * /metrics. Every route needs `Authorization: Bearer TOKEN` with an access or
+ * device token of an admin user. Answers are JSON; errors are
+ * `{"error":{"code","message"}}` with codes from docs/errors.md.
+ *
+ *   GET /api/v1/conversations/{conv}/messages?before=&after=&limit=
+ *   GET /api/v1/conversations/{conv}/members
+ *   GET /api/v1/messages/{id}
+ *   GET /api/v1/users/{user}/conversations?limit=
+ *   GET /api/v1/users/{user}/unread
+ *   GET /api/v1/search?user=&q=&conv=&limit=
+ */
+import type http from 'node:http'
+import { type ErrorCode, isConversationId, isValidUsername } from '../sdk/src/protocol.js'
+import type { ArchiveReader } from './store.js'
+
+export interface AdminApiDeps {
+  reader: ArchiveReader
+  /** The admin user a bearer token belongs to, or null if it is not an admin's valid token. */
+  admin: (token: string) => Promise<string | null>
+}
+
+const STATUS: Partial<Record<ErrorCode, number>> = { bad_request: 400, not_authorized: 401, forbidden: 403, not_found: 404, internal: 500 }
+
+function send (res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' })
+  res.end(JSON.stringify(body))
+}
+
+function fail (res: http.ServerResponse, code: ErrorCode, message: string): void {
+  send(res, STATUS[code] ?? 400, { error: { code, message } })
+}
+
+function intQuery (q: URLSearchParams, name: string, min: number, max: number): number | undefined | Error {
+  const v = q.get(name)
+  if (v === null || v === '') return undefined
+  const n = /^\d+$/.test(v) ? Number(v) : NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max) return new Error(`${name} must be a whole number from ${min} to ${max}`)
+  return n
+}
+
+/** Returns a route handler for createHttpServer: true when it handled the request. */
+export function adminRoutes (d: AdminApiDeps): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    if (!url.pathname.startsWith('/api/v1/')) return false
+    if (req.method !== 'GET') {
+      fail(res, 'bad_request', 'only GET is supported')
+      return true
+    }
+    const auth = req.headers.authorization ?? ''
+    const token = auth.startsWith('Bearer ') ? auth.slice(7).trim() : ''
+    void (async () => {
+      if (token === '' || await d.admin(token) === null) return fail(res, 'not_authorized', 'an admin access or device token is required (Authorization: Bearer TOKEN)')
+      const parts = url.pathname.slice('/api/v1/'.length).split('/').map(decodeURIComponent)
+      const q = url.searchParams
+      if (parts[0] === 'conversations' && parts.length === 3) {
+        const conv = parts[1] as string
+        if (!isConversationId(conv)) return fail(res, 'bad_request', 'not a conversation id')
+        if (await d.reader.conversation(conv) === null) return fail(res, 'not_found', `no conversation ${conv}`)
+        if (parts[2] === 'members') return send(res, 200, { members: await d.reader.members(conv) })
+        if (parts[2] === 'messages') {
+          const limit = intQuery(q, 'limit', 1, 1000)
+          const before = intQuery(q, 'before', 1, Number.MAX_SAFE_INTEGER)
+          const after = intQuery(q, 'after', 0, Number.MAX_SAFE_INTEGER)
+          for (const v of [limit, before, after]) if (v instanceof Error) return fail(res, 'bad_request', v.message)
+          const opts: { before?: number, after?: number, limit: number } = { limit: (limit as number | undefined) ?? 100 }
+          if (before !== undefined) opts.before = before as number
+          if (after !== undefined) opts.after = after as number
+          return send(res, 200, await d.reader.history(conv, opts))
+        }
+      }
+      if (parts[0] === 'messages' && parts.length === 2) {
+        const m = await d.reader.message(parts[1] as string)
+        return m === null ? fail(res, 'not_found', 'no such message') : send(res, 200, m)
+      }
+      if (parts[0] === 'users' && parts.length === 3 && isValidUsername(parts[1] as string)) {
+        const user = parts[1] as string
+        if (parts[2] === 'conversations') {
+          const limit = intQuery(q, 'limit', 1, 1000)
+          if (limit instanceof Error) return fail(res, 'bad_request', limit.message)
+          return send(res, 200, { conversations: await d.reader.conversations(user, limit ?? 100) })
+        }
+        if (parts[2] === 'unread') return send(res, 200, await d.reader.unread(user))
+      }
+      if (parts[0] === 'search' && parts.length === 1) {
+        const user = q.get('user') ?? ''
+        const text = q.get('q') ?? ''
+        const limit = intQuery(q, 'limit', 1, 100)
+        if (!isValidUsername(user)) return fail(res, 'bad_request', 'user must be a user name (search runs in that user\'s conversations)')
+        if (text.trim() === '' || text.length > 200) return fail(res, 'bad_request', 'q must be 1-200 characters')
+        if (limit instanceof Error) return fail(res, 'bad_request', limit.message)
+        const conv = q.get('conv')
+        const opts: { conv?: string, limit: number } = { limit: limit ?? 20 }
+        if (conv !== null) opts.conv = conv
+        return send(res, 200, { messages: await d.reader.search(user, text, opts) })
+      }
+      fail(res, 'not_found', `no route ${url.pathname}`)
+    })().catch((err: unknown) => fail(res, 'internal', (err as Error).message))
+    return true
+  }
+}
