@@ -7,8 +7,11 @@
  * - anything else is a password, checked with scrypt.
  * Tokens never touch scrypt, so token logins are cheap. Failed logins are
  * counted per source address and, past `loginFailures` a minute, refused
- * without checking. Connection limits (count, per-address rate) are checked
- * first, so a refused client costs almost nothing.
+ * without checking. Checks in progress count against that budget too: an
+ * address never has more credential checks running than it has failures left,
+ * the rest wait their turn, so parallel guesses cannot overshoot the limit.
+ * Connection limits (count, per-address rate) are checked first, so a refused
+ * client costs almost nothing.
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Client } from 'aedes'
@@ -17,7 +20,7 @@ import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
 import type { Config } from './config.js'
 import type { IdentityCache } from './identity/cache.js'
 import { verifyPassword } from './identity/password.js'
-import { hashSecret, parseDeviceToken } from './identity/store.js'
+import { hashSecret, JWT_SHAPE, parseDeviceToken } from './identity/store.js'
 import { KeyedBuckets, TokenBucket, WindowCounter } from './limits.js'
 import type { Logger } from './log.js'
 import { type AuthMethod, remoteAddress, type Session } from './session.js'
@@ -36,13 +39,13 @@ export class AuthRefused extends Error {
   constructor (readonly returnCode: ReturnCode, readonly reason: RefusalReason, message: string) { super(message) }
 }
 
-const JWT_SHAPE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
-
 export class Authenticator {
   private readonly connBuckets: KeyedBuckets
   private readonly failures: WindowCounter
   /** Client ids the broker assigned ([MQTT-3.1.3-6]); exempt from the user prefix rule. */
   private readonly assigned = new WeakSet<Client>()
+  /** Credential checks running per source address, and the logins waiting for one to end. */
+  private readonly checking = new Map<string, { running: number, waiting: Array<() => void> }>()
 
   constructor (
     private readonly cfg: Config,
@@ -79,14 +82,19 @@ export class Authenticator {
       if (!this.cfg.dev) throw new AuthRefused(ReturnCode.NotAuthorized, 'anonymous', 'anonymous access is off (start with --dev to allow it)')
       return this.session(client, null, false, 'anonymous', address)
     }
-    if (this.failures.blocked(address)) {
+    if (!await this.startCheck(address)) {
       throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_rate_limited', 'too many failed logins from this address; wait a minute')
     }
-    const secret = password?.toString('utf8') ?? ''
-    const method = await this.check(username, secret)
+    let method: AuthMethod | null
+    try {
+      method = await this.check(username, password?.toString('utf8') ?? '')
+      if (method === null) this.failures.add(address)
+    } finally {
+      this.endCheck(address)
+    }
     if (method === null) {
-      this.failures.add(address)
-      this.log.info('login failed', { user: username, address })
+      // Only a well-formed user name is logged: anything else may be a secret pasted into the wrong field.
+      this.log.info('login failed', { user: isValidUsername(username) ? username : null, address })
       throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', 'bad user name or password')
     }
     if (!this.assigned.has(client) && !clientIdBelongsTo(client.id, username)) {
@@ -95,6 +103,40 @@ export class Authenticator {
     }
     const user = this.cache.users.get(username)
     return this.session(client, username, user?.admin === true, method, address)
+  }
+
+  /**
+   * Wait until this address may run one more credential check: its failures
+   * in this window plus its checks in progress stay under loginFailures.
+   * False once its failures alone reach the limit.
+   */
+  private async startCheck (address: string): Promise<boolean> {
+    for (;;) {
+      const failed = this.failures.count(address)
+      if (failed >= this.cfg.loginFailures) return false
+      let g = this.checking.get(address)
+      if (g === undefined) {
+        g = { running: 0, waiting: [] }
+        this.checking.set(address, g)
+      }
+      if (failed + g.running < this.cfg.loginFailures) {
+        g.running++
+        return true
+      }
+      const gate = g
+      await new Promise<void>((resolve) => gate.waiting.push(resolve))
+    }
+  }
+
+  private endCheck (address: string): void {
+    const g = this.checking.get(address)
+    if (g === undefined) return
+    g.running--
+    // Every waiter looks again: a failure may have used up the budget, a success frees a slot.
+    const waiting = g.waiting
+    g.waiting = []
+    for (const wake of waiting) wake()
+    if (g.running === 0 && g.waiting.length === 0) this.checking.delete(address)
   }
 
   /** The method that proved the identity, or null. Never logs the secret. */
@@ -108,8 +150,16 @@ export class Authenticator {
     }
     if (JWT_SHAPE.test(secret)) {
       try {
-        const { payload } = await jwtVerify(secret, this.cache.jwtKey, { algorithms: ['HS256'], issuer: 'warbler' })
-        return payload.sub === username && this.cache.users.has(username) ? 'jwt' : null
+        const { payload } = await jwtVerify(secret, this.cache.jwtKey, {
+          algorithms: ['HS256'],
+          issuer: 'warbler',
+          requiredClaims: ['sub', 'iat', 'exp']
+        })
+        const user = this.cache.users.get(username)
+        // A token issued before the user was (re)created belongs to an earlier user of that name.
+        return payload.sub === username && user !== undefined && (payload.iat as number) >= Math.floor(user.createdAt / 1000)
+          ? 'jwt'
+          : null
       } catch {
         return null
       }
@@ -145,5 +195,8 @@ export class Authenticator {
   }
 }
 
-/** A valid scrypt hash of a random password, for constant-time misses. */
-const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$y9Kx0i5mQ8u1m8kJkzq3r0b0b0b0b0b0b0b0b0b0b0A='
+/**
+ * A valid scrypt hash of a random password, for constant-time misses; its
+ * parameters must match those of hashPassword (a test checks).
+ */
+export const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$y9Kx0i5mQ8u1m8kJkzq3r0b0b0b0b0b0b0b0b0b0b0A='

@@ -75,6 +75,12 @@ export class WindowCounter {
     return e !== undefined && e.until > now && e.n >= this.limit
   }
 
+  /** Events counted for key in its current window. */
+  count (key: string, now = Date.now()): number {
+    const e = this.counts.get(key)
+    return e !== undefined && e.until > now ? e.n : 0
+  }
+
   add (key: string, now = Date.now()): void {
     const e = this.counts.get(key)
     if (e === undefined || e.until <= now) this.counts.set(key, { n: 1, until: now + this.windowMs })

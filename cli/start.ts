@@ -48,10 +48,8 @@ export async function runStart (argv: string[]): Promise<number> {
     log.warn('development mode: anonymous clients are allowed and non-chat topics are open to all')
   }
   const node = await startWarbler(cfg, { log })
-  process.stdout.write(`warbler ready ${JSON.stringify(node.ports)}\n`)
-  log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '' })
-
-  await new Promise<void>((resolve) => {
+  // The signal handlers go in before the ready line: a supervisor may signal as soon as it reads it.
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info('stopping', { signal })
       process.off('SIGTERM', onTerm)
@@ -66,6 +64,9 @@ export async function runStart (argv: string[]): Promise<number> {
     process.on('SIGTERM', onTerm)
     process.on('SIGINT', onInt)
   })
+  process.stdout.write(`warbler ready ${JSON.stringify(node.ports)}\n`)
+  log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '' })
+  await stopped
   log.info('stopped')
   return 0
 }

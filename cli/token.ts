@@ -1,8 +1,8 @@
 /**
  * `warbler token create|list|revoke`.
  */
-import { IdentityStore } from '../broker/identity/store.js'
-import { CliError, dataDirOf, parseArgs } from './args.js'
+import { IdentityError, IdentityStore } from '../broker/identity/store.js'
+import { CliError, dataDirOf, onlyOptions, parseArgs } from './args.js'
 
 const HELP = `Usage:
   warbler token create USER [--ttl SECONDS]
@@ -14,10 +14,16 @@ const HELP = `Usage:
   warbler token list [USER]
       List device tokens (id, user, name, created, revoked).
   warbler token revoke ID
-      Revoke a device token; connections using it are refused from then on.
+      Revoke a device token; new connections with it are refused from then on.
 
 Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
 `
+
+const COMMANDS: Record<string, { options: readonly string[], arg: 'required' | 'optional' }> = {
+  create: { options: ['ttl', 'device'], arg: 'required' },
+  list: { options: [], arg: 'optional' },
+  revoke: { options: [], arg: 'required' }
+}
 
 export async function runToken (argv: string[]): Promise<number> {
   const p = parseArgs(argv, ['data-dir', 'ttl', 'device'], ['help'])
@@ -26,38 +32,49 @@ export async function runToken (argv: string[]): Promise<number> {
     process.stdout.write(HELP)
     return sub === undefined && !p.options.has('help') ? 2 : 0
   }
+  // Everything about the command line is checked before the database is opened.
+  const spec = COMMANDS[sub]
+  if (spec === undefined) throw new CliError(`unknown token command ${JSON.stringify(sub)}\n\n${HELP}`)
+  onlyOptions(p, `token ${sub}`, spec.options)
   if (extra.length > 0) throw new CliError(`unexpected argument ${JSON.stringify(extra[0])}`)
-  const store = await IdentityStore.open(dataDirOf(p))
+  if (spec.arg === 'required' && arg === undefined) {
+    throw new CliError(sub === 'create' ? 'token create needs a user name' : 'token revoke needs a token id (see warbler token list)')
+  }
+  const device = p.options.get('device')
+  let ttl = 86400
+  if (device !== undefined && p.options.has('ttl')) throw new CliError('--ttl does not apply to device tokens (they last until revoked)')
+  const ttlRaw = p.options.get('ttl')
+  if (typeof ttlRaw === 'string') {
+    ttl = /^\d+$/.test(ttlRaw) ? Number(ttlRaw) : NaN
+    if (!Number.isSafeInteger(ttl)) throw new CliError(`--ttl must be a whole number of seconds, got ${JSON.stringify(ttlRaw)}`)
+  }
+
+  const store = await IdentityStore.open(dataDirOf(p), { create: false })
   try {
     switch (sub) {
       case 'create': {
-        if (arg === undefined) throw new CliError('token create needs a user name')
-        const device = p.options.get('device')
         if (typeof device === 'string') {
-          if (p.options.has('ttl')) throw new CliError('--ttl does not apply to device tokens (they last until revoked)')
-          const t = await store.createDeviceToken(arg, device)
+          const t = await store.createDeviceToken(arg as string, device)
           process.stdout.write(`id: ${t.id}\ntoken: ${t.token}\n`)
           return 0
         }
-        const ttlRaw = p.options.get('ttl') ?? '86400'
-        const ttl = typeof ttlRaw === 'string' && /^\d+$/.test(ttlRaw) ? Number(ttlRaw) : NaN
-        if (!Number.isSafeInteger(ttl)) throw new CliError(`--ttl must be a whole number of seconds, got ${JSON.stringify(ttlRaw)}`)
-        process.stdout.write(`${await store.createJwt(arg, ttl)}\n`)
+        process.stdout.write(`${await store.createJwt(arg as string, ttl)}\n`)
         return 0
       }
-      case 'list':
+      case 'list': {
+        if (arg !== undefined && !(await store.listUsers()).some((u) => u.name === arg)) {
+          throw new IdentityError('not_found', `no user ${arg}`)
+        }
         for (const t of await store.listDeviceTokens(arg)) {
           const revoked = t.revokedAt === null ? '-' : new Date(t.revokedAt).toISOString()
           process.stdout.write(`${t.id}\t${t.user}\t${t.name}\t${new Date(t.createdAt).toISOString()}\t${revoked}\n`)
         }
         return 0
-      case 'revoke':
-        if (arg === undefined) throw new CliError('token revoke needs a token id (see warbler token list)')
-        await store.revokeDeviceToken(arg)
-        process.stdout.write(`revoked ${arg}\n`)
+      }
+      default: // revoke
+        await store.revokeDeviceToken(arg as string)
+        process.stdout.write(`revoked ${arg as string}\n`)
         return 0
-      default:
-        throw new CliError(`unknown token command ${JSON.stringify(sub)}\n\n${HELP}`)
     }
   } finally {
     await store.close()

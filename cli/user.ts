@@ -3,7 +3,7 @@
  */
 import { randomPassword } from '../broker/identity/password.js'
 import { IdentityStore } from '../broker/identity/store.js'
-import { CliError, dataDirOf, parseArgs, readStdinLine } from './args.js'
+import { CliError, dataDirOf, onlyOptions, parseArgs, readStdinLine } from './args.js'
 
 const HELP = `Usage:
   warbler user add NAME [--admin] [--password-stdin]
@@ -18,7 +18,17 @@ const HELP = `Usage:
 
 Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
 User names: 1-32 of a-z, 0-9, _ and ., starting with a letter.
+Passwords: 8-1024 characters. Changes apply to a running service within a second.
 `
+
+/** Per subcommand: the options it takes, and whether it needs NAME. */
+const COMMANDS: Record<string, { options: readonly string[], name: boolean }> = {
+  add: { options: ['admin', 'password-stdin'], name: true },
+  list: { options: [], name: false },
+  remove: { options: [], name: true },
+  passwd: { options: ['password-stdin'], name: true },
+  admin: { options: ['on', 'off'], name: true }
+}
 
 export async function runUser (argv: string[]): Promise<number> {
   const p = parseArgs(argv, ['data-dir'], ['admin', 'password-stdin', 'help', 'on', 'off'])
@@ -27,20 +37,25 @@ export async function runUser (argv: string[]): Promise<number> {
     process.stdout.write(HELP)
     return sub === undefined && !p.options.has('help') ? 2 : 0
   }
-  if (extra.length > 0) throw new CliError(`unexpected argument ${JSON.stringify(extra[0])}`)
-  const needName = (): string => {
-    if (name === undefined) throw new CliError(`user ${sub} needs a user name`)
-    return name
-  }
+  // Everything about the command line is checked before the database is opened (or created).
+  const spec = COMMANDS[sub]
+  if (spec === undefined) throw new CliError(`unknown user command ${JSON.stringify(sub)}\n\n${HELP}`)
+  onlyOptions(p, `user ${sub}`, spec.options)
+  if (spec.name && name === undefined) throw new CliError(`user ${sub} needs a user name`)
+  const unexpected = spec.name ? extra[0] : name
+  if (unexpected !== undefined) throw new CliError(`unexpected argument ${JSON.stringify(unexpected)}`)
+  if (sub === 'admin' && p.options.has('on') === p.options.has('off')) throw new CliError('user admin needs exactly one of --on and --off')
+  const n = name as string
+
   const password = async (): Promise<{ value: string, generated: boolean }> => {
     if (p.options.has('password-stdin')) return { value: await readStdinLine(), generated: false }
     return { value: randomPassword(), generated: true }
   }
-  const store = await IdentityStore.open(dataDirOf(p))
+  // Only `add` may create the database: elsewhere a missing one means a wrong --data-dir.
+  const store = await IdentityStore.open(dataDirOf(p), { create: sub === 'add' })
   try {
     switch (sub) {
       case 'add': {
-        const n = needName()
         const pw = await password()
         await store.addUser(n, pw.value, p.options.has('admin'))
         process.stdout.write(`created user ${n}${p.options.has('admin') ? ' (admin)' : ''}\n`)
@@ -54,27 +69,22 @@ export async function runUser (argv: string[]): Promise<number> {
         return 0
       }
       case 'remove':
-        await store.removeUser(needName())
-        process.stdout.write(`removed user ${name as string}\n`)
+        await store.removeUser(n)
+        process.stdout.write(`removed user ${n} and its device tokens\n`)
         return 0
       case 'passwd': {
-        const n = needName()
         const pw = await password()
         await store.setPassword(n, pw.value)
         process.stdout.write(`password changed for ${n}\n`)
         if (pw.generated) process.stdout.write(`password: ${pw.value}\n`)
         return 0
       }
-      case 'admin': {
-        const n = needName()
+      default: { // admin
         const on = p.options.has('on')
-        if (on === p.options.has('off')) throw new CliError('user admin needs exactly one of --on and --off')
         await store.setAdmin(n, on)
         process.stdout.write(`${n} is ${on ? 'now' : 'no longer'} an admin\n`)
         return 0
       }
-      default:
-        throw new CliError(`unknown user command ${JSON.stringify(sub)}\n\n${HELP}`)
     }
   } finally {
     await store.close()

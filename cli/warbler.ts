@@ -3,9 +3,6 @@
  * The `warbler` command: `start` runs the service; `user` and `token` manage
  * identities in the data dir (also while the service runs).
  */
-import { runStart } from './start.js'
-import { runToken } from './token.js'
-import { runUser } from './user.js'
 import { CliError } from './args.js'
 
 const HELP = `Usage: warbler <command> [options]
@@ -23,9 +20,10 @@ Every command takes --data-dir DIR (env WARBLER_DATA_DIR, default ./data).
 async function main (argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   switch (command) {
-    case 'start': return await runStart(rest)
-    case 'user': return await runUser(rest)
-    case 'token': return await runToken(rest)
+    // Loaded on demand: `user` and `token` need only SQLite, not the broker's modules.
+    case 'start': return await (await import('./start.js')).runStart(rest)
+    case 'user': return await (await import('./user.js')).runUser(rest)
+    case 'token': return await (await import('./token.js')).runToken(rest)
     case undefined:
     case 'help':
     case '--help':

@@ -2,10 +2,11 @@
  * Users, device tokens and the token-signing key, in the service's SQLite
  * file (`warbler.db` in the data dir). Both the running service and the CLI
  * open it; WAL lets the CLI change it while the service runs, and the service
- * notices through `PRAGMA data_version` (see identity/cache.ts).
+ * notices through a change counter kept by triggers (see dataVersion and
+ * identity/cache.ts).
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { SignJWT } from 'jose'
 import { isValidUsername } from '../../sdk/src/protocol.js'
@@ -57,10 +58,22 @@ CREATE TABLE IF NOT EXISTS meta (
   key TEXT PRIMARY KEY,
   value BLOB NOT NULL
 ) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta(key, value) VALUES ('identity_version', 0);
+${['users', 'device_tokens'].flatMap((t) => ['INSERT', 'UPDATE', 'DELETE'].map((op) => `
+CREATE TRIGGER IF NOT EXISTS ${t}_${op.toLowerCase()}_version AFTER ${op} ON ${t}
+BEGIN UPDATE meta SET value = value + 1 WHERE key = 'identity_version'; END;`)).join('')}
 `
 
 /** Device tokens look like `wbd.<id>.<secret>`; JWTs like `eyJ...`. */
 export const DEVICE_TOKEN_PREFIX = 'wbd.'
+
+/** The shape of a compact JWS; the authenticator treats such a secret as a JWT, never as a password. */
+export const JWT_SHAPE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
+
+/** Whether a secret would be taken for a token (JWT or device token) rather than a password. */
+export function looksLikeToken (secret: string): boolean {
+  return JWT_SHAPE.test(secret) || parseDeviceToken(secret) !== null
+}
 
 export function hashSecret (secret: string): Buffer {
   return createHash('sha256').update(secret).digest()
@@ -81,14 +94,48 @@ function checkName (name: string): void {
 function checkPassword (password: string): void {
   if (password.length < 8) throw new IdentityError('bad_request', 'password too short: at least 8 characters')
   if (password.length > 1024) throw new IdentityError('bad_request', 'password too long: at most 1024 characters')
+  if (looksLikeToken(password)) {
+    // The authenticator would check it as a token and never as a password.
+    throw new IdentityError('bad_request', 'password looks like a token (JWT or device token): choose another')
+  }
+}
+
+/**
+ * Make the database file private before SQLite opens it: it holds the token
+ * signing key and the password hashes. SQLite gives the -wal and -shm files
+ * the permissions of the database file.
+ */
+function privateFile (file: string): void {
+  if (!existsSync(file)) {
+    closeSync(openSync(file, 'a', 0o600)) // an empty file is an empty database
+    return
+  }
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      if ((statSync(f).mode & 0o077) !== 0) chmodSync(f, 0o600)
+    } catch { /* absent, or not ours to change */ }
+  }
 }
 
 export class IdentityStore {
+  /** Called after each write through this store (the cache reloads at once). */
+  onWrite: (() => void) | null = null
+
   private constructor (readonly db: Database) {}
 
-  static async open (dataDir: string): Promise<IdentityStore> {
+  /**
+   * Open (by default creating) the database in dataDir. With `create: false`
+   * a missing database is an error naming the directory, so that a mistyped
+   * --data-dir does not silently start an empty one.
+   */
+  static async open (dataDir: string, opts: { create?: boolean } = {}): Promise<IdentityStore> {
+    const file = path.join(dataDir, DB_FILE)
+    if (opts.create === false && !existsSync(file)) {
+      throw new IdentityError('not_found', `no Warbler database in ${dataDir} (wrong --data-dir? \`warbler start\` or \`warbler user add\` creates it)`)
+    }
     mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-    const db = await Database.open(path.join(dataDir, DB_FILE))
+    privateFile(file)
+    const db = await Database.open(file)
     await db.exec(SCHEMA)
     const store = new IdentityStore(db)
     await store.jwtKey() // create the signing key on first open
@@ -97,16 +144,30 @@ export class IdentityStore {
 
   close (): Promise<void> { return this.db.close() }
 
-  /** Changes whenever another connection commits (cheap; polled by the cache). */
-  async dataVersion (): Promise<number> {
-    const row = await this.db.get<{ data_version: number }>('PRAGMA data_version')
-    return row?.data_version ?? 0
+  /**
+   * Changes whenever users or device tokens change, through any connection
+   * (the CLI's, or this one), and only then: triggers count the changes in
+   * `meta`. One primary-key read, polled by the cache. (`PRAGMA data_version`
+   * would also change with every message the bridge archives in this file,
+   * and not at all for this connection's own writes.)
+   */
+  async dataVersion (): Promise<string> {
+    const row = await this.db.get<{ value: number }>("SELECT value FROM meta WHERE key = 'identity_version'")
+    return String(row?.value ?? 0)
+  }
+
+  private async write (sql: string, params: readonly unknown[]): Promise<{ changes: number }> {
+    try {
+      return await this.db.run(sql, params)
+    } finally {
+      this.onWrite?.()
+    }
   }
 
   async jwtKey (): Promise<Uint8Array> {
     const row = await this.db.get<{ value: Buffer }>("SELECT value FROM meta WHERE key = 'jwt_key'")
     if (row !== undefined) return new Uint8Array(row.value)
-    await this.db.run("INSERT OR IGNORE INTO meta(key, value) VALUES ('jwt_key', ?)", [randomBytes(32)])
+    await this.write("INSERT OR IGNORE INTO meta(key, value) VALUES ('jwt_key', ?)", [randomBytes(32)])
     const again = await this.db.get<{ value: Buffer }>("SELECT value FROM meta WHERE key = 'jwt_key'")
     return new Uint8Array((again as { value: Buffer }).value)
   }
@@ -116,7 +177,7 @@ export class IdentityStore {
     checkPassword(password)
     const hash = await hashPassword(password)
     try {
-      await this.db.run('INSERT INTO users(name, password_hash, admin, created_at) VALUES (?, ?, ?, ?)', [name, hash, admin ? 1 : 0, Date.now()])
+      await this.write('INSERT INTO users(name, password_hash, admin, created_at) VALUES (?, ?, ?, ?)', [name, hash, admin ? 1 : 0, Date.now()])
     } catch (err) {
       if (/UNIQUE|PRIMARY KEY/.test((err as Error).message)) throw new IdentityError('conflict', `user ${name} already exists`)
       throw err
@@ -126,17 +187,17 @@ export class IdentityStore {
   async setPassword (name: string, password: string): Promise<void> {
     checkPassword(password)
     const hash = await hashPassword(password)
-    const { changes } = await this.db.run('UPDATE users SET password_hash = ? WHERE name = ?', [hash, name])
+    const { changes } = await this.write('UPDATE users SET password_hash = ? WHERE name = ?', [hash, name])
     if (changes === 0) throw new IdentityError('not_found', `no user ${name}`)
   }
 
   async setAdmin (name: string, admin: boolean): Promise<void> {
-    const { changes } = await this.db.run('UPDATE users SET admin = ? WHERE name = ?', [admin ? 1 : 0, name])
+    const { changes } = await this.write('UPDATE users SET admin = ? WHERE name = ?', [admin ? 1 : 0, name])
     if (changes === 0) throw new IdentityError('not_found', `no user ${name}`)
   }
 
   async removeUser (name: string): Promise<void> {
-    const { changes } = await this.db.run('DELETE FROM users WHERE name = ?', [name])
+    const { changes } = await this.write('DELETE FROM users WHERE name = ?', [name])
     if (changes === 0) throw new IdentityError('not_found', `no user ${name}`)
   }
 
@@ -158,7 +219,7 @@ export class IdentityStore {
     if (exists === undefined) throw new IdentityError('not_found', `no user ${user}`)
     const id = randomBytes(8).toString('hex')
     const secret = randomBytes(32).toString('base64url')
-    await this.db.run('INSERT INTO device_tokens(id, user, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)',
+    await this.write('INSERT INTO device_tokens(id, user, name, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)',
       [id, user, name, hashSecret(secret), Date.now()])
     return { id, token: `${DEVICE_TOKEN_PREFIX}${id}.${secret}` }
   }
@@ -173,8 +234,13 @@ export class IdentityStore {
   }
 
   async revokeDeviceToken (id: string): Promise<void> {
-    const { changes } = await this.db.run('UPDATE device_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [Date.now(), id])
-    if (changes === 0) throw new IdentityError('not_found', `no active device token ${id}`)
+    const { changes } = await this.write('UPDATE device_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [Date.now(), id])
+    if (changes === 0) {
+      const known = await this.db.get('SELECT 1 FROM device_tokens WHERE id = ?', [id])
+      throw known === undefined
+        ? new IdentityError('not_found', `no device token ${JSON.stringify(id)} (see warbler token list)`)
+        : new IdentityError('conflict', `device token ${id} is already revoked`)
+    }
   }
 
   /** A signed access token (JWT, HS256) for a user, valid for ttlSeconds. */
