@@ -15,7 +15,7 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Client } from 'aedes'
-import { jwtVerify } from 'jose'
+import { decodeJwt, jwtVerify } from 'jose'
 import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
 import type { Config } from './config.js'
 import type { IdentityCache } from './identity/cache.js'
@@ -102,7 +102,7 @@ export class Authenticator {
         `client id must be "${username}" or start with "${username}-"`)
     }
     const user = this.cache.users.get(username)
-    return this.session(client, username, user?.admin === true, method, address)
+    return this.session(client, username, user?.admin === true, method, address, user?.service === true)
   }
 
   /**
@@ -173,16 +173,34 @@ export class Authenticator {
     return await verifyPassword(secret, user.passwordHash) ? 'password' : null
   }
 
-  private session (client: Client, user: string | null, admin: boolean, method: AuthMethod, address: string): Session {
+  /**
+   * The user an HTTP bearer token (access or device token, never a password)
+   * belongs to, with its admin flag; null when the token is not valid.
+   */
+  async bearer (token: string): Promise<{ user: string, admin: boolean } | null> {
+    let user: string | undefined
+    const device = parseDeviceToken(token)
+    if (device !== null) user = this.cache.tokens.get(device.id)?.user
+    else if (JWT_SHAPE.test(token)) {
+      try { user = decodeJwt(token).sub } catch { return null }
+    }
+    if (user === undefined || !isValidUsername(user)) return null
+    const method = await this.check(user, token)
+    if (method !== 'jwt' && method !== 'device_token') return null
+    return { user, admin: this.cache.users.get(user)?.admin === true }
+  }
+
+  private session (client: Client, user: string | null, admin: boolean, method: AuthMethod, address: string, service = false): Session {
     this.stats.authSuccess[method]++
     return {
       user,
       admin,
+      service,
       method,
       clientId: client.id,
       address,
       userPrefix: user === null ? null : `wb/u/${user}/`,
-      publishBucket: this.cfg.publishRate > 0 ? new TokenBucket(this.cfg.publishRate, this.cfg.publishBurst) : null,
+      publishBucket: this.cfg.publishRate > 0 && !service ? new TokenBucket(this.cfg.publishRate, this.cfg.publishBurst) : null,
       inflight: 0,
       lastNotice: 0,
       suppressedNotices: 0

@@ -54,6 +54,9 @@ export const settings = {
   maxInflight: { kind: 'int', default: 2000, min: 1, max: 10_000_000, doc: 'Publishes being routed at once; past it, publishers wait (no PUBACK, socket not read).' },
   slowConsumerBytes: { kind: 'int', default: 1 * MiB, min: 1 * KiB, max: 1024 * MiB, doc: 'Unsent bytes after which a subscriber is slow: it gets no QoS 0 and is disconnected for QoS 1/2 (its session keeps them).' },
   drainTimeout: { kind: 'int', default: 10, min: 1, max: 3600, doc: 'Seconds a subscriber may take to drain its socket before it is disconnected.' },
+  bridge: { kind: 'enum', default: 'embedded', values: ['embedded', 'off'], doc: 'Run the message service in this process (embedded), or not (off: a separate `warbler bridge` serves it).' },
+  retentionDays: { kind: 'int', default: 0, min: 0, max: 36500, doc: 'Delete archived messages older than this many days (0 = keep forever).' },
+  retentionMessages: { kind: 'int', default: 0, min: 0, max: 1_000_000_000, doc: 'Keep at most this many messages per conversation (0 = no limit).' },
   acl: { kind: 'list', default: [], doc: 'Extra ACL rules for non-chat topics, "read|write|readwrite PATTERN" with %u (user) and %c (client id).' },
   logLevel: { kind: 'enum', default: 'info', values: ['error', 'warn', 'info', 'debug'], doc: 'Log verbosity (logs go to stderr).' }
 } as const satisfies Record<string, SettingSpec>

@@ -11,6 +11,8 @@ export interface Session {
   /** Authenticated user name; null for an anonymous (development mode) client. */
   readonly user: string | null
   readonly admin: boolean
+  /** The message service's account: reads `wb/u/+/out/+` and `$SYS` client events, writes inboxes and device topics. */
+  readonly service: boolean
   readonly method: AuthMethod
   readonly clientId: string
   readonly address: string

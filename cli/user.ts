@@ -6,9 +6,10 @@ import { IdentityStore } from '../broker/identity/store.js'
 import { CliError, dataDirOf, onlyOptions, parseArgs, readStdinLine } from './args.js'
 
 const HELP = `Usage:
-  warbler user add NAME [--admin] [--password-stdin]
+  warbler user add NAME [--admin|--service] [--password-stdin]
       Create a user. Without --password-stdin a random password is generated
-      and printed once.
+      and printed once. --service makes the account of a separate message
+      service process (warbler bridge).
   warbler user list
   warbler user remove NAME
   warbler user passwd NAME [--password-stdin]
@@ -23,7 +24,7 @@ Passwords: 8-1024 characters. Changes apply to a running service within a second
 
 /** Per subcommand: the options it takes, and whether it needs NAME. */
 const COMMANDS: Record<string, { options: readonly string[], name: boolean }> = {
-  add: { options: ['admin', 'password-stdin'], name: true },
+  add: { options: ['admin', 'service', 'password-stdin'], name: true },
   list: { options: [], name: false },
   remove: { options: [], name: true },
   passwd: { options: ['password-stdin'], name: true },
@@ -31,7 +32,7 @@ const COMMANDS: Record<string, { options: readonly string[], name: boolean }> = 
 }
 
 export async function runUser (argv: string[]): Promise<number> {
-  const p = parseArgs(argv, ['data-dir'], ['admin', 'password-stdin', 'help', 'on', 'off'])
+  const p = parseArgs(argv, ['data-dir'], ['admin', 'service', 'password-stdin', 'help', 'on', 'off'])
   const [sub, name, ...extra] = p.positional
   if (p.options.has('help') || sub === undefined) {
     process.stdout.write(HELP)
@@ -45,6 +46,7 @@ export async function runUser (argv: string[]): Promise<number> {
   const unexpected = spec.name ? extra[0] : name
   if (unexpected !== undefined) throw new CliError(`unexpected argument ${JSON.stringify(unexpected)}`)
   if (sub === 'admin' && p.options.has('on') === p.options.has('off')) throw new CliError('user admin needs exactly one of --on and --off')
+  if (p.options.has('admin') && p.options.has('service')) throw new CliError('a user is an admin or a service account, not both')
   const n = name as string
 
   const password = async (): Promise<{ value: string, generated: boolean }> => {
@@ -57,14 +59,14 @@ export async function runUser (argv: string[]): Promise<number> {
     switch (sub) {
       case 'add': {
         const pw = await password()
-        await store.addUser(n, pw.value, p.options.has('admin'))
-        process.stdout.write(`created user ${n}${p.options.has('admin') ? ' (admin)' : ''}\n`)
+        await store.addUser(n, pw.value, p.options.has('admin'), p.options.has('service'))
+        process.stdout.write(`created user ${n}${p.options.has('admin') ? ' (admin)' : p.options.has('service') ? ' (service)' : ''}\n`)
         if (pw.generated) process.stdout.write(`password: ${pw.value}\n`)
         return 0
       }
       case 'list': {
         for (const u of await store.listUsers()) {
-          process.stdout.write(`${u.name}\t${u.admin ? 'admin' : 'user'}\t${new Date(u.createdAt).toISOString()}\n`)
+          process.stdout.write(`${u.name}\t${u.admin ? 'admin' : u.service ? 'service' : 'user'}\t${new Date(u.createdAt).toISOString()}\n`)
         }
         return 0
       }

@@ -18,6 +18,8 @@ export const DB_FILE = 'warbler.db'
 export interface UserRecord {
   name: string
   admin: boolean
+  /** The message service's own account (`warbler bridge`): reads every out topic, writes inboxes. */
+  service: boolean
   passwordHash: string
   createdAt: number
 }
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS users (
   name TEXT PRIMARY KEY,
   password_hash TEXT NOT NULL,
   admin INTEGER NOT NULL DEFAULT 0,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL,
+  service INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_tokens (
   id TEXT PRIMARY KEY,
@@ -137,6 +140,8 @@ export class IdentityStore {
     privateFile(file)
     const db = await Database.open(file)
     await db.exec(SCHEMA)
+    const cols = await db.all<{ name: string }>('PRAGMA table_info(users)')
+    if (!cols.some((c) => c.name === 'service')) await db.exec('ALTER TABLE users ADD COLUMN service INTEGER NOT NULL DEFAULT 0')
     const store = new IdentityStore(db)
     await store.jwtKey() // create the signing key on first open
     return store
@@ -172,12 +177,12 @@ export class IdentityStore {
     return new Uint8Array((again as { value: Buffer }).value)
   }
 
-  async addUser (name: string, password: string, admin = false): Promise<void> {
+  async addUser (name: string, password: string, admin = false, service = false): Promise<void> {
     checkName(name)
     checkPassword(password)
     const hash = await hashPassword(password)
     try {
-      await this.write('INSERT INTO users(name, password_hash, admin, created_at) VALUES (?, ?, ?, ?)', [name, hash, admin ? 1 : 0, Date.now()])
+      await this.write('INSERT INTO users(name, password_hash, admin, created_at, service) VALUES (?, ?, ?, ?, ?)', [name, hash, admin ? 1 : 0, Date.now(), service ? 1 : 0])
     } catch (err) {
       if (/UNIQUE|PRIMARY KEY/.test((err as Error).message)) throw new IdentityError('conflict', `user ${name} already exists`)
       throw err
@@ -202,9 +207,9 @@ export class IdentityStore {
   }
 
   async listUsers (): Promise<UserRecord[]> {
-    const rows = await this.db.all<{ name: string, password_hash: string, admin: number, created_at: number }>(
-      'SELECT name, password_hash, admin, created_at FROM users ORDER BY name')
-    return rows.map((r) => ({ name: r.name, admin: r.admin === 1, passwordHash: r.password_hash, createdAt: r.created_at }))
+    const rows = await this.db.all<{ name: string, password_hash: string, admin: number, service: number, created_at: number }>(
+      'SELECT name, password_hash, admin, service, created_at FROM users ORDER BY name')
+    return rows.map((r) => ({ name: r.name, admin: r.admin === 1, service: r.service === 1, passwordHash: r.password_hash, createdAt: r.created_at }))
   }
 
   async countUsers (): Promise<number> {

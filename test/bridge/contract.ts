@@ -1,0 +1,200 @@
+/**
+ * The message service contract: the same tests run against each arrangement
+ * (the service embedded in the broker, and as its own process over MQTT).
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import type { ErrorFrame, MessageFrame } from '../../sdk/src/protocol.js'
+import { ChatClient } from '../helpers/chat.js'
+import type { UserSpec } from '../helpers/warbler.js'
+
+export interface Arrangement {
+  mqttUrl: string
+  close: () => Promise<void>
+}
+
+export type Start = (users: UserSpec[]) => Promise<Arrangement>
+
+const PW = 'password-123'
+const users = ['alice', 'bob', 'carol', 'dave'].map((name) => ({ name, password: PW }))
+
+export function chatContract (name: string, start: Start): void {
+  const setup = async (t: { after: (fn: () => Promise<void>) => void }): Promise<{ a: Arrangement, c: (u: string, opts?: { device?: string, clean?: boolean }) => Promise<ChatClient> }> => {
+    const a = await start(users)
+    const clients: ChatClient[] = []
+    t.after(async () => {
+      for (const x of clients) await x.close().catch(() => {})
+      await a.close()
+    })
+    return {
+      a,
+      c: async (u, opts) => {
+        const x = await ChatClient.connect(a.mqttUrl, u, PW, opts)
+        clients.push(x)
+        return x
+      }
+    }
+  }
+
+  test(`${name}: a direct chat is stored, sequenced, delivered to both users and acknowledged`, async (t) => {
+    const { c } = await setup(t)
+    const alice = await c('alice')
+    const bob = await c('bob')
+    const ack1 = await alice.sendOk({ to: 'bob' }, 'hi bob')
+    assert.equal(ack1.conv, 'd:alice:bob')
+    assert.equal(ack1.seq, 1)
+    const ack2 = await bob.sendOk({ conv: 'd:alice:bob' }, { text: 'hi alice' })
+    assert.equal(ack2.seq, 2)
+    const got = await bob.until(() => bob.messages.length >= 2 ? bob.messages : undefined)
+    assert.deepEqual(got.map((m) => [m.seq, m.from, m.body]), [[1, 'alice', 'hi bob'], [2, 'bob', { text: 'hi alice' }]])
+    const a = await alice.until(() => alice.messages.length >= 2 ? alice.messages : undefined)
+    assert.equal(a[0]?.id, ack1.id)
+    assert.ok((a[0]?.ts ?? 0) > 0)
+  })
+
+  test(`${name}: a retried send with the same client message id is stored once and acknowledged the same`, async (t) => {
+    const { c } = await setup(t)
+    const alice = await c('alice')
+    const first = await alice.sendOk({ to: 'bob' }, 'once', 'same-cid')
+    await alice.publishRaw(JSON.stringify({ t: 'msg', cid: 'same-cid', to: 'bob', body: 'once' }))
+    const second = await alice.until(() => alice.frames.filter((f) => f.frame.t === 'ack').length >= 2 ? alice.frames.filter((f) => f.frame.t === 'ack')[1]?.frame : undefined)
+    assert.deepEqual(second, first)
+    const hist = await alice.req('history', { conv: 'd:alice:bob' })
+    assert.equal(hist.messages.length, 1)
+  })
+
+  test(`${name}: group chat with roles; a removed member stops receiving; changes are system messages`, async (t) => {
+    const { c } = await setup(t)
+    const alice = await c('alice')
+    const bob = await c('bob')
+    const carol = await c('carol')
+    const g = await alice.req('group.create', { name: 'Pi club', members: ['bob', 'carol'] })
+    assert.match(g.conv, /^g:[0-9a-f]+$/)
+    await alice.sendOk({ conv: g.conv }, 'welcome')
+    await carol.until(() => carol.messages.some((m) => m.body === 'welcome'))
+    await assert.rejects(bob.req('group.rename', { conv: g.conv, name: 'x' }), /forbidden/)
+    await alice.req('group.role', { conv: g.conv, user: 'bob', role: 'admin' })
+    await bob.req('group.rename', { conv: g.conv, name: 'Pi lovers' })
+    await bob.req('group.remove', { conv: g.conv, users: ['carol'] })
+    const before = carol.messages.length
+    await alice.sendOk({ conv: g.conv }, 'after carol left')
+    await bob.until(() => bob.messages.some((m) => m.body === 'after carol left'))
+    const refused = await carol.send({ conv: g.conv }, 'let me in')
+    assert.equal((refused as ErrorFrame).code, 'not_member')
+    await assert.rejects(carol.req('history', { conv: g.conv }), /not_member/)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    assert.ok(!carol.messages.slice(before).some((m) => m.body === 'after carol left'), 'a removed member receives nothing new')
+    const members = await alice.req('group.members', { conv: g.conv })
+    assert.deepEqual(members.members, [{ user: 'alice', role: 'owner' }, { user: 'bob', role: 'admin' }])
+    const hist = await alice.req('history', { conv: g.conv })
+    const sys = (hist.messages as MessageFrame[]).map((m) => (m.body as { sys?: string }).sys ?? m.body)
+    assert.deepEqual(sys, ['created', 'welcome', 'role', 'renamed', 'removed', 'after carol left'])
+    assert.deepEqual((hist.messages as MessageFrame[]).map((m) => m.seq), [1, 2, 3, 4, 5, 6])
+    await bob.req('group.leave', { conv: g.conv })
+    assert.deepEqual((await alice.req('group.members', { conv: g.conv })).members, [{ user: 'alice', role: 'owner' }])
+  })
+
+  test(`${name}: an offline member gets everything it missed, in order, from its session and by sync`, async (t) => {
+    const { c } = await setup(t)
+    const alice = await c('alice')
+    let bob = await c('bob', { device: 'phone', clean: false })
+    await alice.sendOk({ to: 'bob' }, 'm1')
+    await bob.until(() => bob.messages.length === 1)
+    await bob.close()
+    for (let i = 2; i <= 30; i++) await alice.sendOk({ to: 'bob' }, `m${i}`)
+    bob = await c('bob', { device: 'phone', clean: false })
+    const got = await bob.until(() => bob.messages.length >= 29 ? bob.messages : undefined)
+    assert.deepEqual(got.map((m) => m.seq), Array.from({ length: 29 }, (_, i) => i + 2))
+    // A new device with no session catches up by sync.
+    const tablet = await c('bob', { device: 'tablet' })
+    const s = await tablet.req('sync', { after: { 'd:alice:bob': 10 } })
+    assert.deepEqual((s.messages as MessageFrame[]).map((m) => m.seq), Array.from({ length: 20 }, (_, i) => i + 11))
+    assert.deepEqual(s.conversations.map((x: { conv: string, lastSeq: number }) => [x.conv, x.lastSeq]), [['d:alice:bob', 30]])
+  })
+
+  test(`${name}: history pages, unread counts, read receipts and the conversation list`, async (t) => {
+    const { c } = await setup(t)
+    const alice = await c('alice')
+    const bob = await c('bob')
+    for (let i = 1; i <= 12; i++) await alice.sendOk({ to: 'bob' }, `n${i}`)
+    await alice.sendOk({ to: 'carol' }, 'hello carol')
+    const page = await bob.req('history', { conv: 'd:alice:bob', limit: 5 })
+    assert.deepEqual(page.messages.map((m: MessageFrame) => m.seq), [8, 9, 10, 11, 12])
+    assert.equal(page.more, true)
+    const older = await bob.req('history', { conv: 'd:alice:bob', before: 8, limit: 5 })
+    assert.deepEqual(older.messages.map((m: MessageFrame) => m.seq), [3, 4, 5, 6, 7])
+    assert.deepEqual(await bob.req('unread'), { total: 12, conversations: { 'd:alice:bob': 12 } })
+    await bob.req('read', { conv: 'd:alice:bob', seq: 10 })
+    assert.deepEqual(await bob.req('unread'), { total: 2, conversations: { 'd:alice:bob': 2 } })
+    const receipt = await alice.until(() => alice.frames.find((f) => f.frame.t === 'receipt' && f.frame.user === 'bob')?.frame)
+    assert.deepEqual(receipt, { t: 'receipt', conv: 'd:alice:bob', user: 'bob', read: 10 })
+    const r = await alice.req('receipts', { conv: 'd:alice:bob' })
+    assert.deepEqual(r.members.find((m: { user: string }) => m.user === 'bob'), { user: 'bob', read: 10, delivered: 10 })
+    const list = await alice.req('convs')
+    assert.deepEqual(list.conversations.map((x: { conv: string }) => x.conv), ['d:alice:carol', 'd:alice:bob'])
+    assert.equal(list.conversations[0].last.body, 'hello carol')
+    assert.equal(list.conversations[0].unread, 0, 'what one sends, one has read')
+    await assert.rejects(bob.req('read', { conv: 'd:alice:bob', seq: 99 }), /bad_request/)
+  })
+
+  test(`${name}: search finds a message by a word in it, only in the user's conversations`, async (t) => {
+    const { c } = await setup(t)
+    const alice = await c('alice')
+    const carol = await c('carol')
+    await alice.sendOk({ to: 'bob' }, 'the raspberry pi is warm')
+    await alice.sendOk({ to: 'bob' }, { text: 'bring a Raspberry too' })
+    await carol.sendOk({ to: 'dave' }, 'raspberry secrets')
+    const found = await alice.req('search', { q: 'raspberry' })
+    assert.deepEqual(found.messages.map((m: MessageFrame) => m.body).sort(), [{ text: 'bring a Raspberry too' }, 'the raspberry pi is warm'].sort())
+    assert.equal((await alice.req('search', { q: 'secrets' })).messages.length, 0)
+    assert.equal((await alice.req('search', { q: '"quotes" AND OR *' })).messages.length, 0, 'FTS syntax in queries is inert')
+  })
+
+  test(`${name}: bad input gets a clear error with a stable code and stores nothing`, async (t) => {
+    const { c } = await setup(t)
+    const alice = await c('alice')
+    const errs = (): ErrorFrame[] => alice.frames.filter((f) => f.frame.t === 'error').map((f) => f.frame as ErrorFrame)
+    const cases: Array<[string | Buffer, string]> = [
+      ['not json', 'bad_request'],
+      ['{"t":"msg",', 'bad_request'],
+      ['[1,2]', 'bad_request'],
+      ['{"t":"shout"}', 'unknown_type'],
+      ['{"t":"msg","cid":"x1","body":"no target"}', 'bad_request'],
+      ['{"t":"msg","cid":"bad cid!","to":"bob","body":"x"}', 'bad_request'],
+      ['{"t":"msg","cid":"x2","to":"nobody","body":"x"}', 'not_found'],
+      ['{"t":"msg","cid":"x3","conv":"d:bob:carol","body":"x"}', 'not_member'],
+      ['{"t":"msg","cid":"x4","to":"bob","body":{"sys":"created"}}', 'bad_request'],
+      ['{"t":"req","id":"q1","op":"explode"}', 'unknown_type'],
+      ['{"t":"req","id":"q2","op":"history","conv":"g:nope"}', 'not_member'],
+      ['{"t":"req","id":"q3","op":"history","conv":"d:alice:bob","limit":100000}', 'bad_request'],
+      [Buffer.from([0x01, 0xff, 0x00]), 'bad_request']
+    ]
+    for (const [payload, code] of cases) {
+      const n = errs().length
+      await alice.publishRaw(payload)
+      const e = await alice.until(() => errs().length > n ? errs()[n] : undefined, 5000, `error for ${String(payload)}`)
+      assert.equal(e.code, code, `${String(payload)} -> ${e.message}`)
+      assert.ok(e.message.length > 0)
+    }
+    // Nothing was stored, and the service still works.
+    await alice.sendOk({ to: 'bob' }, 'still fine')
+    assert.equal((await alice.req('history', { conv: 'd:alice:bob' })).messages.length, 1)
+  })
+
+  test(`${name}: typing notices reach the other members only and are never stored; presence reaches direct peers`, async (t) => {
+    const { c } = await setup(t)
+    const alice = await c('alice')
+    const bob = await c('bob')
+    await alice.sendOk({ to: 'bob' }, 'hey')
+    await alice.publishRaw(JSON.stringify({ t: 'typing', conv: 'd:alice:bob' }))
+    const ty = await bob.until(() => bob.frames.find((f) => f.frame.t === 'typing')?.frame)
+    assert.deepEqual(ty, { t: 'typing', conv: 'd:alice:bob', user: 'alice' })
+    assert.equal((await bob.req('history', { conv: 'd:alice:bob' })).messages.length, 1)
+    const p = await alice.req('presence', { users: ['bob', 'dave'] })
+    assert.equal(p.users[0].online, true)
+    assert.equal(p.users[1].online, false)
+    await bob.close()
+    const off = await alice.until(() => alice.frames.find((f) => f.frame.t === 'presence' && f.frame.user === 'bob' && !f.frame.online)?.frame)
+    assert.ok(off !== undefined)
+  })
+}

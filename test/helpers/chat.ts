@@ -1,0 +1,85 @@
+/**
+ * A small chat client for tests, on mqtt.js and the documented protocol only
+ * (no SDK): it subscribes to its inbox and device topic, sends messages and
+ * requests, and collects what arrives.
+ */
+import type { MqttClient } from 'mqtt'
+import type { AckFrame, ErrorFrame, MessageFrame, ServerFrame } from '../../sdk/src/protocol.js'
+import { connect } from './warbler.js'
+
+let counter = 0
+
+export class ChatClient {
+  readonly frames: Array<{ topic: string, frame: ServerFrame }> = []
+  private readonly waiters = new Set<() => void>()
+
+  private constructor (readonly mqtt: MqttClient, readonly user: string, readonly clientId: string) {
+    mqtt.on('message', (topic, payload) => {
+      let frame: ServerFrame
+      try { frame = JSON.parse(payload.toString('utf8')) as ServerFrame } catch { return }
+      this.frames.push({ topic, frame })
+      for (const w of [...this.waiters]) w()
+    })
+  }
+
+  static async connect (url: string, user: string, password: string, opts: { device?: string, clean?: boolean } = {}): Promise<ChatClient> {
+    const clientId = `${user}-${opts.device ?? `t${++counter}`}`
+    const client = await connect(url, { username: user, password, clientId, clean: opts.clean ?? true })
+    await client.subscribeAsync([`wb/u/${user}/inbox`, `wb/d/${clientId}`], { qos: 1 })
+    return new ChatClient(client, user, clientId)
+  }
+
+  /** Chat messages received on the inbox, in arrival order. */
+  get messages (): MessageFrame[] {
+    return this.frames.filter((f) => f.frame.t === 'msg' && f.topic.endsWith('/inbox')).map((f) => f.frame as MessageFrame)
+  }
+
+  /** Wait until `pred` holds over what was received, or fail after timeoutMs. */
+  async until<T> (pred: () => T | undefined | false, timeoutMs = 5000, what = 'condition'): Promise<T> {
+    const now = pred()
+    if (now !== undefined && now !== false) return now
+    return await new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => { this.waiters.delete(check); reject(new Error(`${this.user}: timed out waiting for ${what}`)) }, timeoutMs)
+      const check = (): void => {
+        const v = pred()
+        if (v !== undefined && v !== false) { clearTimeout(timer); this.waiters.delete(check); resolve(v) }
+      }
+      this.waiters.add(check)
+    })
+  }
+
+  /** Publish raw bytes on the user's out topic. */
+  async publishRaw (payload: string | Buffer, qos: 0 | 1 = 1): Promise<void> {
+    await this.mqtt.publishAsync(`wb/u/${this.user}/out`, payload, { qos })
+  }
+
+  /** Send a chat message; resolves with the ack or the error frame for its cid. */
+  async send (target: { to: string } | { conv: string }, body: unknown, cid = `c${++counter}-${Date.now()}`): Promise<AckFrame | ErrorFrame> {
+    await this.publishRaw(JSON.stringify({ t: 'msg', cid, ...target, body }))
+    return await this.until(() => {
+      const f = this.frames.find((x) => (x.frame.t === 'ack' && x.frame.cid === cid) || (x.frame.t === 'error' && x.frame.ref === cid))
+      return f?.frame as AckFrame | ErrorFrame | undefined
+    }, 5000, `ack of ${cid}`)
+  }
+
+  /** Send and expect success. */
+  async sendOk (target: { to: string } | { conv: string }, body: unknown, cid?: string): Promise<AckFrame> {
+    const r = await this.send(target, body, cid)
+    if (r.t !== 'ack') throw new Error(`send refused: ${r.code} ${r.message}`)
+    return r
+  }
+
+  /** A request; resolves with `data`, or rejects with the error frame's code. */
+  async req<T = any> (op: string, params: Record<string, unknown> = {}): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const id = `r${++counter}`
+    await this.publishRaw(JSON.stringify({ t: 'req', id, op, ...params }))
+    const f = await this.until(() => this.frames.find((x) => (x.frame.t === 'res' && x.frame.id === id) || (x.frame.t === 'error' && x.frame.ref === id))?.frame,
+      5000, `reply to ${op}`)
+    if (f.t === 'error') throw Object.assign(new Error(`${op}: ${f.code}: ${f.message}`), { code: f.code })
+    return (f as { data: T }).data
+  }
+
+  async close (): Promise<void> {
+    await this.mqtt.endAsync(true)
+  }
+}
