@@ -37,6 +37,8 @@ export interface ServiceCounters {
   searchRequests: number
   typing: number
   deliveries: number
+  /** Requests by operation. */
+  byOp: Partial<Record<string, number>>
   refusals: Partial<Record<ErrorCode, number>>
 }
 
@@ -54,7 +56,7 @@ export interface ServiceOptions {
 const TYPING_INTERVAL_MS = 1000
 
 export class MessageService {
-  readonly counters: ServiceCounters = { sends: 0, duplicates: 0, requests: 0, syncRequests: 0, searchRequests: 0, typing: 0, deliveries: 0, refusals: {} }
+  readonly counters: ServiceCounters = { sends: 0, duplicates: 0, requests: 0, syncRequests: 0, searchRequests: 0, typing: 0, deliveries: 0, byOp: {}, refusals: {} }
   private readonly online = new Map<string, number>()
   private readonly lastSeen = new Map<string, number>()
   private readonly typingAt = new Map<string, number>()
@@ -151,6 +153,7 @@ export class MessageService {
 
   private async request (user: string, clientId: string, r: RequestFrame): Promise<void> {
     this.counters.requests++
+    this.counters.byOp[r.op] = (this.counters.byOp[r.op] ?? 0) + 1
     if (r.op === 'sync') this.counters.syncRequests++
     if (r.op === 'search') this.counters.searchRequests++
     const ctx: RequestContext = {

@@ -111,6 +111,8 @@ export class ArchiveWriter {
   private readonly cache = new Map<string, ConvState>()
   private readonly users = new Map<string, boolean>()
   private closed = false
+  /** Called after each committed batch with its latency (ms) and size. */
+  onBatch: ((ms: number, size: number) => void) | null = null
   readonly stats: WriterStats = { batches: 0, lastBatchSize: 0, maxBatchSize: 0, stored: 0, latencies: [], batchSizes: [] }
 
   constructor (
@@ -248,6 +250,7 @@ export class ArchiveWriter {
     if (s.latencies.length >= RING) { s.latencies.shift(); s.batchSizes.shift() }
     s.latencies.push(ms)
     s.batchSizes.push(batch.length)
+    this.onBatch?.(ms, batch.length)
     const routed = this.onCommitted(stored)
     for (const fn of after) fn()
     batch.forEach((item, i) => {
