@@ -1,7 +1,9 @@
 /**
  * The MQTT listeners, each on by config: TCP, TLS, WebSocket and secure
  * WebSocket. Every connection goes through the guard (guard.ts) and then to
- * aedes. Port 0 binds a free port; `bound` reports the real one.
+ * aedes. Port 0 binds a free port; `bound` reports the real one. Only the
+ * configured listeners exist: a port of -1 turns one off, and the TLS pair
+ * (mqtts, wss) exists only with tlsCert and tlsKey.
  */
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
@@ -10,7 +12,7 @@ import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { createWebSocketStream, WebSocketServer } from 'ws'
-import type { Config } from './config.js'
+import { type Config, ConfigError } from './config.js'
 
 export type ListenerName = 'mqtt' | 'mqtts' | 'ws' | 'wss'
 
@@ -55,6 +57,12 @@ export function createListeners (cfg: Config, handle: Handle): Listener[] {
   if (cfg.wsPort !== -1) out.push(wsListener('ws', http.createServer(), cfg.maxPacket, handle))
   if (cfg.tls) {
     const creds = { cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey) }
+    try {
+      // Fail at start, naming the setting, rather than on the first handshake.
+      tls.createSecureContext(creds)
+    } catch (err) {
+      throw new ConfigError('tlsCert', `${cfg.tlsCert} and ${cfg.tlsKey} are not a usable PEM certificate and key: ${(err as Error).message}`)
+    }
     if (cfg.mqttsPort !== -1) out.push(streamServer('mqtts', tls.createServer(creds, onSocket)))
     if (cfg.wssPort !== -1) out.push(wsListener('wss', https.createServer(creds), cfg.maxPacket, handle))
   }

@@ -2,7 +2,26 @@
  * Session persistence for aedes: in memory by default (the embedded
  * default), or Redis (aedes-persistence-redis) with `--redis URL`, so that
  * subscriptions, offline queues, wills and retained messages survive a
- * broker restart.
+ * broker restart. Without --redis nothing of this survives a restart.
+ *
+ * Redis connection lifecycle (one ioredis client, made here from the URL and
+ * handed to aedes-persistence-redis as `conn`):
+ * - At start we connect once, bounded by REDIS_START_TIMEOUT_MS; if Redis is
+ *   unreachable (or refuses AUTH/SELECT) the start fails with a
+ *   {@link RedisUnavailableError} naming redis and the URL (password
+ *   redacted). No endless retry at start.
+ * - While running, if Redis goes away ioredis reconnects by itself (backoff
+ *   up to 2 s). Commands issued meanwhile wait in ioredis' offline queue and
+ *   run once Redis is back; a command that is still waiting after
+ *   REDIS_MAX_RETRIES reconnect attempts (about 10-20 s) fails. aedes then
+ *   closes the affected client connection or emits 'error' on the broker,
+ *   which server.ts logs: the process never crashes. One warning is logged
+ *   per outage and one line when Redis is back. What Redis acknowledged
+ *   before it went away survives as far as Redis' own durability allows
+ *   (appendonly/appendfsync in its config).
+ * - close() waits for the commands already issued (QUIT is answered after
+ *   them, so the store is flushed), bounded by REDIS_QUIT_TIMEOUT_MS in case
+ *   Redis is down, then drops the connection so the process can exit.
  *
  * Either way the injected persistence instance is decorated with a bound on
  * each session's offline queue (`offlineQueue`): past it, new QoS 1/2
@@ -12,7 +31,14 @@
  * bound.
  */
 import memoryPersistence from 'aedes-persistence'
+import { Redis } from 'ioredis'
+import type { Logger } from './log.js'
 import type { Stats } from './stats.js'
+
+const REDIS_START_TIMEOUT_MS = 5000
+const REDIS_CONNECT_TIMEOUT_MS = 3000
+const REDIS_QUIT_TIMEOUT_MS = 2000
+const REDIS_MAX_RETRIES = 20
 
 /** The part of the aedes persistence interface the decorator touches. */
 interface Persistence {
@@ -32,16 +58,85 @@ export interface BrokerPersistence {
   close: () => Promise<void>
 }
 
-export async function createPersistence (opts: { redis: string, offlineQueue: number, stats: Stats }): Promise<BrokerPersistence> {
+/** Redis could not be reached at start. The message names redis and the (redacted) URL. */
+export class RedisUnavailableError extends Error {
+  override name = 'StartError'
+}
+
+/** The URL without its password, for logs and errors. */
+export function redactRedisUrl (url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password !== '') u.password = '***'
+    return u.toString()
+  } catch {
+    return 'redis://(unparsable URL)'
+  }
+}
+
+function timeout<T> (p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    p,
+    new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms) })
+  ]).finally(() => clearTimeout(timer))
+}
+
+/** Connect to Redis once, bounded in time; on failure stop all retries and throw. */
+async function connectRedis (url: string, log?: Logger): Promise<Redis> {
+  const where = redactRedisUrl(url)
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
+    maxRetriesPerRequest: REDIS_MAX_RETRIES,
+    retryStrategy: (times) => Math.min(times * 100, 2000)
+  })
+  let lastError: Error | null = null
+  let started = false
+  let down = false
+  // Without a listener ioredis prints every connection error to the console.
+  redis.on('error', (err: Error) => {
+    lastError = err
+    if (started && !down) {
+      down = true
+      log?.warn('redis connection lost; reconnecting (persistence commands wait meanwhile)', { redis: where, error: err.message })
+    }
+  })
+  redis.on('close', () => {
+    if (started && !down && redis.status !== 'end') {
+      down = true
+      log?.warn('redis connection lost; reconnecting (persistence commands wait meanwhile)', { redis: where })
+    }
+  })
+  redis.on('ready', () => {
+    if (started && down) log?.info('redis connection back', { redis: where })
+    down = false
+  })
+  try {
+    await timeout(redis.connect(), REDIS_START_TIMEOUT_MS, 'connect')
+  } catch (err) {
+    redis.disconnect()
+    const reason = (lastError ?? (err as Error)).message
+    throw new RedisUnavailableError(`cannot connect to redis at ${where}: ${reason}`)
+  }
+  started = true
+  return redis
+}
+
+export async function createPersistence (opts: { redis: string, offlineQueue: number, stats: Stats, log?: Logger }): Promise<BrokerPersistence> {
   let p: Persistence
+  let redis: Redis | null = null
   if (opts.redis !== '') {
     const { default: redisPersistence } = await import('aedes-persistence-redis')
-    p = (redisPersistence as unknown as (o: unknown) => Persistence)({ conn: opts.redis, maxSessionDelivery: 1000 })
+    redis = await connectRedis(opts.redis, opts.log)
+    // `conn` must be an ioredis instance; the persistence does not own its
+    // lifecycle beyond disconnect() in destroy(), so close() below quits it.
+    p = (redisPersistence as unknown as (o: unknown) => Persistence)({ conn: redis, maxSessionDelivery: 1000 })
   } else {
     p = (memoryPersistence as unknown as () => Persistence)()
   }
   boundOfflineQueues(p, opts.offlineQueue, opts.stats)
-  let closed = false
+  let closing: Promise<void> | null = null
   return {
     instance: p,
     countOffline: () => p.countOffline(),
@@ -50,10 +145,18 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
       for await (const _ of p.createRetainedStream('#')) n++
       return n
     },
-    close: async () => {
-      if (closed) return
-      closed = true
-      await p.destroy()
+    close: () => {
+      closing ??= (async () => {
+        if (redis !== null) {
+          // QUIT is answered after every command issued before it: the store is flushed.
+          await timeout(redis.quit(), REDIS_QUIT_TIMEOUT_MS, 'redis quit').catch((err: unknown) => {
+            opts.log?.warn('redis did not answer QUIT; dropping the connection', { error: (err as Error).message })
+          })
+          redis.disconnect()
+        }
+        await p.destroy()
+      })()
+      return closing
     }
   }
 }

@@ -1,28 +1,61 @@
 /**
  * Start and stop a Warbler node: identity store, aedes with its hooks,
  * persistence, listeners, $SYS and the HTTP port. `startWarbler` resolves
- * once every listener is bound; `close()` is idempotent and graceful
- * (clients get their wills, persistence and SQLite are flushed and closed).
+ * once every listener is bound; a failed start releases what it opened.
+ *
+ * `close()` is idempotent and graceful, in this order:
+ * 1. new connections are refused; $SYS stops;
+ * 2. clients holding a will are closed first, and close() waits (bounded by
+ *    WILL_TIMEOUT_MS) until aedes has published each will: routed to the
+ *    subscribers that are still connected, and queued in the persistence for
+ *    offline persistent sessions;
+ * 3. every other client is closed (aedes); publishes still being routed
+ *    get up to DRAIN_TIMEOUT_MS; then the listeners and HTTP close;
+ * 4. the persistence is flushed and closed (Redis: QUIT after the commands
+ *    already issued), then the identity store (SQLite).
+ * Errors aedes emits on the broker (a failing persistence, for one) are
+ * logged and never crash the process.
  */
 import { readFileSync } from 'node:fs'
 import type { Duplex } from 'node:stream'
 import type http from 'node:http'
-import { Aedes } from 'aedes'
+import type { EventEmitter } from 'node:events'
+import { Aedes, type Client } from 'aedes'
 import { Acl } from './acl.js'
 import { Authenticator } from './auth.js'
 import { type Config, parseAclRule } from './config.js'
 import { PublishGate } from './flow.js'
 import { guardConnection } from './guard.js'
 import { createHooks } from './hooks.js'
+import { createDeliveryFixes } from './delivery.js'
 import { createHttpServer } from './http.js'
 import { IdentityCache } from './identity/cache.js'
 import { IdentityStore } from './identity/store.js'
-import { createListeners, closeServer, listen, portOf } from './listeners.js'
+import { createListeners, closeServer, type Listener, listen, portOf } from './listeners.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics } from './metrics.js'
-import { createPersistence } from './persistence.js'
+import { type BrokerPersistence, createPersistence } from './persistence.js'
 import { Stats } from './stats.js'
 import { SysPublisher } from './sys.js'
+
+/** Longest wait for the wills of connected clients at close. */
+const WILL_TIMEOUT_MS = 3000
+
+/** Longest wait at close for publishes still being routed. */
+const DRAIN_TIMEOUT_MS = 2000
+
+/** ioredis' errors: a command refused by Redis, or given up after reconnect attempts. */
+function isRedisError (err: Error): boolean {
+  return err.name === 'ReplyError' || err.name === 'MaxRetriesPerRequestError' || err.message === 'Connection is closed.'
+}
+
+async function drained (done: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+
+/** aedes client internals read at close (not in its typings). */
+interface ClientInternals { will?: unknown, _disconnected?: boolean }
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -43,8 +76,15 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
   const stats = new Stats()
   const identity = await IdentityStore.open(cfg.dataDir)
   const cache = new IdentityCache(identity)
-  await cache.start()
-  const persistence = await createPersistence({ redis: cfg.redis, offlineQueue: cfg.offlineQueue, stats })
+  let persistence: BrokerPersistence
+  try {
+    await cache.start()
+    persistence = await createPersistence({ redis: cfg.redis, offlineQueue: cfg.offlineQueue, stats, log })
+  } catch (err) {
+    cache.stop()
+    await identity.close()
+    throw err
+  }
 
   let broker: Aedes | undefined
   const getBroker = (): Aedes => broker as Aedes
@@ -54,31 +94,65 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
   const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev)
   const hooks = createHooks({ cfg, auth, acl, gate, stats, log, broker: getBroker })
 
+  /** Close what was opened before the broker; for a failed start and the end of close(). */
+  const release = async (): Promise<void> => {
+    await persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
+    cache.stop()
+    auth.close()
+    await identity.close()
+  }
+
   const { onDisconnect, ...aedesHooks } = hooks
-  const b = await Aedes.createBroker({
-    ...aedesHooks,
-    persistence: persistence.instance,
-    drainTimeout: cfg.drainTimeout * 1000,
-    maxTopicLevels: cfg.maxTopicLevels,
-    maxClientsIdLength: 64,
-    concurrency: Math.max(100, Math.min(cfg.maxInflight, 1000))
-  })
+  let b: Aedes
+  try {
+    b = await Aedes.createBroker({
+      ...aedesHooks,
+      persistence: persistence.instance,
+      drainTimeout: cfg.drainTimeout * 1000,
+      maxTopicLevels: cfg.maxTopicLevels,
+      maxClientsIdLength: 64,
+      concurrency: Math.max(100, Math.min(cfg.maxInflight, 1000))
+    })
+  } catch (err) {
+    await release()
+    throw err
+  }
   broker = b
+  // aedes emits 'error' when the persistence fails where no client can be
+  // told (queueing for offline sessions, publishing stale wills): log it.
+  // Without a listener an 'error' event would crash the process.
+  ;(b as EventEmitter).on('error', (err: Error) => {
+    log.error('broker error', { error: err.message })
+  })
   b.on('clientDisconnect', onDisconnect)
-  b.on('clientError', (client, err) => { log.debug('client error', { clientId: client.id, error: err.message }) })
+  b.on('clientError', (client, err) => {
+    // A failing Redis surfaces here too (aedes closes that client): an operator must see it.
+    if (isRedisError(err)) log.warn('persistence error; client disconnected', { clientId: client.id, error: err.message })
+    else log.debug('client error', { clientId: client.id, error: err.message })
+  })
   b.on('connectionError', (client, err) => {
     if (/parse|invalid|malformed|protocol/i.test(err.message)) stats.refuse('malformed_packet')
     log.debug('connection error', { error: err.message })
   })
 
+  let closing: Promise<void> | null = null
+  // CONNACK before any message, and no message lost to aedes' dedupe (delivery.ts).
+  const fixDelivery = createDeliveryFixes(b)
   const handle = (conn: Duplex, req?: http.IncomingMessage): void => {
+    if (closing !== null) { conn.destroy(); return }
     guardConnection(conn, cfg.maxPacket, stats, log)
-    broker?.handle(conn, req)
+    fixDelivery(b.handle(conn, req), conn)
   }
-  const listeners = createListeners(cfg, handle)
+  let listeners: Listener[]
+  try {
+    listeners = createListeners(cfg, handle)
+  } catch (err) {
+    await new Promise<void>((resolve) => b.close(() => resolve()))
+    await release()
+    throw err
+  }
 
   let ready = false
-  let closing: Promise<void> | null = null
   const registry = createMetrics({ stats, connected, inflight: () => gate.active, queued: () => gate.queued })
   const httpServer = cfg.httpPort !== -1 ? createHttpServer({ registry, ready: () => ready && closing === null }) : null
   const sys = new SysPublisher(b, {
@@ -98,28 +172,63 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
     if (httpServer !== null) await closeServer(httpServer)
-    await new Promise<void>((resolve) => broker?.close(() => resolve()))
-    await persistence.close()
-    cache.stop()
-    auth.close()
-    await identity.close()
+    await new Promise<void>((resolve) => b.close(() => resolve()))
+    await release()
     throw err
   }
   sys.start()
   ready = true
 
+  /**
+   * Close the clients that hold a will, while everyone else is still
+   * connected, and wait until aedes has published each will (its 'publish'
+   * event comes after the will was queued for offline sessions and handed to
+   * the connected subscribers).
+   */
+  const publishWills = async (): Promise<void> => {
+    const pending = new Map<unknown, unknown>()
+    const clients = (b as unknown as { clients: Record<string, Client> }).clients
+    for (const c of Object.values(clients)) {
+      const i = c as unknown as ClientInternals
+      if (!c.closed && i.will != null && i._disconnected !== true) pending.set(c, i.will)
+    }
+    if (pending.size === 0) return
+    await new Promise<void>((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer)
+        b.off('publish', onPublish)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        log.warn('wills not all published at close', { pending: pending.size })
+        finish()
+      }, WILL_TIMEOUT_MS)
+      const onPublish = (packet: unknown, client: unknown): void => {
+        if (client !== null && pending.get(client) === packet) {
+          pending.delete(client)
+          if (pending.size === 0) finish()
+        }
+      }
+      b.on('publish', onPublish)
+      for (const c of [...pending.keys()]) (c as Client).close()
+    })
+    // Let the will packets reach the subscribers' sockets before those close.
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+
   const close = (): Promise<void> => {
     closing ??= (async () => {
       sys.stop()
-      const stopped = Promise.all(listeners.map((l) => l.close()))
-      // Closes every client; each gets its will.
-      await new Promise<void>((resolve) => broker?.close(() => resolve()))
-      await stopped
+      await publishWills()
+      // Closes every remaining client.
+      await new Promise<void>((resolve) => b.close(() => resolve()))
+      // aedes sends a QoS 1 PUBACK before it stores and routes the message;
+      // wait (bounded) for publishes still being routed, so their persistence
+      // commands are issued before the persistence is flushed and closed.
+      await drained(() => gate.active === 0, DRAIN_TIMEOUT_MS)
+      await Promise.all(listeners.map((l) => l.close()))
       if (httpServer !== null) await closeServer(httpServer)
-      await persistence.close()
-      cache.stop()
-      auth.close()
-      await identity.close()
+      await release()
     })()
     return closing
   }

@@ -46,7 +46,7 @@ main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: un
     process.exitCode = 2
     return
   }
-  if (err instanceof Error && err.name === 'IdentityError') {
+  if (err instanceof Error && (err.name === 'IdentityError' || err.name === 'StartError')) {
     process.stderr.write(`warbler: ${err.message}\n`)
     process.exitCode = 1
     return
