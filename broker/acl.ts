@@ -11,6 +11,10 @@
  * - forward: a second line of defence; a packet on `wb/u/X/...` reaches only
  *   clients of user X, one on `wb/d/C` only client C, whatever they
  *   subscribed to (so `#` in development mode never leaks another's inbox).
+ * - a service account (the message service in its own process) also writes
+ *   inboxes and device topics and reads `wb/u/+/out/+` and aedes' client
+ *   notices `$SYS/+/new/clients`, `$SYS/+/disconnect/clients`.
+ * - `$SYS`: admins read the `$SYS/broker/` tree; nobody publishes a `$` topic.
  */
 import { parseChatTopic, TOPIC_ROOT } from '../sdk/src/protocol.js'
 import type { AclRule } from './config.js'
@@ -49,20 +53,38 @@ export function filterWithin (filter: readonly string[], pattern: readonly strin
   return filter.length === pattern.length || (pattern.length === filter.length + 1 && pattern[filter.length] === '#')
 }
 
+/**
+ * A rule's levels with `%u` and `%c` replaced (both may appear in one level),
+ * or null when the rule cannot apply: `%u` for an anonymous client, or a
+ * value that is not a plain level (wildcards or `/` would widen the rule).
+ */
 function substitute (levels: readonly string[], s: Session): string[] | null {
   const out: string[] = []
   for (const level of levels) {
-    if (level.includes('%u')) {
-      if (s.user === null) return null
-      out.push(level.split('%u').join(s.user))
-    } else if (level.includes('%c')) {
-      out.push(level.split('%c').join(s.clientId))
-    } else {
+    if (!level.includes('%')) {
       out.push(level)
+      continue
     }
+    if (level.includes('%u') && (s.user === null || !plainLevel(s.user))) return null
+    if (level.includes('%c') && !plainLevel(s.clientId)) return null
+    // One pass, so a value holding "%c" or "%u" is never substituted again.
+    out.push(level.replace(/%[uc]/g, (m) => m === '%u' ? s.user as string : s.clientId))
   }
   return out
 }
+
+function plainLevel (v: string): boolean {
+  return v !== '' && !v.includes('/') && !v.includes('+') && !v.includes('#')
+}
+
+/**
+ * What a service account (the message service as its own process) reads:
+ * every user's sends, which the broker publishes as `wb/u/{user}/out/{clientId}`,
+ * and aedes' notices of clients coming and going (for presence).
+ */
+const SERVICE_OUT = ['wb', 'u', '+', 'out', '+']
+const SERVICE_SYS = [['$SYS', '+', 'new', 'clients'], ['$SYS', '+', 'disconnect', 'clients']]
+const SERVICE_READ = [SERVICE_OUT, ...SERVICE_SYS]
 
 export class Acl {
   private readonly rules: CompiledRule[]
@@ -75,7 +97,9 @@ export class Acl {
     if (topic.charCodeAt(0) === 36 /* $ */) return 'deny' // [MQTT-4.7.2-1]: $-topics are the server's
     const chat = parseChatTopic(topic)
     if (chat !== null) {
-      return chat.kind === 'out' && s.user !== null && chat.user === s.user ? 'allow' : 'deny'
+      if (chat.kind === 'out') return s.user !== null && chat.user === s.user ? 'allow' : 'deny'
+      // Inboxes and device topics are written by the message service alone.
+      return s.service && (chat.kind === 'inbox' || chat.kind === 'device') ? 'allow' : 'deny'
     }
     if (this.dev) return 'allow'
     const levels = topic.split('/')
@@ -89,6 +113,7 @@ export class Acl {
 
   canSubscribe (s: Session | undefined, filter: string): Decision {
     if (s === undefined) return 'deny'
+    if (s.service && SERVICE_READ.some((p) => filterWithin(filter.split('/'), p))) return 'allow'
     if (filter.charCodeAt(0) === 36 /* $ */) {
       // Only admins read $SYS; nobody subscribes to other $-topics.
       return s.admin && (filter === '$SYS' || filter.startsWith('$SYS/')) ? 'allow' : 'deny'
@@ -113,12 +138,19 @@ export class Acl {
   /** Per delivery; must stay cheap. */
   canForward (s: Session | undefined, topic: string): Decision {
     if (topic.charCodeAt(0) === 36 /* $ */) {
-      if (topic.startsWith('$WB/')) return 'deny'
-      return s?.admin === true ? 'allow' : 'deny'
+      // Admins read the $SYS/broker/ tree; aedes' own $SYS/{broker id}/...
+      // notices (heartbeats, client ids coming and going) and $WB/ are internal,
+      // except the client notices a service account reads for presence.
+      if (s === undefined) return 'deny'
+      if (s.admin && topic.startsWith('$SYS/broker/')) return 'allow'
+      if (!s.service) return 'deny'
+      const levels = topic.split('/')
+      return SERVICE_SYS.some((p) => topicMatches(p, levels)) ? 'allow' : 'deny'
     }
     if (topic.charCodeAt(0) !== 119 /* w */ || !topic.startsWith('wb/')) return 'allow'
     if (s === undefined) return 'deny'
     if (s.userPrefix !== null && topic.startsWith(s.userPrefix)) return 'allow'
+    if (s.service && topicMatches(SERVICE_OUT, topic.split('/'))) return 'allow'
     const chat = parseChatTopic(topic)
     return chat?.kind === 'device' && chat.clientId === s.clientId ? 'allow' : 'deny'
   }

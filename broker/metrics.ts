@@ -35,7 +35,16 @@ export function createMetrics (src: MetricSources): client.Registry {
   client.collectDefaultMetrics({ register: registry, prefix: 'warbler_' })
   const s = src.stats
   new client.Gauge({ name: 'warbler_clients_connected', help: 'MQTT clients connected now.', registers: [registry], collect () { this.set(src.connected()) } })
-  new client.Gauge({ name: 'warbler_clients_maximum', help: 'Most MQTT clients connected at once since start.', registers: [registry], collect () { this.set(Math.max(s.clientsMaximum, src.connected())) } })
+  new client.Gauge({
+    name: 'warbler_clients_maximum',
+    help: 'Most MQTT clients connected at once since start (sampled at scrapes and $SYS ticks).',
+    registers: [registry],
+    collect () {
+      // Kept in Stats so that it never goes down, with $SYS off too.
+      s.clientsMaximum = Math.max(s.clientsMaximum, src.connected())
+      this.set(s.clientsMaximum)
+    }
+  })
   new client.Gauge({ name: 'warbler_publish_inflight', help: 'Publishes being routed now (bounded by maxInflight).', registers: [registry], collect () { this.set(src.inflight()) } })
   new client.Gauge({ name: 'warbler_publish_waiting', help: 'Publishes held back by backpressure now.', registers: [registry], collect () { this.set(src.queued()) } })
   mirroredCounter(registry, 'warbler_connections_total', 'Successful MQTT logins.', () => s.connectionsTotal)

@@ -53,6 +53,8 @@ export class SysPublisher {
       'bytes/received': new Load(() => s.bytesReceived),
       'bytes/sent': new Load(() => s.bytesSent),
       connections: new Load(() => s.connectionsTotal),
+      'publish/received': new Load(() => s.messagesReceived),
+      'publish/sent': new Load(() => s.messagesSent),
       'publish/dropped': new Load(() => s.publishDropped)
     }
   }
@@ -73,13 +75,17 @@ export class SysPublisher {
     this.heapMax = Math.max(this.heapMax, heap)
     const offline = await this.src.offline().catch(() => ({ clientsCount: 0, subsCount: 0 }))
     const retained = await this.src.retainedCount().catch(() => 0)
+    const live = this.liveClients()
+    // The persistence knows persistent sessions (connected or not) and their
+    // subscriptions; clean sessions exist only in memory.
+    const disconnected = Math.max(0, offline.clientsCount - live.persistent)
     const v: Record<string, string | number> = {
       version: `warbler ${this.src.version}`,
       uptime: `${Math.floor((Date.now() - s.startedAt) / 1000)} seconds`,
       'clients/connected': connected,
       'clients/active': connected,
-      'clients/disconnected': Math.max(0, offline.clientsCount - connected),
-      'clients/total': Math.max(connected, offline.clientsCount),
+      'clients/disconnected': disconnected,
+      'clients/total': connected + disconnected,
       'clients/maximum': s.clientsMaximum,
       'clients/expired': 0,
       'messages/received': s.messagesReceived,
@@ -89,7 +95,7 @@ export class SysPublisher {
       'publish/messages/dropped': s.publishDropped,
       'bytes/received': s.bytesReceived,
       'bytes/sent': s.bytesSent,
-      'subscriptions/count': offline.subsCount,
+      'subscriptions/count': offline.subsCount + live.cleanSubs,
       'retained messages/count': retained,
       'heap/current': heap,
       'heap/maximum': this.heapMax,
@@ -103,8 +109,22 @@ export class SysPublisher {
       v[`load/${name}/15min`] = load.avg[2]?.toFixed(2) ?? '0'
     }
     for (const r of refusalReasons) v[`warbler/refused/${r}`] = s.refusals[r]
+    for (const [m, n] of Object.entries(s.authSuccess)) v[`warbler/logins/${m}`] = n
     for (const [k, val] of Object.entries(this.src.extra())) v[`warbler/${k}`] = val
     return Object.fromEntries(Object.entries(v).map(([k, val]) => [k, String(val)]))
+  }
+
+  /** Connected persistent sessions, and the subscriptions of connected clean ones (O(clients), once a tick). */
+  private liveClients (): { persistent: number, cleanSubs: number } {
+    const clients = (this.broker as unknown as { clients: Record<string, { clean: boolean, subscriptions: Record<string, unknown> }> }).clients
+    let persistent = 0
+    let cleanSubs = 0
+    for (const id in clients) {
+      const c = clients[id] as { clean: boolean, subscriptions: Record<string, unknown> }
+      if (!c.clean) persistent++
+      else for (const _ in c.subscriptions) cleanSubs++
+    }
+    return { persistent, cleanSubs }
   }
 
   private async tick (): Promise<void> {
