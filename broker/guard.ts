@@ -11,6 +11,13 @@
  * It wraps `read` and `write` of the connection instance (aedes reads with
  * `conn.read(null)` on 'readable'), which costs no extra stream per
  * connection.
+ *
+ * A packet type only a server sends (or the reserved type 0) also closes the
+ * connection here, counted as malformed_packet.
+ *
+ * `watchWrites` (installed by hooks.ts at CONNECT) is the slow-consumer half:
+ * it decides when a write reports backpressure to aedes, and cuts a
+ * connection that does not drain.
  */
 import type { Duplex } from 'node:stream'
 import type { Logger } from './log.js'
@@ -49,7 +56,13 @@ export function guardConnection (conn: Duplex, maxPacket: number, stats: Stats, 
         continue
       }
       if (phase === 0) {
-        i++ // packet type and flags; aedes' parser validates them
+        // Packet type: reserved 0 and the types only a server sends
+        // (CONNACK, SUBACK, UNSUBACK, PINGRESP), which aedes would drop the
+        // connection for without saying why. Flags: aedes' parser checks them.
+        const type = (buf[i++] as number) >> 4
+        if (type === 0 || type === 2 || type === 9 || type === 11 || type === 13) {
+          return refuse('malformed_packet', { detail: `packet type ${type} from a client` })
+        }
         phase = 1
         length = 0
         mult = 1
@@ -77,4 +90,66 @@ export function guardConnection (conn: Duplex, maxPacket: number, stats: Stats, 
     else if (typeof chunk === 'string') stats.bytesSent += Buffer.byteLength(chunk)
     return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest)
   } as typeof conn.write
+}
+
+/** What hooks.ts tells the write watch; see {@link watchWrites}. */
+export interface WriteWatch {
+  /**
+   * The writes of the current macrotask come from aedes replaying a
+   * persistent session's queue: let them see backpressure, so the replay
+   * goes at the client's pace.
+   */
+  pace: () => void
+}
+
+/**
+ * The slow-consumer watch on one connection's writes.
+ *
+ * aedes waits for 'drain' whenever a write returns false (the socket's mark
+ * is 16 KiB), and a live delivery that waits holds its message's whole
+ * routing: the publisher's batch (aedes reads nothing more from it), its
+ * PUBACK-gate slot and an mqemitter slot, until the subscriber drains or
+ * aedes' drainTimeout passes. So one subscriber that stops reading would
+ * stall every publisher of its topics. Here a write never reports
+ * backpressure to aedes for live traffic; instead:
+ * - authorizeForward stops forwarding to a connection with more than
+ *   `limit` bytes unsent (QoS 0 dropped, QoS 1/2 disconnected);
+ * - a connection that stays over `limit` for `drainTimeoutMs` is slow:
+ *   `onSlow` is called (it disconnects it), whatever it was sent.
+ * Only aedes' replay of a session's queue (marked with `pace`) sees
+ * backpressure, past `limit`, so a reconnecting session gets its backlog at
+ * its own pace instead of all at once. Memory per connection stays about
+ * `limit` plus the deliveries already on their way when it was crossed.
+ */
+export function watchWrites (conn: Duplex, opts: { limit: number, drainTimeoutMs: number, onSlow: (buffered: number) => void }): WriteWatch {
+  let paced = false
+  let timer: NodeJS.Timeout | null = null
+  const unpace = (): void => { paced = false }
+  const check = (): void => {
+    timer = null
+    if (!conn.destroyed && conn.writableLength > opts.limit) opts.onSlow(conn.writableLength)
+  }
+  const write = conn.write
+  conn.write = function watchedWrite (this: Duplex, ...args: unknown[]) {
+    const ok = (write as (...a: unknown[]) => boolean).apply(this, args)
+    const over = this.writableLength > opts.limit
+    if (over && timer === null && !this.destroyed) {
+      timer = setTimeout(check, opts.drainTimeoutMs)
+      timer.unref()
+    }
+    return paced ? ok || !over : true
+  } as typeof conn.write
+  conn.on('drain', () => {
+    if (timer !== null) { clearTimeout(timer); timer = null }
+  })
+  conn.once('close', () => {
+    if (timer !== null) { clearTimeout(timer); timer = null }
+  })
+  return {
+    pace: () => {
+      if (paced) return
+      paced = true
+      queueMicrotask(unpace)
+    }
+  }
 }

@@ -161,11 +161,23 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
   }
 }
 
+/**
+ * The per-session bound on queued QoS 1/2 messages. aedes queues a message
+ * for every persistent subscriber, online or not, and clears it on PUBACK;
+ * so the count is "queued and not yet acknowledged".
+ *
+ * Past the bound a message is not queued. An online session still gets it
+ * live (without a copy in the store): aedes then looks for it in the queue
+ * to record its packet id, and that lookup failing would otherwise make
+ * aedes drop the whole connection.
+ */
 function boundOfflineQueues (p: Persistence, limit: number, stats: Stats): void {
   const queued = new Map<string, number>()
   const enqueue = p.outgoingEnqueueCombi.bind(p)
   const clear = p.outgoingClearMessageId.bind(p)
   const clean = p.cleanSubscriptions.bind(p)
+  const withUpdate = p as Persistence & { outgoingUpdate: (client: { id: string }, packet: unknown) => Promise<unknown> }
+  const update = withUpdate.outgoingUpdate.bind(p)
   p.outgoingEnqueueCombi = async (subs, packet) => {
     let keep = subs
     for (let i = 0; i < subs.length; i++) {
@@ -182,12 +194,26 @@ function boundOfflineQueues (p: Persistence, limit: number, stats: Stats): void 
     if (keep.length > 0) await enqueue(keep, packet)
   }
   p.outgoingClearMessageId = async (client, packet) => {
-    const n = queued.get(client.id)
-    if (n !== undefined) {
-      if (n <= 1) queued.delete(client.id)
-      else queued.set(client.id, n - 1)
+    const removed = await clear(client, packet)
+    // Only what was in the queue counts down (a PUBACK for a message
+    // delivered live past the bound, or for an unknown id, removes nothing).
+    if (removed != null) {
+      const n = queued.get(client.id)
+      if (n !== undefined) {
+        if (n <= 1) queued.delete(client.id)
+        else queued.set(client.id, n - 1)
+      }
     }
-    return await clear(client, packet)
+    return removed
+  }
+  withUpdate.outgoingUpdate = async (client, packet) => {
+    try {
+      return await update(client, packet)
+    } catch (err) {
+      // Past the bound the message was never queued: deliver it live.
+      if ((queued.get(client.id) ?? 0) >= limit) return undefined
+      throw err
+    }
   }
   p.cleanSubscriptions = async (client, ...rest) => {
     queued.delete(client.id)

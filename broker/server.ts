@@ -26,7 +26,7 @@ import { Authenticator } from './auth.js'
 import { type Config, parseAclRule } from './config.js'
 import { PublishGate } from './flow.js'
 import { guardConnection } from './guard.js'
-import { createHooks } from './hooks.js'
+import { classifyClientError, createHooks } from './hooks.js'
 import { createDeliveryFixes } from './delivery.js'
 import { createHttpServer } from './http.js'
 import { IdentityCache } from './identity/cache.js'
@@ -109,7 +109,9 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
       ...aedesHooks,
       persistence: persistence.instance,
       drainTimeout: cfg.drainTimeout * 1000,
-      maxTopicLevels: cfg.maxTopicLevels,
+      // aedes' own ceiling (its matcher throws past 100 levels); hooks.ts
+      // enforces cfg.maxTopicLevels with SUBACK 0x80 and a refusal notice.
+      maxTopicLevels: 100,
       maxClientsIdLength: 64,
       concurrency: Math.max(100, Math.min(cfg.maxInflight, 1000))
     })
@@ -126,12 +128,15 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
   })
   b.on('clientDisconnect', onDisconnect)
   b.on('clientError', (client, err) => {
+    const reason = classifyClientError(err)
+    if (reason !== null) stats.refuse(reason)
     // A failing Redis surfaces here too (aedes closes that client): an operator must see it.
     if (isRedisError(err)) log.warn('persistence error; client disconnected', { clientId: client.id, error: err.message })
     else log.debug('client error', { clientId: client.id, error: err.message })
   })
   b.on('connectionError', (client, err) => {
-    if (/parse|invalid|malformed|protocol/i.test(err.message)) stats.refuse('malformed_packet')
+    const reason = classifyClientError(err)
+    if (reason !== null) stats.refuse(reason)
     log.debug('connection error', { error: err.message })
   })
 
