@@ -51,10 +51,10 @@ type Handler = (ctx: RequestContext, r: RequestFrame) => Promise<unknown>
 const handlers: Record<RequestOp, Handler> = {
   async history (ctx, r) {
     const conv = convParam(r)
-    await requireMember(ctx, conv)
     const limit = intParam(r, 'limit', { min: 1, max: 200, def: 50 }) as number
     const before = intParam(r, 'before', { min: 1, max: Number.MAX_SAFE_INTEGER })
     const after = intParam(r, 'after', { min: 0, max: Number.MAX_SAFE_INTEGER })
+    await requireMember(ctx, conv)
     if (before === undefined && after === undefined && ctx.mirror !== null) {
       // The newest page, the most frequent read: from Redis when it holds it whole.
       const lastSeq = (await ctx.reader.conversation(conv))?.lastSeq ?? 0

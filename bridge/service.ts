@@ -190,11 +190,11 @@ export class MessageService {
   /** A device of `user` connected (online) or disconnected. Presence changes on the first and last device. */
   presence (user: string, online: boolean): void {
     if (this.closed) return
-    const n = (this.online.get(user) ?? 0) + (online ? 1 : -1)
+    const before = this.online.get(user) ?? 0
+    const n = Math.max(0, before + (online ? 1 : -1))
     if (n > 0) this.online.set(user, n)
     else this.online.delete(user)
-    const was = online ? n > 1 : n > 0
-    if (was === (n > 0)) return // another device still holds the state
+    if ((before > 0) === (n > 0)) return // another device still holds the state
     const now = Date.now()
     this.lastSeen.set(user, now)
     this.opts.mirror?.presence(user, n > 0, now)

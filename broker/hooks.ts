@@ -228,6 +228,11 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
         refusePublish(s, packet, 'rate_limited', 'rate_limited', `over ${cfg.publishRate} publishes per second`)
         return done(null)
       }
+      if (s.userPrefix !== null && packet.topic.length === s.userPrefix.length + 3 && packet.topic.endsWith('/out') && packet.topic.startsWith(s.userPrefix)) {
+        // The broker names the sending connection: the message service reads
+        // user and client id from `wb/u/{user}/out/{clientId}`, never from the payload.
+        packet.topic = `${packet.topic}/${client.id}`
+      }
       if (client.closed || !client.connected) return done(null) // its will: not gated
       const admit = (): void => {
         gate.enter(client, () => {

@@ -37,6 +37,13 @@ import { createMetrics } from './metrics.js'
 import { type BrokerPersistence, createPersistence } from './persistence.js'
 import { Stats } from './stats.js'
 import { SysPublisher } from './sys.js'
+import { getSession } from './session.js'
+import { adminRoutes } from '../bridge/http.js'
+import { registerServiceMetrics, serviceSys } from '../bridge/metrics.js'
+import { RedisMirror } from '../bridge/mirror.js'
+import { Retention } from '../bridge/retention.js'
+import { MessageService } from '../bridge/service.js'
+import { attachEmbedded, embeddedTransport } from '../bridge/transport.js'
 
 /** Longest wait for the wills of connected clients at close. */
 const WILL_TIMEOUT_MS = 3000
@@ -66,6 +73,8 @@ export interface Warbler {
   readonly stats: Stats
   readonly identity: IdentityStore
   readonly log: Logger
+  /** The embedded message service; null with `--bridge off`. */
+  readonly service: MessageService | null
   /** The current $SYS values (for tests and the admin API). */
   sys: () => Promise<Record<string, string>>
   close: () => Promise<void>
@@ -140,6 +149,40 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     log.debug('connection error', { error: err.message })
   })
 
+  // The message service, embedded (the default): archive, sequence, deliver.
+  let service: MessageService | null = null
+  let mirror: RedisMirror | undefined
+  let detach: (() => Promise<void>) | null = null
+  let retention: Retention | null = null
+  const closeService = async (): Promise<void> => {
+    retention?.stop()
+    await detach?.()
+    await service?.close()
+    await mirror?.close()
+  }
+  if (cfg.bridge === 'embedded') {
+    try {
+      mirror = cfg.redis !== '' ? await RedisMirror.connect(cfg.redis, log) : undefined
+      service = await MessageService.open({ dataDir: cfg.dataDir, transport: embeddedTransport(b), log, maxPayload: cfg.maxPayload, ...(mirror !== undefined ? { mirror } : {}) })
+    } catch (err) {
+      await mirror?.close()
+      await new Promise<void>((resolve) => b.close(() => resolve()))
+      await release()
+      throw err
+    }
+    const svc = service
+    detach = attachEmbedded(b, svc)
+    b.on('clientReady', (client) => {
+      const s = getSession(client)
+      if (s?.user != null && !s.service) svc.presence(s.user, true)
+    })
+    b.on('clientDisconnect', (client) => {
+      const s = getSession(client)
+      if (s?.user != null && !s.service) svc.presence(s.user, false)
+    })
+    retention = new Retention(svc.writer, { days: cfg.retentionDays, messages: cfg.retentionMessages })
+  }
+
   let closing: Promise<void> | null = null
   // CONNACK before any message, and no message lost to aedes' dedupe (delivery.ts).
   const fixDelivery = createDeliveryFixes(b)
@@ -153,13 +196,19 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     listeners = createListeners(cfg, handle)
   } catch (err) {
     await new Promise<void>((resolve) => b.close(() => resolve()))
+    await closeService()
     await release()
     throw err
   }
 
   let ready = false
   const registry = createMetrics({ stats, connected, inflight: () => gate.active, queued: () => gate.queued })
-  const httpServer = cfg.httpPort !== -1 ? createHttpServer({ registry, ready: () => ready && closing === null }) : null
+  const svc = service
+  if (svc !== null) registerServiceMetrics(registry, svc)
+  const routes = svc === null
+    ? undefined
+    : adminRoutes({ reader: svc.reader, admin: async (token) => { const who = await auth.bearer(token); return who?.admin === true ? who.user : null } })
+  const httpServer = cfg.httpPort !== -1 ? createHttpServer({ registry, ready: () => ready && closing === null, ...(routes !== undefined ? { routes } : {}) }) : null
   const sys = new SysPublisher(b, {
     stats,
     version: VERSION,
@@ -167,7 +216,7 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     offline: () => persistence.countOffline(),
     retainedCount: () => persistence.retainedCount(),
     inflight: () => gate.active,
-    extra: () => ({})
+    extra: () => svc === null ? {} : serviceSys(svc)
   }, cfg.sysInterval)
 
   const ports: Record<string, number> = {}
@@ -178,10 +227,12 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     await Promise.all(listeners.map((l) => l.close()))
     if (httpServer !== null) await closeServer(httpServer)
     await new Promise<void>((resolve) => b.close(() => resolve()))
+    await closeService()
     await release()
     throw err
   }
   sys.start()
+  retention?.start()
   ready = true
 
   /**
@@ -231,6 +282,8 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
       // wait (bounded) for publishes still being routed, so their persistence
       // commands are issued before the persistence is flushed and closed.
       await drained(() => gate.active === 0, DRAIN_TIMEOUT_MS)
+      // Every send that reached the service is committed before SQLite closes.
+      await closeService()
       await Promise.all(listeners.map((l) => l.close()))
       if (httpServer !== null) await closeServer(httpServer)
       await release()
@@ -238,5 +291,5 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     return closing
   }
 
-  return { ports: Object.freeze({ ...ports }), broker: b, stats, identity, log, sys: () => sys.snapshot(), close }
+  return { ports: Object.freeze({ ...ports }), broker: b, stats, identity, log, service: svc, sys: () => sys.snapshot(), close }
 }

@@ -3,13 +3,14 @@
  * in, start the node, print the ready line, and stop gracefully on SIGTERM or
  * SIGINT (exit code 0).
  */
-import { writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { resolveConfig, startHelp } from '../broker/config.js'
 import { randomPassword } from '../broker/identity/password.js'
 import { IdentityStore } from '../broker/identity/store.js'
 import { createLogger, type Level } from '../broker/log.js'
 import { startWarbler } from '../broker/server.js'
+import { PID_FILE } from './backup.js'
 
 export const INITIAL_ADMIN_FILE = 'initial-admin-password'
 
@@ -64,9 +65,13 @@ export async function runStart (argv: string[]): Promise<number> {
     process.on('SIGTERM', onTerm)
     process.on('SIGINT', onInt)
   })
+  // Tells `warbler restore` that the data dir is in use.
+  const pidFile = path.join(cfg.dataDir, PID_FILE)
+  writeFileSync(pidFile, `${process.pid}\n`)
   process.stdout.write(`warbler ready ${JSON.stringify(node.ports)}\n`)
-  log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '' })
+  log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '', bridge: cfg.bridge })
   await stopped
+  rmSync(pidFile, { force: true })
   log.info('stopped')
   return 0
 }

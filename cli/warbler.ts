@@ -13,6 +13,9 @@ Commands:
                         Manage users (see warbler user --help)
   token create|list|revoke
                         Manage access and device tokens (see warbler token --help)
+  bridge                Run the message service as its own process (see warbler bridge --help)
+  backup FILE           Write a consistent copy of the database, also while running
+  restore FILE          Put a backup in place (with the service stopped)
 
 Every command takes --data-dir DIR (env WARBLER_DATA_DIR, default ./data).
 `
@@ -24,6 +27,9 @@ async function main (argv: string[]): Promise<number> {
     case 'start': return await (await import('./start.js')).runStart(rest)
     case 'user': return await (await import('./user.js')).runUser(rest)
     case 'token': return await (await import('./token.js')).runToken(rest)
+    case 'bridge': return await (await import('./bridge.js')).runBridge(rest)
+    case 'backup': return await (await import('./backup.js')).runBackup(rest)
+    case 'restore': return await (await import('./backup.js')).runRestore(rest)
     case undefined:
     case 'help':
     case '--help':

@@ -3,9 +3,8 @@
  * (no SDK): it subscribes to its inbox and device topic, sends messages and
  * requests, and collects what arrives.
  */
-import type { MqttClient } from 'mqtt'
+import mqtt, { type MqttClient } from 'mqtt'
 import type { AckFrame, ErrorFrame, MessageFrame, ServerFrame } from '../../sdk/src/protocol.js'
-import { connect } from './warbler.js'
 
 let counter = 0
 
@@ -24,9 +23,15 @@ export class ChatClient {
 
   static async connect (url: string, user: string, password: string, opts: { device?: string, clean?: boolean } = {}): Promise<ChatClient> {
     const clientId = `${user}-${opts.device ?? `t${++counter}`}`
-    const client = await connect(url, { username: user, password, clientId, clean: opts.clean ?? true })
+    const client = mqtt.connect(url, { username: user, password, clientId, clean: opts.clean ?? true, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 })
+    // Listen before CONNACK: a persistent session's queued messages follow it at once.
+    const chat = new ChatClient(client, user, clientId)
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => resolve())
+      client.once('error', reject)
+    })
     await client.subscribeAsync([`wb/u/${user}/inbox`, `wb/d/${clientId}`], { qos: 1 })
-    return new ChatClient(client, user, clientId)
+    return chat
   }
 
   /** Chat messages received on the inbox, in arrival order. */
