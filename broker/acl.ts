@@ -7,16 +7,21 @@
  * - publish: only `wb/u/{self}/out`; inboxes and device topics are written by
  *   the service alone, which is how the broker, not the payload, names the
  *   sender.
- * - subscribe: filters inside `wb/u/{self}/` and `wb/d/{own client id}`.
+ * - subscribe: filters inside `wb/u/{self}/`, and `wb/d/C` for the user's own
+ *   client ids C (`self` or `self-...`: client ids are bound to their user,
+ *   so one device of a user may follow another's replies, which lets a plain
+ *   client publish with one connection and read its acks with another); an
+ *   anonymous client only its own `wb/d/{client id}`.
  * - forward: a second line of defence; a packet on `wb/u/X/...` reaches only
- *   clients of user X, one on `wb/d/C` only client C, whatever they
- *   subscribed to (so `#` in development mode never leaks another's inbox).
+ *   clients of user X, one on `wb/d/C` only clients of C's user (or C itself
+ *   when anonymous), whatever they subscribed to (so `#` in development mode
+ *   never leaks another's inbox).
  * - a service account (the message service in its own process) also writes
  *   inboxes and device topics and reads `wb/u/+/out/+` and aedes' client
  *   notices `$SYS/+/new/clients`, `$SYS/+/disconnect/clients`.
  * - `$SYS`: admins read the `$SYS/broker/` tree; nobody publishes a `$` topic.
  */
-import { parseChatTopic, TOPIC_ROOT } from '../sdk/src/protocol.js'
+import { clientIdBelongsTo, parseChatTopic, TOPIC_ROOT } from '../sdk/src/protocol.js'
 import type { AclRule } from './config.js'
 import type { Session } from './session.js'
 
@@ -86,6 +91,11 @@ const SERVICE_OUT = ['wb', 'u', '+', 'out', '+']
 const SERVICE_SYS = [['$SYS', '+', 'new', 'clients'], ['$SYS', '+', 'disconnect', 'clients']]
 const SERVICE_READ = [SERVICE_OUT, ...SERVICE_SYS]
 
+/** Whether a session may read the device topic of client id `clientId`. */
+function ownsDevice (s: Session, clientId: string): boolean {
+  return clientId === s.clientId || (s.user !== null && clientIdBelongsTo(clientId, s.user))
+}
+
 export class Acl {
   private readonly rules: CompiledRule[]
   constructor (rules: readonly AclRule[], private readonly dev: boolean) {
@@ -123,7 +133,7 @@ export class Acl {
     if (first === TOPIC_ROOT) {
       if (s.userPrefix !== null && filter.startsWith(s.userPrefix) && levels.length > 3) return 'allow'
       const chat = parseChatTopic(filter)
-      if (chat?.kind === 'device' && chat.clientId === s.clientId) return 'allow'
+      if (chat?.kind === 'device' && ownsDevice(s, chat.clientId)) return 'allow'
       return 'deny'
     }
     if (this.dev) return 'allow'
@@ -152,6 +162,6 @@ export class Acl {
     if (s.userPrefix !== null && topic.startsWith(s.userPrefix)) return 'allow'
     if (s.service && topicMatches(SERVICE_OUT, topic.split('/'))) return 'allow'
     const chat = parseChatTopic(topic)
-    return chat?.kind === 'device' && chat.clientId === s.clientId ? 'allow' : 'deny'
+    return chat?.kind === 'device' && ownsDevice(s, chat.clientId) ? 'allow' : 'deny'
   }
 }

@@ -164,11 +164,12 @@ describe('Acl decisions', () => {
   })
 
   test('subscribe in the chat space: own user subtree and own device topic only', () => {
-    for (const f of ['wb/u/alice/inbox', 'wb/u/alice/#', 'wb/u/alice/+', 'wb/d/alice-phone']) {
+    // Client ids are bound to their user, so alice may follow the replies of her other devices.
+    for (const f of ['wb/u/alice/inbox', 'wb/u/alice/#', 'wb/u/alice/+', 'wb/d/alice-phone', 'wb/d/alice', 'wb/d/alice-laptop']) {
       assert.equal(acl.canSubscribe(alice, f), 'allow', f)
     }
     for (const f of ['wb/u/bob/inbox', 'wb/u/+/inbox', 'wb/u/#', 'wb/#', 'wb/+/alice/inbox', 'wb/d/bob',
-      'wb/d/alice', 'wb/d/+', 'wb/d/#', 'wb/d/alice-phone/#', 'wb/u/alice', 'wb', 'wb/u/alicex/inbox']) {
+      'wb/d/bob', 'wb/d/alicex', 'wb/d/+', 'wb/d/#', 'wb/d/alice-phone/#', 'wb/u/alice', 'wb', 'wb/u/alicex/inbox']) {
       assert.equal(acl.canSubscribe(alice, f), 'deny', f)
       assert.equal(dev.canSubscribe(alice, f), 'deny', `dev ${f}`)
     }
@@ -238,7 +239,8 @@ describe('Acl decisions', () => {
     assert.equal(acl.canForward(alice, 'wb/u/bob/inbox'), 'deny')
     assert.equal(acl.canForward(alice, 'wb/u/alicex/inbox'), 'deny')
     assert.equal(acl.canForward(alice, 'wb/d/alice-phone'), 'allow')
-    assert.equal(acl.canForward(alice, 'wb/d/alice'), 'deny')
+    assert.equal(acl.canForward(alice, 'wb/d/alice'), 'allow')
+    assert.equal(acl.canForward(alice, 'wb/d/bob-phone'), 'deny')
     assert.equal(acl.canForward(anon, 'wb/u/bob/inbox'), 'deny')
     assert.equal(acl.canForward(anon, 'wb/d/sensor-1'), 'allow')
     assert.equal(acl.canForward(anon, 'wb/d/bob'), 'deny')
@@ -353,7 +355,7 @@ describe('over MQTT, normal mode', { timeout: 30_000 }, () => {
 
   test('subscriptions: own inbox, own subtree, own device; nothing of others', async (t) => {
     const alice = await login(t, node, 'alice', 'alice-phone')
-    for (const f of ['wb/u/bob/inbox', 'wb/u/+/inbox', 'wb/#', 'wb/d/bob-phone', 'wb/d/alice', '#', '+/+/+/inbox', '$SYS/#', '$SYS/broker/uptime', 'devices/bob/#']) {
+    for (const f of ['wb/u/bob/inbox', 'wb/u/+/inbox', 'wb/#', 'wb/d/bob-phone', 'wb/d/alicex', '#', '+/+/+/inbox', '$SYS/#', '$SYS/broker/uptime', 'devices/bob/#']) {
       assert.equal(await grant(alice, f), 128, f)
     }
     for (const f of ['wb/u/alice/inbox', 'wb/u/alice/#', 'wb/d/alice-phone', 'public/#', 'devices/alice/#', 'cid/alice-phone/x']) {
