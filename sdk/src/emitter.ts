@@ -1,0 +1,21 @@
+/** A minimal typed event emitter (works in browsers and Node). */
+export class Emitter<Events extends { [K in keyof Events]: (...args: never[]) => void }> {
+  private readonly listeners = new Map<keyof Events, Set<Events[keyof Events]>>()
+
+  on<K extends keyof Events> (event: K, fn: Events[K]): () => void {
+    let set = this.listeners.get(event)
+    if (set === undefined) { set = new Set(); this.listeners.set(event, set) }
+    set.add(fn)
+    return () => { this.off(event, fn) }
+  }
+
+  off<K extends keyof Events> (event: K, fn: Events[K]): void {
+    this.listeners.get(event)?.delete(fn)
+  }
+
+  protected emit<K extends keyof Events> (event: K, ...args: Parameters<Events[K]>): void {
+    for (const fn of [...(this.listeners.get(event) ?? [])]) {
+      try { (fn as (...a: Parameters<Events[K]>) => void)(...args) } catch (err) { queueMicrotask(() => { throw err }) }
+    }
+  }
+}
