@@ -102,7 +102,22 @@ export class Authenticator {
         `client id must be "${username}" or start with "${username}-"`)
     }
     const user = this.cache.users.get(username)
-    return this.session(client, username, user?.admin === true, method, address, user?.service === true)
+    const session = this.session(client, username, user?.admin === true, method, address, user?.service === true)
+    const tokenId = method === 'device_token' ? parseDeviceToken(password?.toString('utf8') ?? '')?.id : undefined
+    return tokenId === undefined ? session : { ...session, tokenId }
+  }
+
+  /**
+   * Whether a session's credential is still good: its user exists and, when
+   * it came with a device token, the token is not revoked. (A JWT stays good
+   * until it expires; a password until the user is removed.)
+   */
+  stillValid (s: Session): boolean {
+    if (s.user === null) return true
+    if (!this.cache.users.has(s.user)) return false
+    if (s.tokenId === undefined) return true
+    const t = this.cache.tokens.get(s.tokenId)
+    return t !== undefined && !t.revoked
   }
 
   /**

@@ -183,6 +183,17 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     retention = new Retention(svc.writer, { days: cfg.retentionDays, messages: cfg.retentionMessages })
   }
 
+  // A removed user or a revoked device token loses its live connections too.
+  cache.onReload = () => {
+    for (const client of Object.values((b as unknown as { clients: Record<string, Client> }).clients)) {
+      const s = getSession(client)
+      if (s !== undefined && !client.closed && !auth.stillValid(s)) {
+        log.info('connection closed: credential revoked', { user: s.user, clientId: client.id })
+        client.close()
+      }
+    }
+  }
+
   let closing: Promise<void> | null = null
   // CONNACK before any message, and no message lost to aedes' dedupe (delivery.ts).
   const fixDelivery = createDeliveryFixes(b)

@@ -14,6 +14,8 @@ export interface Session {
   /** The message service's account: reads `wb/u/+/out/+` and `$SYS` client events, writes inboxes and device topics. */
   readonly service: boolean
   readonly method: AuthMethod
+  /** The device token's id when it logged in with one (to cut it off when revoked). */
+  readonly tokenId?: string
   readonly clientId: string
   readonly address: string
   /** `wb/u/{user}/`, precomputed for the ACL. */

@@ -20,6 +20,9 @@ export class IdentityCache {
   /** Refreshes run one after another, each reading the version afresh. */
   private queue: Promise<void> = Promise.resolve()
 
+  /** Called after each reload (the broker cuts off removed users and revoked tokens). */
+  onReload: (() => void) | null = null
+
   constructor (private readonly store: IdentityStore, private readonly pollMs = 1000) {}
 
   async start (): Promise<void> {
@@ -39,7 +42,9 @@ export class IdentityCache {
       this.users = new Map(users.map((u) => [u.name, { admin: u.admin, service: u.service, passwordHash: u.passwordHash, createdAt: u.createdAt }]))
       this.tokens = new Map(tokens.map((t) => [t.id, { user: t.user, secretHash: t.secretHash, revoked: t.revokedAt !== null }]))
       this.jwtKey = key
+      const first = this.version === ''
       this.version = v
+      if (!first) this.onReload?.()
     })
     this.queue = run.catch(() => {})
     return run
