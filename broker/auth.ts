@@ -216,7 +216,6 @@ export class Authenticator {
       address,
       userPrefix: user === null ? null : `wb/u/${user}/`,
       publishBucket: this.cfg.publishRate > 0 && !service ? new TokenBucket(this.cfg.publishRate, this.cfg.publishBurst) : null,
-      inflight: 0,
       lastNotice: 0,
       suppressedNotices: 0
     }

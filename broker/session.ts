@@ -22,8 +22,6 @@ export interface Session {
   readonly userPrefix: string | null
   /** Per-client publish rate; null when unlimited. */
   readonly publishBucket: TokenBucket | null
-  /** Publishes of this client being routed right now. */
-  inflight: number
   /** Last time (ms) an error notice went to this client, to rate-limit notices. */
   lastNotice: number
   /** Notices suppressed since lastNotice. */

@@ -24,7 +24,6 @@ function session (user: string | null, clientId: string, admin = false, service 
     address: '127.0.0.1',
     userPrefix: user === null ? null : `wb/u/${user}/`,
     publishBucket: null,
-    inflight: 0,
     lastNotice: 0,
     suppressedNotices: 0
   }
