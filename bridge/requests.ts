@@ -58,12 +58,14 @@ const handlers: Record<RequestOp, Handler> = {
     if (before === undefined && after === undefined && ctx.mirror !== null) {
       // The newest page, the most frequent read: from Redis when it holds it whole.
       const lastSeq = (await ctx.reader.conversation(conv))?.lastSeq ?? 0
-      const hot = await ctx.mirror.recent(conv, lastSeq, limit)
-      if (hot !== null) return { messages: hot, more: (hot[0]?.seq ?? 1) > 1 }
+      // Retention deletes the oldest messages: the mirror may still list some.
+      const firstSeq = (await ctx.reader.history(conv, { after: 0, limit: 1 })).messages[0]?.seq ?? lastSeq + 1
+      const hot = await ctx.mirror.recent(conv, lastSeq, limit, firstSeq)
+      if (hot !== null) return { messages: hot, more: (hot[0]?.seq ?? firstSeq) > firstSeq }
       const page = await ctx.reader.history(conv, { limit: Math.max(limit, RECENT) })
       ctx.mirror.rebuildRecent(conv, page.messages)
       const messages = page.messages.slice(-limit)
-      return { messages, more: (messages[0]?.seq ?? 1) > 1 }
+      return { messages, more: page.more || page.messages.length > limit }
     }
     const opts: { before?: number, after?: number, limit: number } = { limit }
     if (before !== undefined) opts.before = before
