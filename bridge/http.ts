@@ -40,64 +40,80 @@ function intQuery (q: URLSearchParams, name: string, min: number, max: number): 
   return n
 }
 
+const CONV_HINT = 'a conversation id (d:USER:USER or g:ID)'
+
 /** Returns a route handler for createHttpServer: true when it handled the request. */
 export function adminRoutes (d: AdminApiDeps): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (!url.pathname.startsWith('/api/v1/')) return false
-    if (req.method !== 'GET') {
-      fail(res, 'bad_request', 'only GET is supported')
-      return true
-    }
     const auth = req.headers.authorization ?? ''
-    const token = auth.startsWith('Bearer ') ? auth.slice(7).trim() : ''
+    const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : ''
     void (async () => {
-      if (token === '' || await d.admin(token) === null) return fail(res, 'not_authorized', 'an admin access or device token is required (Authorization: Bearer TOKEN)')
-      const parts = url.pathname.slice('/api/v1/'.length).split('/').map(decodeURIComponent)
+      if (token === '' || await d.admin(token) === null) {
+        res.setHeader('www-authenticate', 'Bearer')
+        return fail(res, 'not_authorized', 'an admin access or device token is required (Authorization: Bearer TOKEN)')
+      }
+      if (req.method !== 'GET') {
+        res.setHeader('allow', 'GET')
+        return fail(res, 'bad_request', `${req.method ?? 'this method'} is not supported; the admin API is read-only (GET)`)
+      }
+      let parts: string[]
+      try {
+        parts = url.pathname.slice('/api/v1/'.length).split('/').map(decodeURIComponent)
+      } catch {
+        return fail(res, 'bad_request', 'the path is not valid percent-encoded UTF-8')
+      }
       const q = url.searchParams
-      if (parts[0] === 'conversations' && parts.length === 3) {
+      if (parts[0] === 'conversations' && parts.length === 3 && (parts[2] === 'members' || parts[2] === 'messages')) {
         const conv = parts[1] as string
-        if (!isConversationId(conv)) return fail(res, 'bad_request', 'not a conversation id')
-        if (await d.reader.conversation(conv) === null) return fail(res, 'not_found', `no conversation ${conv}`)
-        if (parts[2] === 'members') return send(res, 200, { members: await d.reader.members(conv) })
+        if (!isConversationId(conv)) return fail(res, 'bad_request', `conv must be ${CONV_HINT}`)
+        let opts: { before?: number, after?: number, limit: number } | undefined
         if (parts[2] === 'messages') {
           const limit = intQuery(q, 'limit', 1, 1000)
           const before = intQuery(q, 'before', 1, Number.MAX_SAFE_INTEGER)
           const after = intQuery(q, 'after', 0, Number.MAX_SAFE_INTEGER)
           for (const v of [limit, before, after]) if (v instanceof Error) return fail(res, 'bad_request', v.message)
-          const opts: { before?: number, after?: number, limit: number } = { limit: (limit as number | undefined) ?? 100 }
+          opts = { limit: (limit as number | undefined) ?? 100 }
           if (before !== undefined) opts.before = before as number
           if (after !== undefined) opts.after = after as number
-          return send(res, 200, await d.reader.history(conv, opts))
         }
+        if (await d.reader.conversation(conv) === null) return fail(res, 'not_found', `no conversation ${conv}`)
+        if (opts === undefined) return send(res, 200, { members: await d.reader.members(conv) })
+        return send(res, 200, await d.reader.history(conv, opts))
       }
       if (parts[0] === 'messages' && parts.length === 2) {
         const m = await d.reader.message(parts[1] as string)
-        return m === null ? fail(res, 'not_found', 'no such message') : send(res, 200, m)
+        return m === null ? fail(res, 'not_found', `no message ${parts[1] as string}`) : send(res, 200, m)
       }
-      if (parts[0] === 'users' && parts.length === 3 && isValidUsername(parts[1] as string)) {
+      if (parts[0] === 'users' && parts.length === 3 && (parts[2] === 'conversations' || parts[2] === 'unread')) {
         const user = parts[1] as string
+        if (!isValidUsername(user)) return fail(res, 'bad_request', 'user must be a user name (1-32 of a-z 0-9 _ . starting with a letter)')
         if (parts[2] === 'conversations') {
           const limit = intQuery(q, 'limit', 1, 1000)
           if (limit instanceof Error) return fail(res, 'bad_request', limit.message)
           return send(res, 200, { conversations: await d.reader.conversations(user, limit ?? 100) })
         }
-        if (parts[2] === 'unread') return send(res, 200, await d.reader.unread(user))
+        return send(res, 200, await d.reader.unread(user))
       }
       if (parts[0] === 'search' && parts.length === 1) {
         const user = q.get('user') ?? ''
         const text = q.get('q') ?? ''
+        const conv = q.get('conv')
         const limit = intQuery(q, 'limit', 1, 100)
         if (!isValidUsername(user)) return fail(res, 'bad_request', 'user must be a user name (search runs in that user\'s conversations)')
         if (text.trim() === '' || text.length > 200) return fail(res, 'bad_request', 'q must be 1-200 characters')
+        if (conv !== null && !isConversationId(conv)) return fail(res, 'bad_request', `conv must be ${CONV_HINT}`)
         if (limit instanceof Error) return fail(res, 'bad_request', limit.message)
-        const conv = q.get('conv')
         const opts: { conv?: string, limit: number } = { limit: limit ?? 20 }
         if (conv !== null) opts.conv = conv
         return send(res, 200, { messages: await d.reader.search(user, text, opts) })
       }
-      fail(res, 'not_found', `no route ${url.pathname}`)
-    })().catch((err: unknown) => fail(res, 'internal', (err as Error).message))
+      fail(res, 'not_found', `no route GET ${url.pathname} (see docs/operations.md)`)
+    })().catch((err: unknown) => {
+      if (res.headersSent) { res.destroy(); return }
+      fail(res, 'internal', `the request failed on the server: ${(err as Error).message}`)
+    })
     return true
   }
 }

@@ -8,6 +8,20 @@
 import type { ArchiveWriter } from './writer.js'
 
 const BATCH = 1000
+/** Pages given back per vacuum step (8 MB with 4 KB pages); steps go through the writer's queue. */
+const VACUUM_PAGES = 2000
+/** Most vacuum steps per pass; what is left goes at the next pass. */
+const VACUUM_STEPS = 50
+
+/**
+ * The writer's own connection, to run a statement to completion: Tx.run
+ * takes one step of a statement (node-sqlite3's run), which for
+ * `PRAGMA incremental_vacuum(N)` frees a single page, not N.
+ */
+interface Connection {
+  exec: (sql: string) => Promise<void>
+  get: (sql: string) => Promise<Record<string, unknown> | undefined>
+}
 
 export interface RetentionPolicy { days: number, messages: number }
 
@@ -53,9 +67,26 @@ export class Retention {
         if (n < BATCH) break
       }
     }
-    if (total > 0) await this.writer.op(async (tx) => await tx.run('PRAGMA incremental_vacuum(2000)'))
+    if (total > 0) await this.vacuum()
     this.deleted += total
     return total
+  }
+
+  /** Give free pages back to the file system, a slice at a time, in order with the writer's batches. */
+  private async vacuum (): Promise<void> {
+    const conn = (this.writer as unknown as { db?: Partial<Connection> }).db
+    if (typeof conn?.exec !== 'function' || typeof conn.get !== 'function') {
+      await this.writer.op(async (tx) => { for (let i = 0; i < VACUUM_PAGES; i++) await tx.run('PRAGMA incremental_vacuum(1)') })
+      return
+    }
+    const db = conn as Connection
+    for (let i = 0; i < VACUUM_STEPS; i++) {
+      const left = await this.writer.op(async () => {
+        await db.exec(`PRAGMA incremental_vacuum(${VACUUM_PAGES})`)
+        return Number((await db.get('PRAGMA freelist_count'))?.freelist_count ?? 0)
+      })
+      if (left === 0) break
+    }
   }
 
   stop (): void {

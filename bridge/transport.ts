@@ -46,15 +46,48 @@ export function attachEmbedded (broker: Aedes, service: MessageService): () => P
   return () => new Promise<void>((resolve) => { broker.unsubscribe(OUT_FILTER, handler as never, () => resolve()) })
 }
 
-/** Connect to a broker as the service's MQTT client (persistent session, QoS 1). */
-export async function mqttTransport (url: string, opts: IClientOptions): Promise<{ transport: Transport, client: MqttClient }> {
-  const client = await mqtt.connectAsync(url, {
+/**
+ * Connect to a broker as the service's MQTT client: a persistent session
+ * (`clean: false`), so what users send while the service is away is queued
+ * for it by the broker and handed over when it is back; QoS 1 both ways;
+ * reconnects by itself after the first connection.
+ *
+ * `onMessage` is attached before the connection opens: a persistent
+ * session's queued messages follow CONNACK at once, and mqtt.js acknowledges
+ * a QoS 1 message as soon as its 'message' listeners return, so a listener
+ * attached after connecting would let them be acknowledged and lost.
+ *
+ * Rejects when the first connection fails (unreachable broker, refused
+ * login), with the reason, and leaves nothing open.
+ */
+export async function mqttTransport (url: string, opts: IClientOptions, onMessage: (topic: string, payload: Buffer) => void): Promise<{ transport: Transport, client: MqttClient }> {
+  const client = mqtt.connect(url, {
     protocolVersion: 4,
     clean: false,
     reconnectPeriod: 1000,
     connectTimeout: 10_000,
     ...opts
   })
+  client.on('message', onMessage)
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error): void => {
+      client.off('connect', onConnect)
+      client.off('error', onError)
+      client.off('close', onClose)
+      if (err === undefined) { resolve(); return }
+      client.end(true)
+      reject(err)
+    }
+    const onConnect = (): void => { done() }
+    const onError = (err: Error): void => { done(err) }
+    // A socket closed before CONNACK with no error (a broker that drops the connection).
+    const onClose = (): void => { done(new Error('the broker closed the connection before accepting it')) }
+    client.on('connect', onConnect)
+    client.on('error', onError)
+    client.on('close', onClose)
+  })
+  // After the first connection, errors are transient: mqtt.js reconnects.
+  client.on('error', () => {})
   const transport: Transport = {
     publish: (topic, payload, qos) => new Promise<void>((resolve) => {
       client.publish(topic, payload, { qos }, () => resolve())

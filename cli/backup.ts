@@ -7,13 +7,15 @@
  * writer). Restore needs the service stopped: it checks the file, keeps the
  * current database aside, and puts the backup in its place.
  */
-import { copyFileSync, existsSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { DB_FILE } from '../broker/identity/store.js'
 import { Database } from '../broker/sqlite.js'
 import { CliError, dataDirOf, parseArgs } from './args.js'
 
 export const PID_FILE = 'warbler.pid'
+/** Written by `warbler bridge` (the message service as its own process) in the data dir it serves. */
+export const BRIDGE_PID_FILE = 'warbler-bridge.pid'
 
 const HELP = `Usage:
   warbler backup FILE      Write a consistent copy of the database to FILE, also while
@@ -24,9 +26,9 @@ const HELP = `Usage:
 Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
 `
 
-/** The pid of a running `warbler start` on this data dir, or null. */
-export function runningPid (dataDir: string): number | null {
-  const file = path.join(dataDir, PID_FILE)
+/** The pid of a running `warbler start` (or, with BRIDGE_PID_FILE, `warbler bridge`) on this data dir, or null. */
+export function runningPid (dataDir: string, pidFile = PID_FILE): number | null {
+  const file = path.join(dataDir, pidFile)
   if (!existsSync(file)) return null
   const pid = Number(readFileSync(file, 'utf8').trim())
   if (!Number.isInteger(pid) || pid <= 0) return null
@@ -38,18 +40,31 @@ export function runningPid (dataDir: string): number | null {
   }
 }
 
+/** Tables every Warbler database has (the identity store creates them). */
+const REQUIRED_TABLES = ['users', 'device_tokens', 'meta']
+
+/** Open `file` read-only and make sure it is a sound Warbler database; counts what it holds. */
 async function check (file: string): Promise<{ messages: number, users: number }> {
   let db: Database
   try {
     db = await Database.open(file, { readonly: true })
   } catch (err) {
-    throw new CliError(`cannot open ${file} as a SQLite database: ${(err as Error).message}`)
+    const m = (err as Error).message
+    if (/SQLITE_NOTADB/.test(m)) throw new CliError(`${file} is not a SQLite database (so not a Warbler backup)`)
+    if (/SQLITE_CORRUPT/.test(m)) throw new CliError(`${file} is damaged: SQLite cannot read it (${m})`)
+    throw new CliError(`cannot open ${file} as a SQLite database: ${m}`)
   }
   try {
-    const ok = await db.get<{ integrity_check: string }>('PRAGMA integrity_check').catch((err: Error) => ({ integrity_check: err.message }))
-    if (ok?.integrity_check !== 'ok') throw new CliError(`${file} fails the integrity check: ${ok?.integrity_check ?? 'no answer'}`)
+    const ok = await db.all<{ integrity_check: string }>('PRAGMA integrity_check').catch((err: Error) => [{ integrity_check: err.message }])
+    if (ok.length !== 1 || ok[0]?.integrity_check !== 'ok') {
+      const why = ok.map((r) => r.integrity_check).slice(0, 3).join('; ').replace(/\s+/g, ' ').trim()
+      throw new CliError(/not a database/i.test(why)
+        ? `${file} is not a SQLite database (so not a Warbler backup)`
+        : `${file} is damaged: it fails SQLite's integrity check (${why})`)
+    }
     const tables = new Set((await db.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name))
-    if (!tables.has('users')) throw new CliError(`${file} is not a Warbler database (no users table)`)
+    const missing = REQUIRED_TABLES.filter((t) => !tables.has(t))
+    if (missing.length > 0) throw new CliError(`${file} is a SQLite database but not a Warbler one (no ${missing.join(', ')} table)`)
     const users = (await db.get<{ n: number }>('SELECT count(*) AS n FROM users'))?.n ?? 0
     const messages = tables.has('messages') ? ((await db.get<{ n: number }>('SELECT count(*) AS n FROM messages'))?.n ?? 0) : 0
     return { messages, users }
@@ -64,18 +79,33 @@ export async function runBackup (argv: string[]): Promise<number> {
   if (p.options.has('help')) { process.stdout.write(HELP); return 0 }
   if (file === undefined || extra.length > 0) throw new CliError(`backup needs exactly one FILE\n\n${HELP}`)
   const target = path.resolve(file)
-  if (existsSync(target)) throw new CliError(`${target} already exists; choose a new file name`)
   const source = path.join(dataDirOf(p), DB_FILE)
-  if (!existsSync(source)) throw new CliError(`no database at ${source}`)
-  const db = await Database.open(source)
+  if (!existsSync(source)) throw new CliError(`no database at ${source} (wrong --data-dir?)`)
+  // Created here, empty, owner-only (it holds password hashes and the token
+  // key), and only if it does not exist: VACUUM INTO accepts an empty file.
   try {
-    await db.run('VACUUM INTO ?', [target])
-  } finally {
-    await db.close()
+    closeSync(openSync(target, 'wx', 0o600))
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EEXIST') throw new CliError(`${target} already exists; choose a new file name`)
+    throw new CliError(`cannot create ${target}: ${(err as Error).message}`)
   }
-  const { messages, users } = await check(target)
-  process.stdout.write(`backup written to ${target} (${users} users, ${messages} messages)\n`)
-  return 0
+  try {
+    const db = await Database.open(source, { readonly: true })
+    try {
+      // One read transaction: every message committed (so acknowledged) before it began.
+      await db.run('VACUUM INTO ?', [target])
+    } finally {
+      await db.close()
+    }
+    const { messages, users } = await check(target)
+    process.stdout.write(`backup written to ${target} (${users} users, ${messages} messages)\n`)
+    return 0
+  } catch (err) {
+    rmSync(target, { force: true })
+    if (err instanceof CliError) throw err
+    throw new CliError(`backup failed, nothing written: ${(err as Error).message}`)
+  }
 }
 
 export async function runRestore (argv: string[]): Promise<number> {
@@ -88,19 +118,33 @@ export async function runRestore (argv: string[]): Promise<number> {
   const dataDir = dataDirOf(p)
   const pid = runningPid(dataDir)
   if (pid !== null) throw new CliError(`warbler is running on ${dataDir} (pid ${pid}); stop it before restoring`)
-  const { messages, users } = await check(source)
+  const bridgePid = runningPid(dataDir, BRIDGE_PID_FILE)
+  if (bridgePid !== null) throw new CliError(`warbler bridge is running on ${dataDir} (pid ${bridgePid}); stop it before restoring`)
   const target = path.join(dataDir, DB_FILE)
+  if (source === target) throw new CliError(`${source} is the database itself`)
+  const { messages, users } = await check(source)
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   const staged = `${target}.restoring`
   copyFileSync(source, staged)
+  chmodSync(staged, 0o600)
+  // The copy must be as sound as the original before anything is replaced.
+  try {
+    await check(staged)
+  } catch (err) {
+    rmSync(staged, { force: true })
+    throw err
+  }
+  let kept: string | null = null
   if (existsSync(target)) {
     // Fold the WAL into the current file before keeping it aside.
     const cur = await Database.open(target)
     await cur.exec('PRAGMA wal_checkpoint(TRUNCATE)')
     await cur.close()
-    renameSync(target, `${target}.before-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+    kept = `${target}.before-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`
+    renameSync(target, kept)
   }
   for (const suffix of ['-wal', '-shm']) rmSync(target + suffix, { force: true })
   renameSync(staged, target)
-  process.stdout.write(`restored ${source} (${users} users, ${messages} messages) into ${dataDir}\n`)
+  process.stdout.write(`restored ${source} (${users} users, ${messages} messages) into ${dataDir}${kept !== null ? `; the previous database is kept as ${kept}` : ''}\n`)
   return 0
 }

@@ -5,15 +5,35 @@
  * `wb/u/+/out/+` (the broker appends the sender's client id) and follows
  * connects and disconnects on `$SYS/+/new/clients` and
  * `$SYS/+/disconnect/clients` for presence.
+ *
+ * It refuses to start, with a message saying why, when:
+ * - the account is missing from the data dir or is not a service account
+ *   (checked in the database the broker reads, before connecting);
+ * - another `warbler bridge` holds the data dir (a pid file, like
+ *   `warbler start`'s);
+ * - another message service already answers on the broker: the broker's
+ *   embedded one (a broker not started with `--bridge off`), or another
+ *   bridge. Both would store and deliver every message twice. To find out,
+ *   the bridge sends one harmless request on its own out topic before it
+ *   handles anything, and waits until the broker has routed that request
+ *   back to the bridge itself (so any other subscriber of `wb/u/+/out/+`
+ *   has it too) plus a grace period: an answer from anyone else means
+ *   another service is there. Messages that arrive meanwhile are held and
+ *   handled once the check passes.
  */
-import { readFileSync } from 'node:fs'
-import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
+import { randomBytes } from 'node:crypto'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import type { MqttClient } from 'mqtt'
+import { clientIdBelongsTo, isValidUsername, topics } from '../sdk/src/protocol.js'
+import { IdentityStore } from '../broker/identity/store.js'
 import { createLogger } from '../broker/log.js'
 import { RedisMirror } from '../bridge/mirror.js'
 import { Retention } from '../bridge/retention.js'
-import { MessageService } from '../bridge/service.js'
+import { MessageService, type Transport } from '../bridge/service.js'
 import { mqttTransport, OUT_FILTER, parseOutTopic } from '../bridge/transport.js'
 import { CliError, dataDirOf, parseArgs } from './args.js'
+import { BRIDGE_PID_FILE, runningPid } from './backup.js'
 
 const HELP = `Usage: warbler bridge --mqtt URL --username NAME [options]
 
@@ -25,17 +45,53 @@ Options:
   --mqtt URL             broker to connect to (env WARBLER_BRIDGE_MQTT), e.g. mqtt://127.0.0.1:1883
   --username NAME        service user (env WARBLER_BRIDGE_USERNAME)
   --password-file FILE   file holding its password or token; or env WARBLER_BRIDGE_PASSWORD
-  --data-dir DIR         the data dir with warbler.db (env WARBLER_DATA_DIR, default ./data)
+  --data-dir DIR         the broker's data dir, with warbler.db (env WARBLER_DATA_DIR, default ./data)
   --redis URL            mirror hot data into Redis (env WARBLER_REDIS)
   --max-payload BYTES    largest decoded payload (default 262144)
   --retention-days N     delete messages older than N days (0 = keep)
   --retention-messages N keep at most N messages per conversation (0 = all)
 `
 
+/** After the broker routed the probe back to us: how long another service gets to answer it. */
+const PROBE_GRACE_MS = 300
+/** Longest wait for the probe to come back at all. */
+const PROBE_TIMEOUT_MS = 5000
+/** Longest wait at stop for messages being handled. */
+const DRAIN_TIMEOUT_MS = 5000
+
+/** A failure to start that is not a bad setting (exit code 1). */
+class StartError extends Error {
+  override name = 'StartError'
+}
+
 function intOpt (v: string | true | undefined, name: string, def: number): number {
   if (v === undefined) return def
   if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new CliError(`--${name} must be a whole number`)
   return Number(v)
+}
+
+/** The account must exist in the broker's database and have the service role. */
+async function checkAccount (dataDir: string, username: string): Promise<void> {
+  const store = await IdentityStore.open(dataDir, { create: false })
+  let row: { service: number, admin: number } | undefined
+  try {
+    row = await store.db.get<{ service: number, admin: number }>('SELECT service, admin FROM users WHERE name = ?', [username])
+  } finally {
+    await store.close()
+  }
+  if (row === undefined) {
+    throw new CliError(`there is no user ${username} in ${dataDir}; create the service account with \`warbler user add ${username} --service\`, and run the bridge on the broker's --data-dir`)
+  }
+  if (row.service !== 1) {
+    throw new CliError(`${username} is not a service account; the bridge logs in as one (\`warbler user add NAME --service\`)`)
+  }
+}
+
+async function drain (inflight: Set<Promise<void>>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  while (inflight.size > 0 && Date.now() < deadline) {
+    await Promise.race([Promise.allSettled([...inflight]), new Promise((resolve) => setTimeout(resolve, Math.max(1, deadline - Date.now())))])
+  }
 }
 
 export async function runBridge (argv: string[]): Promise<number> {
@@ -50,38 +106,148 @@ export async function runBridge (argv: string[]): Promise<number> {
   const password = typeof pwFile === 'string' ? readFileSync(pwFile, 'utf8').trim() : process.env.WARBLER_BRIDGE_PASSWORD
   if (password === undefined || password === '') throw new CliError('give the service password with --password-file or WARBLER_BRIDGE_PASSWORD')
   const redisUrl = (p.options.get('redis') as string | undefined) ?? process.env.WARBLER_REDIS ?? ''
+  const maxPayload = intOpt(p.options.get('max-payload'), 'max-payload', 256 * 1024)
+  const policy = { days: intOpt(p.options.get('retention-days'), 'retention-days', 0), messages: intOpt(p.options.get('retention-messages'), 'retention-messages', 0) }
   const log = createLogger('info')
   const dataDir = dataDirOf(p)
+  const safeUrl = url.replace(/\/\/[^@/]*@/, '//')
 
-  const mirror = redisUrl !== '' ? await RedisMirror.connect(redisUrl, log) : undefined
-  const { transport, client } = await mqttTransport(url, { username, password, clientId: `${username}-bridge` })
-  const service = await MessageService.open({ dataDir, transport, log, maxPayload: intOpt(p.options.get('max-payload'), 'max-payload', 256 * 1024), ...(mirror !== undefined ? { mirror } : {}) })
-  const retention = new Retention(service.writer, { days: intOpt(p.options.get('retention-days'), 'retention-days', 0), messages: intOpt(p.options.get('retention-messages'), 'retention-messages', 0) })
+  await checkAccount(dataDir, username)
+  const pidFile = path.join(dataDir, BRIDGE_PID_FILE)
+  const other = runningPid(dataDir, BRIDGE_PID_FILE)
+  if (other !== null) throw new CliError(`another warbler bridge (pid ${other}) already serves ${dataDir}; stop it first`)
+  writeFileSync(pidFile, `${process.pid}\n`)
 
-  client.on('message', (topic, payload) => {
+  const clientId = `${username}-bridge`
+  const probeId = `bridge-probe-${randomBytes(6).toString('hex')}`
+  let client: MqttClient | null = null
+  let service: MessageService | null = null
+  let mirror: RedisMirror | undefined
+  let live = false
+  const held: Array<[string, Buffer]> = []
+  const inflight = new Set<Promise<void>>()
+  let onEcho = (): void => {}
+  let foreignAnswer = false
+
+  const dispatch = (topic: string, payload: Buffer): void => {
+    const svc = service as MessageService
     const who = parseOutTopic(topic)
-    if (who !== null) { void service.handle(who.user, who.clientId, payload); return }
+    if (who !== null) {
+      const done = svc.handle(who.user, who.clientId, payload)
+      inflight.add(done)
+      void done.finally(() => inflight.delete(done))
+      return
+    }
     const m = /^\$SYS\/[^/]+\/(new|disconnect)\/clients$/.exec(topic)
     if (m === null) return
-    const clientId = payload.toString('utf8')
-    const user = clientId.split('-')[0] ?? ''
-    if (isValidUsername(user) && clientIdBelongsTo(clientId, user) && user !== username) service.presence(user, m[1] === 'new')
-  })
-  const granted = await client.subscribeAsync([OUT_FILTER, '$SYS/+/new/clients', '$SYS/+/disconnect/clients'], { qos: 1 })
-  const refused = granted.filter((g) => g.qos === 128)
-  if (refused.length > 0) throw new CliError(`the broker refused ${refused.map((g) => g.topic).join(', ')}: is ${username} a service user, and the broker started with --bridge off?`)
-  retention.start()
-  process.stdout.write(`warbler bridge ready ${JSON.stringify({ mqtt: url.replace(/\/\/[^@]*@/, '//') })}\n`)
-  log.info('bridge started', { user: username })
+    const id = payload.toString('utf8')
+    const user = id.split('-')[0] ?? ''
+    if (isValidUsername(user) && clientIdBelongsTo(id, user) && user !== username) svc.presence(user, m[1] === 'new')
+  }
+  const route = (topic: string, payload: Buffer): void => {
+    if (topic === topics.device(clientId)) {
+      // Only another message service answers our probe (broker notices carry no ref).
+      try {
+        const f = JSON.parse(payload.toString('utf8')) as { id?: unknown, ref?: unknown }
+        if (f.id === probeId || f.ref === probeId) foreignAnswer = true
+      } catch { /* not a frame */ }
+      return
+    }
+    const who = parseOutTopic(topic)
+    if (who !== null && who.user === username) {
+      // The service account does not chat; its own out topic carries only probes.
+      if (who.clientId === clientId && payload.includes(probeId)) onEcho()
+      return
+    }
+    if (live) dispatch(topic, payload)
+    else held.push([topic, payload])
+  }
 
-  await new Promise<void>((resolve) => {
-    const stop = (): void => { resolve() }
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
+  const release = async (): Promise<void> => {
+    await client?.endAsync().catch(() => {})
+    await service?.close().catch(() => {})
+    await mirror?.close().catch(() => {})
+    rmSync(pidFile, { force: true })
+  }
+
+  let retention: Retention
+  try {
+    mirror = redisUrl !== '' ? await RedisMirror.connect(redisUrl, log) : undefined
+    // Publishes go out once connected; nothing is published before (nothing is handled before).
+    let mq: Transport | undefined
+    const transport: Transport = { publish: async (topic, payload, qos) => { await mq?.publish(topic, payload, qos) } }
+    service = await MessageService.open({ dataDir, transport, log, maxPayload, ...(mirror !== undefined ? { mirror } : {}) })
+    retention = new Retention(service.writer, policy)
+    try {
+      const c = await mqttTransport(url, { username, password, clientId }, route)
+      client = c.client
+      mq = c.transport
+    } catch (err) {
+      const e = err as Error & { code?: unknown }
+      if (typeof e.code === 'number') throw new CliError(`the broker at ${safeUrl} refused the login of ${username}: ${e.message}`)
+      throw new StartError(`cannot connect to the broker at ${safeUrl}: ${e.message}`)
+    }
+    const mqc = client
+    const granted = await mqc.subscribeAsync([topics.device(clientId), OUT_FILTER, '$SYS/+/new/clients', '$SYS/+/disconnect/clients'], { qos: 1 })
+    const refused = granted.filter((g) => g.qos === 128)
+    if (refused.length > 0) throw new CliError(`the broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} of ${username}: is it a service account on that broker (same --data-dir)?`)
+
+    // Is another message service on this broker? (see the header)
+    const echoed = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS)
+      onEcho = () => { clearTimeout(timer); resolve(true) }
+    })
+    await mqc.publishAsync(`wb/u/${username}/out`, JSON.stringify({ t: 'req', id: probeId, op: 'unread' }), { qos: 1 })
+    if (!await echoed) throw new StartError(`the broker at ${safeUrl} did not route the service's own test message back to it within ${PROBE_TIMEOUT_MS} ms; is it a Warbler broker?`)
+    await new Promise((resolve) => setTimeout(resolve, PROBE_GRACE_MS))
+    if (foreignAnswer) {
+      throw new CliError(`another message service already answers on the broker at ${safeUrl}: the broker runs its embedded one (start it with --bridge off), or another warbler bridge is connected. Refusing to start: every message would be stored and delivered twice`)
+    }
+  } catch (err) {
+    // Leave no subscription behind in the persistent session: the broker
+    // would queue every user's sends for a service that is not coming.
+    await client?.unsubscribeAsync([topics.device(clientId), OUT_FILTER, '$SYS/+/new/clients', '$SYS/+/disconnect/clients']).catch(() => {})
+    await release()
+    throw err
+  }
+
+  live = true
+  for (const [topic, payload] of held.splice(0)) dispatch(topic, payload)
+  // One warning per outage, however many reconnect attempts fail.
+  let down = false
+  client.on('connect', () => {
+    if (down) log.info('reconnected to the broker', { mqtt: safeUrl })
+    down = false
   })
+  client.on('offline', () => {
+    if (!down) log.warn('lost the broker; reconnecting every second', { mqtt: safeUrl })
+    down = true
+  })
+  client.on('error', (err: Error) => {
+    if (!down) log.warn('broker connection error', { mqtt: safeUrl, error: err.message })
+    down = true
+  })
+  retention.start()
+  // The signal handlers go in before the ready line: a supervisor may signal as soon as it reads it.
+  const stopped = new Promise<string>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'))
+    process.once('SIGINT', () => resolve('SIGINT'))
+  })
+  process.stdout.write(`warbler bridge ready ${JSON.stringify({ mqtt: safeUrl })}\n`)
+  log.info('bridge started', { user: username, dataDir })
+
+  const signal = await stopped
+  log.info('stopping', { signal })
   retention.stop()
-  await client.endAsync()
-  await service.close()
-  await mirror?.close()
+  // Finish what is being handled while still connected (acks and deliveries
+  // go out), then disconnect (mqtt.js waits for our publishes' PUBACKs), then
+  // finish what arrived meanwhile and close the archive. Sends not yet
+  // received stay queued in the broker for the service's persistent session.
+  await drain(inflight, DRAIN_TIMEOUT_MS)
+  await client.endAsync().catch(() => {})
+  await drain(inflight, DRAIN_TIMEOUT_MS)
+  client = null
+  await release()
+  log.info('stopped')
   return 0
 }

@@ -52,11 +52,11 @@ export async function startNode (args: string[] = [], opts: { dataDir?: string, 
   })
 }
 
-export interface UserSpec { name: string, password: string, admin?: boolean }
+export interface UserSpec { name: string, password: string, admin?: boolean, service?: boolean }
 
 export async function addUser (dataDir: string, u: UserSpec): Promise<void> {
   const store = await IdentityStore.open(dataDir)
-  try { await store.addUser(u.name, u.password, u.admin === true) } finally { await store.close() }
+  try { await store.addUser(u.name, u.password, u.admin === true, u.service === true) } finally { await store.close() }
 }
 
 export async function withStore<T> (dataDir: string, fn: (s: IdentityStore) => Promise<T>): Promise<T> {

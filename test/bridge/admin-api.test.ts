@@ -1,0 +1,192 @@
+/**
+ * The admin HTTP API of the message service (docs/operations.md), over a real
+ * HTTP port of a node, after real chat over MQTT: tokens from the real CLI
+ * and the identity store, every route, and the refusals (401 without an
+ * admin's token, 400 naming the bad field, 404 for what does not exist).
+ */
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { after, before, test } from 'node:test'
+import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
+import { ChatClient } from '../helpers/chat.js'
+import { CLI, startNode, type TestNode } from '../helpers/warbler.js'
+
+const PW = 'password-123'
+let node: TestNode
+let clients: ChatClient[] = []
+let adminJwt: string
+let adminDevice: { id: string, token: string }
+let aliceJwt: string
+let group: string
+const acks: AckFrame[] = []
+
+async function api (path: string, token: string | null = adminJwt, init: RequestInit = {}): Promise<{ status: number, body: any, headers: Headers }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const headers: Record<string, string> = {}
+  if (token !== null) headers.authorization = `Bearer ${token}`
+  const res = await fetch(node.httpUrl + path, { ...init, headers: { ...headers, ...(init.headers as Record<string, string> | undefined) } })
+  const text = await res.text()
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json/, `${path}: JSON`)
+  return { status: res.status, body: JSON.parse(text), headers: res.headers }
+}
+
+async function expectError (path: string, status: number, code: string, message: RegExp, token: string | null = adminJwt): Promise<void> {
+  const r = await api(path, token)
+  assert.equal(r.status, status, `${path}: ${JSON.stringify(r.body)}`)
+  assert.deepEqual(Object.keys(r.body), ['error'])
+  assert.equal(r.body.error.code, code, path)
+  assert.match(r.body.error.message, message, path)
+}
+
+/** The status of GET path, asked again until it is `want` (identity changes apply within a second). */
+async function statusUntil (path: string, token: string, want: number): Promise<number> {
+  const deadline = Date.now() + 3000
+  for (;;) {
+    const status = (await api(path, token)).status
+    if (status === want || Date.now() > deadline) return status
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+before(async () => {
+  node = await startNode(['--publish-rate', '0'], {
+    users: [{ name: 'admin', password: PW, admin: true }, ...['alice', 'bob', 'carol'].map((name) => ({ name, password: PW }))]
+  })
+  // A real access token from the CLI, on the running node's data dir.
+  const cli = spawnSync(process.execPath, [CLI, 'token', 'create', 'admin', '--data-dir', node.dataDir], { encoding: 'utf8' })
+  assert.equal(cli.status, 0, cli.stderr)
+  adminJwt = cli.stdout.trim()
+  assert.match(adminJwt, /^eyJ/)
+  adminDevice = await node.identity.createDeviceToken('admin', 'ops-laptop')
+  aliceJwt = await node.identity.createJwt('alice', 600)
+
+  const alice = await ChatClient.connect(node.mqttUrl, 'alice', PW)
+  const bob = await ChatClient.connect(node.mqttUrl, 'bob', PW)
+  clients = [alice, bob]
+  for (const body of ['one', 'two', { text: 'the raspberry is ripe' }, 'four']) acks.push(await alice.sendOk({ to: 'bob' }, body))
+  await bob.req('read', { conv: 'd:alice:bob', seq: 2 })
+  group = (await alice.req('group.create', { name: 'Pi club', members: ['bob', 'carol'] })).conv
+  await bob.sendOk({ conv: group }, 'raspberry pies for all')
+})
+
+after(async () => {
+  for (const c of clients) await c.close()
+  await node.close()
+})
+
+test('admin API: a page of history, with before, after and limit', async () => {
+  const all = await api('/api/v1/conversations/d:alice:bob/messages')
+  assert.equal(all.status, 200)
+  assert.equal(all.headers.get('cache-control'), 'no-store')
+  assert.equal(all.body.more, false)
+  const msgs = all.body.messages as MessageFrame[]
+  assert.deepEqual(msgs.map((m) => [m.seq, m.from, m.body]), [[1, 'alice', 'one'], [2, 'alice', 'two'], [3, 'alice', { text: 'the raspberry is ripe' }], [4, 'alice', 'four']])
+  assert.deepEqual(msgs.map((m) => m.id), acks.map((a) => a.id))
+  const newest = await api('/api/v1/conversations/d:alice:bob/messages?limit=2')
+  assert.deepEqual(newest.body.messages.map((m: MessageFrame) => m.seq), [3, 4])
+  assert.equal(newest.body.more, true)
+  const older = await api('/api/v1/conversations/d:alice:bob/messages?before=3&limit=1')
+  assert.deepEqual(older.body.messages.map((m: MessageFrame) => m.seq), [2])
+  const newer = await api('/api/v1/conversations/d:alice:bob/messages?after=1&limit=2')
+  assert.deepEqual(newer.body.messages.map((m: MessageFrame) => m.seq), [2, 3])
+  assert.equal(newer.body.more, true)
+  // A conversation id with characters that need encoding in a path.
+  const enc = await api(`/api/v1/conversations/${encodeURIComponent('d:alice:bob')}/messages?limit=1`)
+  assert.deepEqual(enc.body.messages.map((m: MessageFrame) => m.seq), [4])
+})
+
+test('admin API: members with roles and watermarks; one message by id', async () => {
+  const m = await api('/api/v1/conversations/d:alice:bob/members')
+  assert.equal(m.status, 200)
+  assert.deepEqual(m.body, { members: [{ user: 'alice', role: 'member', readSeq: 4, deliveredSeq: 4 }, { user: 'bob', role: 'member', readSeq: 2, deliveredSeq: 2 }] })
+  const g = await api(`/api/v1/conversations/${group}/members`)
+  assert.deepEqual(g.body.members.map((x: { user: string, role: string }) => [x.user, x.role]), [['alice', 'owner'], ['bob', 'member'], ['carol', 'member']])
+  const one = await api(`/api/v1/messages/${acks[2]?.id ?? ''}`)
+  assert.equal(one.status, 200)
+  assert.deepEqual(one.body, { t: 'msg', id: acks[2]?.id, conv: 'd:alice:bob', seq: 3, from: 'alice', ts: acks[2]?.ts, body: { text: 'the raspberry is ripe' }, cid: acks[2]?.cid })
+})
+
+test('admin API: a user\'s conversation list and unread counts', async () => {
+  const list = await api('/api/v1/users/bob/conversations')
+  assert.equal(list.status, 200)
+  const convs = list.body.conversations as Array<{ conv: string, kind: string, name: string | null, lastSeq: number, readSeq: number, unread: number, last: MessageFrame | null }>
+  assert.deepEqual(convs.map((c) => [c.conv, c.kind, c.name, c.lastSeq, c.readSeq, c.unread]), [[group, 'group', 'Pi club', 2, 2, 0], ['d:alice:bob', 'direct', null, 4, 2, 2]])
+  assert.equal(convs[0]?.last?.body, 'raspberry pies for all')
+  assert.equal((await api('/api/v1/users/bob/conversations?limit=1')).body.conversations.length, 1)
+  assert.deepEqual((await api('/api/v1/users/bob/unread')).body, { total: 2, conversations: { 'd:alice:bob': 2 } })
+  assert.deepEqual((await api('/api/v1/users/carol/unread')).body, { total: 2, conversations: { [group]: 2 } })
+})
+
+test('admin API: search in a user\'s conversations, optionally one of them', async () => {
+  const bob = await api('/api/v1/search?user=bob&q=raspberry')
+  assert.equal(bob.status, 200)
+  assert.deepEqual(bob.body.messages.map((m: MessageFrame) => m.body), ['raspberry pies for all', { text: 'the raspberry is ripe' }])
+  const carol = await api('/api/v1/search?user=carol&q=raspberry')
+  assert.deepEqual(carol.body.messages.map((m: MessageFrame) => m.body), ['raspberry pies for all'], 'only in the user\'s conversations')
+  const one = await api('/api/v1/search?user=bob&q=raspberry&conv=d:alice:bob&limit=5')
+  assert.deepEqual(one.body.messages.map((m: MessageFrame) => m.seq), [3])
+  assert.deepEqual((await api('/api/v1/search?user=bob&q=nothinglikethis')).body, { messages: [] })
+})
+
+test('admin API: 401 without an admin\'s valid token, whatever the route', async () => {
+  const paths = ['/api/v1/conversations/d:alice:bob/messages', '/api/v1/users/bob/unread', '/api/v1/nowhere']
+  for (const p of paths) {
+    await expectError(p, 401, 'not_authorized', /admin access or device token/, null)
+    await expectError(p, 401, 'not_authorized', /admin/, aliceJwt) // a valid token, not an admin's
+    await expectError(p, 401, 'not_authorized', /admin/, 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.forged')
+    await expectError(p, 401, 'not_authorized', /admin/, `wbd.${adminDevice.id}.wrong-secret`)
+  }
+  const basic = await api('/api/v1/users/bob/unread', null, { headers: { authorization: `Basic ${Buffer.from(`admin:${PW}`).toString('base64')}` } })
+  assert.equal(basic.status, 401, 'a password is not a bearer token')
+  assert.equal(basic.headers.get('www-authenticate'), 'Bearer')
+  // The admin's device token works, until it is revoked.
+  assert.equal((await api('/api/v1/users/bob/unread', adminDevice.token)).status, 200)
+  await node.identity.revokeDeviceToken(adminDevice.id)
+  assert.equal(await statusUntil('/api/v1/users/bob/unread', adminDevice.token, 401), 401, 'a revoked device token is refused')
+  // Admin rights are read live: granting them lets a token in, taking them away shuts it out.
+  const bobJwt = await node.identity.createJwt('bob', 600)
+  await expectError('/api/v1/users/bob/unread', 401, 'not_authorized', /admin/, bobJwt)
+  await node.identity.setAdmin('bob', true)
+  assert.equal(await statusUntil('/api/v1/users/bob/unread', bobJwt, 200), 200)
+  await node.identity.setAdmin('bob', false)
+  assert.equal(await statusUntil('/api/v1/users/bob/unread', bobJwt, 401), 401)
+})
+
+test('admin API: 400 naming the bad parameter', async () => {
+  const cases: Array<[string, RegExp]> = [
+    ['/api/v1/conversations/d:alice:bob/messages?limit=0', /^limit must be a whole number from 1 to 1000/],
+    ['/api/v1/conversations/d:alice:bob/messages?limit=1001', /^limit /],
+    ['/api/v1/conversations/d:alice:bob/messages?limit=ten', /^limit /],
+    ['/api/v1/conversations/d:alice:bob/messages?before=0', /^before must be/],
+    ['/api/v1/conversations/d:alice:bob/messages?after=-1', /^after must be/],
+    ['/api/v1/conversations/d:alice:bob/messages?after=1.5', /^after must be/],
+    ['/api/v1/conversations/nope/messages', /^conv must be a conversation id/],
+    ['/api/v1/conversations/d:bob:alice/members', /^conv must be a conversation id/],
+    ['/api/v1/users/Bad!Name/unread', /^user must be a user name/],
+    ['/api/v1/users/bob/conversations?limit=x', /^limit /],
+    ['/api/v1/search?q=raspberry', /^user must be a user name/],
+    ['/api/v1/search?user=bob', /^q must be 1-200 characters/],
+    ['/api/v1/search?user=bob&q=%20%20', /^q must be/],
+    [`/api/v1/search?user=bob&q=${'x'.repeat(201)}`, /^q must be/],
+    ['/api/v1/search?user=bob&q=pi&conv=garbage', /^conv must be a conversation id/],
+    ['/api/v1/search?user=bob&q=pi&limit=101', /^limit must be a whole number from 1 to 100/],
+    ['/api/v1/messages/%E0%A4%A', /percent-encoded/]
+  ]
+  for (const [p, msg] of cases) await expectError(p, 400, 'bad_request', msg)
+  const post = await api('/api/v1/users/bob/unread', adminJwt, { method: 'POST', body: '{}' })
+  assert.equal(post.status, 400)
+  assert.equal(post.body.error.code, 'bad_request')
+  assert.equal(post.headers.get('allow'), 'GET')
+})
+
+test('admin API: 404 for an unknown conversation, message or route', async () => {
+  await expectError('/api/v1/conversations/d:alice:carol/messages', 404, 'not_found', /no conversation d:alice:carol/)
+  await expectError('/api/v1/conversations/g:0123456789abcdef/members', 404, 'not_found', /no conversation/)
+  await expectError('/api/v1/messages/00000000000000000000000', 404, 'not_found', /no message/)
+  await expectError('/api/v1/nothing', 404, 'not_found', /no route GET \/api\/v1\/nothing/)
+  await expectError('/api/v1/conversations/d:alice:bob/secrets', 404, 'not_found', /no route/)
+  await expectError('/api/v1/users/bob/friends', 404, 'not_found', /no route/)
+  await expectError('/api/v1/users/bob/unread/extra', 404, 'not_found', /no route/)
+  // Outside /api/v1/ the operator endpoints are unchanged and need no token.
+  const health = await fetch(`${node.httpUrl}/healthz`)
+  assert.equal(health.status, 200)
+})
