@@ -98,7 +98,13 @@ function ownsDevice (s: Session, clientId: string): boolean {
 
 export class Acl {
   private readonly rules: CompiledRule[]
-  constructor (rules: readonly AclRule[], private readonly dev: boolean) {
+  /**
+   * `externalService`: the broker runs without its embedded message service
+   * (`--bridge off`), so a service account may read every user's sends. With
+   * the embedded service it may not: a second service would handle each send
+   * twice, and `warbler bridge` stops at once on the refused subscription.
+   */
+  constructor (rules: readonly AclRule[], private readonly dev: boolean, private readonly externalService = true) {
     this.rules = rules.map((r) => ({ read: r.read, write: r.write, levels: r.pattern.split('/') }))
   }
 
@@ -123,7 +129,7 @@ export class Acl {
 
   canSubscribe (s: Session | undefined, filter: string): Decision {
     if (s === undefined) return 'deny'
-    if (s.service && SERVICE_READ.some((p) => filterWithin(filter.split('/'), p))) return 'allow'
+    if (s.service && this.externalService && SERVICE_READ.some((p) => filterWithin(filter.split('/'), p))) return 'allow'
     if (filter.charCodeAt(0) === 36 /* $ */) {
       // Only admins read $SYS; nobody subscribes to other $-topics.
       return s.admin && (filter === '$SYS' || filter.startsWith('$SYS/')) ? 'allow' : 'deny'

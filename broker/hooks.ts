@@ -336,7 +336,8 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
       // broker id) is not cut either: the set is finite, and a client that
       // cannot take it in drainTimeout is cut by watchWrites.
       const retainedReplay = (packet as { brokerId?: string | null }).brokerId === null
-      if (conn.writableLength > cfg.slowConsumerBytes && !retainedReplay) {
+      // The message service's own connection is never cut: it is paced by its drains instead.
+      if (conn.writableLength > cfg.slowConsumerBytes && !retainedReplay && s?.service !== true) {
         if (deliveryQos(client, packet) === 0) {
           stats.publishDropped++
           return null

@@ -100,7 +100,7 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
   const connected = (): number => broker?.connectedClients ?? 0
   const gate = new PublishGate(cfg.maxInflight, () => { stats.backpressureWaits++ })
   const auth = new Authenticator(cfg, cache, stats, log, connected)
-  const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev)
+  const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev, cfg.bridge === 'off')
   const hooks = createHooks({ cfg, auth, acl, gate, stats, log, broker: getBroker })
 
   /** Close what was opened before the broker; for a failed start and the end of close(). */

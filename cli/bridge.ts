@@ -188,9 +188,16 @@ export async function runBridge (argv: string[]): Promise<number> {
       throw new StartError(`cannot connect to the broker at ${safeUrl}: ${e.message}`)
     }
     const mqc = client
+    // mqtt.js rejects when any filter gets SUBACK 0x80: the broker refuses a
+    // service account's subscriptions when it runs its embedded service, or
+    // when the account is not a service account there.
     const granted = await mqc.subscribeAsync([topics.device(clientId), OUT_FILTER, '$SYS/+/new/clients', '$SYS/+/disconnect/clients'], { qos: 1 })
+      .catch(() => [{ topic: OUT_FILTER, qos: 128 }])
     const refused = granted.filter((g) => g.qos === 128)
-    if (refused.length > 0) throw new CliError(`the broker refused the subscriptions ${refused.map((g) => g.topic).join(', ')} of ${username}: is it a service account on that broker (same --data-dir)?`)
+    if (refused.length > 0) {
+      throw new CliError(`the broker at ${safeUrl} refused the subscriptions ${refused.map((g) => g.topic).join(', ')} of ${username}: ` +
+        'it runs its embedded message service (start it with --bridge off), or the account is not a service account on that broker (same --data-dir)')
+    }
 
     // Is another message service on this broker? (see the header)
     const echoed = new Promise<boolean>((resolve) => {

@@ -167,7 +167,8 @@ test('standalone: the bridge refuses a broker that runs its embedded service, an
   defer(() => alice.close())
   const r = await refusedBridge(embedded.mqttUrl, embedded.dataDir)
   assert.equal(r.code, 2, r.stderr)
-  assert.match(r.stderr, /another message service already answers.*--bridge off/)
+  // The broker refuses the service account's subscriptions while it runs its embedded service.
+  assert.match(r.stderr, /refused the subscriptions.*embedded message service.*--bridge off/)
   assert.equal(r.stdout, '')
   // Nothing was handled twice, and the refused bridge left no subscription behind.
   const ack = await alice.sendOk({ to: 'bob' }, 'once')
