@@ -13,7 +13,15 @@ const needed = [
   ['mosquitto', 'mosquitto'],
   ['mosquitto_pub', 'mosquitto-clients'],
   ['mosquitto_sub', 'mosquitto-clients'],
-  ['openssl', 'openssl']
+  ['openssl', 'openssl'],
+  // test/deploy: the deploy files checked by the real tools
+  ['promtool', 'prometheus'],
+  ['prometheus', 'prometheus'],
+  ['prometheus-redis-exporter', 'prometheus-redis-exporter'],
+  ['haproxy', 'haproxy'],
+  ['systemd-analyze', 'systemd'],
+  ['docker-compose', 'docker-compose'],
+  ['shellcheck', 'shellcheck']
 ]
 const missing = needed.filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0)
 if (missing.length > 0) {
