@@ -14,6 +14,7 @@ const needed = [
   ['mosquitto_pub', 'mosquitto-clients'],
   ['mosquitto_sub', 'mosquitto-clients'],
   ['openssl', 'openssl'],
+  ['chromium', 'chromium'],
   // test/deploy: the deploy files checked by the real tools
   ['promtool', 'prometheus'],
   ['prometheus', 'prometheus'],
