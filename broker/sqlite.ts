@@ -8,8 +8,36 @@ import sqlite3 from 'sqlite3'
 export type Row = Record<string, unknown>
 export type Params = readonly unknown[] | Record<string, unknown>
 
+/**
+ * A statement compiled once and run many times (node-sqlite3 `db.prepare`):
+ * no SQL parsing or planning per call. Runs queue in order on the statement.
+ */
+export class Prepared {
+  constructor (private readonly stmt: sqlite3.Statement) {}
+
+  run (params: Params = []): Promise<{ changes: number, lastID: number }> {
+    return new Promise((resolve, reject) => {
+      this.stmt.run(params, function (this: sqlite3.RunResult, err: Error | null) {
+        err !== null ? reject(err) : resolve({ changes: this.changes, lastID: this.lastID })
+      })
+    })
+  }
+
+  all<T extends Row = Row> (params: Params = []): Promise<T[]> {
+    return new Promise((resolve, reject) => {
+      this.stmt.all(params, (err: Error | null, rows: T[]) => { err !== null ? reject(err) : resolve(rows) })
+    })
+  }
+
+  finalize (): Promise<void> {
+    return new Promise((resolve) => { this.stmt.finalize(() => resolve()) })
+  }
+}
+
 export class Database {
   private closed = false
+  /** Prepared statements by SQL text, finalized at close. */
+  private readonly prepared = new Map<string, Promise<Prepared>>()
   private constructor (private readonly db: sqlite3.Database, readonly file: string) {}
 
   static async open (file: string, opts: { readonly?: boolean } = {}): Promise<Database> {
@@ -55,6 +83,23 @@ export class Database {
     })
   }
 
+  /**
+   * The prepared statement for `sql`, compiled on first use and kept until
+   * close. For fixed SQL text only (every distinct text stays cached).
+   */
+  prepare (sql: string): Promise<Prepared> {
+    let p = this.prepared.get(sql)
+    if (p === undefined) {
+      p = new Promise<Prepared>((resolve, reject) => {
+        const stmt = this.db.prepare(sql, (err: Error | null) => { err !== null ? reject(err) : resolve(new Prepared(stmt)) })
+      })
+      // A statement that failed to compile is not kept: the next call tries again.
+      p.catch(() => { this.prepared.delete(sql) })
+      this.prepared.set(sql, p)
+    }
+    return p
+  }
+
   /** Run fn inside BEGIN IMMEDIATE ... COMMIT, rolling back on error. */
   async transaction<T> (fn: () => Promise<T>): Promise<T> {
     await this.exec('BEGIN IMMEDIATE')
@@ -72,6 +117,10 @@ export class Database {
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
+    // SQLite refuses to close a connection with unfinalized statements.
+    const stmts = await Promise.allSettled([...this.prepared.values()])
+    this.prepared.clear()
+    for (const s of stmts) if (s.status === 'fulfilled') await s.value.finalize()
     await new Promise<void>((resolve, reject) => { this.db.close((err) => { err !== null ? reject(err) : resolve() }) })
   }
 }
