@@ -13,6 +13,10 @@ export class Emitter<Events extends { [K in keyof Events]: (...args: never[]) =>
     this.listeners.get(event)?.delete(fn)
   }
 
+  protected listenerCount (event: keyof Events): number {
+    return this.listeners.get(event)?.size ?? 0
+  }
+
   protected emit<K extends keyof Events> (event: K, ...args: Parameters<Events[K]>): void {
     for (const fn of [...(this.listeners.get(event) ?? [])]) {
       try { (fn as (...a: Parameters<Events[K]>) => void)(...args) } catch (err) { queueMicrotask(() => { throw err }) }

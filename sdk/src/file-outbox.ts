@@ -8,21 +8,26 @@ import path from 'node:path'
 import type { OutboxEntry, OutboxStore } from './outbox.js'
 
 export class FileOutbox implements OutboxStore {
-  private entries: Map<string, OutboxEntry> | null = null
+  private entries: Promise<Map<string, OutboxEntry>> | null = null
+  private current = new Map<string, OutboxEntry>()
   private writing: Promise<void> = Promise.resolve()
 
   constructor (readonly file: string) {}
 
-  private async ensure (): Promise<Map<string, OutboxEntry>> {
-    if (this.entries !== null) return this.entries
-    let list: OutboxEntry[] = []
-    try {
-      list = JSON.parse(await readFile(this.file, 'utf8')) as OutboxEntry[]
-      if (!Array.isArray(list)) list = []
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-    }
-    this.entries = new Map(list.map((e) => [e.cid, e]))
+  /** Read the file once; concurrent first calls share the read (two reads would lose a put). */
+  private ensure (): Promise<Map<string, OutboxEntry>> {
+    this.entries ??= (async () => {
+      let list: OutboxEntry[] = []
+      try {
+        list = JSON.parse(await readFile(this.file, 'utf8')) as OutboxEntry[]
+        if (!Array.isArray(list)) list = []
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+      this.current = new Map(list.map((e) => [e.cid, e]))
+      return this.current
+    })()
+    this.entries.catch(() => { this.entries = null }) // a failed read is tried again next time
     return this.entries
   }
 
@@ -40,8 +45,9 @@ export class FileOutbox implements OutboxStore {
   }
 
   private save (): Promise<void> {
-    const data = JSON.stringify([...(this.entries ?? new Map()).values()])
-    this.writing = this.writing.then(async () => {
+    const data = JSON.stringify([...this.current.values()])
+    // Writes in call order; one failed write (disk full) does not fail the later ones.
+    const next = this.writing.catch(() => {}).then(async () => {
       await mkdir(path.dirname(this.file), { recursive: true })
       const tmp = `${this.file}.tmp`
       const fh = await open(tmp, 'w', 0o600)
@@ -53,6 +59,7 @@ export class FileOutbox implements OutboxStore {
       }
       await rename(tmp, this.file)
     })
-    return this.writing
+    this.writing = next
+    return next
   }
 }

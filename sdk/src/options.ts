@@ -36,7 +36,11 @@ export interface ClientOptions {
   compressThreshold?: number
   /** Messages fetched per conversation by the sync on each connect. Default 100. */
   syncLimit?: number
-  /** Keep retrying when the first connection fails, instead of rejecting connect(). Default false. */
+  /**
+   * Keep retrying when the first connection attempt fails, instead of rejecting
+   * connect(). Default false. (Once a first login succeeded, connect() waits
+   * through reconnects until the first sync is done.)
+   */
   waitOnFirstConnect?: boolean
 }
 
@@ -65,9 +69,23 @@ function int (name: string, v: number | undefined, def: number, min: number, max
 }
 
 export function resolveOptions (o: ClientOptions): ResolvedOptions {
+  if (typeof o !== 'object' || o === null) throw new InvalidArgumentError('options must be an object')
   if (typeof o.url !== 'string' || !/^(mqtts?|wss?):\/\//.test(o.url)) throw new InvalidArgumentError('url must start with mqtt://, mqtts://, ws:// or wss://')
   if (typeof o.username !== 'string' || !isValidUsername(o.username)) throw new InvalidArgumentError('username must be a Warbler user name')
   if ((o.token === undefined) === (o.password === undefined)) throw new InvalidArgumentError('give exactly one of token and password')
+  if (o.token !== undefined && (typeof o.token !== 'string' || o.token === '')) throw new InvalidArgumentError('token must be a non-empty string')
+  if (o.password !== undefined && (typeof o.password !== 'string' || o.password === '')) throw new InvalidArgumentError('password must be a non-empty string')
+  if (o.refreshToken !== undefined && typeof o.refreshToken !== 'function') throw new InvalidArgumentError('refreshToken must be a function returning a promise of a token')
+  const outbox = o.outbox ?? new MemoryOutbox()
+  if (typeof outbox !== 'object' || outbox === null || typeof outbox.load !== 'function' || typeof outbox.put !== 'function' || typeof outbox.remove !== 'function') {
+    throw new InvalidArgumentError('outbox must have load, put and remove methods (an OutboxStore)')
+  }
+  const since = o.since ?? {}
+  if (typeof since !== 'object' || since === null || Array.isArray(since) ||
+    !Object.values(since).every((v) => Number.isSafeInteger(v) && v >= 0)) {
+    throw new InvalidArgumentError('since must map conversation ids to seqs (whole numbers, 0 or more)')
+  }
+  if (o.waitOnFirstConnect !== undefined && typeof o.waitOnFirstConnect !== 'boolean') throw new InvalidArgumentError('waitOnFirstConnect must be a boolean')
   const device = o.device ?? 'sdk'
   if (!/^[A-Za-z0-9_.:-]{1,30}$/.test(device)) throw new InvalidArgumentError('device must be 1-30 of A-Z a-z 0-9 _ . : -')
   const minDelay = int('reconnect.minDelay', o.reconnect?.minDelay, 250, 1, 600_000)
@@ -80,8 +98,8 @@ export function resolveOptions (o: ClientOptions): ResolvedOptions {
     password: o.password,
     refreshToken: o.refreshToken,
     device,
-    outbox: o.outbox ?? new MemoryOutbox(),
-    since: Object.freeze({ ...(o.since ?? {}) }),
+    outbox,
+    since: Object.freeze({ ...since }),
     reconnect: Object.freeze({ minDelay, maxDelay }),
     keepalive: int('keepalive', o.keepalive, 20, 1, 3600),
     connectTimeout: int('connectTimeout', o.connectTimeout, 10_000, 100, 600_000),
