@@ -8,6 +8,7 @@
  * authenticated connection, and both publish its replies and deliveries.
  */
 import type { Aedes } from 'aedes'
+import type { Ingest } from '../broker/hooks.js'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { MessageService, Transport } from './service.js'
 
@@ -31,19 +32,36 @@ export function embeddedTransport (broker: Aedes): Transport {
 }
 
 /**
- * Route the broker's chat sends to the service. The handler's callback is
- * held until the service has handled the publish (a send: stored and
- * acknowledged), so the broker's publish gate paces clients by the archive.
+ * Route the broker's chat sends to the service.
+ *
+ * A send from a client of this broker goes through the `published` hook
+ * (`setIngest`): it runs once aedes has routed the packet, and holds the
+ * publisher's gate slot until the service has stored and acknowledged it,
+ * so clients are paced by the archive. It must not hold aedes' routing slot
+ * (an mq handler's callback) instead: the service's own publishes (the
+ * deliveries and the ack) need routing slots too, and with every slot held
+ * by a send waiting for them nothing would move again.
+ *
+ * A send routed in from another broker sharing the emitter (a cluster) has
+ * no local publisher to pace: it is handed over from an mq subscription
+ * whose callback returns at once.
  */
-export function attachEmbedded (broker: Aedes, service: MessageService): () => Promise<void> {
-  const handler = (packet: { topic: string, payload: Buffer | string }, cb: () => void): void => {
-    const who = parseOutTopic(packet.topic)
-    if (who === null) { cb(); return }
-    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
-    service.handle(who.user, who.clientId, payload).then(cb, cb)
+export function attachEmbedded (broker: Aedes, service: MessageService, setIngest: (fn: Ingest | null) => void): () => Promise<void> {
+  const handle = (topic: string, payload: Buffer | string): Promise<void> | undefined => {
+    const who = parseOutTopic(topic)
+    if (who === null) return undefined
+    return service.handle(who.user, who.clientId, typeof payload === 'string' ? Buffer.from(payload) : payload)
   }
-  broker.subscribe(OUT_FILTER, handler as never, () => {})
-  return () => new Promise<void>((resolve) => { broker.unsubscribe(OUT_FILTER, handler as never, () => resolve()) })
+  setIngest((packet) => handle(packet.topic, packet.payload))
+  const remote = (packet: { topic: string, payload: Buffer | string, brokerId?: string }, cb: () => void): void => {
+    if (packet.brokerId !== undefined && packet.brokerId !== broker.id) void handle(packet.topic, packet.payload)
+    cb()
+  }
+  broker.subscribe(OUT_FILTER, remote as never, () => {})
+  return () => new Promise<void>((resolve) => {
+    setIngest(null)
+    broker.unsubscribe(OUT_FILTER, remote as never, () => resolve())
+  })
 }
 
 /**

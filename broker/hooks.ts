@@ -107,8 +107,16 @@ function notForwarded (client: Client, packet: AedesPublishPacket): null {
   return null
 }
 
-export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Client) => void } {
+/**
+ * Work to do for a publish once aedes has routed it, before its gate slot is
+ * released and its routing counts as done: the embedded message service
+ * stores a chat send here. Returns undefined when there is nothing to do.
+ */
+export type Ingest = (packet: AedesPublishPacket, client: Client) => Promise<void> | undefined
+
+export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Client) => void, setIngest: (fn: Ingest | null) => void } {
   const { cfg, auth, acl, gate, stats, log } = d
+  let ingest: Ingest | null = null
   /** Publishes of each client that hold a gate slot, released by `published` or at disconnect. */
   const gated = new WeakMap<Client, Set<PublishPacket>>()
   /**
@@ -159,6 +167,21 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
     packet.topic = topics.refused
     packet.retain = false
     packet.payload = Buffer.alloc(0)
+  }
+
+  /** Release a routed publish's gate slot and finish it. */
+  function release (packet: AedesPublishPacket, client: Client | null, done: (err?: Error | null) => void): void {
+    // The same packet object authorizePublish saw (aedes passes it through).
+    if (client != null && gated.get(client)?.delete(packet as PublishPacket) === true) {
+      gate.leave(client)
+      if (packet.qos === 2) {
+        const ids = qos2Ids.get(client)
+        const waiting = ids?.get(packet.messageId as number)
+        ids?.delete(packet.messageId as number)
+        if (waiting !== undefined) for (const go of waiting) go()
+      }
+    }
+    done(null)
   }
 
   return {
@@ -279,17 +302,17 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
     },
 
     published (packet, client, done) {
-      // The same packet object authorizePublish saw (aedes passes it through).
-      if (client != null && gated.get(client)?.delete(packet as PublishPacket) === true) {
-        gate.leave(client)
-        if (packet.qos === 2) {
-          const ids = qos2Ids.get(client)
-          const waiting = ids?.get(packet.messageId as number)
-          ids?.delete(packet.messageId as number)
-          if (waiting !== undefined) for (const go of waiting) go()
-        }
+      // A chat send holds its publisher's gate slot until the message service
+      // has stored it: the publisher is paced by the archive. This runs after
+      // aedes has routed the packet and released its routing slot, so the
+      // service's own publishes (deliveries, the ack) never wait for a slot
+      // held here.
+      const work = client != null && ingest !== null ? ingest(packet, client) : undefined
+      if (work !== undefined) {
+        work.then(() => { release(packet, client, done) }, () => { release(packet, client, done) })
+        return
       }
-      done(null)
+      release(packet, client, done)
     },
 
     authorizeSubscribe (client, sub: Subscription, done) {
@@ -359,6 +382,8 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
       stats.messagesSent++
       return packet
     },
+
+    setIngest (fn: Ingest | null) { ingest = fn },
 
     onDisconnect (client) {
       gated.delete(client)

@@ -111,7 +111,7 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     await identity.close()
   }
 
-  const { onDisconnect, ...aedesHooks } = hooks
+  const { onDisconnect, setIngest: _setIngest, ...aedesHooks } = hooks
   let b: Aedes
   try {
     b = await Aedes.createBroker({
@@ -171,7 +171,7 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
       throw err
     }
     const svc = service
-    detach = attachEmbedded(b, svc)
+    detach = attachEmbedded(b, svc, hooks.setIngest)
     b.on('clientReady', (client) => {
       const s = getSession(client)
       if (s?.user != null && !s.service) svc.presence(s.user, true)
