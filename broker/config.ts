@@ -9,6 +9,7 @@
  * keeps them in step.
  */
 import { readFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 
 type Kind = 'int' | 'port' | 'bool' | 'string' | 'list' | 'enum'
@@ -38,7 +39,9 @@ export const settings = {
   wssPort: { kind: 'port', default: 8084, doc: 'MQTT over secure WebSocket port, used when tlsCert and tlsKey are set (-1 = off).' },
   tlsCert: { kind: 'string', default: '', doc: 'PEM certificate file; enables the TLS listeners together with tlsKey.' },
   tlsKey: { kind: 'string', default: '', doc: 'PEM private key file for tlsCert.' },
-  redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages.' },
+  redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, and routing shared by workers and nodes.' },
+  workers: { kind: 'int', default: 0, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis.' },
+  nodeName: { kind: 'string', default: '', doc: 'This node\'s name in the $SYS tree with redis ($SYS/broker/node/NAME/WORKER/...). Default: the host name.' },
   sysInterval: { kind: 'int', default: 10, min: 0, max: 3600, doc: 'Seconds between $SYS updates (0 = off).' },
   maxPayload: { kind: 'int', default: 256 * KiB, min: 1, max: 256 * MiB, doc: 'Largest publish payload in bytes; larger ones are refused with payload_too_large.' },
   maxPacket: { kind: 'int', default: 1 * MiB, min: 64, max: 256 * MiB, doc: 'Largest MQTT packet in bytes; a larger one closes the connection before it is buffered.' },
@@ -54,7 +57,7 @@ export const settings = {
   maxInflight: { kind: 'int', default: 2000, min: 1, max: 10_000_000, doc: 'Publishes being routed at once; past it, publishers wait (no PUBACK, socket not read).' },
   slowConsumerBytes: { kind: 'int', default: 1 * MiB, min: 1 * KiB, max: 1024 * MiB, doc: 'Unsent bytes after which a subscriber is slow: it gets no QoS 0 and is disconnected for QoS 1/2 (its session keeps them).' },
   drainTimeout: { kind: 'int', default: 10, min: 1, max: 3600, doc: 'Seconds a subscriber may take to drain its socket before it is disconnected.' },
-  bridge: { kind: 'enum', default: 'embedded', values: ['embedded', 'off'], doc: 'Run the message service in this process (embedded), or not (off: a separate `warbler bridge` serves it).' },
+  bridge: { kind: 'enum', default: 'embedded', values: ['embedded', 'off'], doc: 'Run the message service in this node (embedded; with workers, in worker 0 only), or not (off: another node or a separate `warbler bridge` serves it). Run exactly one per Redis.' },
   retentionDays: { kind: 'int', default: 0, min: 0, max: 36500, doc: 'Delete archived messages older than this many days (0 = keep forever).' },
   retentionMessages: { kind: 'int', default: 0, min: 0, max: 1_000_000_000, doc: 'Keep at most this many messages per conversation (0 = no limit).' },
   acl: { kind: 'list', default: [], doc: 'Extra ACL rules for non-chat topics, "read|write|readwrite PATTERN" with %u (user) and %c (client id).' },
@@ -239,6 +242,14 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
   if (cfg.redis !== '' && !/^rediss?:\/\//.test(cfg.redis)) {
     throw new ConfigError('redis', 'expected a redis:// or rediss:// URL')
   }
+  // Workers share sessions (persistence) and routing (mq.ts) only through Redis.
+  if (cfg.workers > 1 && cfg.redis === '') {
+    throw new ConfigError('workers', `${cfg.workers} workers need redis (--redis URL): workers share sessions and routing through Redis`)
+  }
+  const nodeName = cfg.nodeName !== '' ? cfg.nodeName : os.hostname().replace(/[^A-Za-z0-9._-]/g, '_')
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(nodeName)) {
+    throw new ConfigError('nodeName', `${JSON.stringify(nodeName)} must be 1 to 64 letters, digits, dots, dashes or underscores`)
+  }
   if (cfg.mqttPort === -1 && cfg.wsPort === -1) {
     throw new ConfigError('mqttPort', 'at least one of mqttPort and wsPort must be on')
   }
@@ -246,6 +257,8 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
   return Object.freeze({
     ...cfg,
     dataDir: path.resolve(cfg.dataDir),
+    workers: cfg.workers !== 0 ? cfg.workers : (cfg.redis !== '' ? os.availableParallelism() : 1),
+    nodeName,
     listenHost: cfg.host !== '' ? cfg.host : (cfg.dev ? '127.0.0.1' : '0.0.0.0'),
     tls: cfg.tlsCert !== ''
   }) as Config

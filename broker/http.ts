@@ -7,7 +7,8 @@ import http from 'node:http'
 import type { Registry } from 'prom-client'
 
 export interface HttpDeps {
-  registry: Registry
+  /** A registry, or anything that renders the exposition text (a cluster's primary aggregates its workers'). */
+  registry: Pick<Registry, 'metrics' | 'contentType'>
   ready: () => boolean
   /** Extra routes (the message service adds its admin API here). */
   routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean

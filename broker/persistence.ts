@@ -39,9 +39,13 @@ const REDIS_START_TIMEOUT_MS = 5000
 const REDIS_CONNECT_TIMEOUT_MS = 3000
 const REDIS_QUIT_TIMEOUT_MS = 2000
 const REDIS_MAX_RETRIES = 20
+/** Longest wait for one subscription change to come back through the routing (see serializeSubscriptionChanges). */
+const SUBSCRIPTION_BROADCAST_TIMEOUT_MS = 10_000
 
-/** The part of the aedes persistence interface the decorator touches. */
+/** The part of the aedes persistence interface the decorators touch. */
 interface Persistence {
+  addSubscriptions: (client: { id: string }, subs: unknown[]) => Promise<unknown>
+  removeSubscriptions: (client: { id: string }, subs: unknown[]) => Promise<unknown>
   outgoingEnqueueCombi: (subs: Array<{ clientId: string }>, packet: unknown) => Promise<void>
   outgoingClearMessageId: (client: { id: string }, packet: unknown) => Promise<unknown>
   cleanSubscriptions: (client: { id: string }, ...rest: unknown[]) => Promise<unknown>
@@ -136,6 +140,7 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
     p = (memoryPersistence as unknown as () => Persistence)()
   }
   boundOfflineQueues(p, opts.offlineQueue, opts.stats)
+  serializeSubscriptionChanges(p, opts.log)
   let closing: Promise<void> | null = null
   return {
     instance: p,
@@ -218,5 +223,56 @@ function boundOfflineQueues (p: Persistence, limit: number, stats: Stats): void 
   p.cleanSubscriptions = async (client, ...rest) => {
     queued.delete(client.id)
     return await clean(client, ...rest)
+  }
+}
+
+/**
+ * One subscription change at a time per client id, and each SUBSCRIBE's
+ * change stored once.
+ *
+ * aedes 1.2 calls addSubscriptions once per topic of a SUBSCRIBE, each time
+ * with the packet's whole list; the persistence then broadcasts the change
+ * on the broker's routing (`$SYS/sub/add`) and waits for its own broadcast
+ * to come back, keyed by client id and first topic. When the broadcast comes
+ * back before the next call all is well; when it does not (routing through
+ * mqemitter-redis alone, measured: a SUBSCRIBE of two filters was never
+ * acknowledged; or a busy emitter queueing it) both calls wait on the one
+ * key, the second replaces the first's waiter, and the SUBSCRIBE hangs. So
+ * calls with the same list share one change, and changes of one client id
+ * run in order. A broadcast that never comes back holds that client's
+ * changes for at most SUBSCRIPTION_BROADCAST_TIMEOUT_MS: the change itself
+ * is stored by then.
+ */
+function serializeSubscriptionChanges (p: Persistence, log?: Logger): void {
+  const chains = new Map<string, Promise<unknown>>()
+  const byList = new WeakMap<object, Promise<unknown>>()
+  for (const name of ['addSubscriptions', 'removeSubscriptions'] as const) {
+    const change = p[name].bind(p)
+    p[name] = (client, subs) => {
+      const same = byList.get(subs)
+      if (same !== undefined) return same
+      const bounded = async (): Promise<unknown> => {
+        let timer: NodeJS.Timeout | undefined
+        try {
+          return await Promise.race([
+            change(client, subs),
+            new Promise<void>((resolve) => {
+              timer = setTimeout(() => {
+                log?.warn('a subscription change did not come back through the routing in time; going on', { clientId: client.id })
+                resolve()
+              }, SUBSCRIPTION_BROADCAST_TIMEOUT_MS)
+            })
+          ])
+        } finally {
+          clearTimeout(timer)
+        }
+      }
+      const run = (chains.get(client.id) ?? Promise.resolve()).then(bounded)
+      const tail = run.catch(() => {})
+      chains.set(client.id, tail)
+      void tail.then(() => { if (chains.get(client.id) === tail) chains.delete(client.id) })
+      byList.set(subs, run)
+      return run
+    }
   }
 }

@@ -34,10 +34,14 @@ import { IdentityStore } from './identity/store.js'
 import { createListeners, closeServer, type Listener, listen, portOf } from './listeners.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics } from './metrics.js'
+import { createSharedRouting, type SharedRouting } from './mq.js'
 import { type BrokerPersistence, createPersistence } from './persistence.js'
+import { announceService, answerServiceBirth, CLIENTS_TOPIC } from './service-watch.js'
 import { Stats } from './stats.js'
-import { SysPublisher } from './sys.js'
+import { SYS_ROOT, SysPublisher } from './sys.js'
 import { getSession } from './session.js'
+import type { Registry } from 'prom-client'
+import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
 import { adminRoutes } from '../bridge/http.js'
 import { registerServiceMetrics, serviceSys } from '../bridge/metrics.js'
 import { RedisMirror } from '../bridge/mirror.js'
@@ -77,10 +81,32 @@ export interface Warbler {
   readonly service: MessageService | null
   /** The current $SYS values (for tests and the admin API). */
   sys: () => Promise<Record<string, string>>
+  /** Where this broker publishes its $SYS tree: `$SYS/broker`, or per node and worker with Redis. */
+  readonly sysRoot: string
+  /** The Prometheus registry /metrics serves (a cluster's primary aggregates the workers'). */
+  readonly registry: Registry
+  /** The message service's admin HTTP API, when the service runs here. */
+  readonly routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean
   close: () => Promise<void>
 }
 
-export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): Promise<Warbler> {
+export interface StartOptions {
+  log?: Logger
+  /** This broker's index among the workers of a cluster (`--workers N`); 0 otherwise. */
+  worker?: number
+}
+
+/**
+ * The root of a broker's $SYS tree. Without Redis, `$SYS/broker` (Mosquitto's).
+ * With Redis every broker's publishes reach every other broker, so each
+ * broker (worker of a node) has its own subtree, under `$SYS/broker/` so the
+ * admin rules stay as they are: `$SYS/broker/node/{nodeName}/{worker}`.
+ */
+export function sysRootOf (cfg: Config, worker: number): string {
+  return cfg.redis === '' ? SYS_ROOT : `${SYS_ROOT}/node/${cfg.nodeName}/${worker}`
+}
+
+export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promise<Warbler> {
   const log = opts.log ?? createLogger(cfg.logLevel as 'info')
   const stats = new Stats()
   const identity = await IdentityStore.open(cfg.dataDir)
@@ -112,19 +138,25 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
   }
 
   const { onDisconnect, setIngest: _setIngest, ...aedesHooks } = hooks
+  const concurrency = Math.max(100, Math.min(cfg.maxInflight, 1000))
+  // With Redis, routing is shared through it too (mq.ts): by workers and nodes.
+  let mq: SharedRouting | null = null
   let b: Aedes
   try {
+    if (cfg.redis !== '') mq = await createSharedRouting(cfg.redis, { concurrency, log })
     b = await Aedes.createBroker({
       ...aedesHooks,
       persistence: persistence.instance,
+      ...(mq !== null ? { mq: mq.instance } : {}),
       drainTimeout: cfg.drainTimeout * 1000,
       // aedes' own ceiling (its matcher throws past 100 levels); hooks.ts
       // enforces cfg.maxTopicLevels with SUBACK 0x80 and a refusal notice.
       maxTopicLevels: 100,
       maxClientsIdLength: 64,
-      concurrency: Math.max(100, Math.min(cfg.maxInflight, 1000))
+      concurrency
     })
   } catch (err) {
+    mq?.instance.close(() => {})
     await release()
     throw err
   }
@@ -149,6 +181,9 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     log.debug('connection error', { error: err.message })
   })
 
+  // A message service that starts later learns who is connected here (service-watch.ts).
+  const unwatch = mq !== null ? answerServiceBirth(b) : null
+
   // The message service, embedded (the default): archive, sequence, deliver.
   let service: MessageService | null = null
   let mirror: RedisMirror | undefined
@@ -172,14 +207,23 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     }
     const svc = service
     detach = attachEmbedded(b, svc, hooks.setIngest)
-    b.on('clientReady', (client) => {
-      const s = getSession(client)
-      if (s?.user != null && !s.service) svc.presence(s.user, true)
-    })
-    b.on('clientDisconnect', (client) => {
-      const s = getSession(client)
-      if (s?.user != null && !s.service) svc.presence(s.user, false)
-    })
+    if (mq === null) {
+      b.on('clientReady', (client) => {
+        const s = getSession(client)
+        if (s?.user != null && !s.service) svc.presence(s.user, true)
+      })
+      b.on('clientDisconnect', (client) => {
+        const s = getSession(client)
+        if (s?.user != null && !s.service) svc.presence(s.user, false)
+      })
+    } else {
+      // With Redis, clients of every broker (worker, node) count: follow
+      // aedes' connect and disconnect notices, as `warbler bridge` does.
+      const detachChat = detach
+      const detachPresence = followPresence(b, svc, (user) => cache.users.get(user)?.service === true)
+      announceService(b)
+      detach = async () => { await detachPresence(); await detachChat() }
+    }
     retention = new Retention(svc.writer, { days: cfg.retentionDays, messages: cfg.retentionMessages })
   }
 
@@ -220,6 +264,7 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     ? undefined
     : adminRoutes({ reader: svc.reader, admin: async (token) => { const who = await auth.bearer(token); return who?.admin === true ? who.user : null } })
   const httpServer = cfg.httpPort !== -1 ? createHttpServer({ registry, ready: () => ready && closing === null, ...(routes !== undefined ? { routes } : {}) }) : null
+  const sysRoot = sysRootOf(cfg, opts.worker ?? 0)
   const sys = new SysPublisher(b, {
     stats,
     version: VERSION,
@@ -228,7 +273,7 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     retainedCount: () => persistence.retainedCount(),
     inflight: () => gate.active,
     extra: () => svc === null ? {} : serviceSys(svc)
-  }, cfg.sysInterval)
+  }, cfg.sysInterval, sysRoot)
 
   const ports: Record<string, number> = {}
   try {
@@ -295,6 +340,7 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
       await drained(() => gate.active === 0, DRAIN_TIMEOUT_MS)
       // Every send that reached the service is committed before SQLite closes.
       await closeService()
+      await unwatch?.()
       await Promise.all(listeners.map((l) => l.close()))
       if (httpServer !== null) await closeServer(httpServer)
       await release()
@@ -302,5 +348,81 @@ export async function startWarbler (cfg: Config, opts: { log?: Logger } = {}): P
     return closing
   }
 
-  return { ports: Object.freeze({ ...ports }), broker: b, stats, identity, log, service: svc, sys: () => sys.snapshot(), close }
+  return {
+    ports: Object.freeze({ ...ports }),
+    broker: b,
+    stats,
+    identity,
+    log,
+    service: svc,
+    sys: () => sys.snapshot(),
+    sysRoot,
+    registry,
+    ...(routes !== undefined ? { routes } : {}),
+    close
+  }
+}
+
+const CLIENT_NOTICE = /^\$SYS\/([^/]+)\/(new|disconnect)\/clients$/
+
+/**
+ * Presence from aedes' `$SYS/{broker id}/new|disconnect/clients` notices,
+ * which every broker publishes through the shared Redis routing: the clients
+ * of every worker and node count. The service account's own connections
+ * (`warbler bridge`) do not. A broker that dies without closing its clients
+ * (SIGKILL) sends no disconnect notices: its clients' users are taken
+ * offline when aedes stops seeing its heartbeats (`brokers` below: three
+ * missed heartbeats of aedes' heartbeatInterval).
+ */
+function followPresence (b: Aedes, svc: MessageService, isService: (user: string) => boolean): () => Promise<void> {
+  /** Connected client ids (with their user) by broker id, and when each broker was first noticed. */
+  const byBroker = new Map<string, { since: number, clients: Map<string, string> }>()
+  const handler = (packet: { topic: string, payload: Buffer | string }, cb: () => void): void => {
+    const all = CLIENTS_TOPIC.exec(packet.topic)
+    if (all !== null) {
+      // A broker's connected clients, sent when this service starts (service-watch.ts).
+      let ids: unknown
+      try { ids = JSON.parse(packet.payload.toString()) } catch { ids = [] }
+      if (Array.isArray(ids)) {
+        for (const id of ids) {
+          if (typeof id === 'string') handler({ topic: `$SYS/${all[1] as string}/new/clients`, payload: id }, () => {})
+        }
+      }
+      cb()
+      return
+    }
+    const m = CLIENT_NOTICE.exec(packet.topic)
+    const id = packet.payload.toString()
+    const user = id.split('-')[0] ?? ''
+    if (m !== null && isValidUsername(user) && clientIdBelongsTo(id, user) && !isService(user)) {
+      const brokerId = m[1] as string
+      let entry = byBroker.get(brokerId)
+      if (m[2] === 'new') {
+        if (entry === undefined) byBroker.set(brokerId, entry = { since: Date.now(), clients: new Map() })
+        if (!entry.clients.has(id)) { entry.clients.set(id, user); svc.presence(user, true) }
+      } else if (entry?.clients.delete(id) === true) {
+        svc.presence(user, false)
+      }
+    }
+    cb()
+  }
+  const aedes = b as unknown as { brokers: Record<string, number>, id: string, opts: { heartbeatInterval: number } }
+  const heartbeat = aedes.opts.heartbeatInterval
+  const sweep = setInterval(() => {
+    const now = Date.now()
+    for (const [brokerId, entry] of byBroker) {
+      if (brokerId === aedes.id) continue
+      const seen = Math.max(aedes.brokers[brokerId] ?? 0, entry.since)
+      if (seen + 3 * heartbeat >= now) continue
+      byBroker.delete(brokerId)
+      for (const user of entry.clients.values()) svc.presence(user, false)
+    }
+  }, heartbeat)
+  sweep.unref()
+  const filters = ['$SYS/+/new/clients', '$SYS/+/disconnect/clients', '$SYS/+/warbler/clients']
+  for (const f of filters) b.subscribe(f, handler as never, () => {})
+  return async () => {
+    clearInterval(sweep)
+    await Promise.all(filters.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler as never, () => resolve()) })))
+  }
 }

@@ -45,7 +45,7 @@ export class SysPublisher {
   private readonly loads: Record<string, Load>
   private heapMax = 0
 
-  constructor (private readonly broker: Aedes, private readonly src: SysSources, private readonly intervalSec: number) {
+  constructor (private readonly broker: Aedes, private readonly src: SysSources, private readonly intervalSec: number, private readonly root: string = SYS_ROOT) {
     const s = src.stats
     this.loads = {
       'messages/received': new Load(() => s.messagesReceived),
@@ -133,7 +133,7 @@ export class SysPublisher {
     for (const [k, val] of Object.entries(values)) {
       if (this.last.get(k) === val) continue
       this.last.set(k, val)
-      this.broker.publish({ cmd: 'publish', topic: `${SYS_ROOT}/${k}`, payload: Buffer.from(val), qos: 0, retain: true, dup: false }, () => {})
+      this.broker.publish({ cmd: 'publish', topic: `${this.root}/${k}`, payload: Buffer.from(val), qos: 0, retain: true, dup: false }, () => {})
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * `warbler start`: resolve the configuration, make sure an operator can log
- * in, start the node, print the ready line, and stop gracefully on SIGTERM or
- * SIGINT (exit code 0).
+ * in, start the node (one process, or a primary and `workers` broker
+ * processes: broker/cluster.ts), print the ready line, and stop gracefully on
+ * SIGTERM or SIGINT (exit code 0).
  */
 import { rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
@@ -9,6 +10,7 @@ import { resolveConfig, startHelp } from '../broker/config.js'
 import { randomPassword } from '../broker/identity/password.js'
 import { IdentityStore } from '../broker/identity/store.js'
 import { createLogger, type Level } from '../broker/log.js'
+import { startCluster } from '../broker/cluster.js'
 import { startWarbler } from '../broker/server.js'
 import { PID_FILE } from './backup.js'
 
@@ -48,7 +50,8 @@ export async function runStart (argv: string[]): Promise<number> {
   } else {
     log.warn('development mode: anonymous clients are allowed and non-chat topics are open to all')
   }
-  const node = await startWarbler(cfg, { log })
+  // More than one worker: a cluster (broker/cluster.ts); the primary runs no broker itself.
+  const node = cfg.workers > 1 ? await startCluster(cfg, log) : await startWarbler(cfg, { log })
   // The signal handlers go in before the ready line: a supervisor may signal as soon as it reads it.
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
@@ -69,7 +72,7 @@ export async function runStart (argv: string[]): Promise<number> {
   const pidFile = path.join(cfg.dataDir, PID_FILE)
   writeFileSync(pidFile, `${process.pid}\n`)
   process.stdout.write(`warbler ready ${JSON.stringify(node.ports)}\n`)
-  log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '', bridge: cfg.bridge })
+  log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '', bridge: cfg.bridge, workers: cfg.workers })
   await stopped
   rmSync(pidFile, { force: true })
   log.info('stopped')

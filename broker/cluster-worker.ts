@@ -1,0 +1,86 @@
+/**
+ * The entry point of one broker worker of `warbler start --workers N`
+ * (cluster.ts forks it). It runs `startWarbler` with the primary's resolved
+ * configuration, except:
+ * - no HTTP port of its own (the primary serves /readyz and /metrics, and
+ *   asks each worker for its metrics over the IPC channel);
+ * - the message service only in worker 0 (`bridge: off` elsewhere); worker 0
+ *   serves the service's admin API on a private loopback port that the
+ *   primary forwards to.
+ * It never writes to stdout (the primary prints the ready line); logs carry
+ * `worker: N`. It stops gracefully on the primary's stop message, or on
+ * SIGTERM/SIGINT (the primary then restarts it unless the node is
+ * stopping), and exits at once if the primary dies (node:cluster).
+ */
+import cluster from 'node:cluster'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Config } from './config.js'
+import { CONFIG_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
+import { createHttpServer } from './http.js'
+import { createLogger, type Level, type Logger } from './log.js'
+import { startWarbler, type Warbler } from './server.js'
+
+function send (m: FromWorker, then?: () => void): void {
+  process.send?.(m, undefined, undefined, () => then?.())
+}
+
+function withWorker (log: Logger, worker: number): Logger {
+  const add = (f: (msg: string, fields?: Record<string, unknown>) => void) => (msg: string, fields?: Record<string, unknown>) => f(msg, { worker, ...fields })
+  return { error: add(log.error), warn: add(log.warn), info: add(log.info), debug: add(log.debug) }
+}
+
+async function main (): Promise<void> {
+  if (!cluster.isWorker) throw new Error('cluster-worker.js runs only as a worker of `warbler start --workers N`')
+  const index = Number(process.env[WORKER_ENV])
+  const base = JSON.parse(process.env[CONFIG_ENV] ?? '{}') as Config
+  const log = withWorker(createLogger(base.logLevel as Level), index)
+  const cfg: Config = Object.freeze({ ...base, httpPort: -1, bridge: index === 0 ? base.bridge : 'off' })
+
+  let node: Warbler | null = null
+  let admin: http.Server | null = null
+  let stopping: Promise<void> | null = null
+  const stop = (why: string): void => {
+    stopping ??= (async () => {
+      log.info('worker stopping', { reason: why })
+      if (node === null) process.exit(0)
+      await node.close().catch((err: unknown) => { log.error('error while stopping', { error: String(err) }) })
+      if (admin !== null) await new Promise<void>((resolve) => (admin as http.Server).close(() => resolve()))
+      process.exit(0)
+    })()
+  }
+  process.on('message', (m: ToWorker) => {
+    if (m.t === 'stop') stop('stop')
+    else if (m.t === 'metrics' && node !== null) {
+      node.registry.getMetricsAsJSON().then((data) => { send({ t: 'metrics', id: m.id, data }) }, () => { send({ t: 'metrics', id: m.id, data: [] }) })
+    }
+  })
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+
+  try {
+    node = await startWarbler(cfg, { log, worker: index })
+  } catch (err) {
+    const e = err instanceof Error ? err : new Error(String(err))
+    log.debug('worker failed to start', { error: e.stack ?? e.message })
+    send({ t: 'failed', name: e.name, message: e.message }, () => process.exit(1))
+    return
+  }
+  if (stopping !== null) return
+  if (node.routes !== undefined) {
+    // The admin API, for the primary only: loopback, a port of its own (not shared through the cluster).
+    const routes = node.routes
+    admin = createHttpServer({ registry: node.registry, ready: () => stopping === null, routes })
+    const srv = admin
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject)
+      srv.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => resolve())
+    })
+  }
+  send({ t: 'ready', ports: { ...node.ports }, admin: admin === null ? null : (admin.address() as AddressInfo).port })
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`warbler worker: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,254 @@
+/**
+ * `warbler start --workers N` (N > 1): the primary process forks N broker
+ * workers with node:cluster. docs/architecture.md explains the design; in
+ * short:
+ *
+ * - Every worker runs `startWarbler` with the same configuration and listens
+ *   on the same MQTT and WebSocket ports; node:cluster's primary accepts the
+ *   connections and hands them to the workers in turn (round-robin).
+ * - The workers share sessions (aedes-persistence-redis) and routing
+ *   (mqemitter-redis, mq.ts) through Redis, so a message published on one
+ *   worker reaches subscribers on every worker, and a client id that
+ *   connects to a second worker takes its session over from the first.
+ * - The message service (one authority for seq and storage) runs in worker 0
+ *   only, when `bridge` is `embedded`; it gets every worker's
+ *   `wb/u/+/out/+` publishes through Redis. The other workers run with
+ *   `--bridge off`.
+ * - The primary serves the HTTP port itself: /healthz, /readyz (200 while at
+ *   least one worker is listening and the node is not stopping), /metrics
+ *   (the workers' registries, collected over the cluster IPC channel and
+ *   summed with prom-client's aggregator, plus the primary's own worker
+ *   figures), and forwards the message service's admin API to worker 0.
+ * - The primary prints the one `warbler ready {...}` line once every worker
+ *   listens; a worker that dies is restarted with exponential backoff and
+ *   logged; SIGTERM/SIGINT stop every worker gracefully (bounded), then the
+ *   primary exits 0. Workers exit at once if the primary dies (node:cluster).
+ */
+import cluster, { type Worker } from 'node:cluster'
+import http from 'node:http'
+import { fileURLToPath } from 'node:url'
+import client, { AggregatorRegistry, Registry } from 'prom-client'
+
+/** One registry's metrics as `getMetricsAsJSON()` gives them. */
+type MetricJson = object
+import type { Config } from './config.js'
+import { createHttpServer } from './http.js'
+import { closeServer, listen } from './listeners.js'
+import type { Logger } from './log.js'
+
+/** Messages from a worker to the primary. */
+export type FromWorker =
+  | { t: 'ready', ports: Record<string, number>, admin: number | null }
+  | { t: 'failed', name: string, message: string }
+  | { t: 'metrics', id: number, data: MetricJson[] }
+
+/** Messages from the primary to a worker. */
+export type ToWorker = { t: 'stop' } | { t: 'metrics', id: number }
+
+/** Environment of a forked worker: its index and the primary's resolved configuration. */
+export const WORKER_ENV = 'WARBLER_CLUSTER_WORKER'
+export const CONFIG_ENV = 'WARBLER_CLUSTER_CONFIG'
+
+/** Restart backoff: first delay, doubled per quick death, capped. */
+const RESTART_MIN_MS = 250
+const RESTART_MAX_MS = 15_000
+/** A worker that lived this long resets its backoff. */
+const STABLE_MS = 10_000
+/** Longest wait at stop for the workers' graceful close, then SIGKILL. */
+const STOP_TIMEOUT_MS = 20_000
+/** Longest wait for a worker's metrics at a scrape. */
+const METRICS_TIMEOUT_MS = 2000
+/** Longest wait for all workers at the first start. */
+const START_TIMEOUT_MS = 60_000
+
+interface Slot {
+  index: number
+  worker: Worker | null
+  ready: boolean
+  startedAt: number
+  failures: number
+  restart: NodeJS.Timeout | null
+  admin: number | null
+}
+
+export interface ClusterNode {
+  readonly ports: Readonly<Record<string, number>>
+  close: () => Promise<void>
+}
+
+/** A failure at the first start, as the CLI reports it (name: StartError, ConfigError...). */
+class WorkerStartError extends Error {
+  constructor (name: string, message: string) {
+    super(message)
+    this.name = name
+  }
+}
+
+export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNode> {
+  const workerEntry = fileURLToPath(new URL('./cluster-worker.js', import.meta.url))
+  cluster.setupPrimary({ exec: workerEntry, args: [], silent: false })
+  // Round-robin hand-off of connections (the default except on Windows; set for clarity).
+  cluster.schedulingPolicy = cluster.SCHED_RR
+
+  const slots: Slot[] = Array.from({ length: cfg.workers }, (_, index) => ({ index, worker: null, ready: false, startedAt: 0, failures: 0, restart: null, admin: null }))
+  let stopping = false
+  let started = false
+  let ports: Record<string, number> | null = null
+  let restarts = 0
+  let nextRequest = 0
+  const pending = new Map<number, (data: MetricJson[]) => void>()
+  let firstStart: { resolve: () => void, reject: (err: Error) => void } | null = null
+
+  const fork = (slot: Slot): void => {
+    const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg) })
+    slot.worker = w
+    slot.ready = false
+    slot.admin = null
+    slot.startedAt = Date.now()
+    log.info('worker started', { worker: slot.index, pid: w.process.pid })
+    w.on('message', (m: FromWorker) => {
+      if (m.t === 'ready') {
+        slot.ready = true
+        slot.admin = m.admin
+        if (ports === null) ports = m.ports
+        else if (JSON.stringify(ports) !== JSON.stringify(m.ports)) log.warn('worker listens on other ports than the first', { worker: slot.index, ports: m.ports, first: ports })
+        if (started) log.info('worker ready', { worker: slot.index, pid: w.process.pid })
+        if (!started && slots.every((s) => s.ready)) firstStart?.resolve()
+      } else if (m.t === 'failed') {
+        if (!started) firstStart?.reject(new WorkerStartError(m.name, m.message))
+        else log.error('worker failed to start', { worker: slot.index, pid: w.process.pid, error: m.message })
+      } else if (m.t === 'metrics') {
+        pending.get(m.id)?.(m.data)
+      }
+    })
+    w.on('exit', (code, signal) => {
+      if (slot.worker !== w) return
+      slot.worker = null
+      slot.ready = false
+      slot.admin = null
+      if (stopping) return
+      if (!started) {
+        firstStart?.reject(new WorkerStartError('StartError', `worker ${slot.index} exited (code ${String(code)}, signal ${String(signal)}) before it was listening`))
+        return
+      }
+      const lived = Date.now() - slot.startedAt
+      slot.failures = lived >= STABLE_MS ? 0 : slot.failures + 1
+      const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.max(0, slot.failures - 1))
+      restarts++
+      log.warn('worker exited; restarting it', { worker: slot.index, pid: w.process.pid, code, signal, livedMs: lived, restartInMs: delay })
+      slot.restart = setTimeout(() => {
+        slot.restart = null
+        if (!stopping) fork(slot)
+      }, delay)
+    })
+  }
+
+  /** Stop every worker: a graceful stop message, then SIGKILL after STOP_TIMEOUT_MS. */
+  const stopWorkers = async (): Promise<void> => {
+    stopping = true
+    for (const s of slots) {
+      if (s.restart !== null) clearTimeout(s.restart)
+      s.restart = null
+    }
+    const live = slots.map((s) => s.worker).filter((w): w is Worker => w !== null && w.process.exitCode === null && w.process.signalCode === null)
+    await Promise.all(live.map(async (w) => {
+      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()))
+      try { w.send({ t: 'stop' } satisfies ToWorker) } catch { w.process.kill('SIGTERM') }
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS) })
+      if (await Promise.race([exited.then(() => false), late])) {
+        log.warn('worker did not stop in time; killing it', { pid: w.process.pid })
+        w.process.kill('SIGKILL')
+        await exited
+      }
+      clearTimeout(timer)
+    }))
+  }
+
+  for (const s of slots) fork(s)
+  let startTimer: NodeJS.Timeout | undefined
+  try {
+    await new Promise<void>((resolve, reject) => {
+      firstStart = { resolve, reject }
+      startTimer = setTimeout(() => reject(new WorkerStartError('StartError', `not every worker was listening after ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS)
+    })
+  } catch (err) {
+    await stopWorkers()
+    throw err
+  } finally {
+    clearTimeout(startTimer)
+    firstStart = null
+  }
+  started = true
+
+  // -- the HTTP port ---------------------------------------------------------
+
+  const own = new Registry()
+  new client.Gauge({ name: 'warbler_cluster_workers', help: 'Broker workers configured (--workers).', registers: [own], collect () { this.set(slots.length) } })
+  new client.Gauge({ name: 'warbler_cluster_workers_ready', help: 'Broker workers listening now.', registers: [own], collect () { this.set(slots.filter((s) => s.ready).length) } })
+  let reported = 0
+  new client.Counter({
+    name: 'warbler_cluster_worker_restarts_total',
+    help: 'Broker workers restarted after they died.',
+    registers: [own],
+    collect () { if (restarts > reported) this.inc(restarts - reported); reported = restarts }
+  })
+
+  const workerMetrics = async (w: Worker): Promise<MetricJson[] | null> => {
+    const id = ++nextRequest
+    return await new Promise((resolve) => {
+      const timer = setTimeout(() => { pending.delete(id); resolve(null) }, METRICS_TIMEOUT_MS)
+      pending.set(id, (data) => { clearTimeout(timer); pending.delete(id); resolve(data) })
+      try { w.send({ t: 'metrics', id } satisfies ToWorker) } catch { clearTimeout(timer); pending.delete(id); resolve(null) }
+    })
+  }
+  const metrics = {
+    contentType: own.contentType,
+    metrics: async (): Promise<string> => {
+      const live = slots.filter((s) => s.ready && s.worker !== null).map((s) => s.worker as Worker)
+      const got = (await Promise.all(live.map(workerMetrics))).filter((m): m is MetricJson[] => m !== null)
+      const merged = Registry.merge([AggregatorRegistry.aggregate(got), own])
+      return await merged.metrics()
+    }
+  }
+
+  // The message service's admin API lives in worker 0: forward to it.
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    const admin = slots[0]?.admin ?? null
+    if (admin === null) return false
+    const up = http.request({ host: '127.0.0.1', port: admin, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers)
+      r.pipe(res)
+    })
+    up.on('error', () => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end('the message service did not answer\n')
+    })
+    req.pipe(up)
+    return true
+  }
+  const httpServer = cfg.httpPort !== -1
+    ? createHttpServer({ registry: metrics, ready: () => !stopping && slots.some((s) => s.ready), routes: forward })
+    : null
+  const allPorts: Record<string, number> = { ...(ports ?? {}) }
+  if (httpServer !== null) {
+    try {
+      allPorts.http = await listen(httpServer, cfg.httpPort, cfg.listenHost)
+    } catch (err) {
+      await stopWorkers()
+      throw err
+    }
+  }
+
+  let closing: Promise<void> | null = null
+  return {
+    ports: Object.freeze(allPorts),
+    close: () => {
+      closing ??= (async () => {
+        await stopWorkers()
+        if (httpServer !== null) await closeServer(httpServer)
+      })()
+      return closing
+    }
+  }
+}
