@@ -22,7 +22,9 @@ const needed = [
   ['haproxy', 'haproxy'],
   ['systemd-analyze', 'systemd'],
   ['docker-compose', 'docker-compose'],
-  ['shellcheck', 'shellcheck']
+  ['shellcheck', 'shellcheck'],
+  // test/cluster: nodes in network namespaces (ip netns, veth) behind haproxy
+  ['ip', 'iproute2']
 ]
 const missing = needed.filter(([bin]) => spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0)
 if (missing.length > 0) {
