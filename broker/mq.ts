@@ -1,11 +1,9 @@
 /**
- * Routing between brokers, for `--workers N` (N > 1) and for several nodes
- * on one Redis (`routing: redis`): every aedes instance routes each publish
- * twice over:
+ * Routing between brokers, for `--workers N` and for several nodes on one
+ * Redis: every aedes instance routes each publish twice over:
  *
  * - to its own subscribers at once, through an in-process mqemitter (as a
- *   single broker does), so local chat never waits for Redis and keeps
- *   flowing while Redis is away or hung;
+ *   single broker does), so local delivery never depends on Redis;
  * - to every other broker through Redis pub/sub (mqemitter-redis), marked
  *   with this broker's origin id, so that the copy coming back from Redis is
  *   skipped here and delivered only by the others.
@@ -14,14 +12,24 @@
  * for session takeover across brokers, heartbeats, births), and so do the
  * persistence's subscription broadcasts (`$SYS/sub/+`).
  *
- * The publisher's callback (aedes then acknowledges a QoS 1 publish) waits
- * for the local delivery only. Publishes not yet written to Redis are
- * bounded by MAX_REMOTE_PENDING: past it (Redis hung or away) the remote
- * copy is dropped and counted, never queued without bound. Redis pub/sub
- * keeps nothing: a message published while another broker's subscribing
- * connection is down does not reach that broker's clients live; QoS 1/2
- * messages for persistent sessions are in their queues (the persistence)
- * and are sent from there on reconnect.
+ * Flow control: the publisher's callback (aedes then sends the PUBACK) waits
+ * for the local delivery, and, once more than WINDOW copies wait for Redis'
+ * answer, until Redis has taken this copy too: a fast publisher is paced by
+ * Redis instead of piling copies up in memory. A
+ * breaker keeps a hung or absent Redis from holding every publisher: after
+ * STALL_MS without an answer from Redis, publishers are released, copies
+ * are dropped (counted, logged once) and one copy at a time probes Redis
+ * until it answers again. Local delivery goes on throughout.
+ *
+ * Peers: brokers on the routing say hello on `$SYS/warbler/routing/hello`
+ * (at start, after a reconnect, and every HELLO_INTERVAL_MS) and answer a
+ * newcomer at once; a broker that sees no other one sends no copies, so one
+ * broker alone on Redis (`--workers 1`) pays nothing for the routing.
+ *
+ * Redis pub/sub keeps nothing: a message published while another broker's
+ * subscribing connection is down does not reach that broker's clients live;
+ * QoS 1/2 messages for persistent sessions are in their queues (the
+ * persistence) and are sent from there on reconnect.
  *
  * Two ioredis connections (one subscribes, one publishes), with the
  * persistence's reconnect policy; at start both must be ready within
@@ -39,8 +47,14 @@ import { redactRedisUrl, RedisUnavailableError } from './persistence.js'
 const MQ_QUIT_TIMEOUT_MS = 2000
 const MQ_START_TIMEOUT_MS = 5000
 const REDIS_MAX_RETRIES = 20
-/** Publishes handed to Redis and not yet answered, past which remote copies are dropped. */
-const MAX_REMOTE_PENDING = 10_000
+/** Copies Redis may owe answers for before publishers wait for theirs (flow control). */
+const WINDOW = 1000
+/** No answer from Redis to a copy for this long: stop holding publishers for it (the breaker). */
+const STALL_MS = 1000
+/** Brokers sharing the routing say hello this often, and are forgotten after missing a few. */
+const HELLO_INTERVAL_MS = 10_000
+const PEER_EXPIRY_MS = 35_000
+const HELLO = '$SYS/warbler/routing/hello'
 /** Longest wait for Redis to confirm a subscribe or unsubscribe. */
 const SUBSCRIBE_WAIT_MS = 2000
 /** The field a broker marks its remote copies with. */
@@ -58,6 +72,8 @@ interface Emitter {
 
 interface RemoteEmitter extends Emitter {
   state: { on: (event: 'error', fn: (err: Error) => void) => void }
+  /** MQEmitter's own close (the local table only), kept by mqemitter-redis. */
+  _close: (cb: () => void) => void
   /** MQEmitter's own removeListener (the local table only), kept by mqemitter-redis. */
   _removeListener: (topic: string, fn: Handler) => void
 }
@@ -65,13 +81,17 @@ interface RemoteEmitter extends Emitter {
 export interface SharedRouting {
   /** What aedes gets as its `mq` option. */
   readonly instance: Emitter
-  /** Remote copies dropped because Redis did not keep up. */
+  /** Copies for other brokers dropped while Redis did not take them. */
   readonly dropped: () => number
+  /** Other brokers seen on the routing now. */
+  readonly peers: () => number
 }
 
 function connection (url: string, role: string, log: Logger): Redis {
   const where = redactRedisUrl(url)
   const redis = new Redis(url, {
+    // Many PUBLISHes in one write (mqemitter-redis turns this on for the connections it makes itself).
+    enableAutoPipelining: true,
     maxRetriesPerRequest: REDIS_MAX_RETRIES,
     retryStrategy: (times) => Math.min(times * 100, 2000)
   })
@@ -113,9 +133,13 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
   await ready([subConn, pubConn], url)
   // As aedes' default emitter: matchEmptyLevels for [MQTT-4.7.1-3].
   const local = (mqemitter as unknown as (o: Record<string, unknown>) => Emitter)({ concurrency: opts.concurrency, matchEmptyLevels: true })
-  const remote = (MQEmitterRedis as unknown as (o: Record<string, unknown>) => RemoteEmitter)({ subConn, pubConn, concurrency: opts.concurrency, matchEmptyLevels: true })
+  // No concurrency bound on what comes in from Redis: pub/sub cannot be paced,
+  // and past the bound mqemitter queues in an array it shift()s, O(n) a message
+  // (measured: a backlog of copies made a worker spend 55 % of its CPU there).
+  const remote = (MQEmitterRedis as unknown as (o: Record<string, unknown>) => RemoteEmitter)({ subConn, pubConn, concurrency: 0, matchEmptyLevels: true })
   // Without a listener an 'error' would crash the process; the connections log their outages.
   remote.state.on('error', (err) => { opts.log.debug('redis routing error', { error: err.message }) })
+  const log = opts.log
 
   /**
    * A (un)subscribe's callback once Redis confirmed it, or after
@@ -131,12 +155,57 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
     return once
   }
   const origin = randomUUID()
+  let closed = false
+
+  // -- peers: copies go to Redis only while another broker is there ---------
+  const peers = new Map<string, number>()
+  const hello = (ask: boolean): void => {
+    if (!closed) remote.emit({ topic: HELLO, payload: Buffer.from(JSON.stringify({ id: origin, ask })) }, () => {})
+  }
+  const onHello: Handler = (packet, done) => {
+    done()
+    let m: { id?: unknown, ask?: unknown }
+    try { m = JSON.parse(String(packet.payload)) as typeof m } catch { return }
+    if (typeof m.id !== 'string' || m.id === origin) return
+    const known = peers.has(m.id)
+    peers.set(m.id, Date.now())
+    if (!known) log.info('another broker shares the routing', { brokers: peers.size + 1 })
+    if (m.ask === true) hello(false)
+  }
+  await new Promise<void>((resolve) => { remote.on(HELLO, onHello, bounded(resolve)) })
+  hello(true)
+  // After a lost subscribing connection the peers' hellos were missed: ask again.
+  subConn.on('ready', () => { hello(true) })
+  const helloTimer = setInterval(() => {
+    hello(false)
+    const old = Date.now() - PEER_EXPIRY_MS
+    for (const [id, seen] of peers) {
+      if (seen < old) {
+        peers.delete(id)
+        log.info('a broker left the routing', { brokers: peers.size + 1 })
+      }
+    }
+  }, HELLO_INTERVAL_MS)
+  helloTimer.unref()
+
+  // -- flow control, with a breaker for a hung or absent Redis ---------------
+  let pending = 0
+  let lastProgress = Date.now()
+  let stalled = false
+  let dropped = 0
+  /** Publishers held until Redis took their copy. */
+  const held = new Set<() => void>()
+  const watchdog = setInterval(() => {
+    if (stalled || pending === 0 || Date.now() - lastProgress < STALL_MS) return
+    stalled = true
+    log.warn('redis does not take messages for other brokers; they are dropped until it does (local delivery goes on)', { waiting: pending })
+    for (const release of [...held]) release()
+    held.clear()
+  }, STALL_MS / 4)
+  watchdog.unref()
+
   /** The remote-side wrapper of each handler, by topic (one handler may listen on several topics). */
   const wrappers = new WeakMap<Handler, Map<string, Handler[]>>()
-  let pending = 0
-  let dropped = 0
-  let droppedSinceLog = 0
-  let closed = false
 
   const instance: Emitter = {
     on (topic, fn, cb) {
@@ -166,42 +235,65 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
     },
     emit (packet, cb) {
       // The copy first: local handlers may change the packet they get.
-      const copy = closed ? null : { ...packet, [ORIGIN]: origin }
-      local.emit(packet, cb)
-      if (copy === null) return
-      if (pending >= MAX_REMOTE_PENDING) {
-        dropped++
-        if (droppedSinceLog++ === 0) opts.log.warn('redis is not keeping up; messages to other brokers are dropped', { pending })
-        return
+      const copy = closed || peers.size === 0 ? null : { ...packet, [ORIGIN]: origin }
+      let waits = copy === null ? 1 : 2
+      let error: Error | undefined
+      const step = (err?: Error): void => {
+        if (err !== undefined) error ??= err
+        if (--waits === 0) cb?.(error)
       }
+      local.emit(packet, step)
+      if (copy === null) return
+      if (stalled && pending > 0) { dropped++; step(); return }
+      if (pending === 0) lastProgress = Date.now()
       pending++
+      let released = false
+      const release = (): void => {
+        if (released) return
+        released = true
+        held.delete(release)
+        step()
+      }
+      // Within the window (or stalled: this copy probes Redis) nobody waits for it.
+      if (stalled || pending <= WINDOW) release()
+      else held.add(release)
       remote.emit(copy, (err) => {
         pending--
-        if (err !== undefined && droppedSinceLog++ === 0) opts.log.warn('a message could not be sent to the other brokers', { error: err.message })
-        if (err === undefined && pending === 0 && droppedSinceLog > 0) {
-          opts.log.info('redis routing keeps up again', { dropped: droppedSinceLog })
-          droppedSinceLog = 0
+        if (err === undefined) {
+          lastProgress = Date.now()
+          if (stalled) {
+            stalled = false
+            log.info('redis takes messages for other brokers again', { dropped })
+          }
+        } else {
+          log.debug('a message could not be sent to the other brokers', { error: err.message })
         }
+        release()
       })
     },
     close (cb) {
       closed = true
-      let done = false
-      const finish = (): void => {
-        if (done) return
-        done = true
+      clearInterval(helloTimer)
+      clearInterval(watchdog)
+      for (const release of [...held]) release()
+      // QUIT both connections here rather than in mqemitter-redis' close(),
+      // whose quit() promises reject unhandled (a crash) when Redis is away.
+      ;(remote as unknown as { closing: boolean }).closing = true
+      let timer: NodeJS.Timeout | undefined
+      const quit = (c: Redis): Promise<void> => c.quit().then(() => {}, () => {})
+      const late = new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          log.warn('redis did not answer QUIT on the routing connections; dropping them')
+          resolve()
+        }, MQ_QUIT_TIMEOUT_MS)
+      })
+      void Promise.race([Promise.all([quit(subConn), quit(pubConn)]), late]).then(() => {
         clearTimeout(timer)
-        local.close(cb)
-      }
-      // Redis away: QUIT would wait for it; drop the connections instead.
-      const timer = setTimeout(() => {
-        opts.log.warn('redis did not answer QUIT on the routing connections; dropping them')
         subConn.disconnect()
         pubConn.disconnect()
-        setImmediate(finish)
-      }, MQ_QUIT_TIMEOUT_MS)
-      remote.close(finish)
+        remote._close(() => { local.close(cb) })
+      })
     }
   }
-  return { instance, dropped: () => dropped }
+  return { instance, dropped: () => dropped, peers: () => peers.size }
 }

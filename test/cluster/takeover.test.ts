@@ -17,8 +17,8 @@ async function until (what: string, check: () => boolean, ms = 5000): Promise<vo
 }
 
 /** Connect and record every message, listening before CONNACK (queued messages follow it at once). */
-async function recording (url: string, clientId: string): Promise<{ client: MqttClient, got: string[] }> {
-  const client = mqtt.connect(url, { clientId, clean: false, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 })
+async function recording (url: string, clientId: string, clean = false): Promise<{ client: MqttClient, got: string[] }> {
+  const client = mqtt.connect(url, { clientId, clean, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 })
   const got: string[] = []
   client.on('message', (topic, payload) => { got.push(`${topic} ${payload.toString()}`) })
   await new Promise<void>((resolve, reject) => {
@@ -103,5 +103,48 @@ test('a message service that starts after clients connected to another broker kn
   while (await online()) {
     if (Date.now() > until2) assert.fail('alice still online after she left')
     await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+})
+
+test('Redis hung under two brokers: each still delivers to its own clients at once; messages between them resume when Redis does', async (t) => {
+  const undo: Array<() => unknown> = []
+  t.after(async () => { for (const fn of undo.reverse()) await fn() })
+  const redis = await startRedis()
+  undo.push(() => redis.stop())
+  undo.push(() => { try { process.kill(redis.pid, 'SIGCONT') } catch {} })
+  const args = ['--dev', '--redis', redis.url, '--bridge', 'off', '--publish-rate', '0']
+  const a = await startNode(args)
+  undo.push(() => a.close())
+  const b = await startNode(args)
+  undo.push(() => b.close())
+  // Clean sessions: a persistent one's QoS 1 messages are queued in Redis first (the persistence).
+  const { client: onA, got: gotA } = await recording(a.mqttUrl, 'sub-a', true)
+  undo.push(() => onA.end(true))
+  const { client: onB, got: gotB } = await recording(b.mqttUrl, 'sub-b', true)
+  undo.push(() => onB.end(true))
+  await onA.subscribeAsync('room/#', { qos: 1 })
+  await onB.subscribeAsync('room/#', { qos: 1 })
+  const pub = await connect(a.mqttUrl, { clientId: 'pub-a' })
+  undo.push(() => pub.end(true))
+  await pub.publishAsync('room/x', 'before', { qos: 1 })
+  await until('both brokers deliver', () => gotA.length === 1 && gotB.length === 1)
+
+  // More publishes than the routing lets wait for Redis (1,000): past them
+  // publishers are held for Redis, until the breaker opens after 1 s.
+  process.kill(redis.pid, 'SIGSTOP')
+  const n = 1500
+  const t0 = Date.now()
+  await Promise.all(Array.from({ length: n }, (_, i) => pub.publishAsync('room/x', `hung ${i}`, { qos: 1 })))
+  const took = Date.now() - t0
+  await until('A delivers to its own client while Redis is hung', () => gotA.length === n + 1)
+  assert.ok(took < 5000, `${n} publishes took ${took} ms with Redis hung (the breaker releases publishers after 1 s)`)
+
+  process.kill(redis.pid, 'SIGCONT')
+  // The breaker closes once Redis answers again: publishes cross again.
+  const deadline = Date.now() + 10_000
+  for (let i = 0; !gotB.some((m) => m.startsWith('room/x after')); i++) {
+    if (Date.now() > deadline) assert.fail(`nothing reached B after Redis came back (B got ${JSON.stringify(gotB)})`)
+    await pub.publishAsync('room/x', `after ${i}`, { qos: 1 })
+    await new Promise((resolve) => setTimeout(resolve, 100))
   }
 })
