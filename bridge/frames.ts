@@ -44,6 +44,26 @@ export function bodyText (body: unknown): string {
   return ''
 }
 
+/** Most levels of arrays and objects a chat body may nest (docs/protocol.md). */
+export const MAX_BODY_DEPTH = 64
+
+/**
+ * Refuse a body nested deeper than MAX_BODY_DEPTH. JSON.parse takes any
+ * depth, but storing and delivering a body stringifies it, recursively: a
+ * body thousands of levels deep would overflow the stack inside the
+ * archive's batch transaction and fail every send batched with it.
+ * Iterative, so the check itself cannot overflow.
+ */
+export function checkBody (body: unknown): void {
+  const stack: Array<[unknown, number]> = [[body, 1]]
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const [v, depth] = item
+    if (typeof v !== 'object' || v === null) continue
+    if (depth > MAX_BODY_DEPTH) throw new ServiceError('bad_request', `body is nested deeper than ${MAX_BODY_DEPTH} levels`)
+    for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push([x, depth + 1])
+  }
+}
+
 /** A validated send, with its conversation resolved. */
 export interface ValidSend { frame: SendFrame, conv: string, peer: string | null }
 

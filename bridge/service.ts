@@ -17,7 +17,7 @@ import { type ErrorCode, type ErrorFrame, type PresenceFrame, type ReceiptFrame,
 import { Database } from '../broker/sqlite.js'
 import { DB_FILE } from '../broker/identity/store.js'
 import type { Logger } from '../broker/log.js'
-import { bodyText, decodePayload, parseFrame, resolveSend } from './frames.js'
+import { bodyText, checkBody, decodePayload, parseFrame, resolveSend } from './frames.js'
 import { handleRequest, type RequestContext } from './requests.js'
 import type { RedisMirror } from './mirror.js'
 import { migrate } from './schema.js'
@@ -129,6 +129,7 @@ export class MessageService {
         if (typeof frame.body === 'object' && frame.body !== null && 'sys' in frame.body) {
           throw new ServiceError('bad_request', 'body.sys is reserved for system messages')
         }
+        checkBody(frame.body)
         const { ack, duplicate, delivered } = await this.writer.send({ user, cid: frame.cid, conv: send.conv, peer: send.peer, body: frame.body, text: bodyText(frame.body) })
         if (duplicate) this.counters.duplicates++
         else this.counters.sends++

@@ -32,7 +32,9 @@ const COLUMNS = 'id, conv, seq, sender, cid, ts, body'
 
 /** Turn free text into an FTS5 query of quoted terms (no operators from users). */
 export function ftsQuery (q: string): string {
-  const terms = q.split(/\s+/).map((t) => t.replace(/"/g, '')).filter((t) => t.length > 0).slice(0, 16)
+  // Each term quoted, so FTS5 syntax is taken literally; a quote or a NUL (which ends
+  // FTS5's query string early: "unterminated string") cannot be quoted, so it goes.
+  const terms = q.split(/\s+/).map((t) => t.replace(/["\u0000]/g, '')).filter((t) => t.length > 0).slice(0, 16)
   return terms.map((t) => `"${t}"`).join(' ')
 }
 

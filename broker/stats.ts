@@ -9,6 +9,7 @@ export const refusalReasons = [
   'login_failed',
   'login_rate_limited',
   'client_id_rejected',
+  'protocol_version',
   'connection_limit',
   'connection_rate',
   'packet_too_large',

@@ -1,0 +1,117 @@
+/**
+ * What the fuzzer found, pinned down as plain tests (the fuzzer may not draw
+ * the same input on every run):
+ * - a chat body nested thousands of levels deep overflowed the stack while
+ *   the archive stringified it, inside the batch transaction: the whole batch
+ *   failed with `internal`, other users' sends and requests included; one a
+ *   few hundred levels deep was stored. Bodies are now limited to 64 levels;
+ * - a search for text holding U+0000 failed with `internal` (FTS5 took the
+ *   NUL for the end of its query);
+ * - refusals aedes makes itself were not counted: CONNACK 1 for MQTT 5 (now
+ *   `protocol_version`), CONNACK 2 for an MQTT 3.1 client id over 64
+ *   characters (`client_id_rejected`), and the disconnect for a PUBREC of a
+ *   persistent session naming a packet id never sent (`malformed_packet`).
+ *
+ * And one it found that is not fixed, kept as a todo test: failed password
+ * logins from many addresses (each within the per-address limits) fill
+ * libuv's thread pool with scrypt checks, and SQLite, which runs in the same
+ * pool, waits behind them: everyone's sends are acknowledged seconds late.
+ */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import mqttPacket from 'mqtt-packet'
+import type { AckFrame, ErrorFrame } from '../../sdk/src/protocol.js'
+import { ChatClient } from '../helpers/chat.js'
+import { connectPacket, type RawClient, rawConnect, rawSocket } from '../helpers/raw.js'
+import { startNode } from '../helpers/warbler.js'
+
+const PW = 'password-123'
+const users = ['alice', 'bob', 'mallory'].map((name) => ({ name, password: PW }))
+const deep = (n: number): string => '['.repeat(n) + ']'.repeat(n)
+
+test('a body nested too deep is refused alone; sends batched with it are stored; 64 levels pass', async (t) => {
+  const node = await startNode(['--publish-rate', '0'], { users })
+  t.after(() => node.close())
+  const alice = await ChatClient.connect(node.mqttUrl, 'alice', PW)
+  const mallory = await ChatClient.connect(node.mqttUrl, 'mallory', PW)
+  t.after(async () => { await alice.close(); await mallory.close() })
+  // As text: a client's JSON.stringify would overflow too.
+  const sendDeep = async (depth: number): Promise<AckFrame | ErrorFrame> => {
+    const cid = `deep-${depth}`
+    await mallory.publishRaw(`{"t":"msg","cid":"${cid}","to":"bob","body":${deep(depth)}}`)
+    return await mallory.until(() => mallory.frames.find((f) => (f.frame.t === 'ack' && f.frame.cid === cid) || (f.frame.t === 'error' && f.frame.ref === cid))?.frame as AckFrame | ErrorFrame | undefined)
+  }
+  for (const depth of [65, 1000, 20_000]) {
+    // Published together, so the writer batches them together.
+    const [bad, good] = await Promise.all([sendDeep(depth), alice.send({ to: 'bob' }, `next to ${depth}`)])
+    assert.equal(bad.t, 'error', `depth ${depth} refused`)
+    assert.deepEqual([(bad as ErrorFrame).code, (bad as ErrorFrame).ref], ['bad_request', `deep-${depth}`])
+    assert.equal(good.t, 'ack', `the send next to depth ${depth} is stored: ${JSON.stringify(good)}`)
+  }
+  const ok = await sendDeep(64)
+  assert.equal(ok.t, 'ack')
+  assert.equal((ok as AckFrame).seq, 1, 'the first message of d:bob:mallory')
+  assert.equal(node.service?.counters.refusals.internal ?? 0, 0)
+})
+
+test('search for text with U+0000 and other odd characters answers, never internal', async (t) => {
+  const node = await startNode([], { users })
+  t.after(() => node.close())
+  const alice = await ChatClient.connect(node.mqttUrl, 'alice', PW)
+  t.after(() => alice.close())
+  await alice.sendOk({ to: 'bob' }, 'needle in a haystack')
+  for (const q of ['\u0000', 'needle\u0000', '"\u0000"', 'NEAR(', '"', '*', '\u0001needle', 'needle \ud800']) {
+    const r = await alice.req<{ messages: unknown[] }>('search', { q })
+    assert.ok(Array.isArray(r.messages), JSON.stringify(q))
+  }
+  assert.equal((await alice.req<{ messages: unknown[] }>('search', { q: 'needle\u0000' })).messages.length, 1)
+})
+
+test('refusals aedes makes itself are counted: MQTT 5, a long MQTT 3.1 client id, a PUBREC for nothing', async (t) => {
+  const node = await startNode([], { users })
+  t.after(() => node.close())
+  const port = node.ports.mqtt as number
+  const connack = async (bytes: Buffer): Promise<number> => {
+    const c = await rawSocket(port)
+    c.send(bytes)
+    const p = await c.next((x) => x.cmd === 'connack')
+    await c.closed
+    return (p as { returnCode?: number, reasonCode?: number }).returnCode ?? (p as { reasonCode?: number }).reasonCode ?? -1
+  }
+
+  const v5 = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: 'alice-v5', keepalive: 60, username: 'alice', password: Buffer.from(PW) }, { protocolVersion: 5 })
+  assert.equal(await connack(v5), 1)
+  assert.equal(node.stats.refusals.protocol_version, 1)
+
+  const before = node.stats.refusals.client_id_rejected
+  const v3 = mqttPacket.generate({ cmd: 'connect', protocolId: 'MQIsdp', protocolVersion: 3, clean: true, clientId: 'alice-' + 'x'.repeat(60), keepalive: 60, username: 'alice', password: Buffer.from(PW) }, { protocolVersion: 3 })
+  assert.equal(await connack(v3), 2)
+  assert.equal(node.stats.refusals.client_id_rejected, before + 1)
+
+  const malformed = node.stats.refusals.malformed_packet
+  const c = await rawConnect(port, { clientId: 'alice-pubrec', clean: false, username: 'alice', password: PW })
+  c.send({ cmd: 'pubrec', messageId: 4242 })
+  await c.closed
+  assert.equal(node.stats.refusals.malformed_packet, malformed + 1)
+})
+
+test('failed password logins from many addresses do not hold up the archive', {
+  todo: 'scrypt checks share libuv\'s 4-thread pool with SQLite; a global bound on password checks in flight (broker/auth.ts) would fix it'
+}, async (t) => {
+  // Default limits: each address stays under --login-failures and --conn-rate.
+  const node = await startNode([], { users })
+  const sockets: RawClient[] = []
+  t.after(async () => { for (const s of sockets) s.destroy(); await node.close() })
+  const alice = await ChatClient.connect(node.mqttUrl, 'alice', PW)
+  t.after(() => alice.close())
+  await alice.sendOk({ to: 'bob' }, 'before')
+  for (let i = 0; i < 200; i++) {
+    const s = await rawSocket(node.ports.mqtt as number, { localAddress: `127.0.0.${2 + (i % 100)}` })
+    s.send(connectPacket({ clientId: `bob-guess${i}`, username: 'bob', password: `guess-${i}` }))
+    sockets.push(s)
+  }
+  const started = Date.now()
+  const ack = await alice.send({ to: 'bob' }, 'during')
+  assert.equal(ack.t, 'ack')
+  assert.ok(Date.now() - started < 1000, `acknowledged in ${Date.now() - started} ms while 200 password checks wait`)
+})
