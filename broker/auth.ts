@@ -39,6 +39,11 @@ export class AuthRefused extends Error {
   constructor (readonly returnCode: ReturnCode, readonly reason: RefusalReason, message: string) { super(message) }
 }
 
+/** Password checks (scrypt) running at once; libuv's pool has 4 threads by default. */
+const SCRYPT_RUNNING = 2
+/** Password checks waiting for one of those; more are refused (CONNACK 3). */
+const SCRYPT_QUEUED = 64
+
 export class Authenticator {
   private readonly connBuckets: KeyedBuckets
   private readonly failures: WindowCounter
@@ -180,13 +185,38 @@ export class Authenticator {
       }
     }
     const user = this.cache.users.get(username)
-    if (user === undefined) {
-      // Spend the same time as a real check so user names cannot be probed by timing.
-      await verifyPassword(secret, DUMMY_HASH)
-      return null
-    }
-    return await verifyPassword(secret, user.passwordHash) ? 'password' : null
+    // Spend the same time on an unknown user as on a real check, so user
+    // names cannot be probed by timing.
+    return await this.scrypt(secret, user?.passwordHash ?? DUMMY_HASH) && user !== undefined ? 'password' : null
   }
+
+  /**
+   * A password check, at most SCRYPT_RUNNING at once: scrypt runs in libuv's
+   * small thread pool, which SQLite (the archive) needs too, so a crowd of
+   * password guesses from many addresses must not take all of it. Checks wait
+   * in line; past SCRYPT_QUEUED waiting, a login is refused with CONNACK 3
+   * (`login_busy`) instead of waiting.
+   */
+  private async scrypt (secret: string, hash: string): Promise<boolean> {
+    if (this.scryptRunning >= SCRYPT_RUNNING) {
+      if (this.scryptWaiting.length >= SCRYPT_QUEUED) {
+        throw new AuthRefused(ReturnCode.ServerUnavailable, 'login_busy', 'too many password logins at once; retry shortly (devices should use tokens)')
+      }
+      await new Promise<void>((resolve) => this.scryptWaiting.push(resolve))
+    } else {
+      this.scryptRunning++
+    }
+    try {
+      return await verifyPassword(secret, hash)
+    } finally {
+      const next = this.scryptWaiting.shift()
+      if (next !== undefined) next() // the slot passes to the next in line
+      else this.scryptRunning--
+    }
+  }
+
+  private scryptRunning = 0
+  private readonly scryptWaiting: Array<() => void> = []
 
   /**
    * The user an HTTP bearer token (access or device token, never a password)

@@ -8,6 +8,7 @@ export const refusalReasons = [
   'anonymous',
   'login_failed',
   'login_rate_limited',
+  'login_busy',
   'client_id_rejected',
   'protocol_version',
   'connection_limit',
