@@ -1,0 +1,320 @@
+/**
+ * The workers benchmark: throughput of one node with 1..N broker workers
+ * (`warbler start --workers N --redis URL`), against the same load on one
+ * process without Redis, in one run on one machine.
+ *
+ *   npm run bench:workers -- [--max-workers N] [--pairs 32] [--window 16]
+ *                            [--duration 8] [--warmup 2] [--runs 1]
+ *                            [--modes plain,chat] [--json FILE] [--cpu-prof DIR]
+ *
+ * Each point is a fresh redis-server (no persistence to disk) and a fresh
+ * node spawned with the real CLI on loopback ports. The load is bench/load.ts
+ * (the archive benchmark's generator, in a worker thread, on a lean MQTT
+ * client): K sender/receiver pairs, each sender keeping `window` messages
+ * unacknowledged (closed loop, saturated and bounded).
+ * - plain: QoS 1 publishes on `bench/p{i}` to one subscriber each (broker
+ *   routing only, `--bridge off`): the part that spreads over workers;
+ *   a sender and its receiver land on different workers about half the time
+ *   (round-robin), so half the traffic crosses Redis.
+ * - chat: direct chat through the message service (stored, delivered to
+ *   both members' inboxes, acknowledged after COMMIT): one service in worker
+ *   0 for the whole node, so this shows the single authority's ceiling.
+ * Measured over the window: messages received per second, send-to-ack
+ * latency, CPU of the node's processes (primary and workers) and of Redis,
+ * from /proc, and the generator's event-loop utilization (near 1, the
+ * generator is the bottleneck, not the node). Prints markdown and JSON.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { IdentityStore } from '../broker/identity/store.js'
+import type { LoadConfig, LoadResult } from './load.js'
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+const CLI = path.join(ROOT, 'dist', 'cli', 'warbler.js')
+const PASSWORD = 'bench-password-1'
+const TICKS = 100 // USER_HZ on Linux
+
+type Mode = 'plain' | 'chat'
+
+interface Options {
+  maxWorkers: number
+  pairs: number
+  window: number
+  duration: number
+  warmup: number
+  runs: number
+  modes: Mode[]
+  json: string | null
+  /** Write V8 CPU profiles of the node's processes (primary and workers) here. */
+  cpuProf: string | null
+}
+
+function parseOptions (argv: string[]): Options {
+  const o: Options = { maxWorkers: os.availableParallelism(), pairs: 32, window: 16, duration: 8, warmup: 2, runs: 1, modes: ['plain', 'chat'], json: null, cpuProf: null }
+  const int = (name: string, v: string | undefined, min: number, max: number): number => {
+    const n = Number(v)
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}`)
+    return n
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string
+    const v = (): string | undefined => argv[++i]
+    switch (a) {
+      case '--max-workers': o.maxWorkers = int(a, v(), 1, 64); break
+      case '--pairs': o.pairs = int(a, v(), 1, 500); break
+      case '--window': o.window = int(a, v(), 1, 10_000); break
+      case '--duration': o.duration = int(a, v(), 1, 300); break
+      case '--warmup': o.warmup = int(a, v(), 0, 60); break
+      case '--runs': o.runs = int(a, v(), 1, 20); break
+      case '--modes': o.modes = (v() ?? '').split(',').map((m) => {
+        if (m !== 'plain' && m !== 'chat') throw new Error(`unknown mode ${m}`)
+        return m
+      }); break
+      case '--json': o.json = v() ?? null; break
+      case '--cpu-prof': o.cpuProf = v() ?? null; break
+      default: throw new Error(`unknown option ${a}`)
+    }
+  }
+  return o
+}
+
+function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+async function waitForPort (port: number): Promise<void> {
+  for (let i = 0; i < 250; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => { s.destroy(); resolve(true) })
+      s.once('error', () => resolve(false))
+    })
+    if (ok) return
+    await sleep(20)
+  }
+  throw new Error(`nothing listening on ${port}`)
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+interface Proc { child: ChildProcess, out: () => string, err: () => string, exited: Promise<void>, stop: () => Promise<void> }
+
+/** A child process stopped by its pid: SIGTERM, then SIGKILL after 20 s. */
+function proc (child: ChildProcess): Proc {
+  let out = ''
+  let err = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-50_000) })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  return {
+    child,
+    out: () => out,
+    err: () => err,
+    exited,
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
+      process.kill(child.pid, 'SIGTERM')
+      const timer = setTimeout(() => { if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL') }, 20_000)
+      await exited
+      clearTimeout(timer)
+    }
+  }
+}
+
+function ticksOf (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return Number(f[11]) + Number(f[12]) // utime + stime
+  } catch {
+    return 0
+  }
+}
+
+class LoadWorker {
+  private readonly worker: Worker
+  private next = 0
+  private readonly calls = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
+  constructor (cfg: LoadConfig) {
+    this.worker = new Worker(new URL('./load.js', import.meta.url), { workerData: cfg })
+    this.worker.on('message', (m: { id: number, result?: unknown, error?: string }) => {
+      const c = this.calls.get(m.id)
+      this.calls.delete(m.id)
+      if (m.error !== undefined) c?.reject(new Error(m.error))
+      else c?.resolve(m.result)
+    })
+    this.worker.on('error', (e) => { for (const c of this.calls.values()) c.reject(e) })
+  }
+
+  call<T> (cmd: string, timeoutMs = 60_000): Promise<T> {
+    const id = ++this.next
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => { this.calls.delete(id); reject(new Error(`load generator: no answer to ${cmd} within ${timeoutMs} ms`)) }, timeoutMs)
+      this.calls.set(id, { resolve: (v) => { clearTimeout(timer); resolve(v as T) }, reject: (e) => { clearTimeout(timer); reject(e) } })
+      this.worker.postMessage({ id, cmd })
+    })
+  }
+
+  async terminate (): Promise<void> { await this.worker.terminate() }
+}
+
+interface Point {
+  mode: Mode
+  /** 0: one process without Redis (the embedded default); N: --workers N with Redis. */
+  workers: number
+  run: number
+  msgsPerSec: number
+  acksPerSec: number
+  latencyMs: LoadResult['latencyMs']
+  /** CPU of the node's processes (primary and workers), % of one core. */
+  nodeCpuPct: number
+  redisCpuPct: number
+  generatorElu: number
+  errors: number
+  drained: boolean
+}
+
+async function point (mode: Mode, workers: number, run: number, o: Options): Promise<Point> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `warbler-bench-workers-${mode}-`))
+  let redis: Proc | null = null
+  let node: Proc | null = null
+  let load: LoadWorker | null = null
+  try {
+    const args: string[] = []
+    if (workers > 0) {
+      const redisPort = await freePort()
+      redis = proc(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] }))
+      await waitForPort(redisPort)
+      args.push('--redis', `redis://127.0.0.1:${redisPort}`, '--workers', String(workers))
+    }
+    const store = await IdentityStore.open(dir)
+    try {
+      for (let i = 0; i < o.pairs; i++) {
+        await store.addUser(`s${i}`, PASSWORD)
+        await store.addUser(`r${i}`, PASSWORD)
+      }
+    } finally { await store.close() }
+    const prof = o.cpuProf !== null ? ['--cpu-prof', '--cpu-prof-dir', path.join(o.cpuProf, `${mode}-${workers}`)] : []
+    node = proc(spawn(process.execPath, [...prof, CLI, 'start',
+      '--host', '127.0.0.1', '--mqtt-port', '0', '--ws-port', '-1', '--http-port', '0', '--data-dir', dir,
+      '--bridge', mode === 'chat' ? 'embedded' : 'off', '--acl', 'readwrite bench/#', '--sys-interval', '0', '--log-level', 'info',
+      // Generous limits: none of them may cap the run.
+      '--publish-rate', '0', '--conn-rate', '0', '--max-inflight', '100000',
+      '--slow-consumer-bytes', String(256 * 1024 * 1024), '--drain-timeout', '60', ...args
+    ], { stdio: ['ignore', 'pipe', 'pipe'] }))
+    const n = node
+    const ports = await new Promise<Record<string, number>>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`warbler not ready after 30 s: ${n.err()}`)) }, 30_000)
+      const check = (): void => {
+        const m = /^warbler ready (\{.*\})$/m.exec(n.out())
+        if (m !== null) { clearTimeout(timer); resolve(JSON.parse(m[1] as string) as Record<string, number>) }
+      }
+      n.child.stdout?.on('data', check)
+      void n.exited.then(() => { clearTimeout(timer); reject(new Error(`warbler exited before ready: ${n.err()}`)) })
+    })
+    const pids = [n.child.pid as number, ...[...n.err().matchAll(/"msg":"worker started","worker":\d+,"pid":(\d+)/g)].map((m) => Number(m[1]))]
+    const nodeTicks = (): number => pids.reduce((s, pid) => s + ticksOf(pid), 0)
+    const redisTicks = (): number => redis?.child.pid !== undefined ? ticksOf(redis.child.pid) : 0
+    load = new LoadWorker({ mode, port: ports.mqtt as number, pairs: o.pairs, window: o.window, payloadBytes: 64, password: PASSWORD, senderInbox: true })
+    await load.call('connect')
+    await load.call('go')
+    await sleep(o.warmup * 1000)
+    const c0 = nodeTicks()
+    const r0 = redisTicks()
+    const t0 = performance.now()
+    await load.call('mark')
+    await sleep(o.duration * 1000)
+    await load.call('mark')
+    const secs = (performance.now() - t0) / 1000
+    const c1 = nodeTicks()
+    const r1 = redisTicks()
+    const r = await load.call<LoadResult>('stop')
+    // The node's warnings (a stalled routing, dropped copies...) belong with the numbers.
+    const warnings = n.err().split('\n').filter((l) => /"level":"(warn|error)"/.test(l))
+    if (warnings.length > 0) process.stderr.write(`\n  node warnings (${warnings.length}): ${warnings.slice(0, 3).join('\n  ')}\n  `)
+    return {
+      mode,
+      workers,
+      run,
+      msgsPerSec: r.window.received / r.window.seconds,
+      acksPerSec: r.window.acked / r.window.seconds,
+      latencyMs: r.latencyMs,
+      nodeCpuPct: ((c1 - c0) / TICKS) / secs * 100,
+      redisCpuPct: ((r1 - r0) / TICKS) / secs * 100,
+      generatorElu: r.generatorElu,
+      errors: r.totals.errors + r.totals.seqErrors,
+      drained: r.totals.drained
+    }
+  } catch (err) {
+    const tail = node?.err().trim().split('\n').slice(-10).join('\n') ?? ''
+    throw new Error(`${mode} with ${workers} workers failed: ${(err as Error).message}${tail !== '' ? `\nnode stderr (last lines):\n${tail}` : ''}`)
+  } finally {
+    await load?.terminate()
+    await node?.stop()
+    await redis?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function median (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] as number + (s[Math.ceil((s.length - 1) / 2)] as number)) / 2
+}
+
+function report (points: Point[], o: Options): string {
+  const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown'
+  const lines = [
+    `Machine: ${cpu}, ${os.availableParallelism()} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}; ` +
+    `${o.pairs} pairs, window ${o.window}, ${o.duration} s measured after ${o.warmup} s, 64-byte bodies, median of ${o.runs} run(s).`,
+    ''
+  ]
+  for (const mode of o.modes) {
+    lines.push(`**${mode}** (${mode === 'plain' ? 'QoS 1 publish to one subscriber, broker routing only' : 'direct chat: stored, delivered to both inboxes, acknowledged'})`, '')
+    lines.push('| node | msgs/s | ack p50 ms | ack p99 ms | node CPU % | Redis CPU % | generator ELU |')
+    lines.push('|---|---|---|---|---|---|---|')
+    const counts = [...new Set(points.filter((p) => p.mode === mode).map((p) => p.workers))].sort((a, b) => a - b)
+    for (const w of counts) {
+      const ps = points.filter((p) => p.mode === mode && p.workers === w)
+      const label = w === 0 ? '1 process, no Redis' : `${w} worker${w > 1 ? 's' : ''} + Redis`
+      lines.push(`| ${label} | ${Math.round(median(ps.map((p) => p.msgsPerSec)))} | ${median(ps.map((p) => p.latencyMs.p50)).toFixed(1)} | ${median(ps.map((p) => p.latencyMs.p99)).toFixed(1)} | ` +
+        `${Math.round(median(ps.map((p) => p.nodeCpuPct)))} | ${Math.round(median(ps.map((p) => p.redisCpuPct)))} | ${median(ps.map((p) => p.generatorElu)).toFixed(2)} |`)
+    }
+    lines.push('')
+  }
+  return lines.join('\n')
+}
+
+async function main (): Promise<void> {
+  const o = parseOptions(process.argv.slice(2))
+  const counts = [0, ...Array.from({ length: o.maxWorkers }, (_, i) => i + 1)]
+  const points: Point[] = []
+  for (let run = 1; run <= o.runs; run++) {
+    for (const mode of o.modes) {
+      for (const w of counts) {
+        process.stderr.write(`run ${run}: ${mode}, ${w === 0 ? 'one process without Redis' : `${w} worker(s)`}... `)
+        const p = await point(mode, w, run, o)
+        process.stderr.write(`${Math.round(p.msgsPerSec)} msgs/s, p99 ${p.latencyMs.p99.toFixed(1)} ms, node CPU ${Math.round(p.nodeCpuPct)} %${p.errors > 0 ? `, ${p.errors} errors` : ''}${p.drained ? '' : ', not drained'}\n`)
+        points.push(p)
+      }
+    }
+  }
+  process.stdout.write(report(points, o) + '\n')
+  if (o.json !== null) writeFileSync(o.json, JSON.stringify({ options: o, points }, null, 2))
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:workers: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.exitCode = 1
+})
