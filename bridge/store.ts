@@ -5,6 +5,7 @@
  * committed state) and never waits for it.
  */
 import type { MessageFrame } from '../sdk/src/protocol.js'
+import type { ConversationSummary } from '../sdk/src/types.js'
 import type { Database } from '../broker/sqlite.js'
 
 type MessageRow = { id: string, conv: string, seq: number, sender: string, cid: string | null, ts: number, body: string }
@@ -15,18 +16,8 @@ export function rowToFrame (r: MessageRow): MessageFrame {
   return f
 }
 
-export interface ConversationSummary {
-  conv: string
-  kind: 'direct' | 'group'
-  name: string | null
-  role: string
-  lastSeq: number
-  lastTs: number
-  readSeq: number
-  deliveredSeq: number
-  unread: number
-  last: MessageFrame | null
-}
+/** The same shape the SDK types, so the reply and the SDK's type cannot drift apart. */
+export type { ConversationSummary }
 
 const COLUMNS = 'id, conv, seq, sender, cid, ts, body'
 

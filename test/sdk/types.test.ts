@@ -29,7 +29,7 @@ import type { AckFrame, ClientErrorCode, ClientOptions, ErrorCode, HistoryPage, 
 import { FileOutbox } from '@warbler/sdk/file-outbox'
 
 export async function chat (url: string, token: string, since: Record<string, number>): Promise<Record<string, number>> {
-  const outbox: OutboxStore = new FileOutbox('/tmp/warbler-app/outbox.json')
+  const outbox: OutboxStore = new FileOutbox('state/outbox.json')
   const client = await Warbler.connect({ url, username: 'alice', token, device: 'phone', outbox, since, refreshToken: async () => token })
   const texts: string[] = []
   const off = client.on('message', (m: MessageFrame) => {
