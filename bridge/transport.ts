@@ -17,6 +17,8 @@ export const OUT_FILTER = 'wb/u/+/out/+'
 
 /** (user, clientId) of a stamped out topic, or null. */
 export function parseOutTopic (topic: string): { user: string, clientId: string } | null {
+  // Called for every publish the broker routes: reject the others without splitting.
+  if (!topic.startsWith('wb/u/') || !topic.includes('/out/')) return null
   const p = topic.split('/')
   if (p.length !== 5 || p[0] !== 'wb' || p[1] !== 'u' || p[3] !== 'out') return null
   return { user: p[2] as string, clientId: p[4] as string }
