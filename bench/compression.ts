@@ -43,6 +43,7 @@ import path from 'node:path'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { deflateRaw, deflateRawSync, inflateRawSync } from 'node:zlib'
+import { intOption } from './load-worker.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const DOC = path.join(ROOT, 'docs', 'benchmarks.md')
@@ -53,11 +54,7 @@ interface Options { runs: number, minMs: number, seed: number, quick: boolean, j
 
 function parseOptions (argv: string[]): Options {
   const o: Options = { runs: 7, minMs: 20, seed: 1, quick: false, json: null, writeDoc: false }
-  const int = (name: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v)
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}`)
-    return n
-  }
+  const int = intOption
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string
     const v = (): string | undefined => argv[++i]

@@ -30,9 +30,9 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
 import { IdentityStore } from '../broker/identity/store.js'
-import type { LoadConfig, LoadResult } from './load.js'
+import type { LoadResult } from './load.js'
+import { intOption, LoadWorker } from './load-worker.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const CLI = path.join(ROOT, 'dist', 'cli', 'warbler.js')
@@ -56,11 +56,7 @@ interface Options {
 
 function parseOptions (argv: string[]): Options {
   const o: Options = { maxWorkers: os.availableParallelism(), pairs: 32, window: 16, duration: 8, warmup: 2, runs: 1, modes: ['plain', 'chat'], json: null, cpuProf: null }
-  const int = (name: string, v: string | undefined, min: number, max: number): number => {
-    const n = Number(v)
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer in ${min}..${max}`)
-    return n
-  }
+  const int = intOption
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string
     const v = (): string | undefined => argv[++i]
@@ -141,33 +137,6 @@ function ticksOf (pid: number): number {
   } catch {
     return 0
   }
-}
-
-class LoadWorker {
-  private readonly worker: Worker
-  private next = 0
-  private readonly calls = new Map<number, { resolve: (v: unknown) => void, reject: (e: Error) => void }>()
-  constructor (cfg: LoadConfig) {
-    this.worker = new Worker(new URL('./load.js', import.meta.url), { workerData: cfg })
-    this.worker.on('message', (m: { id: number, result?: unknown, error?: string }) => {
-      const c = this.calls.get(m.id)
-      this.calls.delete(m.id)
-      if (m.error !== undefined) c?.reject(new Error(m.error))
-      else c?.resolve(m.result)
-    })
-    this.worker.on('error', (e) => { for (const c of this.calls.values()) c.reject(e) })
-  }
-
-  call<T> (cmd: string, timeoutMs = 60_000): Promise<T> {
-    const id = ++this.next
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => { this.calls.delete(id); reject(new Error(`load generator: no answer to ${cmd} within ${timeoutMs} ms`)) }, timeoutMs)
-      this.calls.set(id, { resolve: (v) => { clearTimeout(timer); resolve(v as T) }, reject: (e) => { clearTimeout(timer); reject(e) } })
-      this.worker.postMessage({ id, cmd })
-    })
-  }
-
-  async terminate (): Promise<void> { await this.worker.terminate() }
 }
 
 interface Point {
