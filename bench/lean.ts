@@ -33,6 +33,13 @@ function str (s: string | Buffer): Buffer {
   return Buffer.concat([len, b])
 }
 
+export interface ConnectOptions {
+  /** Source address (127.0.0.x spreads many connections over more ephemeral ports). */
+  localAddress?: string
+  /** Bound on the TCP connect plus CONNACK, and on each SUBACK (default 30 s). */
+  timeoutMs?: number
+}
+
 export class LeanClient {
   private pending: Buffer | null = null
   private out: Buffer[] = []
@@ -55,13 +62,22 @@ export class LeanClient {
   }
 
   /** Connect and wait for CONNACK 0 (rejects with the return code otherwise). */
-  static async connect (port: number, clientId: string, auth: { username: string, password: string } | null, host = '127.0.0.1'): Promise<LeanClient> {
-    const socket = net.connect({ port, host })
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', () => resolve())
-      socket.once('error', reject)
-    })
+  static async connect (port: number, clientId: string, auth: { username: string, password: string } | null, host = '127.0.0.1', opts: ConnectOptions = {}): Promise<LeanClient> {
+    const timeoutMs = opts.timeoutMs ?? 30_000
+    const socket = net.connect(opts.localAddress === undefined ? { port, host } : { port, host, localAddress: opts.localAddress })
+    // Every step on the network is bounded in time: a silent broker fails the connect.
+    const timer = setTimeout(() => { socket.destroy(new Error(`no CONNACK for ${clientId} within ${timeoutMs} ms`)) }, timeoutMs)
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once('connect', () => resolve())
+        socket.once('error', reject)
+      })
+    } catch (err) {
+      clearTimeout(timer)
+      throw err
+    }
     const c = new LeanClient(socket, clientId)
+    c.timeoutMs = timeoutMs
     let flags = 0x02 // clean session
     const parts = [str('MQTT'), Buffer.from([4]), Buffer.alloc(1), Buffer.from([0, 0]), str(clientId)]
     if (auth !== null) {
@@ -73,12 +89,16 @@ export class LeanClient {
     const acked = c.wait('connack')
     socket.write(Buffer.concat([Buffer.from([0x10, ...varint(body.length)]), body]))
     const { rc } = await acked
+    clearTimeout(timer)
     if (rc !== 0) {
       socket.destroy()
-      throw new Error(`CONNACK ${String(rc)} for ${clientId}`)
+      throw new Error(rc === -1 ? `connection closed before CONNACK for ${clientId}` : `CONNACK ${String(rc)} for ${clientId}`)
     }
     return c
   }
+
+  /** How long subscribe() waits for its SUBACK. */
+  timeoutMs = 30_000
 
   private wait (key: string): Promise<{ rc?: number }> {
     return new Promise((resolve) => { this.waiters.set(key, resolve) })
@@ -88,9 +108,17 @@ export class LeanClient {
   async subscribe (filters: string[]): Promise<void> {
     const id = 65000 + (this.nextId++ % 500)
     const body = Buffer.concat([Buffer.from([id >> 8, id & 255]), ...filters.map((f) => Buffer.concat([str(f), Buffer.from([1])]))])
-    const acked = this.wait(`suback:${id}`)
+    const key = `suback:${id}`
+    const acked = this.wait(key)
     this.socket.write(Buffer.concat([Buffer.from([0x82, ...varint(body.length)]), body]))
-    const { rc } = await acked
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<{ rc?: number }>((resolve) => {
+      timer = setTimeout(() => { this.waiters.delete(key); resolve({ rc: -2 }) }, this.timeoutMs)
+    })
+    const { rc } = await Promise.race([acked, timeout])
+    clearTimeout(timer)
+    if (rc === -2) throw new Error(`no SUBACK for ${this.clientId} within ${this.timeoutMs} ms`)
+    if (rc === -1) throw new Error(`connection closed before SUBACK for ${this.clientId}`)
     if (rc !== 0) throw new Error(`SUBACK refused ${filters.join(', ')} for ${this.clientId}`)
   }
 

@@ -24,20 +24,15 @@
  * from /proc, and the generator's event-loop utilization (near 1, the
  * generator is the bottleneck, not the node). Prints markdown and JSON.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { IdentityStore } from '../broker/identity/store.js'
 import type { LoadResult } from './load.js'
 import { intOption, LoadWorker } from './load-worker.js'
+import { median, type Proc, sleep, spawnRedis, spawnWarbler, TICKS, ticksOf } from './targets.js'
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
-const CLI = path.join(ROOT, 'dist', 'cli', 'warbler.js')
 const PASSWORD = 'bench-password-1'
-const TICKS = 100 // USER_HZ on Linux
 
 type Mode = 'plain' | 'chat'
 
@@ -79,66 +74,6 @@ function parseOptions (argv: string[]): Options {
   return o
 }
 
-function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-async function waitForPort (port: number): Promise<void> {
-  for (let i = 0; i < 250; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1')
-      s.once('connect', () => { s.destroy(); resolve(true) })
-      s.once('error', () => resolve(false))
-    })
-    if (ok) return
-    await sleep(20)
-  }
-  throw new Error(`nothing listening on ${port}`)
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-interface Proc { child: ChildProcess, out: () => string, err: () => string, exited: Promise<void>, stop: () => Promise<void> }
-
-/** A child process stopped by its pid: SIGTERM, then SIGKILL after 20 s. */
-function proc (child: ChildProcess): Proc {
-  let out = ''
-  let err = ''
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { err = (err + d.toString()).slice(-50_000) })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  return {
-    child,
-    out: () => out,
-    err: () => err,
-    exited,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
-      process.kill(child.pid, 'SIGTERM')
-      const timer = setTimeout(() => { if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, 'SIGKILL') }, 20_000)
-      await exited
-      clearTimeout(timer)
-    }
-  }
-}
-
-function ticksOf (pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return Number(f[11]) + Number(f[12]) // utime + stime
-  } catch {
-    return 0
-  }
-}
-
 interface Point {
   mode: Mode
   /** 0: one process without Redis (the embedded default); N: --workers N with Redis. */
@@ -161,12 +96,11 @@ async function point (mode: Mode, workers: number, run: number, o: Options): Pro
   let node: Proc | null = null
   let load: LoadWorker | null = null
   try {
-    const args: string[] = []
+    let redisUrl: string | undefined
     if (workers > 0) {
-      const redisPort = await freePort()
-      redis = proc(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] }))
-      await waitForPort(redisPort)
-      args.push('--redis', `redis://127.0.0.1:${redisPort}`, '--workers', String(workers))
+      const r = await spawnRedis(dir)
+      redis = r
+      redisUrl = r.url
     }
     const store = await IdentityStore.open(dir)
     try {
@@ -176,26 +110,12 @@ async function point (mode: Mode, workers: number, run: number, o: Options): Pro
       }
     } finally { await store.close() }
     const prof = o.cpuProf !== null ? ['--cpu-prof', '--cpu-prof-dir', path.join(o.cpuProf, `${mode}-${workers}`)] : []
-    node = proc(spawn(process.execPath, [...prof, CLI, 'start',
-      '--host', '127.0.0.1', '--mqtt-port', '0', '--ws-port', '-1', '--http-port', '0', '--data-dir', dir,
-      '--bridge', mode === 'chat' ? 'embedded' : 'off', '--acl', 'readwrite bench/#', '--sys-interval', '0', '--log-level', 'info',
-      // Generous limits: none of them may cap the run.
-      '--publish-rate', '0', '--conn-rate', '0', '--max-inflight', '100000',
-      '--slow-consumer-bytes', String(256 * 1024 * 1024), '--drain-timeout', '60', ...args
-    ], { stdio: ['ignore', 'pipe', 'pipe'] }))
-    const n = node
-    const ports = await new Promise<Record<string, number>>((resolve, reject) => {
-      const timer = setTimeout(() => { reject(new Error(`warbler not ready after 30 s: ${n.err()}`)) }, 30_000)
-      const check = (): void => {
-        const m = /^warbler ready (\{.*\})$/m.exec(n.out())
-        if (m !== null) { clearTimeout(timer); resolve(JSON.parse(m[1] as string) as Record<string, number>) }
-      }
-      n.child.stdout?.on('data', check)
-      void n.exited.then(() => { clearTimeout(timer); reject(new Error(`warbler exited before ready: ${n.err()}`)) })
-    })
-    const pids = [n.child.pid as number, ...[...n.err().matchAll(/"msg":"worker started","worker":\d+,"pid":(\d+)/g)].map((m) => Number(m[1]))]
+    const n = await spawnWarbler({ dataDir: dir, bridge: mode === 'chat' ? 'embedded' : 'off', nodeArgs: prof, logLevel: 'info', redis: redisUrl, workers: workers > 0 ? workers : undefined })
+    node = n
+    const ports = n.ports
+    const pids = [n.pid, ...[...n.err().matchAll(/"msg":"worker started","worker":\d+,"pid":(\d+)/g)].map((m) => Number(m[1]))]
     const nodeTicks = (): number => pids.reduce((s, pid) => s + ticksOf(pid), 0)
-    const redisTicks = (): number => redis?.child.pid !== undefined ? ticksOf(redis.child.pid) : 0
+    const redisTicks = (): number => redis !== null ? ticksOf(redis.pid) : 0
     load = new LoadWorker({ mode, port: ports.mqtt as number, pairs: o.pairs, window: o.window, payloadBytes: 64, password: PASSWORD, senderInbox: true })
     await load.call('connect')
     await load.call('go')
@@ -235,11 +155,6 @@ async function point (mode: Mode, workers: number, run: number, o: Options): Pro
     await redis?.stop()
     rmSync(dir, { recursive: true, force: true })
   }
-}
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length === 0 ? NaN : (s[Math.floor((s.length - 1) / 2)] as number + (s[Math.ceil((s.length - 1) / 2)] as number)) / 2
 }
 
 function report (points: Point[], o: Options): string {
