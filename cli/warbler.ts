@@ -16,8 +16,9 @@ Commands:
   bridge                Run the message service as its own process (see warbler bridge --help)
   backup FILE           Write a consistent copy of the database, also while running
   restore FILE          Put a backup in place (with the service stopped)
+  bench SCENARIO        Benchmark a fresh node, optionally against Mosquitto (see warbler bench --help)
 
-Every command takes --data-dir DIR (env WARBLER_DATA_DIR, default ./data).
+Every command but bench takes --data-dir DIR (env WARBLER_DATA_DIR, default ./data).
 `
 
 async function main (argv: string[]): Promise<number> {
@@ -30,6 +31,7 @@ async function main (argv: string[]): Promise<number> {
     case 'bridge': return await (await import('./bridge.js')).runBridge(rest)
     case 'backup': return await (await import('./backup.js')).runBackup(rest)
     case 'restore': return await (await import('./backup.js')).runRestore(rest)
+    case 'bench': return await (await import('../bench/cli.js')).runBench(rest)
     case undefined:
     case 'help':
     case '--help':

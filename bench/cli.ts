@@ -1,0 +1,213 @@
+/**
+ * `warbler bench <scenario> [options]`: option parsing (every bad option is
+ * refused before anything starts, naming it), the runs (interleaved between
+ * Warbler and Mosquitto), and the reports.
+ */
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import path from 'node:path'
+import { CliError, parseArgs } from '../cli/args.js'
+import { type BenchOptions, inRun, Progress, type RunContext, runCleanup, type RunResult, SCENARIOS, type Scenario, type TargetName } from './harness.js'
+import { buildReport, markdown, svg } from './report.js'
+import { chat } from './scenarios/chat.js'
+import { conns } from './scenarios/conns.js'
+import { group } from './scenarios/group.js'
+import { overload } from './scenarios/overload.js'
+import { soak } from './scenarios/soak.js'
+import type { ScenarioDef } from './scenarios/types.js'
+import { installed, machine } from './targets.js'
+
+const DEFS: Record<Scenario, ScenarioDef> = { conns, chat, group, overload, soak }
+
+export const BENCH_HELP = `Usage: warbler bench <scenario> [options]
+
+Benchmarks Warbler (spawned with this CLI: auth on, embedded message service,
+fresh temp data dir, loopback ports), optionally against a Mosquitto it starts
+itself, with a load generator in worker threads of this process.
+
+Scenarios:
+  conns      idle authenticated sessions: connect rate, sessions held, memory per session
+  chat       1:1 QoS 1 chat: saturated throughput, then latency at a fixed rate
+  group      fan-out to the members of one group: deliveries/s, latency
+  overload   chat at twice the measured saturation: delivered vs peak, memory, no loss
+  soak       steady mixed load for --duration seconds: RSS over time, errors
+
+Options:
+  --against mosquitto   also run the scenario against Mosquitto (interleaved), with ratios
+  --runs N              runs per target, medians reported (default 3)
+  --sessions N          conns: sessions (default 5000)
+  --pairs N             chat, overload, soak: sender/receiver pairs (default 16)
+  --window N            unacknowledged messages per sender (default 16; group 8)
+  --rate N              chat, soak: fixed total rate in msg/s (default 5000; soak 1000)
+  --members N           group, soak: group members (default 500; soak 50)
+  --senders N           group: senders posting to the group (default 2)
+  --duration S          seconds measured per phase (default 10; soak 60)
+  --warmup S            seconds before measuring (default 2)
+  --payload N           message body size in bytes (default 64)
+  --workers N           Warbler broker processes (--workers N; more than 1 starts a redis-server)
+  --generators N        load generator threads (default 2)
+  --sources N           loopback source addresses 127.0.0.2... (default 8)
+  --connect-concurrency N  connects in flight at once (default 128)
+  --json FILE           write the JSON report
+  --md FILE             write the markdown report (it is printed to stdout as well)
+  --svg FILE            write an SVG chart
+  --out DIR             write bench-<scenario>.json, .md and .svg in DIR
+`
+
+const VALUED = ['against', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out'] as const
+
+/** Options that only some scenarios use (the others refuse them rather than ignore them). */
+const ONLY: Record<string, readonly Scenario[]> = {
+  sessions: ['conns'],
+  pairs: ['chat', 'overload', 'soak'],
+  window: ['chat', 'group', 'overload', 'soak'],
+  rate: ['chat', 'soak'],
+  members: ['group', 'soak'],
+  senders: ['group'],
+  duration: ['chat', 'group', 'overload', 'soak'],
+  warmup: ['chat', 'group', 'overload', 'soak'],
+  payload: ['chat', 'group', 'overload', 'soak']
+}
+
+function int (p: Map<string, string | true>, name: string, dflt: number, min: number, max: number): number {
+  const v = p.get(name)
+  if (v === undefined) return dflt
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new CliError(`--${name} must be a whole number in ${min}..${max}, got ${JSON.stringify(v)}`)
+  return n
+}
+
+function outFile (p: Map<string, string | true>, name: string): string | null {
+  const v = p.get(name)
+  if (typeof v !== 'string') return null
+  const f = path.resolve(v)
+  if (!existsSync(path.dirname(f)) || !statSync(path.dirname(f)).isDirectory()) throw new CliError(`--${name}: no directory ${path.dirname(f)}`)
+  return f
+}
+
+function nofileLimit (): number {
+  const r = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' })
+  const n = Number(r.stdout.trim())
+  return Number.isFinite(n) && n > 0 ? n : Infinity
+}
+
+export function parseBench (argv: string[]): BenchOptions | 'help' {
+  const p = parseArgs(argv, VALUED, ['help'])
+  if (p.options.has('help')) return 'help'
+  const [name, ...extra] = p.positional
+  if (name === undefined) throw new CliError(`bench needs a scenario (${SCENARIOS.join(', ')})\n\n${BENCH_HELP}`)
+  if (!(SCENARIOS as readonly string[]).includes(name)) throw new CliError(`unknown scenario ${JSON.stringify(name)} (one of ${SCENARIOS.join(', ')})`)
+  if (extra.length > 0) throw new CliError(`unexpected argument ${JSON.stringify(extra[0])}`)
+  const scenario = name as Scenario
+  for (const [opt, where] of Object.entries(ONLY)) {
+    if (p.options.has(opt) && !where.includes(scenario)) throw new CliError(`--${opt} does not apply to the ${scenario} scenario (only ${where.join(', ')})`)
+  }
+  const against = p.options.get('against')
+  if (against !== undefined && against !== 'mosquitto') throw new CliError(`--against must be mosquitto, got ${JSON.stringify(against)}`)
+  const o: BenchOptions = {
+    scenario,
+    against: against === 'mosquitto' ? 'mosquitto' : null,
+    runs: int(p.options, 'runs', 3, 1, 50),
+    sessions: int(p.options, 'sessions', 5000, 1, 200_000),
+    pairs: int(p.options, 'pairs', 16, 1, 5000),
+    window: int(p.options, 'window', scenario === 'group' ? 8 : 16, 1, 10_000),
+    rate: int(p.options, 'rate', scenario === 'soak' ? 1000 : 5000, 1, 10_000_000),
+    members: int(p.options, 'members', scenario === 'soak' ? 50 : 500, 1, 990),
+    senders: int(p.options, 'senders', 2, 1, 9),
+    duration: int(p.options, 'duration', scenario === 'soak' ? 60 : 10, 1, 86_400),
+    warmup: int(p.options, 'warmup', 2, 0, 600),
+    payload: int(p.options, 'payload', 64, 0, 100_000),
+    workers: int(p.options, 'workers', 0, 0, 64),
+    generators: int(p.options, 'generators', 2, 1, 64),
+    sources: int(p.options, 'sources', 8, 1, 250),
+    connectConcurrency: int(p.options, 'connect-concurrency', 128, 1, 10_000),
+    json: outFile(p.options, 'json'),
+    md: outFile(p.options, 'md'),
+    svg: outFile(p.options, 'svg')
+  }
+  const out = p.options.get('out')
+  if (typeof out === 'string') {
+    const dir = path.resolve(out)
+    if (existsSync(dir) && !statSync(dir).isDirectory()) throw new CliError(`--out: ${dir} is not a directory`)
+    if (!existsSync(path.dirname(dir))) throw new CliError(`--out: no directory ${path.dirname(dir)}`)
+    o.json ??= path.join(dir, `bench-${scenario}.json`)
+    o.md ??= path.join(dir, `bench-${scenario}.md`)
+    o.svg ??= path.join(dir, `bench-${scenario}.svg`)
+  }
+  // Every client is a socket in this process (and one in the broker): check the descriptor limit first.
+  const clients = scenario === 'conns' ? o.sessions : scenario === 'group' ? o.members + o.senders : 2 * o.pairs + (scenario === 'soak' ? o.members + 101 : 0)
+  const limit = nofileLimit()
+  if (clients + 200 > limit) throw new CliError(`${scenario === 'conns' ? '--sessions' : scenario === 'group' ? '--members' : '--pairs'}: ${clients} connections need more open files than this shell allows (ulimit -n is ${limit}); raise it or lower the count`)
+  return o
+}
+
+function shownCommand (argv: string[]): string {
+  const shown: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string
+    if (['--json', '--md', '--svg', '--out'].includes(a)) { i++; continue }
+    if (/^--(json|md|svg|out)=/.test(a)) continue
+    shown.push(a)
+  }
+  return `warbler bench ${shown.join(' ')}`
+}
+
+export async function runBench (argv: string[]): Promise<number> {
+  const parsed = parseBench(argv)
+  if (parsed === 'help') { process.stdout.write(BENCH_HELP); return 0 }
+  const o = parsed
+  if (o.against === 'mosquitto' && !installed('mosquitto')) {
+    process.stderr.write('warbler: --against mosquitto: mosquitto is not installed (on Debian: apt-get install mosquitto)\n')
+    return 1
+  }
+  if (o.workers > 1 && !installed('redis-server')) {
+    process.stderr.write('warbler: --workers needs redis-server, which is not installed (on Debian: apt-get install redis-server)\n')
+    return 1
+  }
+  const def = DEFS[o.scenario]
+  const targets: TargetName[] = o.against === 'mosquitto' ? ['warbler', 'mosquitto'] : ['warbler']
+  const active = new Set<RunContext>()
+  let interrupted = false
+  const onSignal = (): void => {
+    if (interrupted) return
+    interrupted = true
+    process.stderr.write('\ninterrupted: stopping what was started\n')
+    void Promise.all([...active].map((c) => runCleanup(c))).finally(() => process.exit(130))
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  const results: RunResult[] = []
+  try {
+    for (let run = 1; run <= o.runs; run++) {
+      // Alternate the order, so that neither target always runs first on a warming machine.
+      const order = run % 2 === 1 ? targets : [...targets].reverse()
+      for (const t of order) {
+        const progress = new Progress(`${o.scenario}  ${t}  run ${run}/${o.runs}`)
+        try {
+          const r = await inRun(t, run, o, progress, active, (ctx) => def.run(ctx))
+          results.push(r)
+          const v = Object.entries(r.values).slice(0, 4).map(([k, x]) => `${k} ${Number.isInteger(x) ? x.toLocaleString('en-US') : x.toFixed(2)}`).join(', ')
+          progress.say(`done: ${v}`)
+        } catch (err) {
+          progress.say(`failed: ${(err as Error).message}`)
+          throw err
+        }
+      }
+    }
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+  const report = buildReport({ o, about: def.about, command: shownCommand(argv), machine: machine(), metrics: def.metrics, targets, runs: results })
+  const md = markdown(report)
+  process.stdout.write(md)
+  for (const f of [o.json, o.md, o.svg]) if (f !== null) mkdirSync(path.dirname(f), { recursive: true })
+  if (o.json !== null) writeFileSync(o.json, JSON.stringify(report, (_k, v: unknown) => typeof v === 'number' && !Number.isFinite(v) ? null : v, 2) + '\n')
+  if (o.md !== null) writeFileSync(o.md, md)
+  if (o.svg !== null) writeFileSync(o.svg, svg(report))
+  if (!report.checks.ok) {
+    process.stderr.write('warbler: bench: checks failed (see the report)\n')
+    return 1
+  }
+  return 0
+}

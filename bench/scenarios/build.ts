@@ -1,0 +1,79 @@
+/**
+ * The populations of the scenarios, the same shape against both targets:
+ * chat pairs, a group and idle sessions, as client and sender specs for the
+ * generators. Against Warbler every client logs in with its user's device
+ * token and subscribes to what an SDK device subscribes to (its inbox and its
+ * device topic); against Mosquitto clients are anonymous, and a plain topic
+ * stands for the inbox.
+ */
+import type { ClientSpec, SenderSpec } from '../gen.js'
+
+export type Client = ClientSpec & { slot: number }
+export type Sender = Omit<SenderSpec, 'client'> & { clientId: string }
+
+export interface Population { users: string[], clients: Client[], senders: Sender[] }
+
+export function empty (): Population { return { users: [], clients: [], senders: [] } }
+
+const cid = (user: string): string => `${user}-b`
+
+function client (user: string, tokens: Map<string, string> | null, subs: string[], slot: number, idle = false): Client {
+  const token = tokens?.get(user)
+  return { clientId: cid(user), auth: token === undefined ? null : { username: user, password: token }, subs, slot, idle }
+}
+
+/** Names only (to provision before the node starts). */
+export function chatUsers (prefix: string, pairs: number): string[] {
+  return Array.from({ length: pairs }, (_, i) => [`${prefix}s${i}`, `${prefix}r${i}`]).flat()
+}
+
+/**
+ * `pairs` senders each writing to its own receiver (1:1 chat, QoS 1). A pair
+ * shares a slot, so both ends are in the same generator thread.
+ */
+export function chatPairs (p: Population, warbler: boolean, tokens: Map<string, string> | null, prefix: string, pairs: number, sidBase: number, cls = 'chat'): void {
+  for (let i = 0; i < pairs; i++) {
+    const s = `${prefix}s${i}`
+    const r = `${prefix}r${i}`
+    p.users.push(s, r)
+    const slot = sidBase + i
+    p.clients.push(client(r, tokens, warbler ? [`wb/u/${r}/inbox`, `wb/d/${cid(r)}`] : [`bench/p/${prefix}${i}`], slot))
+    // The sender listens to its own inbox too, as every SDK device does (Warbler sends it a copy).
+    p.clients.push(client(s, tokens, warbler ? [`wb/d/${cid(s)}`, `wb/u/${s}/inbox`] : [], slot))
+    p.senders.push({ clientId: cid(s), sid: sidBase + i, cls, user: warbler ? s : null, topic: warbler ? null : `bench/p/${prefix}${i}`, to: r, fanout: 1 })
+  }
+}
+
+export function groupUsers (prefix: string, senders: number, members: number): { senders: string[], members: string[] } {
+  return {
+    senders: Array.from({ length: senders }, (_, i) => `${prefix}s${i}`),
+    members: Array.from({ length: members }, (_, i) => `${prefix}m${i}`)
+  }
+}
+
+/** `members` receivers of a group and `senders` posting to it (Mosquitto: one topic). */
+export function group (p: Population, warbler: boolean, tokens: Map<string, string> | null, prefix: string, senders: number, members: number, conv: string | null, sidBase: number, cls = 'group'): void {
+  const u = groupUsers(prefix, senders, members)
+  u.members.forEach((m, i) => {
+    p.users.push(m)
+    p.clients.push(client(m, tokens, warbler ? [`wb/u/${m}/inbox`, `wb/d/${cid(m)}`] : [`bench/g/${prefix}`], sidBase + i))
+  })
+  u.senders.forEach((s, i) => {
+    p.users.push(s)
+    p.clients.push(client(s, tokens, warbler ? [`wb/d/${cid(s)}`] : [], sidBase + i))
+    p.senders.push({ clientId: cid(s), sid: sidBase + i, cls, user: warbler ? s : null, topic: warbler ? null : `bench/g/${prefix}`, conv: conv ?? undefined, fanout: members })
+  })
+}
+
+/** Sessions that only hold a subscription (their inbox and device topic). */
+export function idle (p: Population, warbler: boolean, tokens: Map<string, string> | null, prefix: string, n: number, reconnected = false): void {
+  for (let i = 0; i < n; i++) {
+    const u = `${prefix}${i}`
+    p.users.push(u)
+    p.clients.push(client(u, tokens, warbler ? [`wb/u/${u}/inbox`, `wb/d/${cid(u)}`] : [`bench/u/${u}`], i, reconnected))
+  }
+}
+
+export function idleUsers (prefix: string, n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `${prefix}${i}`)
+}
