@@ -16,6 +16,11 @@
  * runs and written by one multi-row statement each (a JSON array through
  * `json_each`, prepared once), just before any other statement of the batch
  * and before COMMIT, so statements still apply in the order of the items.
+ *
+ * Under load the event loop is busy with MQTT work, and every statement's
+ * completion waits for the loop's current turn; so a batch of sends goes to
+ * SQLite as one script (one trip), and batches are pipelined: the next one
+ * is written while the previous one is delivered (see `apply` and `loop`).
  */
 import { randomBytes } from 'node:crypto'
 import type { AckFrame, ErrorCode, GroupRole, MessageFrame } from '../sdk/src/protocol.js'
@@ -85,6 +90,8 @@ export interface WriterStats {
   lastBatchSize: number
   maxBatchSize: number
   stored: number
+  /** Batches committed in one step (the rest went statement by statement). */
+  oneStep: number
   /** Recent commit latencies (ms), for percentiles; a ring. */
   latencies: number[]
   batchSizes: number[]
@@ -111,6 +118,30 @@ const SQL_CONVS = `UPDATE conversations SET last_seq = v.value->>1, last_ts = v.
 /** A batch statement's parameter: a JSON array as UTF-8 bytes (see SQL_INSERT). */
 function jsonParam (v: unknown[]): Buffer {
   return Buffer.from(JSON.stringify(v), 'utf8')
+}
+
+/**
+ * A batch statement with its JSON array written into the SQL as a string
+ * literal (for a script run in one step, which takes no parameters). Inside
+ * an SQLite string literal only the quote is special; it is doubled.
+ */
+function withLiteral (sql: string, v: unknown[]): string {
+  const literal = `'${JSON.stringify(v).replaceAll("'", "''")}'`
+  // A replacer function: a string replacement would give `$` patterns a meaning.
+  return sql.replace('CAST(?1 AS TEXT)', () => literal)
+}
+
+/** Thrown inside a one-step batch by an item that needs a statement run in the transaction. */
+class NeedsTransaction extends Error {}
+
+/** A batch after its commit: what it produced, or null and why it failed. */
+interface Committed { batch: Item[], applied: Applied | null, ms: number, error?: ServiceError }
+
+/** What a committed batch produced. */
+interface Applied {
+  stored: StoredMessage[]
+  after: Array<() => void>
+  outcomes: Array<{ ok: true, value: unknown } | { ok: false, error: unknown }>
 }
 
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
@@ -161,7 +192,7 @@ export class ArchiveWriter {
   private closed = false
   /** Called after each committed batch with its latency (ms) and size. */
   onBatch: ((ms: number, size: number) => void) | null = null
-  readonly stats: WriterStats = { batches: 0, lastBatchSize: 0, maxBatchSize: 0, stored: 0, latencies: [], batchSizes: [] }
+  readonly stats: WriterStats = { batches: 0, lastBatchSize: 0, maxBatchSize: 0, stored: 0, oneStep: 0, latencies: [], batchSizes: [] }
 
   constructor (
     private readonly db: Database,
@@ -209,10 +240,22 @@ export class ArchiveWriter {
   private async loop (): Promise<void> {
     // Let the current tick's sends join the batch.
     await new Promise((resolve) => setImmediate(resolve))
+    // A pipeline of two: while SQLite writes a batch (on its thread), the
+    // previous one is published (on the event loop). Deliveries keep the
+    // order of the batches: a batch is published only after the one before it.
+    let prev: Committed | null = null
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch)
-      await this.flush(batch)
+      let submitted: () => void = () => {}
+      const onItsWay = new Promise<void>((resolve) => { submitted = resolve })
+      const running = this.commit(batch, submitted)
+      if (prev !== null) {
+        await Promise.race([onItsWay, running])
+        this.publish(prev)
+      }
+      prev = await running
     }
+    if (prev !== null) this.publish(prev)
     this.flushing = null
   }
 
@@ -226,17 +269,85 @@ export class ArchiveWriter {
     return found
   }
 
-  private async flush (batch: Item[]): Promise<void> {
+  /** Apply and commit a batch; `submitted` is called once its last statement is on its way to SQLite. Never rejects. */
+  private async commit (batch: Item[], submitted: () => void): Promise<Committed> {
     const started = performance.now()
+    try {
+      // A batch of sends alone is tried in one step first; anything else, or
+      // a batch that step declines, runs statement by statement.
+      const applied = (batch.every((i) => i.key !== undefined) ? await this.apply(batch, true, submitted) : null) ??
+        await this.apply(batch, false, submitted)
+      return { batch, applied, ms: performance.now() - started }
+    } catch (err) {
+      this.cache.clear() // in-memory seqs and members may be ahead of the database
+      return { batch, applied: null, ms: 0, error: new ServiceError('internal', `storage failed: ${(err as Error).message}`) }
+    } finally {
+      submitted()
+    }
+  }
+
+  /** Deliver a committed batch and settle its items (synchronously, so batches never interleave). */
+  private publish (c: Committed): void {
+    const { batch, applied } = c
+    if (applied === null) {
+      for (const item of batch) item.reject(c.error)
+      return
+    }
+    const { stored, after, outcomes } = applied
+    const s = this.stats
+    s.batches++
+    s.lastBatchSize = batch.length
+    s.maxBatchSize = Math.max(s.maxBatchSize, batch.length)
+    s.stored += stored.length
+    if (s.latencies.length >= RING) { s.latencies.shift(); s.batchSizes.shift() }
+    s.latencies.push(c.ms)
+    s.batchSizes.push(batch.length)
+    this.onBatch?.(c.ms, batch.length)
+    const routed = this.onCommitted(stored)
+    for (const fn of after) fn()
+    batch.forEach((item, i) => {
+      const o = outcomes[i]
+      if (o === undefined) return
+      if (o.ok) {
+        const v = o.value as Partial<SendResult> | undefined
+        const d = v?.ack !== undefined && v.duplicate === false ? routed?.get(v.ack.id) : undefined
+        if (d !== undefined) (v as SendResult).delivered = d
+        item.resolve(o.value)
+      }
+      else item.reject(o.error)
+    })
+  }
+
+  /**
+   * Run a batch's items and commit what they wrote.
+   *
+   * - In one step (`oneStep`, a batch of sends): the items run against the
+   *   in-memory state (reads go to the database, outside any transaction:
+   *   this connection is the archive's only writer), then the whole
+   *   transaction goes to SQLite as one script, so it costs one trip through
+   *   the event loop instead of one per statement (under load, each trip
+   *   waits for the loop's current turn: measured, that waiting was most of a
+   *   commit's latency). Duplicates from earlier batches are not looked up:
+   *   the unique index on (sender, cid) fails the script instead. Returns null,
+   *   with nothing written and the in-memory state as before, when the
+   *   script fails or an item needs a statement run inside the transaction
+   *   (a new conversation); the batch then runs statement by statement.
+   * - Statement by statement: BEGIN, the duplicate lookup, each item, the
+   *   held-back rows, COMMIT. Throws (after ROLLBACK) when storage fails.
+   */
+  private async apply (batch: Item[], oneStep: boolean, submitted: () => void): Promise<Applied | null> {
     const stored: StoredMessage[] = []
     const after: Array<() => void> = []
     const touched = new Set<ConvState>()
-    const outcomes: Array<{ ok: true, value: unknown } | { ok: false, error: unknown }> = []
+    /** (lastSeq, lastTs) of each conversation before this batch, to undo a declined step. */
+    const before = new Map<ConvState, [number, number]>()
+    const outcomes: Applied['outcomes'] = []
     // Writes held back to go out as one statement each: message rows, and
     // read watermarks by (conv, user) (the last one wins, as it would in order).
     let rows: unknown[][] = []
     const marks = new Map<string, [string, string, number]>()
     const db = this.db
+    const needsTransaction = (): never => { throw new NeedsTransaction() }
     /** Write what is held back; called before any other statement, so the order holds. */
     const writeHeld = async (): Promise<void> => {
       if (rows.length > 0) {
@@ -252,10 +363,11 @@ export class ArchiveWriter {
     }
     const tx: Tx = {
       conv: async (id) => {
-        if (!this.cache.has(id)) await writeHeld()
+        if (!oneStep && !this.cache.has(id)) await writeHeld()
         return await this.loadConv(id)
       },
       createConversation: async (id, kind, name, members) => {
+        if (oneStep) needsTransaction()
         await writeHeld()
         const now = Date.now()
         await db.run('INSERT INTO conversations(id, kind, name, created_at, last_seq, last_ts) VALUES (?, ?, ?, ?, 0, ?)', [id, kind, name, now, now])
@@ -272,6 +384,7 @@ export class ArchiveWriter {
         const seq = conv.lastSeq + 1
         const id = newMessageId(ts)
         rows.push([conv.id, seq, id, sender, cid, ts, JSON.stringify(body), wellFormed(text)])
+        if (!before.has(conv)) before.set(conv, [conv.lastSeq, conv.lastTs])
         conv.lastSeq = seq
         conv.lastTs = ts
         touched.add(conv)
@@ -283,18 +396,17 @@ export class ArchiveWriter {
       },
       markRead: (conv, user, seq) => { marks.set(`${conv}\u0000${user}`, [conv, user, seq]) },
       userExists: async (name) => {
-        if (this.users.get(name) !== true) await writeHeld()
+        if (!oneStep && this.users.get(name) !== true) await writeHeld()
         return await this.userExists(name)
       },
       run: async (sql, params = []) => {
+        if (oneStep) needsTransaction()
         await writeHeld()
         return await db.run(sql, params)
       },
       afterCommit: (fn) => { after.push(fn) }
     }
-    try {
-      await db.exec('BEGIN IMMEDIATE')
-      const existing = await this.lookupExisting(batch)
+    const runItems = async (existing: Map<string, AckFrame>): Promise<void> => {
       for (const item of batch) {
         try {
           outcomes.push({ ok: true, value: await item.run(tx, existing) })
@@ -305,41 +417,48 @@ export class ArchiveWriter {
           outcomes.push({ ok: false, error: err })
         }
       }
-      await writeHeld()
-      if (touched.size > 0) {
-        await (await db.prepare(SQL_CONVS)).run([jsonParam([...touched].map((c) => [c.id, c.lastSeq, c.lastTs, wellFormed(c.name)]))])
+    }
+    const convRows = (): unknown[][] => [...touched].map((c) => [c.id, c.lastSeq, c.lastTs, wellFormed(c.name)])
+
+    if (oneStep) {
+      let began = false
+      try {
+        await runItems(new Map())
+        const script = ['BEGIN IMMEDIATE']
+        if (rows.length > 0) script.push(withLiteral(SQL_INSERT, rows))
+        if (marks.size > 0) script.push(withLiteral(SQL_MARKS, [...marks.values()]))
+        if (touched.size > 0) script.push(withLiteral(SQL_CONVS, convRows()))
+        script.push('COMMIT')
+        began = true
+        const done = db.exec(script.join(';\n'))
+        submitted()
+        await done
+        this.stats.oneStep++
+        return { stored, after, outcomes }
+      } catch {
+        // The script stops at its first failing statement, inside the transaction.
+        if (began) await db.exec('ROLLBACK').catch(() => {})
+        for (const [c, [seq, ts]] of before) {
+          c.lastSeq = seq
+          c.lastTs = ts
+        }
+        return null
       }
-      await db.exec('COMMIT')
+    }
+
+    try {
+      await db.exec('BEGIN IMMEDIATE')
+      await runItems(await this.lookupExisting(batch))
+      await writeHeld()
+      if (touched.size > 0) await (await db.prepare(SQL_CONVS)).run([jsonParam(convRows())])
+      const done = db.exec('COMMIT')
+      submitted()
+      await done
     } catch (err) {
       await db.exec('ROLLBACK').catch(() => {})
-      this.cache.clear() // in-memory seqs and members may be ahead of the database
-      const e = new ServiceError('internal', `storage failed: ${(err as Error).message}`)
-      for (const item of batch) item.reject(e)
-      return
+      throw err
     }
-    const ms = performance.now() - started
-    const s = this.stats
-    s.batches++
-    s.lastBatchSize = batch.length
-    s.maxBatchSize = Math.max(s.maxBatchSize, batch.length)
-    s.stored += stored.length
-    if (s.latencies.length >= RING) { s.latencies.shift(); s.batchSizes.shift() }
-    s.latencies.push(ms)
-    s.batchSizes.push(batch.length)
-    this.onBatch?.(ms, batch.length)
-    const routed = this.onCommitted(stored)
-    for (const fn of after) fn()
-    batch.forEach((item, i) => {
-      const o = outcomes[i]
-      if (o === undefined) return
-      if (o.ok) {
-        const v = o.value as Partial<SendResult> | undefined
-        const d = v?.ack !== undefined && v.duplicate === false ? routed?.get(v.ack.id) : undefined
-        if (d !== undefined) (v as SendResult).delivered = d
-        item.resolve(o.value)
-      }
-      else item.reject(o.error)
-    })
+    return { stored, after, outcomes }
   }
 
   private async loadConv (id: string): Promise<ConvState | null> {
