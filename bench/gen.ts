@@ -16,9 +16,10 @@
  * reordering).
  *
  * Sending is closed loop (each sender keeps `window` unacknowledged) or paced
- * (a timer issues `rate` messages/s over the senders; a sender that already
- * has `window` unacknowledged skips its turn, counted as held back: nothing
- * queues up in the generator).
+ * (a timer makes `rate` messages/s due over the senders; a sender sends
+ * one when it has fewer than `window` unacknowledged, at once or when an ack
+ * frees room; what is due beyond one window per sender (or 50 ms of the
+ * rate) is dropped and counted as held back: nothing queues up without bound in the generator).
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance, type EventLoopUtilization } from 'node:perf_hooks'
@@ -188,6 +189,10 @@ function acked (s: Sender): void {
   k.acked++
   k.expected += s.spec.fanout
   if (go.mode === 'closed') pump(s)
+  else if (go.mode === 'paced') {
+    const c = classOf.get(s)
+    if (c !== undefined && c.backlog > 0) { send(s); c.backlog-- }
+  }
 }
 
 function send (s: Sender): void {
@@ -205,26 +210,42 @@ function pump (s: Sender): void {
   while (go.mode === 'closed' && s.inflight < go.window && s.c !== null && !s.c.closed) send(s)
 }
 
+interface PaceClass { senders: Sender[], rate: number, issued: number, cursor: number, backlog: number }
+const classOf = new Map<Sender, PaceClass>()
+
+/** Send what the class owes, to whichever senders have room, in turn. */
+function drainClass (c: PaceClass): void {
+  let misses = 0
+  while (c.backlog > 0 && misses < c.senders.length) {
+    const s = c.senders[c.cursor++ % c.senders.length] as Sender
+    if (s.c !== null && !s.c.closed && s.inflight < go.window) { send(s); c.backlog--; misses = 0 } else misses++
+  }
+}
+
 function startPacer (): void {
-  const classes = new Map<string, { senders: Sender[], rate: number, issued: number, cursor: number }>()
+  classOf.clear()
+  const classes = new Map<string, PaceClass>()
   for (const s of senders) {
     const rate = go.rates?.[s.spec.cls] ?? 0
     if (rate <= 0) continue
     let c = classes.get(s.spec.cls)
-    if (c === undefined) classes.set(s.spec.cls, c = { senders: [], rate, issued: 0, cursor: 0 })
+    if (c === undefined) classes.set(s.spec.cls, c = { senders: [], rate, issued: 0, cursor: 0, backlog: 0 })
     c.senders.push(s)
+    classOf.set(s, c)
   }
   const t0 = performance.now()
   pacer = setInterval(() => {
     const elapsed = (performance.now() - t0) / 1000
     for (const c of classes.values()) {
       const due = Math.floor(c.rate * elapsed) - c.issued
-      c.issued += Math.max(0, due)
-      for (let i = 0; i < due; i++) {
-        const s = c.senders[c.cursor++ % c.senders.length] as Sender
-        if (s.c !== null && !s.c.closed && s.inflight < go.window) send(s)
-        else k.heldBack++
-      }
+      if (due <= 0) continue
+      c.issued += due
+      c.backlog += due
+      drainClass(c)
+      // What the senders cannot take (all at `window` unacknowledged) waits at most
+      // one window per sender or 50 ms worth, whichever is more; the rest is held back.
+      const cap = Math.max(go.window * c.senders.length, Math.ceil(c.rate * 0.05))
+      if (c.backlog > cap) { k.heldBack += c.backlog - cap; c.backlog = cap }
     }
   }, 2)
 }

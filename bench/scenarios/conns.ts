@@ -11,7 +11,6 @@ import { sleep } from '../targets.js'
 import { empty, idle, idleUsers } from './build.js'
 import type { ScenarioDef } from './types.js'
 
-const SETTLE_MS = 3000
 
 async function run (ctx: RunContext): Promise<RunResult> {
   const warbler = ctx.target === 'warbler'
@@ -25,6 +24,8 @@ async function run (ctx: RunContext): Promise<RunResult> {
   const heap0 = await heapUsed(t)
   const gens = generators(ctx, t, p.clients, p.senders)
   const c = await gens.connect(ctx.progress, n)
+  // Let the broker finish what the connects started (up to 3 s for large counts).
+  const SETTLE_MS = Math.min(3000, 1000 + n / 5)
   ctx.progress.say(`connected ${c.counters.connected.toLocaleString('en-US')} sessions in ${c.seconds.toFixed(1)} s; settling ${SETTLE_MS / 1000} s`)
   await sleep(SETTLE_MS)
   const rss1 = rssOf(t)
