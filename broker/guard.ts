@@ -23,84 +23,157 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from './log.js'
 import type { Stats } from './stats.js'
 
-export function guardConnection (conn: Duplex, maxPacket: number, stats: Stats, log: Logger): void {
-  // Scanner state: bytes of the current packet body still to skip, and the
-  // remaining-length varint being decoded (phase 0: at a type byte, 1: in length).
-  let skip = 0
-  let phase = 0
-  let length = 0
-  let mult = 1
-  let lenBytes = 0
-  let dead = false
+/**
+ * Where a connection's guard keeps its state: one plain object per
+ * connection, read by read and write functions shared by all connections
+ * (not closures made per connection: an idle connection costs only this).
+ */
+const GUARD = Symbol('warbler.guard')
+const WATCH = Symbol('warbler.writeWatch')
 
-  const refuse = (reason: 'packet_too_large' | 'malformed_packet', detail: Record<string, unknown>): null => {
-    dead = true
-    stats.refuse(reason)
-    log.info('connection closed', { reason, ...detail })
-    conn.destroy()
-    return null
-  }
+type Read = Duplex['read']
+type Write = (...a: unknown[]) => boolean
 
-  const read = conn.read
-  conn.read = function guardedRead (this: Duplex, size?: number) {
-    const buf = read.call(this, size) as Buffer | null
-    if (buf === null || dead) return dead ? null : buf
-    stats.bytesReceived += buf.length
-    let i = 0
-    const n = buf.length
-    while (i < n) {
-      if (skip > 0) {
-        const take = Math.min(skip, n - i)
-        skip -= take
-        i += take
-        continue
-      }
-      if (phase === 0) {
-        // Packet type: reserved 0 and the types only a server sends
-        // (CONNACK, SUBACK, UNSUBACK, PINGRESP), which aedes would drop the
-        // connection for without saying why. Flags: aedes' parser checks them.
-        const type = (buf[i++] as number) >> 4
-        if (type === 0 || type === 2 || type === 9 || type === 11 || type === 13) {
-          return refuse('malformed_packet', { detail: `packet type ${type} from a client` })
-        }
-        phase = 1
-        length = 0
-        mult = 1
-        lenBytes = 0
-        continue
-      }
-      const b = buf[i++] as number
-      length += (b & 0x7f) * mult
-      mult *= 128
-      lenBytes++
-      if ((b & 0x80) !== 0) {
-        if (lenBytes === 4) return refuse('malformed_packet', { detail: 'remaining length longer than 4 bytes' })
-        continue
-      }
-      if (length > maxPacket) return refuse('packet_too_large', { size: length, max: maxPacket })
-      skip = length
-      phase = 0
+/** The per-connection state of the guard (the fixed-header scanner). */
+class Guard {
+  /** Bytes of the current packet body still to skip. */
+  skip = 0
+  /** 0: at a type byte, 1: in the remaining-length varint. */
+  phase = 0
+  length = 0
+  mult = 1
+  lenBytes = 0
+  dead = false
+  constructor (
+    readonly read: Read,
+    readonly write: Write,
+    readonly maxPacket: number,
+    readonly stats: Stats,
+    readonly log: Logger
+  ) {}
+}
+
+type Guarded = Duplex & { [GUARD]: Guard }
+
+function refuse (conn: Duplex, g: Guard, reason: 'packet_too_large' | 'malformed_packet', detail: Record<string, unknown>): null {
+  g.dead = true
+  g.stats.refuse(reason)
+  g.log.info('connection closed', { reason, ...detail })
+  conn.destroy()
+  return null
+}
+
+function guardedRead (this: Guarded, size?: number): Buffer | null {
+  const g = this[GUARD]
+  const buf = g.read.call(this, size) as Buffer | null
+  if (buf === null || g.dead) return g.dead ? null : buf
+  g.stats.bytesReceived += buf.length
+  let i = 0
+  const n = buf.length
+  while (i < n) {
+    if (g.skip > 0) {
+      const take = Math.min(g.skip, n - i)
+      g.skip -= take
+      i += take
+      continue
     }
-    return buf
-  } as typeof conn.read
+    if (g.phase === 0) {
+      // Packet type: reserved 0 and the types only a server sends
+      // (CONNACK, SUBACK, UNSUBACK, PINGRESP), which aedes would drop the
+      // connection for without saying why. Flags: aedes' parser checks them.
+      const type = (buf[i++] as number) >> 4
+      if (type === 0 || type === 2 || type === 9 || type === 11 || type === 13) {
+        return refuse(this, g, 'malformed_packet', { detail: `packet type ${type} from a client` })
+      }
+      g.phase = 1
+      g.length = 0
+      g.mult = 1
+      g.lenBytes = 0
+      continue
+    }
+    const b = buf[i++] as number
+    g.length += (b & 0x7f) * g.mult
+    g.mult *= 128
+    g.lenBytes++
+    if ((b & 0x80) !== 0) {
+      if (g.lenBytes === 4) return refuse(this, g, 'malformed_packet', { detail: 'remaining length longer than 4 bytes' })
+      continue
+    }
+    if (g.length > g.maxPacket) return refuse(this, g, 'packet_too_large', { size: g.length, max: g.maxPacket })
+    g.skip = g.length
+    g.phase = 0
+  }
+  return buf
+}
 
-  const write = conn.write
-  conn.write = function countedWrite (this: Duplex, chunk: unknown, ...rest: unknown[]) {
-    if (chunk instanceof Uint8Array) stats.bytesSent += chunk.length
-    else if (typeof chunk === 'string') stats.bytesSent += Buffer.byteLength(chunk)
-    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest)
-  } as typeof conn.write
+function countedWrite (this: Guarded, chunk: unknown, ...rest: unknown[]): boolean {
+  const g = this[GUARD]
+  if (chunk instanceof Uint8Array) g.stats.bytesSent += chunk.length
+  else if (typeof chunk === 'string') g.stats.bytesSent += Buffer.byteLength(chunk)
+  return g.write.call(this, chunk, ...rest)
+}
+
+export function guardConnection (conn: Duplex, maxPacket: number, stats: Stats, log: Logger): void {
+  ;(conn as Guarded)[GUARD] = new Guard(conn.read, conn.write as Write, maxPacket, stats, log)
+  conn.read = guardedRead as Read
+  conn.write = countedWrite as typeof conn.write
+}
+
+/** What the slow-consumer watch of all connections shares (one per broker). */
+export interface WriteWatchOptions {
+  /** Unsent bytes past which a connection is over its limit. */
+  limit: number
+  drainTimeoutMs: number
+  /** Called once a connection stayed over the limit for drainTimeoutMs (it disconnects it). */
+  onSlow: (conn: Duplex, buffered: number) => void
 }
 
 /** What hooks.ts tells the write watch; see {@link watchWrites}. */
-export interface WriteWatch {
+export class WriteWatch {
+  paced = false
+  timer: NodeJS.Timeout | null = null
+  constructor (readonly conn: Duplex, readonly write: Write, readonly opts: WriteWatchOptions) {}
+
   /**
    * The writes of the current macrotask come from aedes replaying a
    * persistent session's queue: let them see backpressure, so the replay
    * goes at the client's pace.
    */
-  pace: () => void
+  pace (): void {
+    if (this.paced) return
+    this.paced = true
+    queueMicrotask(() => { this.paced = false })
+  }
+
+  /** drainTimeoutMs after the connection went over the limit. */
+  check (): void {
+    this.timer = null
+    const conn = this.conn
+    if (!conn.destroyed && conn.writableLength > this.opts.limit) this.opts.onSlow(conn, conn.writableLength)
+  }
+
+  stop (): void {
+    if (this.timer !== null) { clearTimeout(this.timer); this.timer = null }
+  }
 }
+
+type Watched = Duplex & { [WATCH]: WriteWatch }
+
+function watchedWrite (this: Watched, ...args: unknown[]): boolean {
+  const w = this[WATCH]
+  const ok = w.write.apply(this, args)
+  const over = this.writableLength > w.opts.limit
+  if (over && w.timer === null && !this.destroyed) {
+    w.timer = setTimeout(checkWatch, w.opts.drainTimeoutMs, w)
+    w.timer.unref()
+  }
+  return w.paced ? ok || !over : true
+}
+
+function checkWatch (w: WriteWatch): void { w.check() }
+
+/** 'drain' and 'close' listener, shared: the connection is `this`. */
+function stopWatch (this: Watched): void { this[WATCH].stop() }
 
 /**
  * The slow-consumer watch on one connection's writes.
@@ -121,35 +194,11 @@ export interface WriteWatch {
  * its own pace instead of all at once. Memory per connection stays about
  * `limit` plus the deliveries already on their way when it was crossed.
  */
-export function watchWrites (conn: Duplex, opts: { limit: number, drainTimeoutMs: number, onSlow: (buffered: number) => void }): WriteWatch {
-  let paced = false
-  let timer: NodeJS.Timeout | null = null
-  const unpace = (): void => { paced = false }
-  const check = (): void => {
-    timer = null
-    if (!conn.destroyed && conn.writableLength > opts.limit) opts.onSlow(conn.writableLength)
-  }
-  const write = conn.write
-  conn.write = function watchedWrite (this: Duplex, ...args: unknown[]) {
-    const ok = (write as (...a: unknown[]) => boolean).apply(this, args)
-    const over = this.writableLength > opts.limit
-    if (over && timer === null && !this.destroyed) {
-      timer = setTimeout(check, opts.drainTimeoutMs)
-      timer.unref()
-    }
-    return paced ? ok || !over : true
-  } as typeof conn.write
-  conn.on('drain', () => {
-    if (timer !== null) { clearTimeout(timer); timer = null }
-  })
-  conn.once('close', () => {
-    if (timer !== null) { clearTimeout(timer); timer = null }
-  })
-  return {
-    pace: () => {
-      if (paced) return
-      paced = true
-      queueMicrotask(unpace)
-    }
-  }
+export function watchWrites (conn: Duplex, opts: WriteWatchOptions): WriteWatch {
+  const w = new WriteWatch(conn, conn.write as Write, opts)
+  ;(conn as Watched)[WATCH] = w
+  conn.write = watchedWrite as typeof conn.write
+  conn.on('drain', stopWatch)
+  conn.on('close', stopWatch)
+  return w
 }

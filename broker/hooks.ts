@@ -15,7 +15,7 @@ import { type Acl, topicMatches } from './acl.js'
 import { AuthRefused, type Authenticator } from './auth.js'
 import type { Config } from './config.js'
 import type { PublishGate } from './flow.js'
-import { watchWrites, type WriteWatch } from './guard.js'
+import { watchWrites, type WriteWatch, type WriteWatchOptions } from './guard.js'
 import type { Logger } from './log.js'
 import { getSession, type Session, setSession } from './session.js'
 import type { RefusalReason, Stats } from './stats.js'
@@ -141,6 +141,16 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
   const qos2Ids = new WeakMap<Client, Map<number, Array<() => void>>>()
   /** The slow-consumer watch of each connection (guard.ts). */
   const watches = new WeakMap<Client, WriteWatch>()
+  /** Shared by every connection's watch: nothing is made per connection but the watch itself. */
+  const watchOptions: WriteWatchOptions = {
+    limit: cfg.slowConsumerBytes,
+    drainTimeoutMs: cfg.drainTimeout * 1000,
+    onSlow: (conn, buffered) => {
+      stats.refuse('slow_consumer')
+      log.info('slow consumer disconnected', { clientId: (conn as { client?: Client }).client?.id, buffered, reason: 'not drained in time' })
+      conn.destroy()
+    }
+  }
   let subscribeListener = false
   const listenForSubscribes = (): void => {
     if (subscribeListener) return
@@ -195,16 +205,7 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
   return {
     preConnect (client, packet, done) {
       auth.noteConnect(client, packet.clientId)
-      const conn = client.conn as unknown as Duplex
-      watches.set(client, watchWrites(conn, {
-        limit: cfg.slowConsumerBytes,
-        drainTimeoutMs: cfg.drainTimeout * 1000,
-        onSlow: (buffered) => {
-          stats.refuse('slow_consumer')
-          log.info('slow consumer disconnected', { clientId: client.id, buffered, reason: 'not drained in time' })
-          conn.destroy()
-        }
-      }))
+      watches.set(client, watchWrites(client.conn as unknown as Duplex, watchOptions))
       done(null, true)
     },
 
