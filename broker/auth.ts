@@ -69,6 +69,7 @@ export class Authenticator {
   }
 
   async authenticate (client: Client, username: string | undefined, password: Buffer | undefined): Promise<Session> {
+    forgetConnectPacket(client)
     const address = remoteAddress(client)
     if (this.assigned.has(client) && !client.clean) {
       // [MQTT-3.1.3-8]: a zero-length client id needs a clean session.
@@ -255,6 +256,22 @@ export class Authenticator {
     this.connBuckets.close()
     this.failures.close()
   }
+}
+
+/** aedes' MQTT parser of one connection (mqtt-packet; not in aedes' typings). */
+interface ParserInternals { _parser?: { settings?: { protocolVersion?: number, bridgeMode?: boolean } } }
+
+/**
+ * mqtt-packet's parser keeps the CONNECT packet it parsed, password
+ * included, as its settings for the life of the connection, though it reads
+ * only the protocol version and the bridge flag from it afterwards: keep
+ * those two, so that no credential (and none of the packet's buffers and
+ * strings) stays in memory for each connected client.
+ */
+function forgetConnectPacket (client: Client): void {
+  const parser = (client as unknown as ParserInternals)._parser
+  const s = parser?.settings
+  if (parser !== undefined && s !== undefined) parser.settings = { protocolVersion: s.protocolVersion, bridgeMode: s.bridgeMode }
 }
 
 /**
