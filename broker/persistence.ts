@@ -30,6 +30,7 @@
  * Redis it starts from zero, so a queue can briefly hold up to twice the
  * bound.
  */
+import { Readable } from 'node:stream'
 import memoryPersistence from 'aedes-persistence'
 import { Redis } from 'ioredis'
 import type { Logger } from './log.js'
@@ -51,6 +52,8 @@ interface Persistence {
   cleanSubscriptions: (client: { id: string }, ...rest: unknown[]) => Promise<unknown>
   countOffline: () => Promise<{ subsCount: number, clientsCount: number }>
   createRetainedStream: (pattern: string) => AsyncIterable<unknown>
+  createRetainedStreamCombi: (patterns: string[]) => Readable
+  storeRetained: (packet: { topic: string, payload: { length: number } }) => Promise<void>
   destroy: () => Promise<void>
 }
 
@@ -138,6 +141,7 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
     p = (redisPersistence as unknown as (o: unknown) => Persistence)({ conn: redis, maxSessionDelivery: 1000 })
   } else {
     p = (memoryPersistence as unknown as () => Persistence)()
+    indexRetained(p)
   }
   boundOfflineQueues(p, opts.offlineQueue, opts.stats)
   serializeSubscriptionChanges(p, opts.log)
@@ -176,6 +180,35 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
  * to record its packet id, and that lookup failing would otherwise make
  * aedes drop the whole connection.
  */
+/**
+ * aedes asks the persistence for the retained messages matching each filter
+ * of every SUBSCRIBE. The in-memory store answers by building a matcher for
+ * the filter and testing every retained topic against it, through an
+ * async-iterator stream: work in proportion to all retained messages (the
+ * $SYS tree alone is dozens) for each subscription, and most of what a
+ * device's connect cost (it subscribes to two exact topics, its inbox and
+ * its device topic). Here the set of retained topics is kept beside the
+ * store: a filter without wildcards can match only the topic it names, so
+ * one naming no retained topic is left out, and when no filter is left the
+ * answer is an empty stream, made without the store. Filters with wildcards,
+ * and exact ones that name a retained topic, are answered by the store as before.
+ */
+function indexRetained (p: Persistence): void {
+  const topics = new Set<string>()
+  const store = p.storeRetained.bind(p)
+  // The store changes its map synchronously in the call; so does this.
+  p.storeRetained = (packet) => {
+    if (packet.payload.length === 0) topics.delete(packet.topic)
+    else topics.add(packet.topic)
+    return store(packet)
+  }
+  const combi = p.createRetainedStreamCombi.bind(p)
+  p.createRetainedStreamCombi = (patterns) => {
+    const wanted = patterns.filter((f) => topics.has(f) || f.includes('+') || f.includes('#'))
+    return wanted.length > 0 ? combi(wanted) : new Readable({ objectMode: true, read () { this.push(null) } })
+  }
+}
+
 function boundOfflineQueues (p: Persistence, limit: number, stats: Stats): void {
   const queued = new Map<string, number>()
   const enqueue = p.outgoingEnqueueCombi.bind(p)
