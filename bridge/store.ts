@@ -137,9 +137,10 @@ export class ArchiveReader {
 
   /** Users that share a direct conversation with `user` (who hear about its presence). */
   async directPeers (user: string): Promise<string[]> {
-    const rows = await this.db.all<{ user: string }>(
-      `SELECT m2.user FROM members m1 JOIN conversations c ON c.id = m1.conv AND c.kind = 'direct'
-         JOIN members m2 ON m2.conv = m1.conv AND m2.user <> m1.user WHERE m1.user = ?`, [user])
+    // Asked at every connect and disconnect (presence): a prepared statement, not one compiled per call.
+    const stmt = await this.db.prepare(`SELECT m2.user FROM members m1 JOIN conversations c ON c.id = m1.conv AND c.kind = 'direct'
+         JOIN members m2 ON m2.conv = m1.conv AND m2.user <> m1.user WHERE m1.user = ?`)
+    const rows = await stmt.all<{ user: string }>([user])
     return rows.map((r) => r.user)
   }
 }
