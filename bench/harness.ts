@@ -160,23 +160,39 @@ export async function heapUsed (t: Target): Promise<number> {
   }
 }
 
-/** The owner creates a group through the service's MQTT request; its conversation id. */
+/**
+ * The owner creates a group through the service's MQTT requests
+ * (`group.create`, then `group.add` for members past the first request's
+ * list); its conversation id.
+ */
 export async function createGroup (port: number, owner: string, token: string, members: string[]): Promise<string> {
   const cid = `${owner}-setup`
   const c = await LeanClient.connect(port, cid, { username: owner, password: token }, '127.0.0.1', { timeoutMs: NET_TIMEOUT_MS })
-  try {
-    const answer = new Promise<string>((resolve, reject) => {
-      c.handlers.onPublish = (_topic, payload) => {
-        const f = JSON.parse(payload.toString('utf8')) as { t: string, id?: string, ref?: string, data?: { conv?: string }, message?: string }
-        if (f.t === 'res' && f.id === 'g1' && typeof f.data?.conv === 'string') resolve(f.data.conv)
-        else if (f.t === 'error') reject(new Error(`group.create refused: ${String(f.message)}`))
-      }
-    })
-    await c.subscribe([`wb/d/${cid}`])
-    c.publish1(encodeString(`wb/u/${owner}/out`), Buffer.from(JSON.stringify({ t: 'req', id: 'g1', op: 'group.create', name: 'bench', members })), 1)
+  const waiting = new Map<string, { resolve: (data: { conv?: string }) => void, reject: (e: Error) => void }>()
+  c.handlers.onPublish = (_topic, payload) => {
+    const f = JSON.parse(payload.toString('utf8')) as { t: string, id?: string, ref?: string, data?: { conv?: string }, message?: string }
+    const w = waiting.get(f.id ?? f.ref ?? '')
+    if (f.t === 'res') w?.resolve(f.data ?? {})
+    else if (f.t === 'error') w?.reject(new Error(`group request refused: ${String(f.message)}`))
+  }
+  let n = 0
+  const request = async (op: string, params: Record<string, unknown>): Promise<{ conv?: string }> => {
+    const id = `g${++n}`
     let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`no answer to group.create within ${NET_TIMEOUT_MS} ms`)), NET_TIMEOUT_MS) })
-    try { return await Promise.race([answer, timeout]) } finally { clearTimeout(timer) }
+    const answer = new Promise<{ conv?: string }>((resolve, reject) => {
+      waiting.set(id, { resolve, reject })
+      timer = setTimeout(() => reject(new Error(`no answer to ${op} within ${NET_TIMEOUT_MS} ms`)), NET_TIMEOUT_MS)
+    })
+    c.publish1(encodeString(`wb/u/${owner}/out`), Buffer.from(JSON.stringify({ t: 'req', id, op, ...params })), n)
+    try { return await answer } finally { clearTimeout(timer); waiting.delete(id) }
+  }
+  try {
+    await c.subscribe([`wb/d/${cid}`])
+    const CHUNK = 250
+    const conv = (await request('group.create', { name: 'bench', members: members.slice(0, CHUNK) })).conv
+    if (typeof conv !== 'string') throw new Error('group.create answered without a conversation id')
+    for (let i = CHUNK; i < members.length; i += CHUNK) await request('group.add', { conv, users: members.slice(i, i + CHUNK) })
+    return conv
   } finally {
     c.end()
   }
