@@ -135,7 +135,7 @@ export class MessageService {
         else this.counters.sends++
         // Hold the sender until its message is routed to every inbox, so a
         // flood is paced by delivery, not only by storage.
-        await Promise.all([delivered, this.publishJson(topics.device(clientId), ack, 1)])
+        await Promise.all([delivered, this.publishJson(topics.device(clientId), ack, 0)])
       } else if (frame.t === 'req') {
         ref = frame.id
         await this.request(user, clientId, frame)
