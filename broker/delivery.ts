@@ -55,14 +55,23 @@ export function createDeliveryFixes (broker: Aedes): (client: Client, conn: Dupl
     const deliver0 = c.deliver0
     c.duplicates = NEVER_SEEN
 
-    let recent: string[] | null = null
+    // The last DEDUPE_WINDOW (broker id, counter) pairs, as two rings: no key
+    // string is built per delivery.
+    let ids: Array<string | undefined> | null = null
+    let counters: Array<number | undefined> | null = null
     let next = 0
     const duplicate = (p: DeliverPacket): boolean => {
-      if (p.brokerId == null || p.brokerId === '') return false
-      const key = `${p.brokerId}:${String(p.brokerCounter)}`
-      recent ??= []
-      if (recent.includes(key)) return true
-      recent[next] = key
+      const id = p.brokerId
+      if (id == null || id === '') return false
+      const n = p.brokerCounter
+      if (ids === null || counters === null) {
+        ids = new Array<string | undefined>(DEDUPE_WINDOW)
+        counters = new Array<number | undefined>(DEDUPE_WINDOW)
+      } else {
+        for (let i = 0; i < DEDUPE_WINDOW; i++) if (counters[i] === n && ids[i] === id) return true
+      }
+      ids[next] = id
+      counters[next] = n
       next = (next + 1) % DEDUPE_WINDOW
       return false
     }
