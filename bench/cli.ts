@@ -1,16 +1,16 @@
 /**
  * `warbler bench <scenario> [options]`: option parsing (every bad option is
  * refused before anything starts, naming it), the runs (interleaved between
- * Warbler and Mosquitto), and the reports.
+ * Warbler and the references: Mosquitto, a bare aedes), and the reports.
  */
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
 import path from 'node:path'
 import { CliError, parseArgs } from '../cli/args.js'
-import { type BenchOptions, inRun, Progress, type RunContext, runCleanup, type RunResult, SCENARIOS, type Scenario, type TargetName } from './harness.js'
+import { type BenchOptions, inRun, Progress, REFERENCES, type Reference, type RunContext, runCleanup, type RunResult, SCENARIOS, type Scenario, type TargetName } from './harness.js'
 import { buildReport, markdown, svg } from './report.js'
 import { chat } from './scenarios/chat.js'
-import { conns } from './scenarios/conns.js'
+import { conns, WARMUP } from './scenarios/conns.js'
 import { group } from './scenarios/group.js'
 import { overload } from './scenarios/overload.js'
 import { soak } from './scenarios/soak.js'
@@ -22,18 +22,22 @@ const DEFS: Record<Scenario, ScenarioDef> = { conns, chat, group, overload, soak
 export const BENCH_HELP = `Usage: warbler bench <scenario> [options]
 
 Benchmarks Warbler (spawned with this CLI: auth on, embedded message service,
-fresh temp data dir, loopback ports), optionally against a Mosquitto it starts
-itself, with a load generator in worker threads of this process.
+fresh temp data dir, loopback ports), optionally against a Mosquitto and a
+bare aedes it starts itself, with a load generator in worker threads of this
+process.
 
 Scenarios:
   conns      idle authenticated sessions: connect rate, sessions held, memory per session
+             (after ${WARMUP} warm-up sessions, not counted; Node targets read after a full GC)
   chat       1:1 QoS 1 chat: saturated throughput, then latency at a fixed rate
   group      fan-out to the members of one group: deliveries/s, latency
   overload   chat at twice the measured saturation: delivered vs peak, memory, no loss
   soak       steady mixed load for --duration seconds: RSS over time, errors
 
 Options:
-  --against mosquitto   also run the scenario against Mosquitto (interleaved), with ratios
+  --against LIST        also run the scenario against mosquitto and/or aedes (comma-separated:
+                        mosquitto,aedes), interleaved, with Warbler / each ratios
+  --bridge off          conns: Warbler without its message service (default embedded)
   --runs N              runs per target, medians reported (default 3)
   --sessions N          conns: sessions (default 5000)
   --pairs N             chat, overload, soak: sender/receiver pairs (default 16)
@@ -54,11 +58,12 @@ Options:
   --out DIR             write bench-<scenario>.json, .md and .svg in DIR
 `
 
-const VALUED = ['against', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out'] as const
+const VALUED = ['against', 'bridge', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out'] as const
 
 /** Options that only some scenarios use (the others refuse them rather than ignore them). */
 const ONLY: Record<string, readonly Scenario[]> = {
   sessions: ['conns'],
+  bridge: ['conns'],
   pairs: ['chat', 'overload', 'soak'],
   window: ['chat', 'group', 'overload', 'soak'],
   rate: ['chat', 'soak'],
@@ -91,6 +96,25 @@ function nofileLimit (): number {
   return Number.isFinite(n) && n > 0 ? n : Infinity
 }
 
+/** `--against mosquitto,aedes`: each at most once, in the order given. */
+function referencesOf (v: string | true | undefined): Reference[] {
+  if (v === undefined) return []
+  const names = typeof v === 'string' ? v.split(',').map((x) => x.trim()) : ['']
+  const out: Reference[] = []
+  for (const x of names) {
+    if (!(REFERENCES as readonly string[]).includes(x)) throw new CliError(`--against takes ${REFERENCES.join(', ')} or both comma-separated, got ${JSON.stringify(v)}`)
+    if (out.includes(x as Reference)) throw new CliError(`--against names ${x} twice`)
+    out.push(x as Reference)
+  }
+  return out
+}
+
+function bridgeOf (v: string | true | undefined): 'embedded' | 'off' {
+  if (v === undefined) return 'embedded'
+  if (v !== 'off' && v !== 'embedded') throw new CliError(`--bridge must be off or embedded, got ${JSON.stringify(v)}`)
+  return v
+}
+
 export function parseBench (argv: string[]): BenchOptions | 'help' {
   const p = parseArgs(argv, VALUED, ['help'])
   if (p.options.has('help')) return 'help'
@@ -102,11 +126,10 @@ export function parseBench (argv: string[]): BenchOptions | 'help' {
   for (const [opt, where] of Object.entries(ONLY)) {
     if (p.options.has(opt) && !where.includes(scenario)) throw new CliError(`--${opt} does not apply to the ${scenario} scenario (only ${where.join(', ')})`)
   }
-  const against = p.options.get('against')
-  if (against !== undefined && against !== 'mosquitto') throw new CliError(`--against must be mosquitto, got ${JSON.stringify(against)}`)
   const o: BenchOptions = {
     scenario,
-    against: against === 'mosquitto' ? 'mosquitto' : null,
+    against: referencesOf(p.options.get('against')),
+    bridge: bridgeOf(p.options.get('bridge')),
     runs: int(p.options, 'runs', 3, 1, 50),
     sessions: int(p.options, 'sessions', 5000, 1, 200_000),
     pairs: int(p.options, 'pairs', 16, 1, 5000),
@@ -135,7 +158,7 @@ export function parseBench (argv: string[]): BenchOptions | 'help' {
     o.svg ??= path.join(dir, `bench-${scenario}.svg`)
   }
   // Every client is a socket in this process (and one in the broker): check the descriptor limit first.
-  const clients = scenario === 'conns' ? o.sessions : scenario === 'group' ? o.members + o.senders : 2 * o.pairs + (scenario === 'soak' ? o.members + 101 : 0)
+  const clients = scenario === 'conns' ? o.sessions + WARMUP : scenario === 'group' ? o.members + o.senders : 2 * o.pairs + (scenario === 'soak' ? o.members + 101 : 0)
   const limit = nofileLimit()
   if (clients + 200 > limit) throw new CliError(`${scenario === 'conns' ? '--sessions' : scenario === 'group' ? '--members' : '--pairs'}: ${clients} connections need more open files than this shell allows (ulimit -n is ${limit}); raise it or lower the count`)
   return o
@@ -156,7 +179,7 @@ export async function runBench (argv: string[]): Promise<number> {
   const parsed = parseBench(argv)
   if (parsed === 'help') { process.stdout.write(BENCH_HELP); return 0 }
   const o = parsed
-  if (o.against === 'mosquitto' && !installed('mosquitto')) {
+  if (o.against.includes('mosquitto') && !installed('mosquitto')) {
     process.stderr.write('warbler: --against mosquitto: mosquitto is not installed (on Debian: apt-get install mosquitto)\n')
     return 1
   }
@@ -165,7 +188,7 @@ export async function runBench (argv: string[]): Promise<number> {
     return 1
   }
   const def = DEFS[o.scenario]
-  const targets: TargetName[] = o.against === 'mosquitto' ? ['warbler', 'mosquitto'] : ['warbler']
+  const targets: TargetName[] = ['warbler', ...o.against]
   const active = new Set<RunContext>()
   let interrupted = false
   const onSignal = (): void => {

@@ -1,9 +1,10 @@
 /**
- * Preloaded (`node --expose-gc --import ./dist/bench/gc-ipc.js`) into a
- * broker process that bench/sessions.ts spawns with an IPC channel: on
- * `{ gc: true }` it runs full collections and answers with
- * process.memoryUsage(), so that memory is read after garbage is gone.
- * Inert without an IPC channel or without --expose-gc.
+ * Preloaded (`node --expose-gc --import .../dist/bench/gc-ipc.js`, see
+ * GC_NODE_ARGS in bench/targets.ts) into a broker process that
+ * `warbler bench` spawns with an IPC channel: on `{ gc: true }` it runs full
+ * collections and answers with process.memoryUsage(), so that memory is read
+ * after garbage is gone (targets.ts gcMemory). Inert without an IPC channel
+ * or without --expose-gc.
  */
 const gc = (globalThis as { gc?: () => void }).gc
 if (process.send !== undefined && gc !== undefined) {

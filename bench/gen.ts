@@ -265,8 +265,15 @@ async function connectOne (c: Client): Promise<void> {
   if (c.spec.subs.length > 0) await lc.subscribe(c.spec.subs)
 }
 
-async function connectAll (): Promise<{ seconds: number }> {
+/**
+ * Connect every client, `connectConcurrency` at a time. `start` and `end`
+ * (on the clock shared by the threads) span the first CONNECT to the last
+ * SUBACK (or CONNACK, without subscriptions) of a session that opened.
+ */
+async function connectAll (): Promise<{ seconds: number, start: number, end: number }> {
   const t0 = performance.now()
+  const start = now()
+  let end = start
   let next = 0
   const deadline = Date.now() + plan.timeoutMs * 4 + clients.length * 50
   const lane = async (): Promise<void> => {
@@ -275,6 +282,7 @@ async function connectAll (): Promise<{ seconds: number }> {
       try {
         await connectOne(c)
         k.connected++
+        end = now()
       } catch (err) {
         k.connectFailures++
         fail((err as Error).message)
@@ -283,7 +291,7 @@ async function connectAll (): Promise<{ seconds: number }> {
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, Math.min(plan.connectConcurrency, clients.length)) }, lane))
-  return { seconds: (performance.now() - t0) / 1000 }
+  return { seconds: (performance.now() - t0) / 1000, start, end }
 }
 
 let reconnectCursor = 0

@@ -14,15 +14,22 @@ import { IdentityStore } from '../broker/identity/store.js'
 import type { ClientSpec, Counters, GenPlan, GoArg, Mark, SenderSpec } from './gen.js'
 import { encodeString, LeanClient } from './lean.js'
 import { ThreadHandle } from './load-worker.js'
-import { percentile, processTree, type Proc, rssMb, sleep, spawnMosquitto, spawnRedis, spawnWarbler, TICKS, ticksOf } from './targets.js'
+import { GC_NODE_ARGS, gcMemory, percentile, processTree, type Proc, rssMb, sleep, spawnAedes, spawnMosquitto, spawnRedis, spawnWarbler, TICKS, ticksOf } from './targets.js'
 
 export const SCENARIOS = ['conns', 'chat', 'group', 'overload', 'soak'] as const
 export type Scenario = typeof SCENARIOS[number]
-export type TargetName = 'warbler' | 'mosquitto'
+/** What Warbler can be compared with (`--against`): Debian's Mosquitto, a bare aedes (bench/aedes.ts). */
+export const REFERENCES = ['mosquitto', 'aedes'] as const
+export type Reference = typeof REFERENCES[number]
+export type TargetName = 'warbler' | Reference
+export const TARGET_LABEL: Record<TargetName, string> = { warbler: 'Warbler', mosquitto: 'Mosquitto', aedes: 'bare aedes' }
 
 export interface BenchOptions {
   scenario: Scenario
-  against: 'mosquitto' | null
+  /** The references, in the order given (empty: Warbler alone). */
+  against: Reference[]
+  /** Warbler's `--bridge` (conns only: the other scenarios need the message service). */
+  bridge: 'embedded' | 'off'
   runs: number
   sessions: number
   pairs: number
@@ -85,6 +92,12 @@ export interface Target {
   pids: () => number[]
   stop: () => Promise<void>
   errTail: () => string
+  /**
+   * Node targets spawned with bench/gc-ipc.ts (aedes always; Warbler in the
+   * conns scenario, one process): a full GC, then process.memoryUsage().
+   * Null where memory can only be read as it is (Mosquitto, Warbler's workers).
+   */
+  gcMemory: (() => Promise<NodeJS.MemoryUsage | null>) | null
 }
 
 export const PASSWORD = 'bench-password-1'
@@ -117,12 +130,18 @@ export async function provision (dataDir: string, users: string[], admins: strin
 export async function startTarget (name: TargetName, dir: string, o: BenchOptions): Promise<Target> {
   if (name === 'mosquitto') {
     const m = await spawnMosquitto(dir)
-    return { name, port: m.port, httpPort: null, pids: () => [m.pid], stop: m.stop, errTail: () => m.err() }
+    return { name, port: m.port, httpPort: null, pids: () => [m.pid], stop: m.stop, errTail: () => m.err(), gcMemory: null }
+  }
+  if (name === 'aedes') {
+    const a = await spawnAedes(GC_NODE_ARGS)
+    return { name, port: a.port, httpPort: null, pids: () => [a.pid], stop: a.stop, errTail: () => a.err().trim().split('\n').slice(-8).join('\n'), gcMemory: () => gcMemory(a.child) }
   }
   let redis: (Proc & { url: string }) | null = null
   if (o.workers > 1) redis = await spawnRedis(dir)
+  // The conns scenario reads memory after a full GC (one process only: a primary cannot collect its workers' garbage).
+  const gc = o.scenario === 'conns' && o.workers <= 1
   try {
-    const w = await spawnWarbler({ dataDir: dir, bridge: 'embedded', workers: o.workers > 0 ? o.workers : undefined, redis: redis?.url, readyTimeoutMs: 60_000 })
+    const w = await spawnWarbler({ dataDir: dir, bridge: o.bridge, workers: o.workers > 0 ? o.workers : undefined, redis: redis?.url, readyTimeoutMs: 60_000, ...(gc ? { nodeArgs: [...GC_NODE_ARGS], ipc: true } : {}) })
     let tree = processTree(w.pid)
     let treeAt = Date.now()
     return {
@@ -134,7 +153,8 @@ export async function startTarget (name: TargetName, dir: string, o: BenchOption
         return redis !== null ? [...tree, redis.pid] : tree
       },
       stop: async () => { await w.stop(); await redis?.stop() },
-      errTail: () => w.err().trim().split('\n').slice(-8).join('\n')
+      errTail: () => w.err().trim().split('\n').slice(-8).join('\n'),
+      gcMemory: gc ? () => gcMemory(w.child) : null
     }
   } catch (err) {
     await redis?.stop()
@@ -271,20 +291,24 @@ export class Generators {
     }))
   }
 
-  /** Connect every client (bounded concurrency), showing progress; wall-clock seconds. */
-  async connect (progress: Progress, total: number): Promise<{ seconds: number, counters: Counters }> {
+  /**
+   * Connect every client (bounded concurrency), showing progress; wall-clock
+   * seconds, and `span`: seconds from the first CONNECT to the last SUBACK over all threads.
+   */
+  async connect (progress: Progress, total: number, phase = 'connect'): Promise<{ seconds: number, span: number, counters: Counters }> {
     const t0 = performance.now()
     let done = false
-    const all = this.all<{ counters: Counters }>('connect', undefined, NET_TIMEOUT_MS * 4 + total * 50).finally(() => { done = true })
+    const all = this.all<{ counters: Counters, start: number, end: number }>('connect', undefined, NET_TIMEOUT_MS * 4 + total * 50).finally(() => { done = true })
     while (!done) {
       await Promise.race([all.catch(() => {}), sleep(1000)])
       if (done) break
       const { counters: c } = await this.counters()
       const s = (performance.now() - t0) / 1000
-      progress.update('connect', s, `${fmt0(c.connected)}/${fmt0(total)} sessions  ${fmt0(c.connected / s)} sessions/s${c.connectFailures > 0 ? `  ${c.connectFailures} failed` : ''}`)
+      progress.update(phase, s, `${fmt0(c.connected)}/${fmt0(total)} sessions  ${fmt0(c.connected / s)} sessions/s${c.connectFailures > 0 ? `  ${c.connectFailures} failed` : ''}`)
     }
     const rs = await all
-    return { seconds: (performance.now() - t0) / 1000, counters: sumCounters(rs.map((r) => r.counters)) }
+    const span = (Math.max(...rs.map((r) => r.end)) - Math.min(...rs.map((r) => r.start))) / 1000
+    return { seconds: (performance.now() - t0) / 1000, span, counters: sumCounters(rs.map((r) => r.counters)) }
   }
 
   async close (): Promise<void> {

@@ -1,10 +1,10 @@
 /**
  * The reports of `warbler bench`: medians over runs per target, Warbler's
- * figures as ratios to Mosquitto's, as JSON, markdown and a hand-written SVG
+ * figures as ratios to each reference's (Mosquitto, bare aedes), as JSON, markdown and a hand-written SVG
  * chart (bars per compared figure; for runs with a timeline, throughput and
  * RSS over time).
  */
-import type { BenchOptions, RunResult, TargetName } from './harness.js'
+import { type BenchOptions, type Reference, type RunResult, TARGET_LABEL, type TargetName } from './harness.js'
 import type { Metric } from './scenarios/types.js'
 import { GENEROUS_LIMITS, median } from './targets.js'
 
@@ -21,8 +21,10 @@ export interface Report {
   generator: string
   metrics: Metric[]
   summary: Partial<Record<TargetName, Record<string, Summary>>>
-  /** Warbler / Mosquitto, per figure (medians). */
+  /** Warbler / Mosquitto, per figure (medians); empty without Mosquitto. */
   ratios: Record<string, number>
+  /** Warbler / each reference, per figure (medians). */
+  ratiosTo: Partial<Record<Reference, Record<string, number>>>
   checks: { ok: boolean, lostAcked: number, gaps: number, dups: number, errors: number, undrained: number }
   runs: RunResult[]
 }
@@ -38,14 +40,18 @@ export function buildReport (args: { o: BenchOptions, about: string, command: st
     }
     summary[t] = s
   }
-  const ratios: Record<string, number> = {}
-  if (summary.warbler !== undefined && summary.mosquitto !== undefined) {
+  const ratiosTo: Report['ratiosTo'] = {}
+  for (const ref of args.targets) {
+    if (ref === 'warbler' || summary.warbler === undefined) continue
+    const rs: Record<string, number> = {}
     for (const m of args.metrics) {
       const w = summary.warbler[m.key]?.median ?? NaN
-      const q = summary.mosquitto[m.key]?.median ?? NaN
-      ratios[m.key] = q === 0 ? (w === 0 ? 1 : NaN) : w / q
+      const q = summary[ref]?.[m.key]?.median ?? NaN
+      rs[m.key] = q === 0 ? (w === 0 ? 1 : NaN) : w / q
     }
+    ratiosTo[ref] = rs
   }
+  const ratios = ratiosTo.mosquitto ?? {}
   const checked = args.runs.filter((r) => r.check !== null)
   const sum = (f: (r: RunResult) => number): number => checked.reduce((a, r) => a + f(r), 0)
   const checks = {
@@ -69,6 +75,7 @@ export function buildReport (args: { o: BenchOptions, about: string, command: st
     metrics: args.metrics,
     summary,
     ratios,
+    ratiosTo,
     checks,
     runs: args.runs
   }
@@ -87,9 +94,9 @@ export function markdown (r: Report): string {
   lines.push(`Command: \`${r.command}\``, '')
   lines.push(`Machine: ${String(m.nproc)} cores, ${String(m.cpu)}, ${String(m.ramGiB)} GiB RAM, Node ${String(m.node)}, ${String(m.os)}; ${String(m.mosquitto)}; commit ${String(m.commit)}.`, '')
   const runs = r.options.runs
-  const both = r.targets.length > 1
-  lines.push(`Medians of ${runs} run(s) per target${both ? ', interleaved' : ''}; each run on a fresh process and data dir.`, '')
-  const head = ['figure', 'Warbler', ...(both ? ['Mosquitto', 'Warbler / Mosquitto'] : [])]
+  const refs = r.targets.filter((t): t is Reference => t !== 'warbler')
+  lines.push(`Medians of ${runs} run(s) per target${refs.length > 0 ? ', interleaved' : ''}; each run on a fresh process and data dir.`, '')
+  const head = ['figure', 'Warbler', ...refs.map((t) => TARGET_LABEL[t]), ...refs.map((t) => `Warbler / ${TARGET_LABEL[t]}`)]
   lines.push(`| ${head.join(' | ')} |`)
   lines.push(`| --- |${head.slice(1).map(() => ' ---: |').join('')}`)
   for (const x of r.metrics) {
@@ -101,7 +108,8 @@ export function markdown (r: Report): string {
       return fmt(s.median, x.digits ?? 0) + range
     }
     const row = [`${x.label}${unit}`, cell('warbler')]
-    if (both) row.push(cell('mosquitto'), fmt(r.ratios[x.key] ?? NaN, 2))
+    for (const t of refs) row.push(cell(t))
+    for (const t of refs) row.push(fmt(r.ratiosTo[t]?.[x.key] ?? NaN, 2))
     lines.push(`| ${row.join(' | ')} |`)
   }
   lines.push('')
@@ -116,13 +124,14 @@ export function markdown (r: Report): string {
   const notes = [...new Set(r.runs.flatMap((x) => x.notes))]
   for (const n of notes) lines.push(`- ${n}`)
   if (notes.length > 0) lines.push('')
-  lines.push(`Warbler runs with auth on (device tokens), the embedded message service, and these limits raised so that they do not refuse the load: ${r.limitsRaised.map((l) => `\`${l.flag} ${l.value}\``).join(', ')}.`, '')
+  if (refs.includes('aedes')) lines.push('Bare aedes: `Aedes.createBroker()` with its defaults (in-memory persistence, anonymous, no hooks) on a net server, in a process of its own (bench/aedes.ts).', '')
+  lines.push(`Warbler runs with auth on (device tokens), ${r.options.bridge === 'off' ? 'no message service (`--bridge off`)' : 'the embedded message service'}, and these limits raised so that they do not refuse the load: ${r.limitsRaised.map((l) => `\`${l.flag} ${l.value}\``).join(', ')}.`, '')
   lines.push(r.generator)
   return lines.join('\n') + '\n'
 }
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;')
-const COLORS: Record<TargetName, string> = { warbler: '#2b6cb0', mosquitto: '#c05621' }
+const COLORS: Record<TargetName, string> = { warbler: '#2b6cb0', mosquitto: '#c05621', aedes: '#2f855a' }
 
 /** Bars per charted figure (each scaled to the larger target), then a timeline if there is one. */
 export function svg (r: Report): string {

@@ -2,8 +2,10 @@
  * The systems under test of the benchmarks, as child processes on loopback:
  * Warbler spawned with the real CLI (`node dist/cli/warbler.js start`),
  * Debian's Mosquitto with a generated config, redis-server for `--workers`.
- * Each is stopped by its own PID (SIGTERM, then SIGKILL after a grace time).
- * Also the /proc readings (CPU ticks, RSS, child processes) and the machine
+ * a bare aedes (bench/aedes.ts) as its own process. Each is stopped by its
+ * own PID (SIGTERM, then SIGKILL after a grace time). Node processes can be
+ * spawned with bench/gc-ipc.ts preloaded, to read their memory after a full
+ * GC (`gcMemory`). Also the /proc readings (CPU ticks, RSS, child processes) and the machine
  * description that go with the figures.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
@@ -11,10 +13,16 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const CLI = path.join(ROOT, 'dist', 'cli', 'warbler.js')
+const HERE = path.dirname(fileURLToPath(import.meta.url))
+/**
+ * node flags that preload bench/gc-ipc.ts: with an IPC channel to the
+ * process, `gcMemory` then reads its memory after a full GC.
+ */
+export const GC_NODE_ARGS: readonly string[] = ['--expose-gc', '--import', pathToFileURL(path.join(HERE, 'gc-ipc.js')).href]
 /** USER_HZ on Linux: the unit of utime and stime in /proc/PID/stat. */
 export const TICKS = 100
 
@@ -125,6 +133,8 @@ export interface WarblerOptions {
   sysInterval?: number
   logLevel?: string
   readyTimeoutMs?: number
+  /** An IPC channel to the process (for bench/gc-ipc.ts, see GC_NODE_ARGS). */
+  ipc?: boolean
 }
 
 export interface Warbler extends Proc {
@@ -143,7 +153,7 @@ export async function spawnWarbler (o: WarblerOptions): Promise<Warbler> {
   if (o.redis !== undefined) args.push('--redis', o.redis)
   if (o.workers !== undefined) args.push('--workers', String(o.workers))
   args.push(...(o.extra ?? []))
-  const p = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }), 20_000)
+  const p = track(spawn(process.execPath, args, { stdio: o.ipc === true ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'] }), 20_000)
   try {
     const ports = await readyPorts(p, o.readyTimeoutMs)
     return Object.assign(p, { ports, port: ports.mqtt as number, httpPort: ports.http ?? null })
@@ -179,6 +189,50 @@ export async function spawnMosquitto (dir: string): Promise<Proc & { port: numbe
     throw new Error(`mosquitto did not start: ${(err as Error).message} ${p.err()}`)
   }
   return Object.assign(p, { port })
+}
+
+/** A bare aedes (bench/aedes.ts) on a free loopback port, with `nodeArgs` and an IPC channel. */
+export async function spawnAedes (nodeArgs: readonly string[] = GC_NODE_ARGS, timeoutMs = 20_000): Promise<Proc & { port: number }> {
+  const p = track(spawn(process.execPath, [...nodeArgs, path.join(HERE, 'aedes.js'), '0'], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }))
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => { reject(new Error(`not ready after ${timeoutMs / 1000} s`)) }, timeoutMs)
+      const check = (): void => {
+        const m = /^aedes ready (\{.*\})$/m.exec(p.out())
+        if (m !== null) { clearTimeout(timer); resolve((JSON.parse(m[1] as string) as { mqtt: number }).mqtt) }
+      }
+      p.child.stdout?.on('data', check)
+      void p.exited.then(() => { clearTimeout(timer); reject(new Error('exited before ready')) })
+      check()
+    })
+    return Object.assign(p, { port })
+  } catch (err) {
+    await p.stop()
+    throw new Error(`aedes did not start: ${(err as Error).message} ${p.err()}`)
+  }
+}
+
+/**
+ * Full GC in a process spawned with GC_NODE_ARGS and an IPC channel (two
+ * passes, see bench/gc-ipc.ts), then its process.memoryUsage(); null if it
+ * does not answer within timeoutMs.
+ */
+export function gcMemory (child: ChildProcess, timeoutMs = 20_000): Promise<NodeJS.MemoryUsage | null> {
+  if (child.connected !== true) return Promise.resolve(null)
+  return new Promise((resolve) => {
+    const done = (m: NodeJS.MemoryUsage | null): void => {
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+      resolve(m)
+    }
+    const onMessage = (m: { memory?: NodeJS.MemoryUsage }): void => { if (m?.memory !== undefined) done(m.memory) }
+    const onExit = (): void => { done(null) }
+    const timer = setTimeout(() => { done(null) }, timeoutMs)
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+    child.send({ gc: true }, (err) => { if (err !== null) done(null) })
+  })
 }
 
 export async function spawnRedis (dir: string): Promise<Proc & { url: string }> {
