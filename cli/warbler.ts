@@ -16,7 +16,7 @@ Commands:
   bridge                Run the message service as its own process (see warbler bridge --help)
   backup FILE           Write a consistent copy of the database, also while running
   restore FILE          Put a backup in place (with the service stopped)
-  bench SCENARIO        Benchmark a fresh node, optionally against Mosquitto (see warbler bench --help)
+  bench SCENARIO        Benchmark a fresh node, optionally against Mosquitto and bare aedes (see warbler bench --help)
 
 Every command but bench takes --data-dir DIR (env WARBLER_DATA_DIR, default ./data).
 `

@@ -1,7 +1,8 @@
 /**
  * `warbler bench`: a short run of every scenario with tiny sizes against a
  * fresh node and Mosquitto (real processes on loopback), checking the exit
- * code, the JSON report's figures, the markdown and SVG files; and that a bad
+ * code, the JSON report's figures, the markdown and SVG files; conns also
+ * against a bare aedes, with its memory read after a full GC; and that a bad
  * option is refused with exit code 2, naming it.
  */
 import assert from 'node:assert/strict'
@@ -31,8 +32,9 @@ interface Report {
   targets: string[]
   summary: Record<string, Record<string, { median: number | null }>>
   ratios: Record<string, number | null>
+  ratiosTo: Record<string, Record<string, number | null>>
   checks: { ok: boolean, lostAcked: number }
-  runs: Array<{ target: string, values: Record<string, number | null> }>
+  runs: Array<{ target: string, values: Record<string, number | null>, notes: string[] }>
   limitsRaised: unknown[]
   generator: string
 }
@@ -63,10 +65,40 @@ async function smoke (t: { after: (fn: () => void) => void }, scenario: string, 
   return report
 }
 
-test('conns: sessions held, connect rate, memory per session', async (t) => {
+test('conns: sessions held, connect rate, memory per session after a warm-up and a full GC', async (t) => {
   const r = await smoke(t, 'conns', ['--sessions', '200'], 'connect_rate')
   for (const target of ['warbler', 'mosquitto']) assert.equal(r.summary[target]?.sessions?.median, 200, `${target} holds every session`)
   assert.ok(typeof r.summary.warbler?.kb_per_session?.median === 'number')
+  // Read after a full GC: V8 heap per session is there and positive.
+  const heap = r.summary.warbler?.heap_kb_per_session?.median
+  assert.ok(typeof heap === 'number' && heap > 0, `warbler heap KB/session = ${String(heap)}`)
+  assert.ok((r.summary.warbler?.cpu_us_per_connect?.median ?? 0) > 0)
+  assert.equal(r.summary.mosquitto?.heap_kb_per_session?.median, null, 'no heap figure for Mosquitto')
+  const notes = r.runs.flatMap((x) => x.notes).join('\n')
+  assert.match(notes, /200 warm-up sessions are opened first and not counted/)
+  assert.match(notes, /Warbler: memory read after a full GC/)
+  assert.match(notes, /Mosquitto: VmRSS/)
+})
+
+test('conns against a bare aedes (and --bridge off): GC\'d readings and Warbler / aedes ratios', async (t) => {
+  const dir = tempDir('warbler-bench-test-')
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const r = await bench(['conns', '--sessions', '150', '--against', 'aedes', '--bridge', 'off', '--runs', '1', '--json', path.join(dir, 'r.json')])
+  assert.equal(r.code, 0, `exit ${String(r.code)}\nstderr:\n${r.stderr.slice(-3000)}`)
+  const report = JSON.parse(readFileSync(path.join(dir, 'r.json'), 'utf8')) as Report
+  assert.deepEqual(report.targets, ['warbler', 'aedes'])
+  for (const target of ['warbler', 'aedes']) {
+    assert.equal(report.summary[target]?.sessions?.median, 150, `${target} holds every session`)
+    const heap = report.summary[target]?.heap_kb_per_session?.median
+    assert.ok(typeof heap === 'number' && heap > 0, `${target} heap KB/session = ${String(heap)}`)
+    assert.ok((report.summary[target]?.connect_rate?.median ?? 0) > 0)
+  }
+  const ratio = report.ratiosTo.aedes?.heap_kb_per_session
+  assert.ok(typeof ratio === 'number' && ratio > 0, 'a Warbler / aedes ratio')
+  assert.deepEqual(report.ratios, {}, 'no Warbler / Mosquitto ratios without Mosquitto')
+  assert.match(r.stdout, /\| figure \| Warbler \| bare aedes \| Warbler \/ bare aedes \|/)
+  assert.match(r.stdout, /bare aedes: memory read after a full GC/)
+  assert.match(r.stdout, /--bridge off/)
 })
 
 test('chat: saturated and fixed rate, nothing acknowledged lost', async (t) => {
@@ -102,6 +134,10 @@ test('bad options exit 2 naming the option, and start nothing', async () => {
       [['chat', '--pairs', '0'], /--pairs/],
       [['chat', '--sessions', '10'], /--sessions/],
       [['conns', '--against', 'emqx'], /--against/],
+      [['conns', '--against', 'mosquitto,mosquitto'], /--against/],
+      [['conns', '--against', 'aedes,'], /--against/],
+      [['chat', '--bridge', 'off'], /--bridge/],
+      [['conns', '--bridge', 'maybe'], /--bridge/],
       [['nope'], /scenario/],
       [['chat', '--frobnicate'], /--frobnicate/],
       [['chat', '--json', path.join(dir, 'missing', 'x.json')], /--json/]
