@@ -65,12 +65,17 @@ export function group (p: Population, warbler: boolean, tokens: Map<string, stri
   })
 }
 
-/** Sessions that only hold a subscription (their inbox and device topic). */
-export function idle (p: Population, warbler: boolean, tokens: Map<string, string> | null, prefix: string, n: number, reconnected = false): void {
+/**
+ * Sessions that only hold a subscription (their inbox and device topic).
+ * `sameFilters`: the references subscribe to the same two filters as
+ * Warbler's sessions (anonymously), not one plain topic, so that a session's
+ * memory is compared like for like (conns).
+ */
+export function idle (p: Population, warbler: boolean, tokens: Map<string, string> | null, prefix: string, n: number, reconnected = false, sameFilters = false): void {
   for (let i = 0; i < n; i++) {
     const u = `${prefix}${i}`
     p.users.push(u)
-    p.clients.push(client(u, tokens, warbler ? [`wb/u/${u}/inbox`, `wb/d/${cid(u)}`] : [`bench/u/${u}`], i, reconnected))
+    p.clients.push(client(u, tokens, warbler || sameFilters ? [`wb/u/${u}/inbox`, `wb/d/${cid(u)}`] : [`bench/u/${u}`], i, reconnected))
   }
 }
 

@@ -1,7 +1,7 @@
 /**
- * conns: many idle authenticated sessions, each subscribed (Warbler: its
- * inbox and device topic, logged in with a device token; Mosquitto and bare
- * aedes: anonymous, one topic each). WARMUP sessions are opened first and
+ * conns: many idle sessions, each subscribed to its inbox and device topic
+ * at QoS 1 (Warbler: logged in with a device token; Mosquitto and bare aedes:
+ * anonymous, the same two filters). WARMUP sessions are opened first and
  * not counted, so that one-time costs (code compiled, caches such as
  * mqtt-packet's number buffers, modules loaded on first use) are not taken
  * for a per-session cost. Memory is read after them and again after the
@@ -19,7 +19,7 @@ import type { ScenarioDef } from './types.js'
 /** Sessions opened before the first reading, not counted. */
 export const WARMUP = 200
 
-interface Reading { rssMb: number, heap: number, external: number }
+interface Reading { rssMb: number, heap: number }
 
 /** RSS (MB) and heap (bytes) now: after a full GC where the target allows it. */
 async function reading (t: Target): Promise<Reading> {
@@ -28,14 +28,14 @@ async function reading (t: Target): Promise<Reading> {
     if (m === null) throw new Error(`${t.name} did not answer the GC request`)
     // Let the pages freed by the collection leave the resident set.
     await sleep(500)
-    return { rssMb: rssOf(t), heap: m.heapUsed, external: m.external }
+    return { rssMb: rssOf(t), heap: m.heapUsed }
   }
-  return { rssMb: rssOf(t), heap: await heapUsed(t), external: NaN }
+  return { rssMb: rssOf(t), heap: await heapUsed(t) }
 }
 
 function howRead (t: Target, o: RunContext['o']): string {
   const label = TARGET_LABEL[t.name]
-  if (t.gcMemory !== null) return `${label}: memory read after a full GC (spawned with \`node --expose-gc\` and bench/gc-ipc.ts preloaded, asked over an IPC channel): VmRSS from /proc, V8 heap used and external memory from process.memoryUsage()`
+  if (t.gcMemory !== null) return `${label}: memory read after a full GC (spawned with \`node --expose-gc\` and bench/gc-ipc.ts preloaded, asked over an IPC channel): VmRSS from /proc, V8 heap used from process.memoryUsage()`
   if (t.name === 'mosquitto') return 'Mosquitto: VmRSS from /proc (no garbage collector to run)'
   return `${label} (\`--workers ${o.workers}\`): RSS of all its processes and V8 heap used from /metrics, read as they are (no GC: the primary cannot collect its workers' garbage)`
 }
@@ -46,9 +46,9 @@ async function run (ctx: RunContext): Promise<RunResult> {
   const tokens = warbler ? await provision(ctx.dir, [...idleUsers('w', WARMUP), ...idleUsers('u', n)]) : null
   const t = await target(ctx)
   const pw = empty()
-  idle(pw, warbler, tokens, 'w', WARMUP)
+  idle(pw, warbler, tokens, 'w', WARMUP, false, true)
   const p = empty()
-  idle(p, warbler, tokens, 'u', n)
+  idle(p, warbler, tokens, 'u', n, false, true)
   const warm = generators(ctx, t, pw.clients, pw.senders)
   const gens = generators(ctx, t, p.clients, p.senders)
   // Let the broker finish what the connects started (up to 3 s for large counts).
@@ -84,8 +84,7 @@ async function run (ctx: RunContext): Promise<RunResult> {
       rss_before_mb: m0.rssMb,
       rss_after_mb: m1.rssMb,
       kb_per_session: per(m0.rssMb, m1.rssMb, 1 / 1024),
-      heap_kb_per_session: per(m0.heap, m1.heap, 1024),
-      external_kb_per_session: per(m0.external, m1.external, 1024)
+      heap_kb_per_session: per(m0.heap, m1.heap, 1024)
     },
     phases: {},
     timeline: [],
@@ -95,7 +94,7 @@ async function run (ctx: RunContext): Promise<RunResult> {
 }
 
 export const conns: ScenarioDef = {
-  about: `idle authenticated sessions, each subscribed to its inbox and device topic (Warbler, device tokens) or one topic (Mosquitto, bare aedes: anonymous), after ${WARMUP} warm-up sessions that are not counted`,
+  about: `idle sessions, each subscribed at QoS 1 to its inbox and device topic (Warbler: logged in with a device token; Mosquitto, bare aedes: anonymous), after ${WARMUP} warm-up sessions that are not counted`,
   metrics: [
     { key: 'sessions', label: 'sessions held (counted)', unit: '', better: 'higher', chart: true },
     { key: 'connect_rate', label: 'connect rate', unit: 'sessions/s', better: 'higher', chart: true },
@@ -104,8 +103,7 @@ export const conns: ScenarioDef = {
     { key: 'rss_before_mb', label: 'RSS after the warm-up', unit: 'MB', better: 'lower', digits: 1 },
     { key: 'rss_after_mb', label: 'RSS with the sessions', unit: 'MB', better: 'lower', digits: 1 },
     { key: 'kb_per_session', label: 'memory per session (RSS)', unit: 'KB', better: 'lower', digits: 2, chart: true },
-    { key: 'heap_kb_per_session', label: 'V8 heap per session', unit: 'KB', better: 'lower', digits: 2 },
-    { key: 'external_kb_per_session', label: 'external memory per session', unit: 'KB', better: 'lower', digits: 2 }
+    { key: 'heap_kb_per_session', label: 'V8 heap per session', unit: 'KB', better: 'lower', digits: 2 }
   ],
   run
 }
