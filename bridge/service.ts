@@ -21,6 +21,7 @@ import { bodyText, checkBody, decodePayload, parseFrame, resolveSend } from './f
 import { handleRequest, type RequestContext } from './requests.js'
 import type { RedisMirror } from './mirror.js'
 import { migrate } from './schema.js'
+import { Checkpointer } from './checkpoint.js'
 import { ArchiveReader } from './store.js'
 import { ArchiveWriter, ServiceError, type StoredMessage } from './writer.js'
 
@@ -52,6 +53,9 @@ export interface ServiceOptions {
   mirror?: RedisMirror
 }
 
+/** How often the WAL is checkpointed (ms): see checkpoint.ts. */
+const CHECKPOINT_INTERVAL_MS = 1000
+
 /** Least time between two typing notices of one user in one conversation (ms). */
 const TYPING_INTERVAL_MS = 1000
 
@@ -67,6 +71,7 @@ export class MessageService {
     private readonly opts: ServiceOptions,
     private readonly writeDb: Database,
     private readonly readDb: Database,
+    private readonly checkpoints: Checkpointer,
     readonly writer: ArchiveWriter,
     readonly reader: ArchiveReader
   ) {
@@ -82,9 +87,12 @@ export class MessageService {
     const writeDb = await Database.open(file)
     await migrate(writeDb)
     const readDb = await Database.open(file)
+    const checkpoints = await Checkpointer.start(writeDb, await Database.open(file), CHECKPOINT_INTERVAL_MS, (err) => {
+      opts.log.warn('WAL checkpoint failed', { error: String(err) })
+    })
     let svc: MessageService | undefined
     const writer = new ArchiveWriter(writeDb, (stored) => svc?.deliver(stored))
-    svc = new MessageService(opts, writeDb, readDb, writer, new ArchiveReader(readDb))
+    svc = new MessageService(opts, writeDb, readDb, checkpoints, writer, new ArchiveReader(readDb))
     return svc
   }
 
@@ -228,6 +236,7 @@ export class MessageService {
     this.closed = true
     clearInterval(this.typingSweep)
     await this.writer.close()
+    await this.checkpoints.close()
     await this.writeDb.close()
     await this.readDb.close()
   }

@@ -1,0 +1,48 @@
+/**
+ * WAL checkpoints run off the writer's connection (bridge/checkpoint.ts):
+ * the writer never checkpoints by itself, and the WAL still stays bounded
+ * because the checkpoint connection copies it back on its timer.
+ */
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'node:test'
+import { Database } from '../../broker/sqlite.js'
+import { Checkpointer } from '../../bridge/checkpoint.js'
+
+const walSize = (file: string): number => statSync(`${file}-wal`).size
+
+/** 20 transactions of about 1 MB each, with a pause between them; the largest WAL size seen. */
+async function writeAndWatch (db: Database, file: string): Promise<number> {
+  let largest = 0
+  for (let i = 0; i < 20; i++) {
+    await db.exec('BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) INSERT INTO t(v) SELECT randomblob(1000) FROM c; COMMIT')
+    largest = Math.max(largest, walSize(file))
+    await sleep(60)
+  }
+  return largest
+}
+
+test('the writer leaves checkpoints to the checkpoint connection, and the WAL stays bounded', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'warbler-ckpt-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'a.db')
+  const writer = await Database.open(file)
+  await writer.exec('CREATE TABLE t (v BLOB)')
+
+  // Without the checkpointer and with automatic checkpoints off, the WAL only grows.
+  await writer.exec('PRAGMA wal_autocheckpoint = 0')
+  const unchecked = await writeAndWatch(writer, file)
+  assert.ok(unchecked > 15 * 1024 * 1024, `WAL ${unchecked} bytes`)
+  await writer.exec('PRAGMA wal_checkpoint(TRUNCATE)')
+
+  const errors: unknown[] = []
+  const ck = await Checkpointer.start(writer, await Database.open(file), 25, (e) => errors.push(e))
+  const bounded = await writeAndWatch(writer, file)
+  await ck.close()
+  await writer.close()
+  assert.deepEqual(errors, [])
+  assert.ok(bounded < unchecked / 3, `WAL reached ${bounded} bytes with checkpoints, ${unchecked} without`)
+})
