@@ -56,9 +56,11 @@ Options:
   --md FILE             write the markdown report (it is printed to stdout as well)
   --svg FILE            write an SVG chart
   --out DIR             write bench-<scenario>.json, .md and .svg in DIR
+  --cpu-prof DIR        write a V8 CPU profile of each Warbler process there (node --cpu-prof;
+                        read it with node dist/bench/profile.js FILE)
 `
 
-const VALUED = ['against', 'bridge', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out'] as const
+const VALUED = ['against', 'bridge', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out', 'cpu-prof'] as const
 
 /** Options that only some scenarios use (the others refuse them rather than ignore them). */
 const ONLY: Record<string, readonly Scenario[]> = {
@@ -146,7 +148,16 @@ export function parseBench (argv: string[]): BenchOptions | 'help' {
     connectConcurrency: int(p.options, 'connect-concurrency', 128, 1, 10_000),
     json: outFile(p.options, 'json'),
     md: outFile(p.options, 'md'),
-    svg: outFile(p.options, 'svg')
+    svg: outFile(p.options, 'svg'),
+    cpuProf: null
+  }
+  const prof = p.options.get('cpu-prof')
+  if (prof !== undefined) {
+    if (typeof prof !== 'string') throw new CliError('--cpu-prof needs a directory')
+    const dir = path.resolve(prof)
+    if (existsSync(dir) && !statSync(dir).isDirectory()) throw new CliError(`--cpu-prof: ${dir} is not a directory`)
+    if (!existsSync(path.dirname(dir))) throw new CliError(`--cpu-prof: no directory ${path.dirname(dir)}`)
+    o.cpuProf = dir
   }
   const out = p.options.get('out')
   if (typeof out === 'string') {

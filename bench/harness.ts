@@ -47,6 +47,8 @@ export interface BenchOptions {
   json: string | null
   md: string | null
   svg: string | null
+  /** Write a V8 CPU profile of each Warbler process to this directory (node --cpu-prof). */
+  cpuProf: string | null
 }
 
 /** Every wait on the network is bounded by this. */
@@ -141,7 +143,8 @@ export async function startTarget (name: TargetName, dir: string, o: BenchOption
   // The conns scenario reads memory after a full GC (one process only: a primary cannot collect its workers' garbage).
   const gc = o.scenario === 'conns' && o.workers <= 1
   try {
-    const w = await spawnWarbler({ dataDir: dir, bridge: o.bridge, workers: o.workers > 0 ? o.workers : undefined, redis: redis?.url, readyTimeoutMs: 60_000, ...(gc ? { nodeArgs: [...GC_NODE_ARGS], ipc: true } : {}) })
+    const nodeArgs = [...(gc ? GC_NODE_ARGS : []), ...(o.cpuProf !== null ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProf] : [])]
+    const w = await spawnWarbler({ dataDir: dir, bridge: o.bridge, workers: o.workers > 0 ? o.workers : undefined, redis: redis?.url, readyTimeoutMs: 60_000, nodeArgs, ...(gc ? { ipc: true } : {}) })
     let tree = processTree(w.pid)
     let treeAt = Date.now()
     return {
