@@ -84,9 +84,6 @@ function parseOptions (argv: string[]): Options {
       default: throw new Error(`unknown option ${a} (see --help)`)
     }
   }
-  if (o.modes.includes('chat') && o.pairs * o.window >= 1000) {
-    process.stderr.write(`warning: ${o.pairs * o.window} chat sends in flight: from 1000 on, the embedded service stalls the broker (aedes' emitter concurrency; see docs/benchmarks.md)\n`)
-  }
   if (o.modes.includes('mosquitto') && !installed('mosquitto')) {
     process.stderr.write('mosquitto is not installed: skipping that mode (apt-get install mosquitto)\n')
     o.modes = o.modes.filter((m) => m !== 'mosquitto')
