@@ -61,6 +61,7 @@ export function track (child: ChildProcess, graceMs = 15_000): Proc {
   }
 }
 
+/** A port that was free a moment ago on 127.0.0.1 (for servers that cannot bind port 0 themselves). */
 export function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer()

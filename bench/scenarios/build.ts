@@ -7,6 +7,7 @@
  * stands for the inbox.
  */
 import type { ClientSpec, SenderSpec } from '../gen.js'
+import { generators, type Generators, provision, type RunContext, type Target, target } from '../harness.js'
 
 export type Client = ClientSpec & { slot: number }
 export type Sender = Omit<SenderSpec, 'client'> & { clientId: string }
@@ -81,4 +82,20 @@ export function idle (p: Population, warbler: boolean, tokens: Map<string, strin
 
 export function idleUsers (prefix: string, n: number): string[] {
   return Array.from({ length: n }, (_, i) => `${prefix}${i}`)
+}
+
+/**
+ * The chat and overload scenarios' start: `pairs` sender/receiver pairs
+ * provisioned (against Warbler), the target started, every client connected.
+ */
+export async function connectedChatPairs (ctx: RunContext): Promise<{ t: Target, gens: Generators }> {
+  const warbler = ctx.target === 'warbler'
+  const tokens = warbler ? await provision(ctx.dir, chatUsers('c', ctx.o.pairs)) : null
+  const t = await target(ctx)
+  const p = empty()
+  chatPairs(p, warbler, tokens, 'c', ctx.o.pairs, 0)
+  const gens = generators(ctx, t, p.clients, p.senders)
+  const c = await gens.connect(ctx.progress, p.clients.length)
+  if (c.counters.connectFailures > 0) throw new Error(`${c.counters.connectFailures} connects failed: ${c.counters.firstError ?? ''}`)
+  return { t, gens }
 }

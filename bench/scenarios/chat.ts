@@ -7,20 +7,13 @@
  * for latency at a known load. Latency is end to end: send to receipt of the
  * stored message by the receiving client.
  */
-import { drain, generators, measure, provision, target, type RunContext, type RunResult, type Sample } from '../harness.js'
-import { chatPairs, chatUsers, empty } from './build.js'
+import { drain, measure, type RunContext, type RunResult, type Sample } from '../harness.js'
+import { connectedChatPairs } from './build.js'
 import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
 
 async function run (ctx: RunContext): Promise<RunResult> {
   const o = ctx.o
-  const warbler = ctx.target === 'warbler'
-  const tokens = warbler ? await provision(ctx.dir, chatUsers('c', o.pairs)) : null
-  const t = await target(ctx)
-  const p = empty()
-  chatPairs(p, warbler, tokens, 'c', o.pairs, 0)
-  const gens = generators(ctx, t, p.clients, p.senders)
-  const c = await gens.connect(ctx.progress, p.clients.length)
-  if (c.counters.connectFailures > 0) throw new Error(`${c.counters.connectFailures} connects failed: ${c.counters.firstError ?? ''}`)
+  const { t, gens } = await connectedChatPairs(ctx)
   const timeline: Sample[] = []
   const t00 = performance.now()
   const sat = await measure(gens, t, ctx.progress, { name: 'saturated', go: { mode: 'closed', window: o.window }, warmup: o.warmup, duration: o.duration }, timeline, t00)

@@ -6,20 +6,13 @@
  * broker's RSS over time (it must stay bounded) and checks that every
  * acknowledged message reached its receiver exactly once, in order.
  */
-import { drain, generators, measure, provision, target, type RunContext, type RunResult, type Sample } from '../harness.js'
-import { chatPairs, chatUsers, empty } from './build.js'
+import { drain, measure, type RunContext, type RunResult, type Sample } from '../harness.js'
+import { connectedChatPairs } from './build.js'
 import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
 
 async function run (ctx: RunContext): Promise<RunResult> {
   const o = ctx.o
-  const warbler = ctx.target === 'warbler'
-  const tokens = warbler ? await provision(ctx.dir, chatUsers('c', o.pairs)) : null
-  const t = await target(ctx)
-  const p = empty()
-  chatPairs(p, warbler, tokens, 'c', o.pairs, 0)
-  const gens = generators(ctx, t, p.clients, p.senders)
-  const c = await gens.connect(ctx.progress, p.clients.length)
-  if (c.counters.connectFailures > 0) throw new Error(`${c.counters.connectFailures} connects failed: ${c.counters.firstError ?? ''}`)
+  const { t, gens } = await connectedChatPairs(ctx)
   const timeline: Sample[] = []
   const t00 = performance.now()
   const peak = await measure(gens, t, ctx.progress, { name: 'peak', go: { mode: 'closed', window: o.window }, warmup: o.warmup, duration: Math.max(1, Math.min(5, o.duration)) }, timeline, t00)

@@ -1,16 +1,6 @@
 import net from 'node:net'
 
-/** A port that was free a moment ago on 127.0.0.1 (for servers that cannot bind port 0 themselves). */
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from '../../bench/targets.js'
 
 /** Resolve once a TCP connect to host:port succeeds, polling every 20 ms up to timeoutMs. */
 export async function waitForPort (port: number, timeoutMs = 10_000, host = '127.0.0.1'): Promise<void> {
