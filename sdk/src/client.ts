@@ -14,9 +14,9 @@
 import mqtt, { type MqttClient } from 'mqtt'
 import { backoffDelay } from './backoff.js'
 import { decodeFrame, encodeFrame } from './codec.js'
-import { Emitter } from './emitter.js'
+import { Emitter, rethrowLater } from './emitter.js'
 import {
-  AuthError, ClosedError, ConnectionLostError, InvalidArgumentError, isRetryable, ServerError, TimeoutError, WarblerError
+  AuthError, ClosedError, ConnectionLostError, InvalidArgumentError, isRetryable, ListenerError, ServerError, TimeoutError, WarblerError
 } from './errors.js'
 import { type ClientOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import type { OutboxEntry } from './outbox.js'
@@ -51,7 +51,7 @@ export interface ClientEvents {
   receipt: (r: ReceiptFrame) => void
   typing: (t: TypingEvent) => void
   presence: (p: PresenceFrame) => void
-  /** Something went wrong that no call is waiting for (a refused login while reconnecting, ...). */
+  /** Something went wrong that no call is waiting for (a refused login while reconnecting, a listener that threw, ...). */
   error: (e: WarblerError) => void
 }
 
@@ -187,6 +187,17 @@ export class WarblerClient extends Emitter<ClientEvents> {
       if (this.unheard.length > 0) queueMicrotask(() => { this.flushUnheard() })
     }
     return off
+  }
+
+  /**
+   * An app's listener threw. The SDK goes on either way (the emit caught it);
+   * it is told as an `error` event (ListenerError, code `listener_failed`).
+   * When nobody listens to `error`, or the `error` listener itself threw, it
+   * is rethrown in a microtask, an uncaught exception, never emitted again.
+   */
+  protected override listenerFailed (event: keyof ClientEvents, err: unknown): void {
+    if (event === 'error' || this.listenerCount('error') === 0) { rethrowLater(err); return }
+    this.emit('error', new ListenerError(event, err))
   }
 
   /** To the app; kept until the first 'message' listener comes (an app that never listens keeps the newest 10 000). */

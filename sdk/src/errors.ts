@@ -11,7 +11,8 @@ export const ClientErrorCodes = {
   connection_lost: 'The connection dropped before the server answered.',
   timeout: 'The server did not answer in time.',
   closed: 'The client was closed.',
-  invalid_argument: 'An argument passed to the SDK is invalid.'
+  invalid_argument: 'An argument passed to the SDK is invalid.',
+  listener_failed: 'A listener added with on() threw; the SDK went on (the exception is the cause).'
 } as const
 export type ClientErrorCode = keyof typeof ClientErrorCodes
 
@@ -52,6 +53,14 @@ export class ClosedError extends WarblerError {
 export class InvalidArgumentError extends WarblerError {
   override name = 'InvalidArgumentError'
   constructor (message: string) { super('invalid_argument', message) }
+}
+
+/** An app's listener threw: reported as an `error` event; `cause` is what it threw, `event` the event it was handling. */
+export class ListenerError extends WarblerError {
+  override name = 'ListenerError'
+  constructor (readonly event: string, cause: unknown) {
+    super('listener_failed', `a '${event}' listener threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+  }
 }
 
 export function errorFromFrame (f: ErrorFrame): ServerError {

@@ -16,7 +16,7 @@ export type { OutboxEntry, OutboxStore } from './outbox.js'
 export { backoffDelay } from './backoff.js'
 export type { BackoffOptions } from './backoff.js'
 export {
-  AuthError, ClientErrorCodes, ClosedError, ConnectionLostError, InvalidArgumentError, ServerError, TimeoutError, WarblerError
+  AuthError, ClientErrorCodes, ClosedError, ConnectionLostError, InvalidArgumentError, ListenerError, ServerError, TimeoutError, WarblerError
 } from './errors.js'
 export type { ClientErrorCode } from './errors.js'
 export { directConversation, ErrorCodes } from './protocol.js'
