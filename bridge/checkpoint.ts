@@ -1,9 +1,11 @@
 /**
  * WAL checkpoints off the commit path.
  *
- * In WAL mode with synchronous=NORMAL a commit appends to the WAL and does
- * not sync; the sync happens when the WAL is copied back into the database
- * (a checkpoint). By default SQLite runs that checkpoint inside the commit
+ * In WAL mode with synchronous=NORMAL (durability `process`, the default) a
+ * commit appends to the WAL and does not sync; the sync happens when the WAL
+ * is copied back into the database (a checkpoint). With synchronous=FULL
+ * (durability `power`) every commit also syncs the WAL, and checkpoints still
+ * copy it back. By default SQLite runs that checkpoint inside the commit
  * that crosses 1,000 WAL pages, so every so often one batch of sends waits
  * for an fsync, and with it every sender of the batch. Here the writer's
  * connection never checkpoints by itself; a connection of its own runs a

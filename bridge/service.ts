@@ -51,7 +51,16 @@ export interface ServiceOptions {
   maxPayload: number
   /** The Redis mirror of hot data, when configured. */
   mirror?: RedisMirror
+  /**
+   * What an acknowledged message survives (the `durability` setting):
+   * `process` (default) runs the archive writer's connection with
+   * synchronous=NORMAL, `power` with synchronous=FULL (the WAL is synced at
+   * every batch commit, before anything of the batch is acknowledged).
+   */
+  durability?: Durability
 }
+
+export type Durability = 'process' | 'power'
 
 /** How often the WAL is checkpointed (ms): see checkpoint.ts. */
 const CHECKPOINT_INTERVAL_MS = 1000
@@ -84,7 +93,7 @@ export class MessageService {
 
   static async open (opts: ServiceOptions): Promise<MessageService> {
     const file = path.join(opts.dataDir, DB_FILE)
-    const writeDb = await Database.open(file)
+    const writeDb = await Database.open(file, { synchronous: opts.durability === 'power' ? 'FULL' : 'NORMAL' })
     await migrate(writeDb)
     const readDb = await Database.open(file)
     const checkpoints = await Checkpointer.start(writeDb, await Database.open(file), CHECKPOINT_INTERVAL_MS, (err) => {
@@ -228,6 +237,15 @@ export class MessageService {
       out.push({ user: u, online: this.online.has(u), lastSeen: seen })
     }
     return out
+  }
+
+  /**
+   * The archive writer connection's `PRAGMA synchronous`, as SQLite reports
+   * it: 1 (NORMAL) or 2 (FULL). For checks and tests of the durability setting.
+   */
+  async writerSynchronous (): Promise<number> {
+    const row = await this.writeDb.get<{ synchronous: number }>('PRAGMA synchronous')
+    return Number(row?.synchronous)
   }
 
   /** Finish queued writes, then close the database connections. Idempotent. */

@@ -58,6 +58,7 @@ export const settings = {
   slowConsumerBytes: { kind: 'int', default: 1 * MiB, min: 1 * KiB, max: 1024 * MiB, doc: 'Unsent bytes after which a subscriber is slow: it gets no QoS 0 and is disconnected for QoS 1/2 (its session keeps them).' },
   drainTimeout: { kind: 'int', default: 10, min: 1, max: 3600, doc: 'Seconds a subscriber may take to drain its socket before it is disconnected.' },
   bridge: { kind: 'enum', default: 'embedded', values: ['embedded', 'off'], doc: 'Run the message service in this node (embedded; with workers, in worker 0 only), or not (off: another node or a separate `warbler bridge` serves it). Run exactly one per Redis.' },
+  durability: { kind: 'enum', default: 'process', values: ['process', 'power'], doc: 'What an acknowledged chat message survives: process (a crash of the process; a power cut can lose the last commits) or power (also a power cut; one fsync per archive batch).' },
   retentionDays: { kind: 'int', default: 0, min: 0, max: 36500, doc: 'Delete archived messages older than this many days (0 = keep forever).' },
   retentionMessages: { kind: 'int', default: 0, min: 0, max: 1_000_000_000, doc: 'Keep at most this many messages per conversation (0 = no limit).' },
   acl: { kind: 'list', default: [], doc: 'Extra ACL rules for non-chat topics, "read|write|readwrite PATTERN" with %u (user) and %c (client id).' },

@@ -198,7 +198,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   if (cfg.bridge === 'embedded') {
     try {
       mirror = cfg.redis !== '' ? await RedisMirror.connect(cfg.redis, log) : undefined
-      service = await MessageService.open({ dataDir: cfg.dataDir, transport: embeddedTransport(b), log, maxPayload: cfg.maxPayload, ...(mirror !== undefined ? { mirror } : {}) })
+      service = await MessageService.open({ dataDir: cfg.dataDir, transport: embeddedTransport(b), log, maxPayload: cfg.maxPayload, durability: cfg.durability === 'power' ? 'power' : 'process', ...(mirror !== undefined ? { mirror } : {}) })
     } catch (err) {
       await mirror?.close()
       await new Promise<void>((resolve) => b.close(() => resolve()))

@@ -40,7 +40,12 @@ export class Database {
   private readonly prepared = new Map<string, Promise<Prepared>>()
   private constructor (private readonly db: sqlite3.Database, readonly file: string) {}
 
-  static async open (file: string, opts: { readonly?: boolean } = {}): Promise<Database> {
+  /**
+   * `synchronous` (default NORMAL): with WAL, NORMAL syncs only at
+   * checkpoints, so a commit survives a crash of the process but the last
+   * ones may be lost to a power cut; FULL syncs the WAL at every commit.
+   */
+  static async open (file: string, opts: { readonly?: boolean, synchronous?: 'NORMAL' | 'FULL' } = {}): Promise<Database> {
     const mode = opts.readonly === true ? sqlite3.OPEN_READONLY : (sqlite3.OPEN_READWRITE | sqlite3.OPEN_CREATE)
     const raw = await new Promise<sqlite3.Database>((resolve, reject) => {
       const d = new sqlite3.Database(file, mode, (err) => { err !== null ? reject(err) : resolve(d) })
@@ -53,7 +58,7 @@ export class Database {
       await db.exec('PRAGMA auto_vacuum = INCREMENTAL')
       await db.exec('PRAGMA journal_mode = WAL')
     }
-    await db.exec('PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON')
+    await db.exec(`PRAGMA synchronous = ${opts.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON`)
     return db
   }
 
