@@ -12,6 +12,12 @@ export interface MetricSources {
   connected: () => number
   inflight: () => number
   queued: () => number
+  /**
+   * With `--redis`: whether every Redis connection of this process is ready
+   * (session persistence, shared routing, the message service's mirror).
+   * Without it the gauge is not registered.
+   */
+  redisConnected?: () => boolean
 }
 
 /** A counter whose value is read from a running total when scraped. */
@@ -47,6 +53,18 @@ export function createMetrics (src: MetricSources): client.Registry {
   })
   new client.Gauge({ name: 'warbler_publish_inflight', help: 'Publishes being routed now (bounded by maxInflight).', registers: [registry], collect () { this.set(src.inflight()) } })
   new client.Gauge({ name: 'warbler_publish_waiting', help: 'Publishes held back by backpressure now.', registers: [registry], collect () { this.set(src.queued()) } })
+  const redisConnected = src.redisConnected
+  if (redisConnected !== undefined) {
+    new client.Gauge({
+      name: 'warbler_redis_connected',
+      help: '1 when every Redis connection of the node (sessions, routing, message service mirror) is ready, else 0. Only with --redis.',
+      registers: [registry],
+      // A cluster's primary sums its workers' figures by default: one worker
+      // without Redis must show as 0 for the node.
+      aggregator: 'min',
+      collect () { this.set(redisConnected() ? 1 : 0) }
+    })
+  }
   mirroredCounter(registry, 'warbler_connections_total', 'Successful MQTT logins.', () => s.connectionsTotal)
   mirroredCounter(registry, 'warbler_messages_received_total', 'PUBLISH packets received from clients.', () => s.messagesReceived)
   mirroredCounter(registry, 'warbler_messages_sent_total', 'PUBLISH packets delivered to clients.', () => s.messagesSent)

@@ -85,6 +85,8 @@ export interface SharedRouting {
   readonly dropped: () => number
   /** Other brokers seen on the routing now. */
   readonly peers: () => number
+  /** Whether both routing connections (publish, subscribe) are ready now. */
+  readonly connected: () => boolean
 }
 
 function connection (url: string, role: string, log: Logger): Redis {
@@ -295,5 +297,10 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
       })
     }
   }
-  return { instance, dropped: () => dropped, peers: () => peers.size }
+  return {
+    instance,
+    dropped: () => dropped,
+    peers: () => peers.size,
+    connected: () => subConn.status === 'ready' && pubConn.status === 'ready'
+  }
 }

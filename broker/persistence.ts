@@ -62,6 +62,8 @@ export interface BrokerPersistence {
   readonly instance: unknown
   countOffline: () => Promise<{ subsCount: number, clientsCount: number }>
   retainedCount: () => Promise<number>
+  /** With Redis: whether its connection is ready now (commands go through). */
+  redisReady?: () => boolean
   close: () => Promise<void>
 }
 
@@ -146,8 +148,10 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
   boundOfflineQueues(p, opts.offlineQueue, opts.stats)
   serializeSubscriptionChanges(p, opts.log)
   let closing: Promise<void> | null = null
+  const conn = redis
   return {
     instance: p,
+    ...(conn !== null ? { redisReady: () => conn.status === 'ready' } : {}),
     countOffline: () => p.countOffline(),
     retainedCount: async () => {
       let n = 0

@@ -257,7 +257,15 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   }
 
   let ready = false
-  const registry = createMetrics({ stats, connected, inflight: () => gate.active, queued: () => gate.queued })
+  const redisReady = persistence.redisReady
+  const routing = mq
+  const registry = createMetrics({
+    stats,
+    connected,
+    inflight: () => gate.active,
+    queued: () => gate.queued,
+    ...(cfg.redis !== '' ? { redisConnected: () => (redisReady?.() ?? true) && (routing?.connected() ?? true) && (mirror?.connected ?? true) } : {})
+  })
   const svc = service
   if (svc !== null) registerServiceMetrics(registry, svc)
   const routes = svc === null
