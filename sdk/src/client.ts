@@ -135,6 +135,8 @@ export class WarblerClient extends Emitter<ClientEvents> {
   private connecting: Promise<this> | null = null
   private firstConnect: { resolve: () => void, reject: (e: WarblerError) => void } | null = null
   private refreshedOnFirst = false
+  /** A sync has been applied (`startAt: 'now'` acts on the first one only). */
+  private synced = false
   private readonly o: ResolvedOptions
   readonly clientId: string
 
@@ -284,8 +286,16 @@ export class WarblerClient extends Emitter<ClientEvents> {
       if (this.link !== link) return
       link.subscribed = true
       this.setState('connected')
-      const data = await this.requestOn<T.SyncResult>(link, 'sync', { after: this.sequencer.state(), limit: this.o.syncLimit })
+      // A device that starts from now takes the conversations it has no seq for as seen up to their
+      // last seq, on its first sync: their messages in the reply are dropped, so with nothing known
+      // it asks for as few as it may.
+      const fromNow = this.o.startAt === 'now' && !this.synced
+      const after = this.sequencer.state()
+      const limit = fromNow && Object.keys(after).length === 0 ? 1 : this.o.syncLimit
+      const data = await this.requestOn<T.SyncResult>(link, 'sync', { after, limit })
       if (this.link !== link) return
+      if (fromNow) for (const c of data.conversations) this.sequencer.start(c.conv, c.lastSeq)
+      this.synced = true
       // The sync's messages first, then the live ones that came meanwhile (duplicates collapse).
       for (const m of data.messages) this.sequencer.offer(m)
       const live = this.syncing ?? []

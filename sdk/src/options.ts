@@ -24,6 +24,14 @@ export interface ClientOptions {
   outbox?: OutboxStore
   /** Last seq per conversation from an earlier run (`client.syncState`), to resume without duplicates. */
   since?: Record<string, number>
+  /**
+   * Where a conversation that `since` does not name starts, at the first sync:
+   * `'beginning'` (seq 1: the whole history is handed over as messages) or
+   * `'now'` (its current last seq: only newer messages come; older ones stay
+   * available through history()). Conversations that appear later start at
+   * seq 1 either way. Default `'beginning'`.
+   */
+  startAt?: 'beginning' | 'now'
   /** Reconnect backoff in ms; default min 250, max 30 000 (full jitter). */
   reconnect?: Partial<BackoffOptions>
   /** MQTT keepalive in seconds; a dead link is noticed after 1.5 times this. Default 20. */
@@ -53,6 +61,7 @@ export interface ResolvedOptions {
   readonly device: string
   readonly outbox: OutboxStore
   readonly since: Readonly<Record<string, number>>
+  readonly startAt: 'beginning' | 'now'
   readonly reconnect: Readonly<BackoffOptions>
   readonly keepalive: number
   readonly connectTimeout: number
@@ -85,6 +94,8 @@ export function resolveOptions (o: ClientOptions): ResolvedOptions {
     !Object.values(since).every((v) => Number.isSafeInteger(v) && v >= 0)) {
     throw new InvalidArgumentError('since must map conversation ids to seqs (whole numbers, 0 or more)')
   }
+  const startAt = o.startAt ?? 'beginning'
+  if (startAt !== 'beginning' && startAt !== 'now') throw new InvalidArgumentError("startAt must be 'beginning' or 'now'")
   if (o.waitOnFirstConnect !== undefined && typeof o.waitOnFirstConnect !== 'boolean') throw new InvalidArgumentError('waitOnFirstConnect must be a boolean')
   const device = o.device ?? 'sdk'
   if (!/^[A-Za-z0-9_.:-]{1,30}$/.test(device)) throw new InvalidArgumentError('device must be 1-30 of A-Z a-z 0-9 _ . : -')
@@ -100,6 +111,7 @@ export function resolveOptions (o: ClientOptions): ResolvedOptions {
     device,
     outbox,
     since: Object.freeze({ ...since }),
+    startAt,
     reconnect: Object.freeze({ minDelay, maxDelay }),
     keepalive: int('keepalive', o.keepalive, 20, 1, 3600),
     connectTimeout: int('connectTimeout', o.connectTimeout, 10_000, 100, 600_000),

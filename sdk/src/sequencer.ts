@@ -7,7 +7,8 @@
  * (`expect`, after a sync that was cut at its limit). A range the server no
  * longer has (retention removed it) is skipped. A conversation the client has
  * not seen yet starts at the first message it gets (older ones are for
- * history paging); the client's sync on connect asks for those from seq 1.
+ * history paging); the client's sync on connect asks for those from seq 1,
+ * or `start`s them at their last seq (a device that begins from now).
  */
 import type { MessageFrame } from './protocol.js'
 
@@ -50,6 +51,11 @@ export class Sequencer {
     if (held === undefined) { held = new Map(); this.held.set(m.conv, held) }
     held.set(m.seq, m)
     this.requestFill(m.conv)
+  }
+
+  /** Take `conv` as seen up to `seq` if nothing of it is known yet: only later messages are delivered. */
+  start (conv: string, seq: number): void {
+    if (!this.last.has(conv)) this.last.set(conv, seq)
   }
 
   /** The server has messages of `conv` up to `lastSeq`: fetch those the client lacks. Unknown conversations are left alone. */

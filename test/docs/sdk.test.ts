@@ -28,7 +28,7 @@ test('docs/sdk.md has a row for every connect option, with the default the SDK u
     }
     return `\`${String(v)}\``
   }
-  for (const key of ['device', 'since', 'reconnect', 'keepalive', 'connectTimeout', 'requestTimeout', 'compressThreshold', 'syncLimit', 'waitOnFirstConnect']) {
+  for (const key of ['device', 'since', 'startAt', 'reconnect', 'keepalive', 'connectTimeout', 'requestTimeout', 'compressThreshold', 'syncLimit', 'waitOnFirstConnect']) {
     assert.equal(rows.get(key), shown(resolved[key]), `default of ${key}`)
   }
   assert.equal(rows.get('outbox'), '`new MemoryOutbox()`')

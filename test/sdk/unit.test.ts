@@ -65,6 +65,20 @@ function harness (archive: MessageFrame[] = [], initial: Record<string, number> 
 const seqs = (ms: MessageFrame[], conv = 'c'): number[] => ms.filter((m) => m.conv === conv).map((m) => m.seq)
 
 describe('Sequencer', () => {
+  test('start takes an unknown conversation as seen up to a seq; a known one keeps its own', async () => {
+    const h = harness([], { known: 2 })
+    h.seq.start('c', 5)
+    h.seq.start('known', 9)
+    for (const s of [3, 5, 6, 7]) h.seq.offer(msg('c', s))
+    for (const s of [3, 4]) h.seq.offer(msg('known', s))
+    h.seq.expect('c', 5)
+    await h.idle()
+    assert.deepEqual(seqs(h.got), [6, 7])
+    assert.deepEqual(seqs(h.got, 'known'), [3, 4])
+    assert.deepEqual(h.fills, [])
+    assert.deepEqual(h.seq.state(), { known: 4, c: 7 })
+  })
+
   test('delivers in order and drops duplicates, per conversation, without fetching', async () => {
     const h = harness()
     for (const s of [1, 2, 2, 3, 1, 3, 4]) h.seq.offer(msg('c', s))
@@ -145,6 +159,7 @@ describe('options', () => {
     assert.deepEqual(o.reconnect, { minDelay: 250, maxDelay: 30_000 })
     assert.equal(o.keepalive, 20)
     assert.equal(o.compressThreshold, 1024)
+    assert.equal(o.startAt, 'beginning')
     assert.ok(Object.isFrozen(o))
   })
 
@@ -172,7 +187,9 @@ describe('options', () => {
     ['requestTimeout', { requestTimeout: Infinity }],
     ['compressThreshold', { compressThreshold: -1 }],
     ['syncLimit', { syncLimit: 501 }],
-    ['waitOnFirstConnect', { waitOnFirstConnect: 'yes' }]
+    ['waitOnFirstConnect', { waitOnFirstConnect: 'yes' }],
+    ['startAt', { startAt: 'recent' }],
+    ['startAt', { startAt: true }]
   ]
   for (const [field, change] of bad) {
     test(`a bad ${field} is refused by name (${JSON.stringify(change)})`, () => {
