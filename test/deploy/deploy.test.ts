@@ -162,10 +162,11 @@ test('every rule has a summary and a description, and every alert a severity', (
 })
 
 test('the dashboard and the alert rules use only metrics that a real node and the Redis exporter expose', async (t) => {
-  const node = await startNode(['--dev'])
-  t.after(() => node.close())
+  // With --redis, as in the compose stack: the node then exports warbler_redis_connected.
   const redis = await startRedis()
   t.after(() => redis.stop())
+  const node = await startNode(['--dev', '--redis', redis.url])
+  t.after(() => node.close())
   const exporter = await startRedisExporter(redis.url)
   t.after(() => exporter.stop())
 
@@ -200,10 +201,11 @@ test('the dashboard and the alert rules use only metrics that a real node and th
 
 test('a real Prometheus scrapes a node, evaluates every alert rule without error and answers every dashboard query', async (t) => {
   need('prometheus', 'prometheus')
-  const node = await startNode(['--dev'])
-  t.after(() => node.close())
+  // With --redis, as in the compose stack: the node then exports warbler_redis_connected.
   const redis = await startRedis()
   t.after(() => redis.stop())
+  const node = await startNode(['--dev', '--redis', redis.url])
+  t.after(() => node.close())
   const exporter = await startRedisExporter(redis.url)
   t.after(() => exporter.stop())
 
