@@ -54,6 +54,8 @@ test('the terminal chat example: a direct chat, a group and history, typed throu
   bob.type('/to alice hi back')
   bob.type('and a plain line goes to the same chat')
   await alice.waitFor(/bob: and a plain line goes to the same chat$/m, 'bob\'s second line')
+  // Bob sees his own lines from his inbox, which may come a moment after alice's copy.
+  await bob.waitFor(/bob: and a plain line goes to the same chat$/m, 'his own second line')
   const lines = (s: string): string[] => s.split('\n').filter((l) => l.includes('[d:alice:bob]')).map((l) => l.slice(9))
   const direct = ['[d:alice:bob] alice: hello from alice', '[d:alice:bob] bob: hi back', '[d:alice:bob] bob: and a plain line goes to the same chat']
   assert.deepEqual(lines(alice.out()), direct)
