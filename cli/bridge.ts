@@ -50,6 +50,8 @@ Options:
   --max-payload BYTES    largest decoded payload (default 262144)
   --retention-days N     delete messages older than N days (0 = keep)
   --retention-messages N keep at most N messages per conversation (0 = all)
+  --durability MODE      process (default) or power: what an acknowledged message
+                         survives (env WARBLER_DURABILITY; see warbler start --help)
 `
 
 /** After the broker routed the probe back to us: how long another service gets to answer it. */
@@ -95,7 +97,7 @@ async function drain (inflight: Set<Promise<void>>, ms: number): Promise<void> {
 }
 
 export async function runBridge (argv: string[]): Promise<number> {
-  const p = parseArgs(argv, ['mqtt', 'username', 'password-file', 'data-dir', 'redis', 'max-payload', 'retention-days', 'retention-messages'], ['help'])
+  const p = parseArgs(argv, ['mqtt', 'username', 'password-file', 'data-dir', 'redis', 'max-payload', 'retention-days', 'retention-messages', 'durability'], ['help'])
   if (p.options.has('help')) { process.stdout.write(HELP); return 0 }
   if (p.positional.length > 0) throw new CliError(`unexpected argument ${JSON.stringify(p.positional[0])}`)
   const url = (p.options.get('mqtt') as string | undefined) ?? process.env.WARBLER_BRIDGE_MQTT
@@ -108,6 +110,8 @@ export async function runBridge (argv: string[]): Promise<number> {
   const redisUrl = (p.options.get('redis') as string | undefined) ?? process.env.WARBLER_REDIS ?? ''
   const maxPayload = intOpt(p.options.get('max-payload'), 'max-payload', 256 * 1024)
   const policy = { days: intOpt(p.options.get('retention-days'), 'retention-days', 0), messages: intOpt(p.options.get('retention-messages'), 'retention-messages', 0) }
+  const durability = (p.options.get('durability') as string | undefined) ?? process.env.WARBLER_DURABILITY ?? 'process'
+  if (durability !== 'process' && durability !== 'power') throw new CliError(`--durability must be process or power, got ${JSON.stringify(durability)}`)
   const log = createLogger('info')
   const dataDir = dataDirOf(p)
   const safeUrl = url.replace(/\/\/[^@/]*@/, '//')
@@ -176,7 +180,7 @@ export async function runBridge (argv: string[]): Promise<number> {
     // Publishes go out once connected; nothing is published before (nothing is handled before).
     let mq: Transport | undefined
     const transport: Transport = { publish: async (topic, payload, qos) => { await mq?.publish(topic, payload, qos) } }
-    service = await MessageService.open({ dataDir, transport, log, maxPayload, ...(mirror !== undefined ? { mirror } : {}) })
+    service = await MessageService.open({ dataDir, transport, log, maxPayload, durability, ...(mirror !== undefined ? { mirror } : {}) })
     retention = new Retention(service.writer, policy)
     try {
       const c = await mqttTransport(url, { username, password, clientId }, route)

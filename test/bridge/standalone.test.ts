@@ -187,3 +187,17 @@ test('standalone: the bridge refuses a broker that runs its embedded service, an
   assert.equal((await bob.sendOk({ to: 'alice' }, 'still one service')).seq, 1)
   assert.equal((await bob.req('history', { conv: 'd:alice:bob' })).messages.length, 1)
 })
+
+test('standalone: a bad --durability is refused by name before anything starts', async () => {
+  const dataDir = tempDir()
+  try {
+    const p = spawnBridgeProcess('mqtt://127.0.0.1:9', dataDir, { args: ['--durability', 'sometimes'] })
+    const timer = setTimeout(() => p.child.kill('SIGKILL'), 15000)
+    const code = await p.exited
+    clearTimeout(timer)
+    assert.equal(code, 2)
+    assert.match(p.err(), /--durability must be process or power, got "sometimes"/)
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+})
