@@ -4,7 +4,8 @@
  * chart (bars per compared figure; for runs with a timeline, throughput and
  * RSS over time).
  */
-import { type BenchOptions, type Reference, type RunResult, TARGET_LABEL, type TargetName } from './harness.js'
+import { type BenchOptions, type Reference, TARGET_LABEL, type TargetName } from './options.js'
+import type { RunResult } from './run.js'
 import type { Metric } from './scenarios/types.js'
 import { GENEROUS_LIMITS, median } from './targets.js'
 

@@ -7,7 +7,9 @@
  * stands for the inbox.
  */
 import type { ClientSpec, SenderSpec } from '../gen.js'
-import { generators, type Generators, provision, type RunContext, type Target, target } from '../harness.js'
+import { generators, type Generators } from '../generators.js'
+import type { RunContext } from '../run.js'
+import { provision, type Target, target } from '../system-under-test.js'
 
 export type Client = ClientSpec & { slot: number }
 export type Sender = Omit<SenderSpec, 'client'> & { clientId: string }

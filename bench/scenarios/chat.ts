@@ -7,7 +7,8 @@
  * for latency at a known load. Latency is end to end: send to receipt of the
  * stored message by the receiving client.
  */
-import { drain, measure, type RunContext, type RunResult, type Sample } from '../harness.js'
+import { drain, measure, type Sample } from '../phases.js'
+import type { RunContext, RunResult } from '../run.js'
 import { connectedChatPairs } from './build.js'
 import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
 

@@ -11,7 +11,10 @@
  * the sessions held. Connect rate: counted sessions / (first CONNECT to last
  * SUBACK); the target's CPU per connect over the same phase.
  */
-import { generators, heapUsed, provision, rssOf, target, cpuTicks, type RunContext, type RunResult, type Target, TARGET_LABEL } from '../harness.js'
+import { generators } from '../generators.js'
+import { TARGET_LABEL } from '../options.js'
+import type { RunContext, RunResult } from '../run.js'
+import { cpuTicks, heapUsed, provision, rssOf, type Target, target } from '../system-under-test.js'
 import { sleep, TICKS } from '../targets.js'
 import { empty, idle, idleUsers } from './build.js'
 import type { ScenarioDef } from './types.js'

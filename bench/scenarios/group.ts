@@ -6,7 +6,10 @@
  * topic, the same senders publish to it. Deliveries/s at the members and
  * latency from post to receipt by each member.
  */
-import { createGroup, drain, generators, measure, provision, target, type RunContext, type RunResult, type Sample } from '../harness.js'
+import { generators } from '../generators.js'
+import { drain, measure, type Sample } from '../phases.js'
+import type { RunContext, RunResult } from '../run.js'
+import { createGroup, provision, target } from '../system-under-test.js'
 import { empty, group as groupOf, groupUsers } from './build.js'
 import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
 

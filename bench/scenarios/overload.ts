@@ -6,7 +6,8 @@
  * broker's RSS over time (it must stay bounded) and checks that every
  * acknowledged message reached its receiver exactly once, in order.
  */
-import { drain, measure, type RunContext, type RunResult, type Sample } from '../harness.js'
+import { drain, measure, type Sample } from '../phases.js'
+import type { RunContext, RunResult } from '../run.js'
 import { connectedChatPairs } from './build.js'
 import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
 

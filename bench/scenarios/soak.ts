@@ -4,7 +4,10 @@
  * reconnect every few seconds. Throughput, latency, errors, and the RSS
  * sampled every second (it should stay flat: the slope is reported).
  */
-import { createGroup, drain, generators, measure, provision, target, type RunContext, type RunResult, type Sample } from '../harness.js'
+import { generators } from '../generators.js'
+import { drain, measure, type Sample } from '../phases.js'
+import type { RunContext, RunResult } from '../run.js'
+import { createGroup, provision, target } from '../system-under-test.js'
 import { chatPairs, chatUsers, empty, group as groupOf, groupUsers, idle, idleUsers } from './build.js'
 import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
 
