@@ -2,17 +2,11 @@
  * Start and stop a Warbler node: identity store, aedes with its hooks,
  * persistence, listeners, $SYS and the HTTP port. `startWarbler` resolves
  * once every listener is bound; a failed start releases what it opened.
+ * The embedded message service is wired in embedded-service.ts.
  *
- * `close()` is idempotent and graceful, in this order:
- * 1. new connections are refused; $SYS stops;
- * 2. clients holding a will are closed first, and close() waits (bounded by
- *    WILL_TIMEOUT_MS) until aedes has published each will: routed to the
- *    subscribers that are still connected, and queued in the persistence for
- *    offline persistent sessions;
- * 3. every other client is closed (aedes); publishes still being routed
- *    get up to DRAIN_TIMEOUT_MS; then the listeners and HTTP close;
- * 4. the persistence is flushed and closed (Redis: QUIT after the commands
- *    already issued), then the identity store (SQLite).
+ * `close()` is idempotent and graceful: new connections are refused at
+ * once, then shutdown.ts closes the rest in its order (wills first, then
+ * the other clients, the service, the listeners, the persistence).
  * Errors aedes emits on the broker (a failing persistence, for one) are
  * logged and never crash the process.
  */
@@ -28,6 +22,7 @@ import { PublishGate } from './flow.js'
 import { guardConnection } from './guard.js'
 import { classifyClientError, createHooks } from './hooks.js'
 import { createDeliveryFixes } from './delivery.js'
+import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './http.js'
 import { IdentityCache } from './identity/cache.js'
 import { IdentityStore } from './identity/store.js'
@@ -36,37 +31,20 @@ import { createLogger, type Logger } from './log.js'
 import { createMetrics } from './metrics.js'
 import { createSharedRouting, type SharedRouting } from './mq.js'
 import { type BrokerPersistence, createPersistence } from './persistence.js'
-import { announceService, answerServiceBirth, CLIENTS_TOPIC } from './service-watch.js'
+import { answerServiceBirth } from './service-watch.js'
+import { closeBroker, shutdown } from './shutdown.js'
 import { Stats } from './stats.js'
 import { SYS_ROOT, SysPublisher } from './sys.js'
 import { getSession } from './session.js'
 import type { Registry } from 'prom-client'
-import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
 import { adminRoutes } from '../bridge/http.js'
 import { registerServiceMetrics, serviceSys } from '../bridge/metrics.js'
-import { RedisMirror } from '../bridge/mirror.js'
-import { Retention } from '../bridge/retention.js'
-import { MessageService } from '../bridge/service.js'
-import { attachEmbedded, embeddedTransport } from '../bridge/transport.js'
-
-/** Longest wait for the wills of connected clients at close. */
-const WILL_TIMEOUT_MS = 3000
-
-/** Longest wait at close for publishes still being routed. */
-const DRAIN_TIMEOUT_MS = 2000
+import type { MessageService } from '../bridge/service.js'
 
 /** ioredis' errors: a command refused by Redis, or given up after reconnect attempts. */
 function isRedisError (err: Error): boolean {
   return err.name === 'ReplyError' || err.name === 'MaxRetriesPerRequestError' || err.message === 'Connection is closed.'
 }
-
-async function drained (done: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
-}
-
-/** aedes client internals read at close (not in its typings). */
-interface ClientInternals { will?: unknown, _disconnected?: boolean }
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -185,47 +163,24 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   const unwatch = mq !== null ? answerServiceBirth(b) : null
 
   // The message service, embedded (the default): archive, sequence, deliver.
-  let service: MessageService | null = null
-  let mirror: RedisMirror | undefined
-  let detach: (() => Promise<void>) | null = null
-  let retention: Retention | null = null
-  const closeService = async (): Promise<void> => {
-    retention?.stop()
-    await detach?.()
-    await service?.close()
-    await mirror?.close()
-  }
+  let embedded: EmbeddedService | null = null
   if (cfg.bridge === 'embedded') {
     try {
-      mirror = cfg.redis !== '' ? await RedisMirror.connect(cfg.redis, log) : undefined
-      service = await MessageService.open({ dataDir: cfg.dataDir, transport: embeddedTransport(b), log, maxPayload: cfg.maxPayload, durability: cfg.durability === 'power' ? 'power' : 'process', ...(mirror !== undefined ? { mirror } : {}) })
+      embedded = await startEmbeddedService({
+        cfg,
+        broker: b,
+        log,
+        shared: mq !== null,
+        setIngest: hooks.setIngest,
+        isService: (user) => cache.users.get(user)?.service === true
+      })
     } catch (err) {
-      await mirror?.close()
-      await new Promise<void>((resolve) => b.close(() => resolve()))
+      await closeBroker(b)
       await release()
       throw err
     }
-    const svc = service
-    detach = attachEmbedded(b, svc, hooks.setIngest)
-    if (mq === null) {
-      b.on('clientReady', (client) => {
-        const s = getSession(client)
-        if (s?.user != null && !s.service) svc.presence(s.user, true)
-      })
-      b.on('clientDisconnect', (client) => {
-        const s = getSession(client)
-        if (s?.user != null && !s.service) svc.presence(s.user, false)
-      })
-    } else {
-      // With Redis, clients of every broker (worker, node) count: follow
-      // aedes' connect and disconnect notices, as `warbler bridge` does.
-      const detachChat = detach
-      const detachPresence = followPresence(b, svc, (user) => cache.users.get(user)?.service === true)
-      announceService(b)
-      detach = async () => { await detachPresence(); await detachChat() }
-    }
-    retention = new Retention(svc.writer, { days: cfg.retentionDays, messages: cfg.retentionMessages })
   }
+  const closeService = async (): Promise<void> => { await embedded?.close() }
 
   // A removed user or a revoked device token loses its live connections too.
   cache.onReload = () => {
@@ -250,7 +205,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   try {
     listeners = createListeners(cfg, handle)
   } catch (err) {
-    await new Promise<void>((resolve) => b.close(() => resolve()))
+    await closeBroker(b)
     await closeService()
     await release()
     throw err
@@ -264,9 +219,9 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     connected,
     inflight: () => gate.active,
     queued: () => gate.queued,
-    ...(cfg.redis !== '' ? { redisConnected: () => (redisReady?.() ?? true) && (routing?.connected() ?? true) && (mirror?.connected ?? true) } : {})
+    ...(cfg.redis !== '' ? { redisConnected: () => (redisReady?.() ?? true) && (routing?.connected() ?? true) && (embedded?.mirrorConnected() ?? true) } : {})
   })
-  const svc = service
+  const svc: MessageService | null = embedded?.service ?? null
   if (svc !== null) registerServiceMetrics(registry, svc)
   const routes = svc === null
     ? undefined
@@ -290,69 +245,27 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
     if (httpServer !== null) await closeServer(httpServer)
-    await new Promise<void>((resolve) => b.close(() => resolve()))
+    await closeBroker(b)
     await closeService()
     await release()
     throw err
   }
   sys.start()
-  retention?.start()
+  embedded?.retention.start()
   ready = true
 
-  /**
-   * Close the clients that hold a will, while everyone else is still
-   * connected, and wait until aedes has published each will (its 'publish'
-   * event comes after the will was queued for offline sessions and handed to
-   * the connected subscribers).
-   */
-  const publishWills = async (): Promise<void> => {
-    const pending = new Map<unknown, unknown>()
-    const clients = (b as unknown as { clients: Record<string, Client> }).clients
-    for (const c of Object.values(clients)) {
-      const i = c as unknown as ClientInternals
-      if (!c.closed && i.will != null && i._disconnected !== true) pending.set(c, i.will)
-    }
-    if (pending.size === 0) return
-    await new Promise<void>((resolve) => {
-      const finish = (): void => {
-        clearTimeout(timer)
-        b.off('publish', onPublish)
-        resolve()
-      }
-      const timer = setTimeout(() => {
-        log.warn('wills not all published at close', { pending: pending.size })
-        finish()
-      }, WILL_TIMEOUT_MS)
-      const onPublish = (packet: unknown, client: unknown): void => {
-        if (client !== null && pending.get(client) === packet) {
-          pending.delete(client)
-          if (pending.size === 0) finish()
-        }
-      }
-      b.on('publish', onPublish)
-      for (const c of [...pending.keys()]) (c as Client).close()
-    })
-    // Let the will packets reach the subscribers' sockets before those close.
-    await new Promise((resolve) => setImmediate(resolve))
-  }
-
   const close = (): Promise<void> => {
-    closing ??= (async () => {
-      sys.stop()
-      await publishWills()
-      // Closes every remaining client.
-      await new Promise<void>((resolve) => b.close(() => resolve()))
-      // aedes sends a QoS 1 PUBACK before it stores and routes the message;
-      // wait (bounded) for publishes still being routed, so their persistence
-      // commands are issued before the persistence is flushed and closed.
-      await drained(() => gate.active === 0, DRAIN_TIMEOUT_MS)
-      // Every send that reached the service is committed before SQLite closes.
-      await closeService()
-      await unwatch?.()
-      await Promise.all(listeners.map((l) => l.close()))
-      if (httpServer !== null) await closeServer(httpServer)
-      await release()
-    })()
+    closing ??= shutdown({
+      broker: b,
+      log,
+      stopSys: () => sys.stop(),
+      routing: () => gate.active,
+      closeService,
+      unwatch,
+      listeners,
+      httpServer,
+      release
+    })
     return closing
   }
 
@@ -368,69 +281,5 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     registry,
     ...(routes !== undefined ? { routes } : {}),
     close
-  }
-}
-
-const CLIENT_NOTICE = /^\$SYS\/([^/]+)\/(new|disconnect)\/clients$/
-
-/**
- * Presence from aedes' `$SYS/{broker id}/new|disconnect/clients` notices,
- * which every broker publishes through the shared Redis routing: the clients
- * of every worker and node count. The service account's own connections
- * (`warbler bridge`) do not. A broker that dies without closing its clients
- * (SIGKILL) sends no disconnect notices: its clients' users are taken
- * offline when aedes stops seeing its heartbeats (`brokers` below: three
- * missed heartbeats of aedes' heartbeatInterval).
- */
-function followPresence (b: Aedes, svc: MessageService, isService: (user: string) => boolean): () => Promise<void> {
-  /** Connected client ids (with their user) by broker id, and when each broker was first noticed. */
-  const byBroker = new Map<string, { since: number, clients: Map<string, string> }>()
-  const handler = (packet: { topic: string, payload: Buffer | string }, cb: () => void): void => {
-    const all = CLIENTS_TOPIC.exec(packet.topic)
-    if (all !== null) {
-      // A broker's connected clients, sent when this service starts (service-watch.ts).
-      let ids: unknown
-      try { ids = JSON.parse(packet.payload.toString()) } catch { ids = [] }
-      if (Array.isArray(ids)) {
-        for (const id of ids) {
-          if (typeof id === 'string') handler({ topic: `$SYS/${all[1] as string}/new/clients`, payload: id }, () => {})
-        }
-      }
-      cb()
-      return
-    }
-    const m = CLIENT_NOTICE.exec(packet.topic)
-    const id = packet.payload.toString()
-    const user = id.split('-')[0] ?? ''
-    if (m !== null && isValidUsername(user) && clientIdBelongsTo(id, user) && !isService(user)) {
-      const brokerId = m[1] as string
-      let entry = byBroker.get(brokerId)
-      if (m[2] === 'new') {
-        if (entry === undefined) byBroker.set(brokerId, entry = { since: Date.now(), clients: new Map() })
-        if (!entry.clients.has(id)) { entry.clients.set(id, user); svc.presence(user, true) }
-      } else if (entry?.clients.delete(id) === true) {
-        svc.presence(user, false)
-      }
-    }
-    cb()
-  }
-  const aedes = b as unknown as { brokers: Record<string, number>, id: string, opts: { heartbeatInterval: number } }
-  const heartbeat = aedes.opts.heartbeatInterval
-  const sweep = setInterval(() => {
-    const now = Date.now()
-    for (const [brokerId, entry] of byBroker) {
-      if (brokerId === aedes.id) continue
-      const seen = Math.max(aedes.brokers[brokerId] ?? 0, entry.since)
-      if (seen + 3 * heartbeat >= now) continue
-      byBroker.delete(brokerId)
-      for (const user of entry.clients.values()) svc.presence(user, false)
-    }
-  }, heartbeat)
-  sweep.unref()
-  const filters = ['$SYS/+/new/clients', '$SYS/+/disconnect/clients', '$SYS/+/warbler/clients']
-  for (const f of filters) b.subscribe(f, handler as never, () => {})
-  return async () => {
-    clearInterval(sweep)
-    await Promise.all(filters.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler as never, () => resolve()) })))
   }
 }

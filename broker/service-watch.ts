@@ -2,11 +2,11 @@
  * With shared routing (several workers or nodes on one Redis) the message
  * service runs in one broker only, and it learns who is online from aedes'
  * `$SYS/{broker id}/new|disconnect/clients` notices of every broker
- * (server.ts, followPresence). A service that starts while clients are
- * already connected to other brokers (its worker was restarted) has missed
- * their notices, so it announces itself once on `$SYS/warbler/service/birth`
- * and every broker answers with the ids of its connected clients on
- * `$SYS/{broker id}/warbler/clients`.
+ * (embedded-service.ts, followPresence). A service that starts while
+ * clients are already connected to other brokers (its worker was restarted)
+ * has missed their notices, so it announces itself once on
+ * `$SYS/warbler/service/birth` and every broker answers with the ids of its
+ * connected clients on `$SYS/{broker id}/warbler/clients`.
  *
  * Sends that were on their way to a service that died are lost with it,
  * unacknowledged: the SDK sends again what has no answer after its
