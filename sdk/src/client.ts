@@ -11,86 +11,26 @@
  * Everything a link started (requests, publishes waiting for PUBACK) ends when
  * the link closes; nothing waits on a dead link.
  */
-import mqtt, { type MqttClient } from 'mqtt'
 import { backoffDelay } from './backoff.js'
-import { decodeFrame, encodeFrame } from './codec.js'
+import { encodeFrame } from './codec.js'
 import { Emitter, rethrowLater } from './emitter.js'
+import type { ClientEvents, State } from './events.js'
 import {
-  AuthError, ClosedError, ConnectionLostError, InvalidArgumentError, isRetryable, ListenerError, ServerError, TimeoutError, WarblerError
+  AuthError, ClosedError, ConnectionLostError, InvalidArgumentError, ListenerError, ServerError, WarblerError
 } from './errors.js'
+import { type Link, noop, openLink, publishBytes, untilClosed } from './link.js'
 import { type ClientOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import type { OutboxEntry } from './outbox.js'
-import type { AckFrame, ErrorFrame, MessageFrame, PresenceFrame, ReceiptFrame, ServerFrame, TypingEvent } from './protocol.js'
+import type { AckFrame, MessageFrame } from './protocol.js'
 import { CLIENT_MESSAGE_ID_PATTERN, ConnackCodes, topics } from './protocol.js'
+import { receive, type Receivers } from './receive.js'
+import { Requests } from './requests.js'
+import { SendQueue } from './send-queue.js'
 import { Sequencer } from './sequencer.js'
+import { expiresSoon } from './token.js'
 import type * as T from './types.js'
 
-/**
- * `idle` until connect() is called; `connecting` during the first attempt;
- * `connected` once logged in and subscribed; `reconnecting` after a lost link
- * or a failed attempt, until the next `connected`; `closed` for good.
- */
-export type State = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed'
-
-export type MessageStatus =
-  | { cid: string, status: 'pending' }
-  | { cid: string, status: 'sent', ack: AckFrame }
-  | { cid: string, status: 'failed', error: ServerError }
-
-export interface ClientEvents {
-  /** The connection state changed (changed in one place only). */
-  state: (e: { newState: State, oldState: State, error?: WarblerError }) => void
-  /**
-   * A chat message, in seq order per conversation, each once. Messages that
-   * arrive before the first listener is added (during the first sync of
-   * `Warbler.connect`) are kept and handed to it.
-   */
-  message: (m: MessageFrame) => void
-  /** A send changed status: pending, sent (with the server's ack), or failed. */
-  status: (s: MessageStatus) => void
-  receipt: (r: ReceiptFrame) => void
-  typing: (t: TypingEvent) => void
-  presence: (p: PresenceFrame) => void
-  /** Something went wrong that no call is waiting for (a refused login while reconnecting, a listener that threw, ...). */
-  error: (e: WarblerError) => void
-}
-
-interface Waiter { resolve: (v: unknown) => void, reject: (e: WarblerError) => void, timer: ReturnType<typeof setTimeout> }
-
-interface Link {
-  readonly gen: number
-  readonly client: MqttClient
-  /** Resolves when the link is gone. */
-  readonly closed: Promise<void>
-  end: () => void
-  /** CONNACK accepted. */
-  connacked: boolean
-  /** Subscribed to the inbox and device topics: requests may go out. */
-  subscribed: boolean
-  /** Synced: live messages go straight to the sequencer, and the outbox is sent. */
-  ready: boolean
-  /** The CONNACK return code of a refused login. */
-  refused: number | null
-  /** Incoming frames are handled one after the other, in arrival order. */
-  frames: Promise<void>
-  /** Payloads being published -> their cid or request id; then MQTT packet id -> that id (the broker's refusal notices name the packet id). */
-  readonly payloads: Map<string | Uint8Array, string>
-  readonly mids: Map<number, string>
-}
-
-interface PendingSend {
-  entry: OutboxEntry
-  resolve: (a: AckFrame) => void
-  reject: (e: WarblerError) => void
-  /** The link it was last published on (0: not on the current one). */
-  sentOn: number
-  sentAt: number
-  settled: boolean
-}
-
-/** Unacknowledged sends published at once before waiting for their PUBACKs. */
-const WINDOW = 32
-const noop = (): void => {}
+export type { ClientEvents, MessageStatus, State } from './events.js'
 
 let counter = 0
 /** A client message or request id: time, a counter and randomness (unique across restarts). */
@@ -115,16 +55,10 @@ export class WarblerClient extends Emitter<ClientEvents> {
   private gen = 0
   private attempt = 0
   private retryTimer: ReturnType<typeof setTimeout> | null = null
-  private resendTimer: ReturnType<typeof setTimeout> | null = null
-  private pumpTimer: ReturnType<typeof setTimeout> | null = null
-  private pumping = false
-  private pumpAgain = false
-  /** After retryable refusals: no sends before this time; how many in a row. */
-  private pauseUntil = 0
-  private throttled = 0
   private lastCreatedAt = 0
-  private readonly sends = new Map<string, PendingSend>()
-  private readonly requests = new Map<string, Waiter>()
+  private readonly queue: SendQueue
+  private readonly requests: Requests
+  private readonly receivers: Receivers
   private readonly sequencer: Sequencer
   /** Live messages that arrive while a new link syncs. */
   private syncing: MessageFrame[] | null = null
@@ -151,6 +85,22 @@ export class WarblerClient extends Emitter<ClientEvents> {
     this.clientId = `${this.o.username}-${this.o.device}`
     this.password = this.o.token ?? this.o.password ?? ''
     this.sequencer = new Sequencer((m) => { this.hand(m) }, (conv, after) => this.fetchAfter(conv, after), this.o.since)
+    this.requests = new Requests(this.o.requestTimeout)
+    this.queue = new SendQueue({
+      outbox: this.o.outbox,
+      requestTimeout: this.o.requestTimeout,
+      link: () => this.link,
+      closed: () => this.isClosed(),
+      handOff: (link, frame, id, qos) => this.handOff(link, frame, id, qos),
+      status: (st) => { this.emit('status', st) },
+      error: (e) => { this.emit('error', e) }
+    })
+    this.receivers = {
+      message: (link, m) => { this.live(link, m) },
+      sends: this.queue,
+      requests: this.requests,
+      emit: (event, ...args) => { this.emit(event, ...args) }
+    }
   }
 
   /** Connect and resolve once connected and synced (the first time). */
@@ -227,47 +177,23 @@ export class WarblerClient extends Emitter<ClientEvents> {
   private dial (): void {
     this.retryTimer = null
     if (this._state === 'closed') return
-    const client = mqtt.connect(this.o.url, {
+    const link = openLink(++this.gen, {
+      url: this.o.url,
       clientId: this.clientId,
       username: this.o.username,
       password: this.password,
-      clean: false,
-      protocolVersion: 4,
       keepalive: this.o.keepalive,
-      reconnectPeriod: 0, // our own policy (backoff.ts), one attempt in flight
-      connectTimeout: this.o.connectTimeout,
-      resubscribe: false
+      connectTimeout: this.o.connectTimeout
+    }, {
+      payload: async (link, payload) => { await receive(link, payload, this.receivers) },
+      failed: (err) => { this.emit('error', asWarblerError(err)) },
+      connected: (link) => { void this.onConnected(link) },
+      closed: (link) => { this.drop(link) }
     })
-    let end = noop
-    const closed = new Promise<void>((resolve) => { end = resolve })
-    const link: Link = {
-      gen: ++this.gen, client, closed, end, connacked: false, subscribed: false, ready: false, refused: null,
-      frames: Promise.resolve(), payloads: new Map(), mids: new Map()
-    }
     this.link = link
     // Everything that arrives before the sync is done waits for it (a persistent
     // session's queued messages come right after CONNACK).
     this.syncing = []
-    client.on('packetsend', (p) => {
-      if (p.cmd !== 'publish' || p.messageId === undefined) return
-      const id = link.payloads.get(p.payload)
-      if (id === undefined) return
-      link.payloads.delete(p.payload)
-      link.mids.set(p.messageId, id)
-    })
-    client.on('message', (_topic, payload) => {
-      link.frames = link.frames.then(async () => { await this.onPayload(link, payload) })
-        .catch((err: unknown) => { this.emit('error', asWarblerError(err)) })
-    })
-    client.on('connect', () => {
-      link.connacked = true
-      void this.onConnected(link)
-    })
-    client.on('error', (err: Error & { code?: unknown }) => {
-      // A refused CONNACK (1-5); other errors (sockets, protocol) just close the link.
-      if (!link.connacked && typeof err.code === 'number' && err.code >= 1 && err.code <= 5) link.refused = err.code
-    })
-    client.on('close', () => { this.drop(link) })
   }
 
   /** The link is gone (closed by either side, or given up): clean up and reconnect. */
@@ -281,7 +207,7 @@ export class WarblerClient extends Emitter<ClientEvents> {
 
   private async onConnected (link: Link): Promise<void> {
     try {
-      const granted = await this.untilClosed(link, link.client.subscribeAsync([topics.inbox(this.o.username), topics.device(this.clientId)], { qos: 1 }))
+      const granted = await untilClosed(link, link.client.subscribeAsync([topics.inbox(this.o.username), topics.device(this.clientId)], { qos: 1 }))
       if (granted.some((g) => g.qos === 128)) throw new WarblerError('not_authorized', 'the server refused the inbox or device subscription')
       if (this.link !== link) return
       link.subscribed = true
@@ -306,8 +232,8 @@ export class WarblerClient extends Emitter<ClientEvents> {
       for (const c of data.conversations) this.sequencer.expect(c.conv, c.lastSeq)
       this.sequencer.retryGaps()
       this.attempt = 0
-      this.armResend(link)
-      void this.pump()
+      this.queue.armResend(link)
+      void this.queue.pump()
       if (this.firstConnect !== null) {
         this.firstConnect.resolve()
         this.firstConnect = null
@@ -322,12 +248,8 @@ export class WarblerClient extends Emitter<ClientEvents> {
 
   private onDisconnected (link: Link): void {
     this.syncing = null
-    if (this.resendTimer !== null) { clearTimeout(this.resendTimer); this.resendTimer = null }
-    for (const [id, w] of this.requests) {
-      clearTimeout(w.timer)
-      this.requests.delete(id)
-      w.reject(new ConnectionLostError())
-    }
+    this.queue.stopResend()
+    this.requests.rejectAll(() => new ConnectionLostError())
     if (this._state === 'closed') return
     const code = link.refused
     // CONNACK 3 (server busy) is retried like a lost link; the others are refused logins.
@@ -359,7 +281,7 @@ export class WarblerClient extends Emitter<ClientEvents> {
   private async redial (authFailed: boolean): Promise<void> {
     this.retryTimer = null
     try {
-      if (this.o.refreshToken !== undefined && (authFailed || this.tokenExpiresSoon())) {
+      if (this.o.refreshToken !== undefined && (authFailed || expiresSoon(this.password))) {
         const token = await this.o.refreshToken()
         if (typeof token !== 'string' || token === '') throw new Error('refreshToken() gave no token')
         this.password = token
@@ -374,107 +296,14 @@ export class WarblerClient extends Emitter<ClientEvents> {
     this.dial()
   }
 
-  private tokenExpiresSoon (): boolean {
-    const parts = this.password.split('.')
-    if (parts.length !== 3 || !this.password.startsWith('eyJ')) return false
-    try {
-      const b64 = (parts[1] as string).replace(/-/g, '+').replace(/_/g, '/')
-      const payload = JSON.parse(atob(b64)) as { exp?: number }
-      return typeof payload.exp === 'number' && payload.exp * 1000 < Date.now() + 60_000
-    } catch {
-      return false
-    }
-  }
-
-  /** `p`, or a ConnectionLostError as soon as the link is gone (mqtt.js keeps a dead link's callbacks forever). */
-  private async untilClosed<R> (link: Link, p: Promise<R>): Promise<R> {
-    p.catch(noop)
-    return await Promise.race([p, link.closed.then(() => { throw new ConnectionLostError() })])
-  }
-
   // -- receiving ------------------------------------------------------------
 
-  private async onPayload (link: Link, payload: Uint8Array): Promise<void> {
-    let f: ServerFrame
-    try {
-      f = await decodeFrame(payload) as ServerFrame
-    } catch {
-      return // not ours
-    }
-    if (typeof f !== 'object' || f === null) return
-    switch (f.t) {
-      case 'msg':
-        if (typeof f.conv !== 'string' || !Number.isSafeInteger(f.seq) || f.seq < 1) return
-        // A message of a link that is gone is left to the next sync (it is in the archive).
-        if (this.link !== link) return
-        if (link.ready) this.sequencer.offer(f)
-        else this.syncing?.push(f)
-        return
-      case 'ack': await this.onAck(f); return
-      case 'res': {
-        const w = this.requests.get(f.id)
-        if (w === undefined) return
-        this.requests.delete(f.id)
-        clearTimeout(w.timer)
-        w.resolve(f.data)
-        return
-      }
-      case 'error': await this.onError(link, f); return
-      case 'receipt': this.emit('receipt', f); return
-      case 'typing': this.emit('typing', f); return
-      case 'presence': this.emit('presence', f)
-    }
-  }
-
-  private async onAck (f: AckFrame): Promise<void> {
-    const s = this.sends.get(f.cid)
-    if (s === undefined) {
-      // A repeated ack, or one for an earlier run's message: stored, so not pending.
-      await this.o.outbox.remove(f.cid)
-      return
-    }
-    if (s.settled) return
-    s.settled = true
-    this.throttled = 0
-    await this.settle(f.cid)
-    this.emit('status', { cid: f.cid, status: 'sent', ack: f })
-    s.resolve(f)
-  }
-
-  private async onError (link: Link, f: ErrorFrame): Promise<void> {
-    const ref = f.ref ?? (f.mid === undefined ? undefined : link.mids.get(f.mid))
-    const e = new ServerError(f.code, f.message, ref)
-    if (ref !== undefined) {
-      const w = this.requests.get(ref)
-      if (w !== undefined) {
-        this.requests.delete(ref)
-        clearTimeout(w.timer)
-        w.reject(e)
-        return
-      }
-      const s = this.sends.get(ref)
-      if (s !== undefined) {
-        if (s.settled) return
-        if (isRetryable(f.code)) { this.throttle(link); return }
-        s.settled = true
-        await this.settle(ref)
-        this.emit('status', { cid: ref, status: 'failed', error: e })
-        s.reject(e)
-        return
-      }
-    }
-    this.emit('error', e)
-  }
-
-  /** A send is done (acknowledged or refused): out of the outbox. */
-  private async settle (cid: string): Promise<void> {
-    try {
-      await this.o.outbox.remove(cid)
-    } catch (err) {
-      this.emit('error', new WarblerError('internal', `outbox: cannot remove ${cid}: ${String(err)}`, { cause: err }))
-    } finally {
-      this.sends.delete(cid)
-    }
+  /** A chat message that came on `link`: ordered, or kept until the link's sync is done. */
+  private live (link: Link, m: MessageFrame): void {
+    // A message of a link that is gone is left to the next sync (it is in the archive).
+    if (this.link !== link) return
+    if (link.ready) this.sequencer.offer(m)
+    else this.syncing?.push(m)
   }
 
   private async fetchAfter (conv: string, after: number): Promise<MessageFrame[]> {
@@ -499,95 +328,7 @@ export class WarblerClient extends Emitter<ClientEvents> {
     if (this.link !== link || !link.subscribed) throw new ConnectionLostError('not connected')
     const bytes = await encodeFrame(frame, this.o.compressThreshold)
     if (this.link !== link) throw new ConnectionLostError('not connected')
-    // Node's Buffer when there is one; browsers' mqtt.js takes the bytes as they are.
-    const B = (globalThis as { Buffer?: { from: (a: ArrayBufferLike, o: number, l: number) => Uint8Array } }).Buffer
-    const payload = (B === undefined ? bytes : B.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as Buffer
-    if (id !== undefined && qos === 1) link.payloads.set(payload, id)
-    const acked = new Promise<void>((resolve, reject) => {
-      link.client.publish(topics.out(this.o.username), payload, { qos }, (err) => {
-        link.payloads.delete(payload)
-        if (err !== undefined && err !== null) reject(new ConnectionLostError(String(err))); else resolve()
-      })
-    })
-    const done = this.untilClosed(link, acked)
-    done.catch(noop) // the caller may not wait for it
-    return { acked: done }
-  }
-
-  /**
-   * Send the outbox on the ready link, oldest first, each once per link, a
-   * window at a time. New sends go through here too, after the older ones.
-   */
-  private async pump (): Promise<void> {
-    if (this.pumping) { this.pumpAgain = true; return }
-    this.pumping = true
-    try {
-      do {
-        this.pumpAgain = false
-        const link = this.link
-        if (link === null || !link.ready) return
-        let batch: Array<Promise<void>> = []
-        for (const entry of await this.o.outbox.load()) {
-          if (this.link !== link) return
-          let s = this.sends.get(entry.cid)
-          if (s === undefined) {
-            // Left by an earlier run of the app: track it again.
-            s = { entry, resolve: noop, reject: noop, sentOn: 0, sentAt: 0, settled: false }
-            this.sends.set(entry.cid, s)
-          }
-          if (s.settled || s.sentOn === link.gen) continue
-          const wait = this.pauseUntil - Date.now()
-          if (wait > 0) { this.pumpLater(wait); break }
-          s.sentOn = link.gen
-          s.sentAt = Date.now()
-          // Handed over one after the other, in outbox order; their PUBACKs are awaited a window at a time.
-          batch.push((await this.handOff(link, { t: 'msg', cid: entry.cid, ...entry.target, body: entry.body }, entry.cid, 1)).acked)
-          if (batch.length >= WINDOW) { await Promise.all(batch); batch = [] }
-        }
-        await Promise.all(batch)
-      } while (this.pumpAgain)
-    } catch (err) {
-      // The link dropped: the next one sends again. Anything else (an outbox that cannot be read) is told.
-      if (!(err instanceof ConnectionLostError)) this.emit('error', new WarblerError('internal', `outbox: ${String(err)}`, { cause: err }))
-    } finally {
-      this.pumping = false
-    }
-  }
-
-  private pumpLater (ms: number): void {
-    if (this.pumpTimer !== null) clearTimeout(this.pumpTimer)
-    this.pumpTimer = setTimeout(() => { this.pumpTimer = null; void this.pump() }, ms)
-  }
-
-  /**
-   * A retryable refusal (rate limit, service stopping): the sends still
-   * unanswered on this link were likely refused too; all of them go again, in
-   * order, after a backoff (those the server did store are answered with
-   * their first ack).
-   */
-  private throttle (link: Link): void {
-    const delay = backoffDelay(this.throttled++, { minDelay: 250, maxDelay: 10_000 })
-    this.pauseUntil = Math.max(this.pauseUntil, Date.now() + delay)
-    for (const s of this.sends.values()) if (!s.settled && s.sentOn === link.gen) s.sentOn = 0
-    this.pumpLater(this.pauseUntil - Date.now())
-  }
-
-  /** While a link is ready: a send without an answer for requestTimeout is sent again (same cid: stored once). */
-  private armResend (link: Link): void {
-    if (this.resendTimer !== null) clearTimeout(this.resendTimer)
-    const period = Math.max(100, Math.floor(this.o.requestTimeout / 2))
-    const tick = (): void => {
-      this.resendTimer = null
-      if (this.link !== link || this._state === 'closed') return
-      const now = Date.now()
-      let due = false
-      for (const s of this.sends.values()) {
-        if (!s.settled && s.sentOn === link.gen && now - s.sentAt >= this.o.requestTimeout) { s.sentOn = 0; due = true }
-      }
-      if (due) void this.pump()
-      this.resendTimer = setTimeout(tick, period)
-    }
-    this.resendTimer = setTimeout(tick, period)
+    return { acked: publishBytes(link, topics.out(this.o.username), bytes, id, qos) }
   }
 
   /**
@@ -609,19 +350,9 @@ export class WarblerClient extends Emitter<ClientEvents> {
     const entry: OutboxEntry = { cid: opts.cid ?? newId('m'), target, body, createdAt: this.lastCreatedAt }
     await this.o.outbox.put(entry)
     if (this.isClosed()) throw new ClosedError() // kept in the outbox for the next run
-    const done = new Promise<AckFrame>((resolve, reject) => {
-      const s = this.sends.get(entry.cid)
-      if (s !== undefined && !s.settled) {
-        // The same cid again (a retry by the app), or already picked up from the outbox: answer both.
-        const [res, rej] = [s.resolve, s.reject]
-        s.resolve = (a) => { res(a); resolve(a) }
-        s.reject = (e) => { rej(e); reject(e) }
-      } else {
-        this.sends.set(entry.cid, { entry, resolve, reject, sentOn: 0, sentAt: 0, settled: false })
-      }
-    })
+    const done = this.queue.add(entry)
     this.emit('status', { cid: entry.cid, status: 'pending' })
-    void this.pump()
+    void this.queue.pump()
     return await done
   }
 
@@ -638,19 +369,9 @@ export class WarblerClient extends Emitter<ClientEvents> {
 
   private async requestOn<R> (link: Link, op: string, params: Record<string, unknown>): Promise<R> {
     const id = newId('r')
-    const result = new Promise<R>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.requests.delete(id)
-        reject(new TimeoutError(op, this.o.requestTimeout))
-      }, this.o.requestTimeout)
-      this.requests.set(id, { resolve: resolve as (v: unknown) => void, reject, timer })
-    })
+    const result = this.requests.wait<R>(id, op)
     this.publishOn(link, { t: 'req', id, op, ...params }, id).catch((err: unknown) => {
-      const w = this.requests.get(id)
-      if (w === undefined) return
-      this.requests.delete(id)
-      clearTimeout(w.timer)
-      w.reject(asWarblerError(err))
+      this.requests.reject(id, asWarblerError(err))
     })
     return await result
   }
@@ -695,13 +416,11 @@ export class WarblerClient extends Emitter<ClientEvents> {
   /** Closed for good: timers off, every waiting call rejected with `reason`. */
   private finish (reason: WarblerError, stateError?: WarblerError): void {
     this.setState('closed', stateError)
-    for (const t of [this.retryTimer, this.resendTimer, this.pumpTimer]) if (t !== null) clearTimeout(t)
-    this.retryTimer = this.resendTimer = this.pumpTimer = null
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
+    this.retryTimer = null
     this.syncing = null
-    for (const s of this.sends.values()) if (!s.settled) s.reject(reason)
-    this.sends.clear()
-    for (const w of this.requests.values()) { clearTimeout(w.timer); w.reject(reason) }
-    this.requests.clear()
+    this.queue.close(reason)
+    this.requests.rejectAll(() => reason)
     this.firstConnect?.reject(reason)
     this.firstConnect = null
   }

@@ -1,0 +1,124 @@
+/**
+ * A link: one MQTT connection attempt and what belongs to it alone (whether
+ * it got its CONNACK, was subscribed, synced; the frames it received, in
+ * order; the payloads published on it and their MQTT packet ids). Everything
+ * a link started ends when it closes; nothing waits on a dead link.
+ */
+import mqtt, { type MqttClient } from 'mqtt'
+import { ConnectionLostError } from './errors.js'
+
+export const noop = (): void => {}
+
+export interface Link {
+  readonly gen: number
+  readonly client: MqttClient
+  /** Resolves when the link is gone. */
+  readonly closed: Promise<void>
+  end: () => void
+  /** CONNACK accepted. */
+  connacked: boolean
+  /** Subscribed to the inbox and device topics: requests may go out. */
+  subscribed: boolean
+  /** Synced: live messages go straight to the sequencer, and the outbox is sent. */
+  ready: boolean
+  /** The CONNACK return code of a refused login. */
+  refused: number | null
+  /** Incoming frames are handled one after the other, in arrival order. */
+  frames: Promise<void>
+  /** Payloads being published -> their cid or request id; then MQTT packet id -> that id (the broker's refusal notices name the packet id). */
+  readonly payloads: Map<string | Uint8Array, string>
+  readonly mids: Map<number, string>
+}
+
+export interface LinkOptions {
+  url: string
+  clientId: string
+  username: string
+  password: string
+  /** Seconds. */
+  keepalive: number
+  /** Milliseconds. */
+  connectTimeout: number
+}
+
+/** What the client is told about a link. */
+export interface LinkHandlers {
+  /** A payload arrived; the next one waits until this settles. */
+  payload: (link: Link, payload: Uint8Array) => Promise<void>
+  /** Handling a payload threw. */
+  failed: (err: unknown) => void
+  /** CONNACK accepted. */
+  connected: (link: Link) => void
+  /** The connection closed (either side), or the attempt failed. */
+  closed: (link: Link) => void
+}
+
+/** Dial once (mqtt.js does not reconnect by itself: the client's policy decides). */
+export function openLink (gen: number, o: LinkOptions, on: LinkHandlers): Link {
+  const client = mqtt.connect(o.url, {
+    clientId: o.clientId,
+    username: o.username,
+    password: o.password,
+    clean: false,
+    protocolVersion: 4,
+    keepalive: o.keepalive,
+    reconnectPeriod: 0, // our own policy (backoff.ts), one attempt in flight
+    connectTimeout: o.connectTimeout,
+    resubscribe: false
+  })
+  let end = noop
+  const closed = new Promise<void>((resolve) => { end = resolve })
+  const link: Link = {
+    gen, client, closed, end, connacked: false, subscribed: false, ready: false, refused: null,
+    frames: Promise.resolve(), payloads: new Map(), mids: new Map()
+  }
+  client.on('packetsend', (p) => {
+    if (p.cmd !== 'publish' || p.messageId === undefined) return
+    const id = link.payloads.get(p.payload)
+    if (id === undefined) return
+    link.payloads.delete(p.payload)
+    link.mids.set(p.messageId, id)
+  })
+  client.on('message', (_topic, payload) => {
+    link.frames = link.frames.then(async () => { await on.payload(link, payload) })
+      .catch((err: unknown) => { on.failed(err) })
+  })
+  client.on('connect', () => {
+    link.connacked = true
+    on.connected(link)
+  })
+  client.on('error', (err: Error & { code?: unknown }) => {
+    // A refused CONNACK (1-5); other errors (sockets, protocol) just close the link.
+    if (!link.connacked && typeof err.code === 'number' && err.code >= 1 && err.code <= 5) link.refused = err.code
+  })
+  client.on('close', () => { on.closed(link) })
+  return link
+}
+
+/** `p`, or a ConnectionLostError as soon as the link is gone (mqtt.js keeps a dead link's callbacks forever). */
+export async function untilClosed<R> (link: Link, p: Promise<R>): Promise<R> {
+  p.catch(noop)
+  return await Promise.race([p, link.closed.then(() => { throw new ConnectionLostError() })])
+}
+
+/**
+ * Publish encoded bytes on a link; `id` (a cid or request id, QoS 1 only) is
+ * remembered under the packet id it goes out with. Returns the promise of its
+ * PUBACK, which rejects once the link is gone (nobody needs to wait for it).
+ */
+export function publishBytes (link: Link, topic: string, bytes: Uint8Array, id: string | undefined, qos: 0 | 1): Promise<void> {
+  // Node's Buffer when there is one; browsers' mqtt.js takes the bytes as they are.
+  const B = (globalThis as { Buffer?: { from: (a: ArrayBufferLike, o: number, l: number) => Uint8Array } }).Buffer
+  const payload = (B === undefined ? bytes : B.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as Buffer
+  if (id !== undefined && qos === 1) link.payloads.set(payload, id)
+  const acked = new Promise<void>((resolve, reject) => {
+    link.client.publish(topic, payload, { qos }, (err) => {
+      link.payloads.delete(payload)
+      if (err !== undefined && err !== null) reject(new ConnectionLostError(String(err)))
+      else resolve()
+    })
+  })
+  const done = untilClosed(link, acked)
+  done.catch(noop) // the caller may not wait for it
+  return done
+}
