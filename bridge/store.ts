@@ -29,6 +29,15 @@ export function ftsQuery (q: string): string {
   return terms.map((t) => `"${t}"`).join(' ')
 }
 
+/**
+ * A member's unread count in SQL (over `c` conversations and `mb` members):
+ * the messages after its read seq that are still stored. Retention deletes
+ * the oldest messages, so the count starts after the larger of the read seq
+ * and the seq before the oldest one kept (one lookup in the (conv, seq) index).
+ */
+const UNREAD = `MAX(0, c.last_seq - MAX(mb.read_seq,
+  COALESCE((SELECT MIN(seq) FROM messages WHERE conv = c.id) - 1, c.last_seq)))`
+
 export class ArchiveReader {
   constructor (private readonly db: Database) {}
 
@@ -61,9 +70,10 @@ export class ArchiveReader {
   /** The user's conversations, most recently active first, with the last message and unread count. */
   async conversations (user: string, limit: number): Promise<ConversationSummary[]> {
     const rows = await this.db.all<{
-      conv: string, kind: 'direct' | 'group', name: string | null, role: string, last_seq: number, last_ts: number, read_seq: number, delivered_seq: number
+      conv: string, kind: 'direct' | 'group', name: string | null, role: string, last_seq: number, last_ts: number, read_seq: number, delivered_seq: number, unread: number
     } & Partial<MessageRow>>(
       `SELECT c.id AS conv, c.kind, c.name, mb.role, c.last_seq, c.last_ts, mb.read_seq, mb.delivered_seq,
+              ${UNREAD} AS unread,
               m.id, m.seq, m.sender, m.cid, m.ts, m.body
          FROM members mb JOIN conversations c ON c.id = mb.conv
          LEFT JOIN messages m ON m.conv = c.id AND m.seq = c.last_seq
@@ -77,15 +87,15 @@ export class ArchiveReader {
       lastTs: r.last_ts,
       readSeq: r.read_seq,
       deliveredSeq: r.delivered_seq,
-      unread: Math.max(0, r.last_seq - r.read_seq),
+      unread: r.unread,
       last: r.id == null ? null : rowToFrame({ id: r.id, conv: r.conv, seq: r.seq as number, sender: r.sender as string, cid: r.cid ?? null, ts: r.ts as number, body: r.body as string })
     }))
   }
 
   async unread (user: string): Promise<{ total: number, conversations: Record<string, number> }> {
     const rows = await this.db.all<{ conv: string, n: number }>(
-      `SELECT c.id AS conv, c.last_seq - mb.read_seq AS n FROM members mb JOIN conversations c ON c.id = mb.conv
-        WHERE mb.user = ? AND c.last_seq > mb.read_seq`, [user])
+      `SELECT * FROM (SELECT c.id AS conv, ${UNREAD} AS n FROM members mb JOIN conversations c ON c.id = mb.conv
+        WHERE mb.user = ? AND c.last_seq > mb.read_seq) WHERE n > 0`, [user])
     const conversations: Record<string, number> = {}
     let total = 0
     for (const r of rows) { conversations[r.conv] = r.n; total += r.n }

@@ -212,9 +212,15 @@ test('retention keeps the newest N per conversation: seqs not reused, history, s
   const file = path.join(node.dataDir, 'warbler.db')
   const pagesBefore = (await query<{ page_count: number }>(file, 'PRAGMA page_count'))[0]?.page_count ?? 0
 
+  assert.equal((await bob.req('unread')).conversations['d:alice:bob'], 60)
   const retention = new Retention(svc.writer, { days: 0, messages: 10 })
   assert.equal(await retention.run(), 50)
   assert.equal(await retention.run(), 0, 'a second pass finds nothing more')
+  // Unread counts only what is still there: the 10 kept, then what bob has not read of them.
+  assert.deepEqual(await bob.req('unread'), { total: 10, conversations: { 'd:alice:bob': 10 } })
+  assert.equal((await bob.req('convs')).conversations.find((c: { conv: string }) => c.conv === 'd:alice:bob')?.unread, 10)
+  await bob.req('read', { conv: 'd:alice:bob', seq: 55 })
+  assert.deepEqual(await bob.req('unread'), { total: 5, conversations: { 'd:alice:bob': 5 } })
 
   const page = await bob.req('history', { conv: 'd:alice:bob', limit: 200 })
   assert.deepEqual(page.messages.map((m: MessageFrame) => m.seq), Array.from({ length: 10 }, (_, i) => 51 + i))
