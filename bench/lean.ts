@@ -15,7 +15,8 @@ export interface LeanHandlers {
   onClose?: () => void
 }
 
-function varint (n: number): number[] {
+/** An MQTT remaining length (variable byte integer), as bytes. */
+export function varint (n: number): number[] {
   const out: number[] = []
   do {
     let b = n % 128

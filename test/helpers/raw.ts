@@ -5,6 +5,7 @@
  */
 import net from 'node:net'
 import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet'
+import { varint } from '../../bench/lean.js'
 
 export interface RawClient {
   readonly socket: net.Socket
@@ -121,12 +122,5 @@ export function publishBytes (topic: string, payload: Buffer | string, qos: 0 | 
 
 /** Encode an MQTT remaining length (variable byte integer). */
 export function remainingLength (n: number): Buffer {
-  const out: number[] = []
-  do {
-    let b = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) b |= 0x80
-    out.push(b)
-  } while (n > 0)
-  return Buffer.from(out)
+  return Buffer.from(varint(n))
 }
