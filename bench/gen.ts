@@ -8,9 +8,9 @@
  * id, its counter (1, 2, 3...) and the send time (ms, high resolution, on a
  * clock shared by the threads). Against Warbler it sends chat frames on
  * `wb/u/{user}/out` (to a user, or to a group conversation) and is
- * acknowledged by the service's ack on its device topic, after COMMIT;
+ * acknowledged by the service's ack on its device feed, after COMMIT;
  * against Mosquitto it publishes the body on a plain topic and the ack is the
- * PUBACK. A receiver takes the body from the stored message on its inbox (or
+ * PUBACK. A receiver takes the body from the stored message on its feed (or
  * the plain payload): end-to-end latency is receipt time minus send time, and
  * it checks that every sender's counter goes up by one (no gap, duplicate or
  * reordering).
@@ -161,25 +161,33 @@ function body (c: Client, b: string): void {
   record(now() - ts)
 }
 
+interface Frame { t: string, cid?: string, ref?: string, code?: string, message?: string, from?: string, body?: unknown, frames?: Frame[] }
+
 function onPublish (c: Client, topic: string, payload: Buffer): void {
   if (topic.startsWith('bench/')) { body(c, payload.toString('latin1')); return }
+  if (!topic.startsWith('wb/')) return
+  // The feed topics, as the SDK reads them: a batch frame carries the messages (acks) of one commit.
+  const one = JSON.parse(payload.toString('utf8')) as Frame
+  const frames = one.t === 'batch' ? one.frames ?? [] : [one]
   const s = c.own
-  if (s !== null && topic.startsWith('wb/d/')) {
-    const f = JSON.parse(payload.toString('utf8')) as { t: string, cid?: string, ref?: string, code?: string, message?: string }
-    if (f.t === 'ack' && f.cid !== undefined) acked(s)
-    else if (f.t === 'error') {
-      fail(`${String(f.code)}: ${String(f.message)}`)
-      if (f.ref !== undefined) { s.inflight--; k.inflight--; k.errored++; pump(s) }
+  if (topic.startsWith('wb/d/')) {
+    if (s === null) return
+    for (const f of frames) {
+      if (f.t === 'ack' && f.cid !== undefined) acked(s)
+      else if (f.t === 'error') {
+        fail(`${String(f.code)}: ${String(f.message)}`)
+        if (f.ref !== undefined) { s.inflight--; k.inflight--; k.errored++; pump(s) }
+      }
     }
     return
   }
-  if (!topic.endsWith('/inbox')) return
-  if (s !== null && s.spec.user !== null && topic === `wb/u/${s.spec.user}/inbox`) {
-    // A sender's own inbox: every SDK device listens to it; only its own copies matter here.
-    if (payload.includes('"from":"' + s.spec.user + '"')) { k.selfCopies++; return }
+  // A sender's own feed: every SDK device listens to it; only its own copies matter here.
+  const own = s !== null && s.spec.user !== null && topic === `wb/u/${s.spec.user}/feed` ? s.spec.user : null
+  for (const f of frames) {
+    if (f.t !== 'msg') continue
+    if (own !== null && f.from === own) k.selfCopies++
+    else if (typeof f.body === 'string') body(c, f.body)
   }
-  const f = JSON.parse(payload.toString('utf8')) as { t: string, body?: unknown }
-  if (f.t === 'msg' && typeof f.body === 'string') body(c, f.body)
 }
 
 function acked (s: Sender): void {

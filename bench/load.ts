@@ -7,10 +7,12 @@
  * - plain (Warbler --bridge off, or Mosquitto): the sender publishes QoS 1 on
  *   `bench/p{i}`, its receiver subscribes to it; the ack is the PUBACK.
  * - chat: the sender publishes `{t:'msg', cid, to}` QoS 1 on `wb/u/{me}/out`;
- *   the ack is the service's ack frame on `wb/d/{clientId}` (sent after
- *   COMMIT); the receiver gets the stored message on its inbox, and checks
- *   that its seq is the previous one plus one. Senders subscribe to their own
- *   inbox too, as every SDK device does (each message then goes to two inboxes).
+ *   the ack is the service's ack frame on `wb/d/{clientId}/feed` (sent after
+ *   COMMIT); the receiver gets the stored message on its feed, and checks
+ *   that its seq is the previous one plus one. Like the SDK, both read the
+ *   feed topics, where the messages (acks) of one commit for one user (device)
+ *   come in batch frames. Senders subscribe to their own feed too, as every
+ *   SDK device does (each message then goes to two users).
  *
  * Commands from the orchestrator: connect, go, mark (start/end of the measured
  * window), stop (stop sending, drain, report).
@@ -74,6 +76,14 @@ let firstError: string | null = null
 let marks: Array<{ snap: Snapshot, elu: EventLoopUtilization }> = []
 const filler = 'x'.repeat(Math.max(0, cfg.payloadBytes))
 
+interface Frame { t: string, seq?: number, from?: string, cid?: string, ref?: string, code?: string, message?: string, frames?: Frame[] }
+
+/** The frames of a payload from a feed topic: a batch frame's, or the one frame. */
+function framesOf (payload: Buffer): Frame[] {
+  const f = JSON.parse(payload.toString('utf8')) as Frame
+  return f.t === 'batch' ? f.frames ?? [] : [f]
+}
+
 function payloadOf (s: Sender, n: number): Buffer {
   return Buffer.from(`{"t":"msg","cid":"n${n}","to":"${s.peer}","body":"${filler}"}`)
 }
@@ -105,14 +115,16 @@ async function connectAll (): Promise<void> {
     const r: Receiver = { c: rc, lastSeq: 0 }
     rc.handlers.onPublish = (topic, payload) => {
       if (!chat) { received++; return }
-      if (!topic.endsWith('/inbox')) return
-      const f = JSON.parse(payload.toString('utf8')) as { t: string, seq: number, from: string }
-      if (f.t !== 'msg' || f.from !== sUser) return
-      if (r.lastSeq !== 0 && f.seq !== r.lastSeq + 1) seqErrors++
-      r.lastSeq = f.seq
-      received++
+      if (topic !== rFeed) return
+      for (const f of framesOf(payload)) {
+        if (f.t !== 'msg' || f.from !== sUser) continue
+        if (r.lastSeq !== 0 && f.seq !== r.lastSeq + 1) seqErrors++
+        r.lastSeq = f.seq as number
+        received++
+      }
     }
-    await rc.subscribe(chat ? [`wb/u/${rUser}/inbox`, `wb/d/${rUser}-bench`] : [`bench/p${i}`])
+    const rFeed = `wb/u/${rUser}/feed`
+    await rc.subscribe(chat ? [rFeed, `wb/d/${rUser}-bench/feed`] : [`bench/p${i}`])
     receivers.push(r)
 
     const sc = await LeanClient.connect(cfg.port, `${sUser}-bench`, auth(sUser))
@@ -127,18 +139,21 @@ async function connectAll (): Promise<void> {
     }
     if (chat) {
       sc.handlers.onPublish = (topic, payload) => {
-        if (topic.endsWith('/inbox')) { selfCopies++; return }
-        const f = JSON.parse(payload.toString('utf8')) as { t: string, cid?: string, ref?: string, code?: string, message?: string }
-        if (f.t === 'ack' && f.cid !== undefined) {
-          ackedOne(s, s.times[Number(f.cid.slice(1)) % RING] as number)
-        } else if (f.t === 'error') {
-          errors++
-          firstError ??= `${String(f.code)}: ${String(f.message)}`
-          if (f.ref !== undefined) { s.inflight--; pump(s) }
+        const frames = framesOf(payload)
+        if (topic === sFeed) { selfCopies += frames.length; return }
+        for (const f of frames) {
+          if (f.t === 'ack' && f.cid !== undefined) {
+            ackedOne(s, s.times[Number(f.cid.slice(1)) % RING] as number)
+          } else if (f.t === 'error') {
+            errors++
+            firstError ??= `${String(f.code)}: ${String(f.message)}`
+            if (f.ref !== undefined) { s.inflight--; pump(s) }
+          }
         }
       }
-      const filters = [`wb/d/${sUser}-bench`]
-      if (cfg.senderInbox) filters.push(`wb/u/${sUser}/inbox`)
+      const sFeed = `wb/u/${sUser}/feed`
+      const filters = [`wb/d/${sUser}-bench/feed`]
+      if (cfg.senderInbox) filters.push(sFeed)
       await sc.subscribe(filters)
     } else {
       sc.handlers.onPuback = (id) => { ackedOne(s, s.times[id] as number) }

@@ -23,11 +23,14 @@ import type { RedisMirror } from './mirror.js'
 import { migrate } from './schema.js'
 import { Checkpointer } from './checkpoint.js'
 import { ArchiveReader } from './store.js'
-import { ArchiveWriter, ServiceError, type StoredMessage } from './writer.js'
+import { ArchiveWriter, ServiceError } from './writer.js'
+import { type Audience, Fanout, type Publish } from './fanout.js'
 
 export interface Transport {
   /** Resolves once the broker has routed the message (or queued it for offline sessions). */
-  publish: (topic: string, payload: Buffer, qos: 0 | 1) => Promise<void>
+  publish: Publish
+  /** Who subscribes to what, where the broker can tell (fanout.ts); without it, frames go to both inbox and feed. */
+  audience?: Audience
 }
 
 export interface ServiceCounters {
@@ -70,6 +73,7 @@ const TYPING_INTERVAL_MS = 1000
 
 export class MessageService {
   readonly counters: ServiceCounters = { sends: 0, duplicates: 0, requests: 0, syncRequests: 0, searchRequests: 0, typing: 0, deliveries: 0, byOp: {}, refusals: {} }
+  private readonly fanout: Fanout
   private readonly online = new Map<string, number>()
   private readonly lastSeen = new Map<string, number>()
   private readonly typingAt = new Map<string, number>()
@@ -89,6 +93,7 @@ export class MessageService {
       for (const [k, t] of this.typingAt) if (t < old) this.typingAt.delete(k)
     }, 10 * TYPING_INTERVAL_MS)
     this.typingSweep.unref()
+    this.fanout = new Fanout(opts.transport.publish, opts.transport.audience, this.counters)
   }
 
   static async open (opts: ServiceOptions): Promise<MessageService> {
@@ -100,36 +105,19 @@ export class MessageService {
       opts.log.warn('WAL checkpoint failed', { error: String(err) })
     })
     let svc: MessageService | undefined
-    const writer = new ArchiveWriter(writeDb, (stored) => svc?.deliver(stored))
+    const writer = new ArchiveWriter(writeDb, (stored) => {
+      opts.mirror?.stored(stored)
+      return svc?.fanout.deliver(stored)
+    })
     svc = new MessageService(opts, writeDb, readDb, checkpoints, writer, new ArchiveReader(readDb))
     return svc
-  }
-
-  private publishJson (topic: string, frame: object, qos: 0 | 1): Promise<void> {
-    return this.opts.transport.publish(topic, Buffer.from(JSON.stringify(frame)), qos)
-  }
-
-  /** Publish each stored message to every recipient's inbox; one promise per message id. */
-  private deliver (stored: StoredMessage[]): Map<string, Promise<unknown>> {
-    this.opts.mirror?.stored(stored)
-    const out = new Map<string, Promise<unknown>>()
-    for (const s of stored) {
-      const payload = Buffer.from(JSON.stringify(s.frame))
-      const sent: Array<Promise<void>> = []
-      for (const user of s.recipients) {
-        sent.push(this.opts.transport.publish(topics.inbox(user), payload, 1))
-        this.counters.deliveries++
-      }
-      out.set(s.frame.id, Promise.all(sent))
-    }
-    return out
   }
 
   private refuse (clientId: string, code: ErrorCode, message: string, ref?: string): void {
     this.counters.refusals[code] = (this.counters.refusals[code] ?? 0) + 1
     const frame: ErrorFrame = { t: 'error', code, message }
     if (ref !== undefined) frame.ref = ref
-    void this.publishJson(topics.device(clientId), frame, 1)
+    void this.fanout.toDevice(clientId, frame, 1)
   }
 
   /**
@@ -152,7 +140,7 @@ export class MessageService {
         else this.counters.sends++
         // Hold the sender until its message is routed to every inbox, so a
         // flood is paced by delivery, not only by storage.
-        await Promise.all([delivered, this.publishJson(topics.device(clientId), ack, 0)])
+        await Promise.all([delivered, this.fanout.ack(clientId, ack)])
       } else if (frame.t === 'req') {
         ref = frame.id
         await this.request(user, clientId, frame)
@@ -183,14 +171,14 @@ export class MessageService {
       presence: async (users) => await this.presenceOf(users)
     }
     const data = await handleRequest(ctx, r)
-    await this.publishJson(topics.device(clientId), { t: 'res', id: r.id, data }, 1)
+    await this.fanout.toDevice(clientId, { t: 'res', id: r.id, data }, 1)
   }
 
   private async receipt (conv: string, user: string, marks: { read?: number, delivered?: number }): Promise<void> {
     const members = await this.writer.membersOf(conv)
     if (members === null) return
     const frame: ReceiptFrame = { t: 'receipt', conv, user, ...marks }
-    for (const m of members.keys()) void this.publishJson(topics.inbox(m), frame, 0)
+    void this.fanout.toUsers(members.keys(), frame, 0)
   }
 
   private async typing (user: string, conv: string): Promise<void> {
@@ -202,7 +190,7 @@ export class MessageService {
     if (members === null || !members.has(user)) throw new ServiceError('not_member', `${user} is not a member of ${conv}`)
     this.counters.typing++
     const frame: TypingEvent = { t: 'typing', conv, user }
-    for (const m of members.keys()) if (m !== user) void this.publishJson(topics.inbox(m), frame, 0)
+    void this.fanout.toUsers([...members.keys()].filter((m) => m !== user), frame, 0)
   }
 
   /** A device of `user` connected (online) or disconnected. Presence changes on the first and last device. */
@@ -222,7 +210,7 @@ export class MessageService {
     }
     const frame: PresenceFrame = { t: 'presence', user, online: n > 0, lastSeen: now }
     this.reader.directPeers(user).then((peers) => {
-      for (const p of peers) void this.publishJson(topics.inbox(p), frame, 0)
+      void this.fanout.toUsers(peers, frame, 0)
     }, () => {})
   }
 

@@ -11,6 +11,7 @@ import type { Aedes } from 'aedes'
 import type { Ingest } from '../broker/hooks.js'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { MessageService, Transport } from './service.js'
+import type { Audience } from './fanout.js'
 
 /** The filter the service listens on; the broker appends the client id to `wb/u/{user}/out`. */
 export const OUT_FILTER = 'wb/u/+/out/+'
@@ -24,13 +25,30 @@ export function parseOutTopic (topic: string): { user: string, clientId: string 
   return { user: p[2] as string, clientId: p[4] as string }
 }
 
-/** Publish through an aedes instance in this process. */
-export function embeddedTransport (broker: Aedes): Transport {
-  return {
-    publish: (topic, payload, qos) => new Promise<void>((resolve) => {
-      broker.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, () => resolve())
-    })
+/**
+ * Publish through an aedes instance in this process. Unless routing is
+ * shared with other brokers (`shared`: their clients' subscriptions are not
+ * known here), the service learns who subscribes to what from aedes: its
+ * emitter holds every connection's subscriptions, its persistence those of
+ * persistent sessions, connected or not.
+ */
+export function embeddedTransport (broker: Aedes, shared: boolean): Transport {
+  const publish = (topic: string, payload: Buffer, qos: 0 | 1): Promise<void> => new Promise<void>((resolve) => {
+    broker.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, () => resolve())
+  })
+  const inside = broker as unknown as {
+    mq: { _matcher?: { match?: (topic: string) => unknown[] } }
+    persistence: { subscriptionsByTopic: (topic: string) => Promise<unknown[]> }
   }
+  const matcher = inside.mq._matcher
+  // mqemitter's subscription table; if a version of it ever hides it, publish to both topics.
+  if (shared || typeof matcher?.match !== 'function') return { publish }
+  const live = (topic: string): boolean => (matcher.match as (topic: string) => unknown[])(topic).length > 0
+  const audience: Audience = {
+    live,
+    any: (topic) => live(topic) || inside.persistence.subscriptionsByTopic(topic).then((subs) => subs.length > 0)
+  }
+  return { publish, audience }
 }
 
 /**

@@ -201,7 +201,7 @@ export class ArchiveWriter {
     private readonly db: Database,
     /** Publishes committed messages; returns a promise per message id, settled once routed. */
     private readonly onCommitted: (messages: StoredMessage[]) => Map<string, Promise<unknown>> | undefined,
-    private readonly maxBatch = 512
+    private readonly maxBatch = 2048
   ) {}
 
   /** Store a chat message, once per (user, cid). */

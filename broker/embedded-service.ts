@@ -45,7 +45,7 @@ export async function startEmbeddedService (d: EmbeddedDeps): Promise<EmbeddedSe
   let service: MessageService
   try {
     mirror = cfg.redis !== '' ? await RedisMirror.connect(cfg.redis, log) : undefined
-    service = await MessageService.open({ dataDir: cfg.dataDir, transport: embeddedTransport(b), log, maxPayload: cfg.maxPayload, durability: cfg.durability === 'power' ? 'power' : 'process', ...(mirror !== undefined ? { mirror } : {}) })
+    service = await MessageService.open({ dataDir: cfg.dataDir, transport: embeddedTransport(b, d.shared), log, maxPayload: cfg.maxPayload, durability: cfg.durability === 'power' ? 'power' : 'process', ...(mirror !== undefined ? { mirror } : {}) })
   } catch (err) {
     await mirror?.close()
     throw err

@@ -173,7 +173,10 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
     const suppressed = s.suppressedNotices
     s.suppressedNotices = 0
     const payload = Buffer.from(JSON.stringify(suppressed > 0 ? { ...frame, suppressed } : frame))
-    d.broker().publish({ cmd: 'publish', topic: topics.device(s.clientId), payload, qos: 0, retain: false, dup: false }, () => {})
+    // Both device topics: the client reads one (fanout.ts), and refusals are rare.
+    for (const topic of [topics.device(s.clientId), topics.deviceFeed(s.clientId)]) {
+      d.broker().publish({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }, () => {})
+    }
   }
 
   function refusePublish (s: Session, packet: PublishPacket, reason: RefusalReason, code: ErrorCode, message: string): void {

@@ -2,9 +2,10 @@
  * The populations of the scenarios, the same shape against both targets:
  * chat pairs, a group and idle sessions, as client and sender specs for the
  * generators. Against Warbler every client logs in with its user's device
- * token and subscribes to what an SDK device subscribes to (its inbox and its
- * device topic); against Mosquitto clients are anonymous, and a plain topic
- * stands for the inbox.
+ * token and subscribes to what an SDK device subscribes to (its feed and its
+ * device feed, where the messages and acks of one commit come in one batch
+ * frame); against Mosquitto clients are anonymous, and a plain topic stands
+ * for the feed.
  */
 import type { ClientSpec, SenderSpec } from '../gen.js'
 import { generators, type Generators } from '../generators.js'
@@ -40,9 +41,9 @@ export function chatPairs (p: Population, warbler: boolean, tokens: Map<string, 
     const r = `${prefix}r${i}`
     p.users.push(s, r)
     const slot = sidBase + i
-    p.clients.push(client(r, tokens, warbler ? [`wb/u/${r}/inbox`, `wb/d/${cid(r)}`] : [`bench/p/${prefix}${i}`], slot))
-    // The sender listens to its own inbox too, as every SDK device does (Warbler sends it a copy).
-    p.clients.push(client(s, tokens, warbler ? [`wb/d/${cid(s)}`, `wb/u/${s}/inbox`] : [], slot))
+    p.clients.push(client(r, tokens, warbler ? [`wb/u/${r}/feed`, `wb/d/${cid(r)}/feed`] : [`bench/p/${prefix}${i}`], slot))
+    // The sender listens to its own feed too, as every SDK device does (Warbler sends it a copy).
+    p.clients.push(client(s, tokens, warbler ? [`wb/d/${cid(s)}/feed`, `wb/u/${s}/feed`] : [], slot))
     p.senders.push({ clientId: cid(s), sid: sidBase + i, cls, user: warbler ? s : null, topic: warbler ? null : `bench/p/${prefix}${i}`, to: r, fanout: 1 })
   }
 }
@@ -59,7 +60,7 @@ export function group (p: Population, warbler: boolean, tokens: Map<string, stri
   const u = groupUsers(prefix, senders, members)
   u.members.forEach((m, i) => {
     p.users.push(m)
-    p.clients.push(client(m, tokens, warbler ? [`wb/u/${m}/inbox`, `wb/d/${cid(m)}`] : [`bench/g/${prefix}`], sidBase + i))
+    p.clients.push(client(m, tokens, warbler ? [`wb/u/${m}/feed`, `wb/d/${cid(m)}/feed`] : [`bench/g/${prefix}`], sidBase + i))
   })
   u.senders.forEach((s, i) => {
     p.users.push(s)
@@ -69,7 +70,7 @@ export function group (p: Population, warbler: boolean, tokens: Map<string, stri
 }
 
 /**
- * Sessions that only hold a subscription (their inbox and device topic).
+ * Sessions that only hold a subscription (their feed and device feed).
  * `sameFilters`: the references subscribe to the same two filters as
  * Warbler's sessions (anonymously), not one plain topic, so that a session's
  * memory is compared like for like (conns).
@@ -78,7 +79,7 @@ export function idle (p: Population, warbler: boolean, tokens: Map<string, strin
   for (let i = 0; i < n; i++) {
     const u = `${prefix}${i}`
     p.users.push(u)
-    p.clients.push(client(u, tokens, warbler || sameFilters ? [`wb/u/${u}/inbox`, `wb/d/${cid(u)}`] : [`bench/u/${u}`], i, reconnected))
+    p.clients.push(client(u, tokens, warbler || sameFilters ? [`wb/u/${u}/feed`, `wb/d/${cid(u)}/feed`] : [`bench/u/${u}`], i, reconnected))
   }
 }
 

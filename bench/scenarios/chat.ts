@@ -1,6 +1,6 @@
 /**
  * chat: 1:1 QoS 1 chat through the message service (Warbler: stored, then
- * delivered to both inboxes, acknowledged after COMMIT; Mosquitto: plain QoS
+ * delivered to both users' feeds, acknowledged after COMMIT; Mosquitto: plain QoS
  * 1 pub/sub between the same pairs). Two phases on the same connections:
  * saturated (closed loop, each sender keeps `window` unacknowledged), then a
  * fixed total rate (open loop paced by a timer, bounded by the same window)

@@ -1,5 +1,5 @@
 /**
- * conns: many idle sessions, each subscribed to its inbox and device topic
+ * conns: many idle sessions, each subscribed to its feed and device feed
  * at QoS 1 (Warbler: logged in with a device token; Mosquitto and bare aedes:
  * anonymous, the same two filters). WARMUP sessions are opened first and
  * not counted, so that one-time costs (code compiled, caches such as
@@ -97,7 +97,7 @@ async function run (ctx: RunContext): Promise<RunResult> {
 }
 
 export const conns: ScenarioDef = {
-  about: `idle sessions, each subscribed at QoS 1 to its inbox and device topic (Warbler: logged in with a device token; Mosquitto, bare aedes: anonymous), after ${WARMUP} warm-up sessions that are not counted`,
+  about: `idle sessions, each subscribed at QoS 1 to its feed and device feed (Warbler: logged in with a device token; Mosquitto, bare aedes: anonymous), after ${WARMUP} warm-up sessions that are not counted`,
   metrics: [
     { key: 'sessions', label: 'sessions held (counted)', unit: '', better: 'higher', chart: true },
     { key: 'connect_rate', label: 'connect rate', unit: 'sessions/s', better: 'higher', chart: true },

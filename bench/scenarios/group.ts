@@ -1,7 +1,7 @@
 /**
  * group: fan-out. Warbler: the owner creates a group of `members` receivers
  * and `senders` posters with a `group.create` request to the message service;
- * each member listens to its inbox; the senders post QoS 1 with `window`
+ * each member listens to its feed; the senders post QoS 1 with `window`
  * posts unacknowledged each. Mosquitto: the same members subscribe to one
  * topic, the same senders publish to it. Deliveries/s at the members and
  * latency from post to receipt by each member.

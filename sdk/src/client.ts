@@ -32,6 +32,9 @@ import type * as T from './types.js'
 
 export type { ClientEvents, MessageStatus, State } from './events.js'
 
+/** How many times a request refused as rate-limited or unavailable is sent again. */
+const REQUEST_RETRIES = 4
+
 let counter = 0
 /** A client message or request id: time, a counter and randomness (unique across restarts). */
 export function newId (prefix: string): string {
@@ -207,8 +210,8 @@ export class WarblerClient extends Emitter<ClientEvents> {
 
   private async onConnected (link: Link): Promise<void> {
     try {
-      const granted = await untilClosed(link, link.client.subscribeAsync([topics.inbox(this.o.username), topics.device(this.clientId)], { qos: 1 }))
-      if (granted.some((g) => g.qos === 128)) throw new WarblerError('not_authorized', 'the server refused the inbox or device subscription')
+      const granted = await untilClosed(link, link.client.subscribeAsync([topics.feed(this.o.username), topics.deviceFeed(this.clientId)], { qos: 1 }))
+      if (granted.some((g) => g.qos === 128)) throw new WarblerError('not_authorized', 'the server refused the feed or device feed subscription')
       if (this.link !== link) return
       link.subscribed = true
       this.setState('connected')
@@ -359,12 +362,24 @@ export class WarblerClient extends Emitter<ClientEvents> {
   /** Messages still waiting for the server's acknowledgement. */
   async pending (): Promise<OutboxEntry[]> { return await this.o.outbox.load() }
 
-  /** A request to the message service (see docs/protocol.md); rejects with ServerError, TimeoutError or ConnectionLostError (not connected now). */
+  /**
+   * A request to the message service (see docs/protocol.md); rejects with
+   * ServerError, TimeoutError or ConnectionLostError (not connected now). A
+   * request refused as `rate_limited` or `unavailable` was not carried out:
+   * it is sent again after a backoff, up to REQUEST_RETRIES times.
+   */
   async request<R = unknown> (op: string, params: Record<string, unknown> = {}): Promise<R> {
-    if (this._state === 'closed') throw new ClosedError()
-    const link = this.link
-    if (link === null || !link.subscribed) throw new ConnectionLostError('not connected')
-    return await this.requestOn<R>(link, op, params)
+    for (let attempt = 0; ; attempt++) {
+      if (this._state === 'closed') throw new ClosedError()
+      const link = this.link
+      if (link === null || !link.subscribed) throw new ConnectionLostError('not connected')
+      try {
+        return await this.requestOn<R>(link, op, params)
+      } catch (err) {
+        if (!(err instanceof ServerError) || (err.code !== 'rate_limited' && err.code !== 'unavailable') || attempt >= REQUEST_RETRIES) throw err
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt, { minDelay: 250, maxDelay: 4000 })))
+      }
+    }
   }
 
   private async requestOn<R> (link: Link, op: string, params: Record<string, unknown>): Promise<R> {

@@ -17,7 +17,7 @@ export interface Link {
   end: () => void
   /** CONNACK accepted. */
   connacked: boolean
-  /** Subscribed to the inbox and device topics: requests may go out. */
+  /** Subscribed to the feed and device feed topics: requests may go out. */
   subscribed: boolean
   /** Synced: live messages go straight to the sequencer, and the outbox is sent. */
   ready: boolean

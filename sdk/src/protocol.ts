@@ -41,22 +41,30 @@ export function clientIdBelongsTo (clientId: string, username: string): boolean 
 
 /** Topics of the chat topic space. */
 export const topics = {
-  /** Everything the service sends to a user, on every device: messages, receipts, presence, events. */
+  /** Everything the service sends to a user, on every device: messages, receipts, presence, events; one frame per publish. */
   inbox: (user: string): string => `${TOPIC_ROOT}/u/${user}/inbox`,
+  /**
+   * The same frames as the inbox, except that messages stored in one commit
+   * for this user may travel together in one `batch` frame. What the SDK reads;
+   * a device subscribes to the inbox or to the feed, not both.
+   */
+  feed: (user: string): string => `${TOPIC_ROOT}/u/${user}/feed`,
   /** Where a user publishes what it sends: chat messages, typing, receipts and requests. */
   out: (user: string): string => `${TOPIC_ROOT}/u/${user}/out`,
   /** Replies, acknowledgements and errors for one connection (client id). */
   device: (clientId: string): string => `${TOPIC_ROOT}/d/${clientId}`,
+  /** The same frames as the device topic, except that acks of one commit may travel together in one `batch` frame. */
+  deviceFeed: (clientId: string): string => `${TOPIC_ROOT}/d/${clientId}/feed`,
   /** Server-internal sink for refused publishes; nobody can subscribe to it. */
   refused: '$WB/refused'
 } as const
 
 /** What a topic of the chat topic space is, or null for any other topic. */
 export type ChatTopic =
-  | { kind: 'inbox', user: string }
+  | { kind: 'inbox', user: string, feed: boolean }
   | { kind: 'out', user: string }
   | { kind: 'user-other', user: string }
-  | { kind: 'device', clientId: string }
+  | { kind: 'device', clientId: string, feed: boolean }
   | { kind: 'reserved' }
 
 /**
@@ -73,12 +81,12 @@ export function parseChatTopic (topic: string): ChatTopic | null {
   const scope = parts[1]
   const id = parts[2]
   if (scope === 'u' && id !== undefined && id !== '+' && id !== '#' && id !== '') {
-    if (parts.length === 4 && parts[3] === 'inbox') return { kind: 'inbox', user: id }
+    if (parts.length === 4 && (parts[3] === 'inbox' || parts[3] === 'feed')) return { kind: 'inbox', user: id, feed: parts[3] === 'feed' }
     if (parts.length === 4 && parts[3] === 'out') return { kind: 'out', user: id }
     return { kind: 'user-other', user: id }
   }
-  if (scope === 'd' && id !== undefined && id !== '+' && id !== '#' && id !== '' && parts.length === 3) {
-    return { kind: 'device', clientId: id }
+  if (scope === 'd' && id !== undefined && id !== '+' && id !== '#' && id !== '' && (parts.length === 3 || (parts.length === 4 && parts[3] === 'feed'))) {
+    return { kind: 'device', clientId: id, feed: parts.length === 4 }
   }
   return { kind: 'reserved' }
 }
@@ -263,4 +271,17 @@ export interface PresenceFrame { t: 'presence', user: string, online: boolean, l
 
 export interface TypingEvent { t: 'typing', conv: ConversationId, user: string }
 
-export type ServerFrame = MessageFrame | AckFrame | ResultFrame | ErrorFrame | ReceiptFrame | PresenceFrame | TypingEvent
+/**
+ * Several frames in one publish, only on the feed topics (`wb/u/{user}/feed`,
+ * `wb/d/{clientId}/feed`): the messages of one commit for one user, or the
+ * acks of one commit for one device, in order. Never nested.
+ */
+export interface BatchFrame { t: 'batch', frames: SingleFrame[] }
+
+/** Most frames in one batch frame. */
+export const BATCH_MAX_FRAMES = 256
+/** Most bytes of one batch frame's JSON; a frame longer than this alone travels alone. */
+export const BATCH_MAX_BYTES = 64 * 1024
+
+export type SingleFrame = MessageFrame | AckFrame | ResultFrame | ErrorFrame | ReceiptFrame | PresenceFrame | TypingEvent
+export type ServerFrame = SingleFrame | BatchFrame

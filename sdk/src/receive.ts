@@ -9,7 +9,7 @@ import { decodeFrame } from './codec.js'
 import { ServerError } from './errors.js'
 import type { ClientEvents } from './events.js'
 import type { Link } from './link.js'
-import type { ErrorFrame, MessageFrame, ServerFrame } from './protocol.js'
+import type { ErrorFrame, MessageFrame, ServerFrame, SingleFrame } from './protocol.js'
 import type { Requests } from './requests.js'
 import type { SendQueue } from './send-queue.js'
 
@@ -30,6 +30,16 @@ export async function receive (link: Link, payload: Uint8Array, r: Receivers): P
     return // not ours
   }
   if (typeof f !== 'object' || f === null) return
+  if (f.t === 'batch') {
+    // Several frames of one commit, in order (the feed topics); never nested.
+    if (!Array.isArray(f.frames)) return
+    for (const one of f.frames) if (typeof one === 'object' && one !== null && (one as { t?: unknown }).t !== 'batch') await receiveOne(link, one, r)
+    return
+  }
+  await receiveOne(link, f, r)
+}
+
+async function receiveOne (link: Link, f: SingleFrame, r: Receivers): Promise<void> {
   switch (f.t) {
     case 'msg':
       if (typeof f.conv !== 'string' || !Number.isSafeInteger(f.seq) || f.seq < 1) return
@@ -44,10 +54,18 @@ export async function receive (link: Link, payload: Uint8Array, r: Receivers): P
   }
 }
 
-/** A refusal names the request or send it answers (by id, or by the MQTT packet id it came in); otherwise it is an `error` event. */
+/**
+ * A refusal names the request or send it answers (by id, or by the MQTT
+ * packet id it came in); otherwise it is an `error` event. The broker's
+ * refusal of a publish whose send or request is answered already (a copy
+ * sent again after a rate limit, of a send acknowledged meanwhile) is
+ * dropped: nothing waits for it.
+ */
 async function onError (link: Link, f: ErrorFrame, r: Receivers): Promise<void> {
-  const ref = f.ref ?? (f.mid === undefined ? undefined : link.mids.get(f.mid))
+  const byMid = f.ref === undefined && f.mid !== undefined ? link.mids.get(f.mid) : undefined
+  const ref = f.ref ?? byMid
   const e = new ServerError(f.code, f.message, ref)
   if (ref !== undefined && (r.requests.reject(ref, e) || await r.sends.refused(link, ref, e))) return
+  if (byMid !== undefined) return
   r.emit('error', e)
 }

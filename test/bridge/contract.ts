@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import type { ErrorFrame, MessageFrame } from '../../sdk/src/protocol.js'
+import type { AckFrame, ErrorFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { ChatClient } from '../helpers/chat.js'
 import type { UserSpec } from '../helpers/warbler.js'
 
@@ -19,7 +19,7 @@ const PW = 'password-123'
 const users = ['alice', 'bob', 'carol', 'dave'].map((name) => ({ name, password: PW }))
 
 export function chatContract (name: string, start: Start): void {
-  const setup = async (t: { after: (fn: () => Promise<void>) => void }): Promise<{ a: Arrangement, c: (u: string, opts?: { device?: string, clean?: boolean }) => Promise<ChatClient> }> => {
+  const setup = async (t: { after: (fn: () => Promise<void>) => void }): Promise<{ a: Arrangement, c: (u: string, opts?: { device?: string, clean?: boolean, feed?: boolean }) => Promise<ChatClient> }> => {
     const a = await start(users)
     const clients: ChatClient[] = []
     t.after(async () => {
@@ -196,5 +196,47 @@ export function chatContract (name: string, start: Start): void {
     await bob.close()
     const off = await alice.until(() => alice.frames.find((f) => f.frame.t === 'presence' && f.frame.user === 'bob' && !f.frame.online)?.frame)
     assert.ok(off !== undefined)
+  })
+  test(`${name}: feed readers get what inbox readers get, once each, in order; a burst comes in batch frames`, async (t) => {
+    const { c } = await setup(t)
+    const bobPlain = await c('bob', { device: 'plain' })
+    const bobApp = await c('bob', { device: 'app', feed: true })
+    const alice = await c('alice', { device: 'app', feed: true })
+    const n = 80
+    // Published at once, so that commits take several: their deliveries and acks travel together on the feeds.
+    await Promise.all(Array.from({ length: n }, (_, i) => alice.publishRaw(JSON.stringify({ t: 'msg', cid: `burst-${i}`, to: 'bob', body: `m${i}` }))))
+    const acks = (): AckFrame[] => alice.frames.filter((f) => f.frame.t === 'ack').map((f) => f.frame as AckFrame)
+    await alice.until(() => acks().length >= n, 10_000, 'every ack')
+    const seqs = Array.from({ length: n }, (_, i) => i + 1)
+    for (const x of [bobPlain, bobApp, alice]) {
+      await x.until(() => x.messages.length >= n, 10_000, `${x.clientId}: every message`)
+    }
+    // A moment for strays: a second copy would arrive within it.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    for (const x of [bobPlain, bobApp, alice]) {
+      assert.deepEqual(x.messages.map((m) => m.seq), seqs, `${x.clientId}: each message once, in order`)
+      assert.deepEqual(x.messages.map((m) => m.body), seqs.map((s) => `m${s - 1}`))
+    }
+    assert.deepEqual(acks().map((a) => a.cid).sort(), Array.from({ length: n }, (_, i) => `burst-${i}`).sort(), 'each send acknowledged once')
+    // The inbox reader got one publish per message, the feed readers fewer: batches.
+    assert.equal(bobPlain.publishes.get('wb/u/bob/inbox'), n)
+    assert.deepEqual([...bobPlain.publishes.keys()], ['wb/u/bob/inbox'])
+    assert.ok((bobApp.publishes.get('wb/u/bob/feed') ?? n) < n, `feed publishes ${String(bobApp.publishes.get('wb/u/bob/feed'))} for ${n} messages`)
+    assert.deepEqual([...bobApp.publishes.keys()], ['wb/u/bob/feed'])
+    assert.ok((alice.publishes.get('wb/d/alice-app/feed') ?? n) < n, 'acks batched on the device feed')
+    assert.equal(alice.publishes.get('wb/d/alice-app'), undefined)
+  })
+
+  test(`${name}: a persistent feed reader gets what it missed offline, from its queue, in order`, async (t) => {
+    const { c } = await setup(t)
+    const first = await c('bob', { device: 'tablet', clean: false, feed: true })
+    await first.close()
+    const alice = await c('alice')
+    for (let i = 0; i < 5; i++) await alice.sendOk({ to: 'bob' }, `while away ${i}`)
+    await Promise.all(Array.from({ length: 30 }, (_, i) => alice.publishRaw(JSON.stringify({ t: 'msg', cid: `away-${i}`, to: 'bob', body: `burst ${i}` }))))
+    await alice.until(() => alice.frames.filter((f) => f.frame.t === 'ack').length >= 35, 10_000, 'every ack')
+    const back = await c('bob', { device: 'tablet', clean: false, feed: true })
+    await back.until(() => back.messages.length >= 35, 10_000, 'the queued messages')
+    assert.deepEqual(back.messages.map((m) => m.seq), Array.from({ length: 35 }, (_, i) => i + 1))
   })
 }

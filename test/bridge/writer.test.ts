@@ -22,7 +22,8 @@ async function open (): Promise<{ db: Database, writer: ArchiveWriter, published
   const db = await Database.open(path.join(dir, DB_FILE))
   await migrate(db)
   const published: StoredMessage[][] = []
-  const writer = new ArchiveWriter(db, (stored) => { published.push(stored); return undefined })
+  // Batches of at most 512: the tests below span several.
+  const writer = new ArchiveWriter(db, (stored) => { published.push(stored); return undefined }, 512)
   return {
     db,
     writer,

@@ -335,7 +335,7 @@ describe('over MQTT, normal mode', { timeout: 30_000 }, () => {
     const sysRouted = await watch(t, node, '$SYS/#')
     for (const user of ['alice', 'carol']) {
       const c = await login(t, node, user, `${user}-pub`)
-      for (const topic of ['wb/u/bob/inbox', `wb/u/${user}/inbox`, 'wb/d/bob', `wb/d/${user}-pub`, '$SYS/broker/version', '$SYS/x']) {
+      for (const topic of ['wb/u/bob/inbox', `wb/u/${user}/inbox`, 'wb/u/bob/feed', `wb/u/${user}/feed`, 'wb/d/bob', `wb/d/${user}-pub`, `wb/d/${user}-pub/feed`, '$SYS/broker/version', '$SYS/x']) {
         await c.publishAsync(topic, '{"t":"msg","body":"forged"}', { qos: 1 })
       }
     }
@@ -345,19 +345,19 @@ describe('over MQTT, normal mode', { timeout: 30_000 }, () => {
     const forged = routed.filter((m) => m.payload.includes('forged'))
     assert.deepEqual(forged, [])
     assert.deepEqual(sysRouted.filter((m) => m.payload.includes('forged')), [])
-    // Every device-topic notice went only to the sender's own client id.
+    // Every device-topic notice went only to the sender's own client id (its plain and feed topics).
     for (const m of routed.filter((x) => x.topic.startsWith('wb/d/'))) {
-      assert.ok(['wb/d/alice-pub', 'wb/d/carol-pub'].includes(m.topic), m.topic)
+      assert.ok(['wb/d/alice-pub', 'wb/d/carol-pub', 'wb/d/alice-pub/feed', 'wb/d/carol-pub/feed'].includes(m.topic), m.topic)
       assert.equal((JSON.parse(m.payload) as { code: string }).code, 'not_authorized')
     }
   })
 
   test('subscriptions: own inbox, own subtree, own device; nothing of others', async (t) => {
     const alice = await login(t, node, 'alice', 'alice-phone')
-    for (const f of ['wb/u/bob/inbox', 'wb/u/+/inbox', 'wb/#', 'wb/d/bob-phone', 'wb/d/alicex', '#', '+/+/+/inbox', '$SYS/#', '$SYS/broker/uptime', 'devices/bob/#']) {
+    for (const f of ['wb/u/bob/inbox', 'wb/u/bob/feed', 'wb/u/+/inbox', 'wb/u/+/feed', 'wb/#', 'wb/d/bob-phone', 'wb/d/bob-phone/feed', 'wb/d/+/feed', 'wb/d/alicex', 'wb/d/alice-phone/x', '#', '+/+/+/inbox', '$SYS/#', '$SYS/broker/uptime', 'devices/bob/#']) {
       assert.equal(await grant(alice, f), 128, f)
     }
-    for (const f of ['wb/u/alice/inbox', 'wb/u/alice/#', 'wb/d/alice-phone', 'public/#', 'devices/alice/#', 'cid/alice-phone/x']) {
+    for (const f of ['wb/u/alice/inbox', 'wb/u/alice/feed', 'wb/u/alice/#', 'wb/d/alice-phone', 'wb/d/alice-phone/feed', 'public/#', 'devices/alice/#', 'cid/alice-phone/x']) {
       assert.equal(await grant(alice, f), 1, f)
     }
     // The connection survives the refusals and receives what is hers.
@@ -424,7 +424,7 @@ describe('over MQTT, development mode', { timeout: 30_000 }, () => {
     await anon.publishAsync('wb/u/bob/inbox', '{"t":"msg"}', { qos: 1 })
     await anon.publishAsync('anything/goes', 'x', { qos: 1 })
     await collect(anon, 100)
-    assert.deepEqual(pubs.filter((m) => m.topic !== 'wb/d/sniffer'), [])
+    assert.deepEqual(pubs.filter((m) => m.topic !== 'wb/d/sniffer' && m.topic !== 'wb/d/sniffer/feed'), [])
     assert.ok(pubs.length >= 1, 'the refusal is answered on the sender\'s own device topic')
   })
 })

@@ -1,27 +1,32 @@
 /**
  * A small chat client for tests, on mqtt.js and the documented protocol only
- * (no SDK): it subscribes to its inbox and device topic, sends messages and
+ * (no SDK): it subscribes to its inbox and device topic (or, with `feed`, to
+ * the feed topics, whose batch frames it unpacks), sends messages and
  * requests, and collects what arrives.
  */
 import mqtt, { type MqttClient } from 'mqtt'
-import type { AckFrame, ErrorFrame, MessageFrame, ServerFrame } from '../../sdk/src/protocol.js'
+import type { AckFrame, ErrorFrame, MessageFrame, ServerFrame, SingleFrame } from '../../sdk/src/protocol.js'
 
 let counter = 0
 
 export class ChatClient {
-  readonly frames: Array<{ topic: string, frame: ServerFrame }> = []
+  /** Single frames; a batch frame's frames each with its topic. */
+  readonly frames: Array<{ topic: string, frame: SingleFrame }> = []
+  /** Publishes received, by topic. */
+  readonly publishes = new Map<string, number>()
   private readonly waiters = new Set<() => void>()
 
   private constructor (readonly mqtt: MqttClient, readonly user: string, readonly clientId: string) {
     mqtt.on('message', (topic, payload) => {
       let frame: ServerFrame
       try { frame = JSON.parse(payload.toString('utf8')) as ServerFrame } catch { return }
-      this.frames.push({ topic, frame })
+      this.publishes.set(topic, (this.publishes.get(topic) ?? 0) + 1)
+      for (const f of frame.t === 'batch' ? frame.frames : [frame]) this.frames.push({ topic, frame: f })
       for (const w of [...this.waiters]) w()
     })
   }
 
-  static async connect (url: string, user: string, password: string, opts: { device?: string, clean?: boolean } = {}): Promise<ChatClient> {
+  static async connect (url: string, user: string, password: string, opts: { device?: string, clean?: boolean, feed?: boolean } = {}): Promise<ChatClient> {
     const clientId = `${user}-${opts.device ?? `t${++counter}`}`
     const client = mqtt.connect(url, { username: user, password, clientId, clean: opts.clean ?? true, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 })
     // Listen before CONNACK: a persistent session's queued messages follow it at once.
@@ -30,13 +35,14 @@ export class ChatClient {
       client.once('connect', () => resolve())
       client.once('error', reject)
     })
-    await client.subscribeAsync([`wb/u/${user}/inbox`, `wb/d/${clientId}`], { qos: 1 })
+    const feed = opts.feed === true ? '/feed' : ''
+    await client.subscribeAsync([`wb/u/${user}/${feed === '' ? 'inbox' : 'feed'}`, `wb/d/${clientId}${feed}`], { qos: 1 })
     return chat
   }
 
-  /** Chat messages received on the inbox, in arrival order. */
+  /** Chat messages received on the inbox (or feed), in arrival order. */
   get messages (): MessageFrame[] {
-    return this.frames.filter((f) => f.frame.t === 'msg' && f.topic.endsWith('/inbox')).map((f) => f.frame as MessageFrame)
+    return this.frames.filter((f) => f.frame.t === 'msg' && (f.topic.endsWith('/inbox') || f.topic === `wb/u/${this.user}/feed`)).map((f) => f.frame as MessageFrame)
   }
 
   /** Wait until `pred` holds over what was received, or fail after timeoutMs. */

@@ -1,0 +1,198 @@
+/**
+ * How the service's frames reach users and devices.
+ *
+ * A user has two topics with the same content: `wb/u/{user}/inbox`, one frame
+ * per publish (for plain MQTT clients), and `wb/u/{user}/feed` (the SDK's),
+ * where the messages of one commit for that user travel together in `batch`
+ * frames: one publish and one PUBACK for many messages, which is most of what
+ * a chat message costs the broker under load. A device likewise has
+ * `wb/d/{clientId}` and `wb/d/{clientId}/feed`, where the acks of one commit
+ * travel together.
+ *
+ * A frame goes to each of the two topics that has a subscriber, asked of the
+ * broker (`Audience`) once per user per commit: a live connection or a
+ * persistent session, online or not, so offline queues get theirs. Where the
+ * broker cannot tell (the service as an MQTT client, or routing shared with
+ * other brokers through Redis, where another broker's clients are unknown
+ * here) it goes to both; a device reads one of them, so nobody gets a frame
+ * twice.
+ *
+ * Deliveries go out in commit order: a batch whose subscriber lookups are
+ * still pending holds the ones after it.
+ */
+import { type AckFrame, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, topics } from '../sdk/src/protocol.js'
+import type { StoredMessage } from './writer.js'
+
+export interface Audience {
+  /** Whether any session (connected or persistent) subscribes to a topic. */
+  any: (topic: string) => boolean | Promise<boolean>
+  /** Whether a connection to this broker subscribes to a topic. */
+  live: (topic: string) => boolean
+}
+
+export type Publish = (topic: string, payload: Buffer, qos: 0 | 1) => Promise<void>
+
+/** Which of a user's two topics to publish to. */
+interface Targets { inbox: boolean, feed: boolean }
+
+const BOTH: Targets = { inbox: true, feed: true }
+
+/** The bytes a batch frame adds around its frames: `{"t":"batch","frames":[` and `]}`. */
+const BATCH_WRAPPER = 25
+
+/** `frames` (JSON texts) as batch frames of at most BATCH_MAX_FRAMES frames and BATCH_MAX_BYTES bytes; a lone frame as itself. */
+export function batchPayloads (frames: string[]): Buffer[] {
+  const out: Buffer[] = []
+  const size = frames.map((f) => Buffer.byteLength(f))
+  let start = 0
+  while (start < frames.length) {
+    let end = start + 1
+    let bytes = BATCH_WRAPPER + (size[start] as number)
+    while (end < frames.length && end - start < BATCH_MAX_FRAMES && bytes + (size[end] as number) + 1 <= BATCH_MAX_BYTES) {
+      bytes += (size[end] as number) + 1
+      end++
+    }
+    out.push(Buffer.from(end - start === 1 ? frames[start] as string : `{"t":"batch","frames":[${frames.slice(start, end).join(',')}]}`))
+    start = end
+  }
+  return out
+}
+
+export class Fanout {
+  /** Publishing steps waiting for subscriber lookups; later steps wait behind them. */
+  private queued = 0
+  private tail: Promise<void> = Promise.resolve()
+  /** Acks waiting for the end of this loop turn, by client id; `plain`: to the plain device topic too. */
+  private readonly acks = new Map<string, { frames: string[], plain: boolean, sent: Promise<void>, resolve: () => void }>()
+  private flushing = false
+
+  /** `counters.deliveries` counts one per message per recipient user. */
+  constructor (private readonly publish: Publish, private readonly audience: Audience | undefined, private readonly counters: { deliveries: number }) {}
+
+  /** Which of a user's topics have subscribers. */
+  private targets (user: string): Targets | Promise<Targets> {
+    const a = this.audience
+    if (a === undefined) return BOTH
+    const inbox = a.any(topics.inbox(user))
+    const feed = a.any(topics.feed(user))
+    if (typeof inbox === 'boolean' && typeof feed === 'boolean') return { inbox, feed }
+    return Promise.all([inbox, feed]).then(([i, f]) => ({ inbox: i, feed: f }))
+  }
+
+  /**
+   * Run `step` with each user's targets once every step before it has run,
+   * at once when nothing waits. Resolves when its publishes are routed.
+   */
+  private inOrder (users: string[], step: (targets: Targets[]) => Array<Promise<void>>): Promise<unknown> {
+    const looked = users.map((u) => this.targets(u))
+    if (this.queued === 0 && looked.every((t): t is Targets => !(t instanceof Promise))) {
+      return Promise.all(step(looked))
+    }
+    this.queued++
+    let routed: Promise<unknown> = Promise.resolve()
+    const ran = this.tail.then(async () => await Promise.all(looked)).then(
+      (targets) => { routed = Promise.all(step(targets)) },
+      () => { routed = Promise.all(step(users.map(() => BOTH))) } // a failed lookup: publish to both
+    ).finally(() => { this.queued-- })
+    this.tail = ran
+    return ran.then(async () => await routed)
+  }
+
+  /** Deliver a commit's messages to every recipient; one promise per message id, settled once all are routed. */
+  deliver (stored: StoredMessage[]): Map<string, Promise<unknown>> {
+    const byUser = new Map<string, string[]>()
+    for (const s of stored) {
+      const json = JSON.stringify(s.frame)
+      for (const user of s.recipients) {
+        let list = byUser.get(user)
+        if (list === undefined) byUser.set(user, list = [])
+        list.push(json)
+        this.counters.deliveries++
+      }
+    }
+    const users = [...byUser.keys()]
+    const routed = this.inOrder(users, (targets) => {
+      const sent: Array<Promise<void>> = []
+      users.forEach((user, i) => {
+        const t = targets[i] as Targets
+        const frames = byUser.get(user) as string[]
+        if (t.inbox) for (const f of frames) sent.push(this.publish(topics.inbox(user), Buffer.from(f), 1))
+        if (t.feed) for (const p of batchPayloads(frames)) sent.push(this.publish(topics.feed(user), p, 1))
+      })
+      return sent
+    })
+    const out = new Map<string, Promise<unknown>>()
+    for (const s of stored) out.set(s.frame.id, routed)
+    return out
+  }
+
+  /** An event (receipt, typing, presence) to users, on each of their topics that has subscribers. */
+  toUsers (users: Iterable<string>, frame: object, qos: 0 | 1): Promise<unknown> {
+    const payload = Buffer.from(JSON.stringify(frame))
+    const list = [...users]
+    return this.inOrder(list, (targets) => {
+      const sent: Array<Promise<void>> = []
+      list.forEach((user, i) => {
+        const t = targets[i] as Targets
+        if (t.inbox) sent.push(this.publish(topics.inbox(user), payload, qos))
+        if (t.feed) sent.push(this.publish(topics.feed(user), payload, qos))
+      })
+      return sent
+    })
+  }
+
+  /**
+   * Which of a device's topics to publish to: the one its connection to this
+   * broker reads; both when it is not connected here (a persistent session
+   * gets QoS 1 frames in its queue) or the broker cannot tell.
+   */
+  private deviceTopics (clientId: string): { plain: boolean, feed: boolean } {
+    const a = this.audience
+    if (a === undefined) return { plain: true, feed: true }
+    if (a.live(topics.deviceFeed(clientId))) return { plain: false, feed: true }
+    if (a.live(topics.device(clientId))) return { plain: true, feed: false }
+    return { plain: true, feed: true }
+  }
+
+  /** A reply or refusal to one device. */
+  toDevice (clientId: string, frame: object, qos: 0 | 1): Promise<unknown> {
+    const payload = Buffer.from(JSON.stringify(frame))
+    const t = this.deviceTopics(clientId)
+    const sent: Array<Promise<void>> = []
+    if (t.plain) sent.push(this.publish(topics.device(clientId), payload, qos))
+    if (t.feed) sent.push(this.publish(topics.deviceFeed(clientId), payload, qos))
+    return Promise.all(sent)
+  }
+
+  /**
+   * A send's ack (QoS 0). On a device feed, the acks of one loop turn (the
+   * sends of one commit resolve together) go out as one batch frame; the
+   * device's topics are looked up once for them all.
+   */
+  ack (clientId: string, ack: AckFrame): Promise<unknown> {
+    let entry = this.acks.get(clientId)
+    if (entry === undefined) {
+      const t = this.deviceTopics(clientId)
+      if (!t.feed) return this.toDevice(clientId, ack, 0)
+      let resolve = (): void => {}
+      const sent = new Promise<void>((resolve_) => { resolve = resolve_ })
+      this.acks.set(clientId, entry = { frames: [], plain: t.plain, sent, resolve })
+      if (!this.flushing) {
+        this.flushing = true
+        setImmediate(() => { this.flushAcks() })
+      }
+    }
+    entry.frames.push(JSON.stringify(ack))
+    return entry.sent
+  }
+
+  private flushAcks (): void {
+    this.flushing = false
+    for (const [clientId, entry] of this.acks) {
+      const sent = batchPayloads(entry.frames).map((p) => this.publish(topics.deviceFeed(clientId), p, 0))
+      if (entry.plain) for (const f of entry.frames) sent.push(this.publish(topics.device(clientId), Buffer.from(f), 0))
+      Promise.all(sent).then(entry.resolve, entry.resolve)
+    }
+    this.acks.clear()
+  }
+}
