@@ -58,7 +58,7 @@ export function registerServiceMetrics (registry: client.Registry, svc: MessageS
   const batch = new client.Histogram({
     name: 'warbler_store_batch_size',
     help: 'Items (sends, group changes, watermarks) per archive batch.',
-    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500],
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2048],
     registers: [registry]
   })
   svc.writer.onBatch = (ms, size) => { latency.observe(ms / 1000); batch.observe(size) }
