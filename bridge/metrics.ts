@@ -21,7 +21,7 @@ export function registerServiceMetrics (registry: client.Registry, svc: MessageS
   }
   mirrored('warbler_messages_stored_total', 'Chat and system messages committed to the archive.', () => svc.writer.stats.stored)
   mirrored('warbler_message_duplicates_total', 'Retried sends answered with the original acknowledgement.', () => c.duplicates)
-  mirrored('warbler_deliveries_total', 'Messages published to member inboxes.', () => c.deliveries)
+  mirrored('warbler_deliveries_total', 'Messages delivered to members: one per message per recipient user (on the feeds several share a publish).', () => c.deliveries)
   mirrored('warbler_store_batches_total', 'Archive transactions (group commits).', () => svc.writer.stats.batches)
   const reported: Record<string, number> = {}
   // eslint-disable-next-line no-new
