@@ -39,6 +39,7 @@ export const settings = {
   wssPort: { kind: 'port', default: 8084, doc: 'MQTT over secure WebSocket port, used when tlsCert and tlsKey are set (-1 = off).' },
   tlsCert: { kind: 'string', default: '', doc: 'PEM certificate file; enables the TLS listeners together with tlsKey.' },
   tlsKey: { kind: 'string', default: '', doc: 'PEM private key file for tlsCert.' },
+  proxyProtocol: { kind: 'bool', default: false, doc: 'Behind a TCP proxy (HAProxy send-proxy or send-proxy-v2): the MQTT and WebSocket listeners read a PROXY protocol header (v1 or v2) first on every connection, and the client address it names is the one limits and logs use; a connection without one is closed. Only the proxy may reach those ports. The TLS listeners are for direct clients.' },
   redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, and routing shared by workers and nodes.' },
   workers: { kind: 'int', default: 0, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis.' },
   nodeName: { kind: 'string', default: '', doc: 'This node\'s name in the $SYS tree with redis ($SYS/broker/node/NAME/WORKER/...). Default: the host name.' },

@@ -3,7 +3,10 @@
  * WebSocket. Every connection goes through the guard (guard.ts) and then to
  * aedes. Port 0 binds a free port; `bound` reports the real one. Only the
  * configured listeners exist: a port of -1 turns one off, and the TLS pair
- * (mqtts, wss) exists only with tlsCert and tlsKey.
+ * (mqtts, wss) exists only with tlsCert and tlsKey. With `proxyProtocol` the
+ * plain pair (mqtt, ws) takes a PROXY protocol header first on every
+ * connection (proxy-protocol.ts); a connection without one is closed and
+ * reported to `refused`.
  */
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
@@ -13,6 +16,7 @@ import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import { type Config, ConfigError } from './config.js'
+import { readProxyHeader } from './proxy-protocol.js'
 
 export type ListenerName = 'mqtt' | 'mqtts' | 'ws' | 'wss'
 
@@ -23,12 +27,26 @@ export interface Listener {
 }
 
 type Handle = (conn: Duplex, req?: http.IncomingMessage) => void
+/** A connection closed before MQTT: its peer address and why. */
+export type Refused = (peer: string, reason: string) => void
+
+/** A server that reads each connection's PROXY protocol header, then hands the socket to `next`. */
+function proxiedServer (refused: Refused, next: (socket: net.Socket) => void): net.Server {
+  return net.createServer((socket) => {
+    const peer = socket.remoteAddress ?? 'unknown'
+    readProxyHeader(socket).then(() => { next(socket) }, (err: unknown) => {
+      refused(peer, (err as Error).message)
+      socket.destroy()
+    })
+  })
+}
 
 function streamServer (name: ListenerName, server: net.Server): Listener {
   return { name, server, close: () => closeServer(server) }
 }
 
-function wsListener (name: ListenerName, server: http.Server, maxPacket: number, handle: Handle): Listener {
+/** `front`: the server that listens, when it is not `server` itself (a PROXY protocol reader in front of it). */
+function wsListener (name: ListenerName, server: http.Server, maxPacket: number, handle: Handle, front?: net.Server): Listener {
   const wss = new WebSocketServer({ server, maxPayload: maxPacket + 5, perMessageDeflate: false })
   wss.on('connection', (socket, req) => {
     const stream = createWebSocketStream(socket)
@@ -37,24 +55,35 @@ function wsListener (name: ListenerName, server: http.Server, maxPacket: number,
   })
   return {
     name,
-    server,
+    server: front ?? server,
     close: async () => {
       for (const c of wss.clients) c.terminate()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
-      await closeServer(server)
+      if (front !== undefined) {
+        // The HTTP server listens on nothing of its own: close what it holds, then the front.
+        server.closeAllConnections()
+        await closeServer(front)
+      } else {
+        await closeServer(server)
+      }
     }
   }
 }
 
 /** Create (not yet bound) listeners for the configured ports. */
-export function createListeners (cfg: Config, handle: Handle): Listener[] {
+export function createListeners (cfg: Config, handle: Handle, refused: Refused = () => {}): Listener[] {
   const out: Listener[] = []
   const onSocket = (conn: net.Socket): void => {
     conn.setNoDelay(true)
     handle(conn)
   }
-  if (cfg.mqttPort !== -1) out.push(streamServer('mqtt', net.createServer(onSocket)))
-  if (cfg.wsPort !== -1) out.push(wsListener('ws', http.createServer(), cfg.maxPacket, handle))
+  if (cfg.mqttPort !== -1) out.push(streamServer('mqtt', cfg.proxyProtocol ? proxiedServer(refused, onSocket) : net.createServer(onSocket)))
+  if (cfg.wsPort !== -1) {
+    const server = http.createServer()
+    // The HTTP server takes each socket once its header is read; it listens on no port of its own.
+    const front = cfg.proxyProtocol ? proxiedServer(refused, (socket) => { server.emit('connection', socket) }) : undefined
+    out.push(wsListener('ws', server, cfg.maxPacket, handle, front))
+  }
   if (cfg.tls) {
     const creds = { cert: readFileSync(cfg.tlsCert), key: readFileSync(cfg.tlsKey) }
     try {

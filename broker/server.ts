@@ -46,6 +46,23 @@ function isRedisError (err: Error): boolean {
   return err.name === 'ReplyError' || err.name === 'MaxRetriesPerRequestError' || err.message === 'Connection is closed.'
 }
 
+/**
+ * Connections closed before MQTT (no valid PROXY protocol header): logged as
+ * a warning, at most one line every 10 s with how many more there were, so a
+ * misconfigured proxy or a scanner does not flood the log.
+ */
+function refusedBeforeMqtt (log: Logger): (peer: string, reason: string) => void {
+  let last = 0
+  let more = 0
+  return (peer, reason) => {
+    const now = Date.now()
+    if (now - last < 10_000) { more++; return }
+    log.warn('connection closed before MQTT', { peer, reason, ...(more > 0 ? { alsoClosedSinceLastLine: more } : {}) })
+    last = now
+    more = 0
+  }
+}
+
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
 export interface Warbler {
@@ -203,7 +220,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   }
   let listeners: Listener[]
   try {
-    listeners = createListeners(cfg, handle)
+    listeners = createListeners(cfg, handle, refusedBeforeMqtt(log))
   } catch (err) {
     await closeBroker(b)
     await closeService()

@@ -18,7 +18,9 @@ import { fileURLToPath } from 'node:url'
 import { resolveConfig } from '../../broker/config.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
-import type { MqttClient } from 'mqtt'
+import net from 'node:net'
+import { MqttClient } from 'mqtt'
+import { remoteAddress } from '../../broker/session.js'
 import { CLI, connect, startNode, tempDir, type TestNode } from '../helpers/warbler.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
@@ -310,9 +312,10 @@ const clientsOf = async (n: TestNode): Promise<number> => {
 
 test('HAProxy with deploy/haproxy/haproxy.cfg balances MQTT and WebSocket over two real nodes and drops a stopped one', async (t) => {
   need('haproxy', 'haproxy')
-  const a = await startNode(['--dev'])
+  // The nodes read HAProxy's PROXY protocol header (send-proxy-v2 in the file).
+  const a = await startNode(['--dev', '--proxy-protocol'])
   t.after(() => a.close())
-  const b = await startNode(['--dev'])
+  const b = await startNode(['--dev', '--proxy-protocol'])
   t.after(() => b.close())
   const [lbMqtt, lbWs, stats, dead] = [await freePort(), await freePort(), await freePort(), await freePort()]
   let cfg = read(DEPLOY, 'haproxy', 'haproxy.cfg')
@@ -362,8 +365,15 @@ test('HAProxy with deploy/haproxy/haproxy.cfg balances MQTT and WebSocket over t
   for (let i = 0; i < 4; i++) clients.push(await connect(`mqtt://127.0.0.1:${lbMqtt}`, { clientId: `lb-${i}` }))
   clients.push(await connect(`ws://127.0.0.1:${lbWs}/mqtt`, { clientId: 'lb-ws' }))
   t.after(() => Promise.all(clients.map(async (c) => await c.endAsync(true))))
+  // A client from 127.0.0.7 is seen as 127.0.0.7 by its node, not as HAProxy (127.0.0.1).
+  const from7 = new MqttClient(() => net.connect({ port: lbMqtt, host: '127.0.0.1', localAddress: '127.0.0.7' }), { protocolVersion: 4, reconnectPeriod: 0, clientId: 'lb-from7' })
+  clients.push(from7)
+  await new Promise<void>((resolve, reject) => { from7.once('connect', () => resolve()); from7.once('error', reject) })
+  const held = [a, b].map((n) => (n.broker as unknown as { clients: Record<string, Parameters<typeof remoteAddress>[0]> }).clients['lb-from7']).find((c) => c !== undefined)
+  assert.ok(held !== undefined, 'lb-from7 reached a node')
+  assert.equal(remoteAddress(held), '127.0.0.7')
   const [na, nb] = [await clientsOf(a), await clientsOf(b)]
-  assert.equal(na + nb, 5, 'every client reached a node')
+  assert.equal(na + nb, 6, 'every client reached a node')
   assert.ok(na > 0 && nb > 0, `leastconn spreads clients over both nodes (${na} and ${nb})`)
 
   // A message through the balancer reaches a subscriber on the same node.
