@@ -639,7 +639,6 @@ function machine (): Record<string, string | number> {
 
 const f0 = (n: number): string => Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-'
 const f1 = (n: number): string => Number.isFinite(n) ? n.toFixed(1) : '-'
-const f2 = (n: number): string => Number.isFinite(n) ? n.toFixed(2) : '-'
 const pct = (n: number): string => Number.isFinite(n) ? `${(n * 100).toFixed(0)} %` : '-'
 const kb = (n: number): string => n >= 1024 ? `${(n / 1024).toFixed(n >= 10240 ? 0 : 1)} KiB` : `${Math.round(n)} B`
 const binLabel = (i: number): string => {

@@ -22,7 +22,7 @@
  * rate) is dropped and counted as held back: nothing queues up without bound in the generator).
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import { performance, type EventLoopUtilization } from 'node:perf_hooks'
+import { performance } from 'node:perf_hooks'
 import { encodeString, LeanClient } from './lean.js'
 
 export interface ClientSpec {

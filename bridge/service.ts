@@ -13,7 +13,7 @@
  * it (in the broker's process, or as an MQTT client of one or more brokers).
  */
 import path from 'node:path'
-import { type ErrorCode, type ErrorFrame, type PresenceFrame, type ReceiptFrame, type RequestFrame, topics, type TypingEvent } from '../sdk/src/protocol.js'
+import { type ErrorCode, type ErrorFrame, type PresenceFrame, type ReceiptFrame, type RequestFrame, type TypingEvent } from '../sdk/src/protocol.js'
 import { Database } from '../broker/sqlite.js'
 import { DB_FILE } from '../broker/identity/store.js'
 import type { Logger } from '../broker/log.js'
@@ -138,7 +138,7 @@ export class MessageService {
         const { ack, duplicate, delivered } = await this.writer.send({ user, cid: frame.cid, conv: send.conv, peer: send.peer, body: frame.body, text: bodyText(frame.body) })
         if (duplicate) this.counters.duplicates++
         else this.counters.sends++
-        // Hold the sender until its message is routed to every inbox, so a
+        // Hold the sender until its message is routed to every recipient, so a
         // flood is paced by delivery, not only by storage.
         await Promise.all([delivered, this.fanout.ack(clientId, ack)])
       } else if (frame.t === 'req') {
