@@ -6,17 +6,15 @@
  * Debian's HAProxy with send-proxy-v2 in front of a node.
  */
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
-import { rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import path from 'node:path'
 import { test } from 'node:test'
 import mqtt, { type IClientOptions, MqttClient } from 'mqtt'
 import { createWebSocketStream, WebSocket } from 'ws'
 import { parseProxyHeader, ProxyHeaderError } from '../../broker/proxy-protocol.js'
 import { remoteAddress } from '../../broker/session.js'
+import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
-import { startNode, tempDir, type TestNode } from '../helpers/warbler.js'
+import { startNode, type TestNode } from '../helpers/warbler.js'
 
 const PW = 'password-123'
 const users = [{ name: 'alice', password: PW }, { name: 'bob', password: PW }]
@@ -141,34 +139,22 @@ test('a node with --proxy-protocol: the header\'s address is the client\'s, for 
 })
 
 test('behind Debian\'s HAProxy with send-proxy-v2, the node sees the client\'s own address', async (t) => {
-  assert.ok(spawnSync('sh', ['-c', 'command -v haproxy']).status === 0, 'haproxy is needed (apt-get install haproxy)')
   const node = await startNode(['--proxy-protocol'], { users })
   t.after(() => node.close())
   const lbPort = await freePort()
-  const dir = tempDir('warbler-haproxy-')
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const cfg = path.join(dir, 'haproxy.cfg')
-  writeFileSync(cfg, [
+  const hap = startHaproxy([
     'global', '  maxconn 100',
     'defaults', '  mode tcp', '  timeout connect 1s', '  timeout client 30s', '  timeout server 30s',
     'frontend mqtt', `  bind 127.0.0.1:${lbPort}`, '  default_backend node',
     'backend node', `  server n1 127.0.0.1:${node.ports.mqtt as number} send-proxy-v2`, ''
   ].join('\n'))
-  const hap = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let hapErr = ''
-  hap.stderr?.on('data', (d: Buffer) => { hapErr += d.toString() })
-  t.after(async () => {
-    if (hap.exitCode === null && hap.signalCode === null) {
-      hap.kill('SIGKILL')
-      await new Promise((resolve) => hap.once('exit', resolve))
-    }
-  })
+  t.after(hap.stop)
   await waitForPort(lbPort)
   // From 127.0.0.9: HAProxy itself reaches the node from 127.0.0.1.
   const client = new MqttClient(() => net.connect({ port: lbPort, host: '127.0.0.1', localAddress: '127.0.0.9' }), {
     protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 3000, username: 'alice', password: PW, clientId: 'alice-lb'
   })
   t.after(() => client.endAsync(true))
-  await connected(client).catch((err: unknown) => { throw new Error(`${String(err)}; haproxy: ${hapErr}`) })
+  await connected(client).catch((err: unknown) => { throw new Error(`${String(err)}; haproxy: ${hap.log()}`) })
   assert.equal(addressOf(node, 'alice-lb'), '127.0.0.9')
 })

@@ -12,9 +12,10 @@
 // started afterwards, also on failure.
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { copyFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, readdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
+import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
 import { addUser, CLI, tempDir } from '../helpers/warbler.js'
 import { assertAllArrived, type Outcome, recorded, type Recorded, sleep, track, until, within } from '../sdk/support.js'
@@ -167,10 +168,7 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
 
   // HAProxy in front, TCP mode, checking /readyz on each node's HTTP port.
   const lbPort = await freePort()
-  const hapDir = tempDir('warbler-netns-haproxy-')
-  undo.push(() => rmSync(hapDir, { recursive: true, force: true }))
-  const cfg = path.join(hapDir, 'haproxy.cfg')
-  writeFileSync(cfg, [
+  const hap = startHaproxy([
     'global', '  maxconn 2000',
     'defaults', '  mode tcp', '  timeout connect 1s', '  timeout client 60s', '  timeout server 60s', '  retries 3', '  option redispatch',
     'frontend mqtt', `  bind 127.0.0.1:${lbPort}`, '  default_backend nodes',
@@ -178,15 +176,7 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
     '  default-server check port 8080 inter 250 fall 2 rise 2',
     ...spaces.map((ns, i) => `  server n${i + 1} ${ns.host}:1883`), ''
   ].join('\n'))
-  const hap = spawn('haproxy', ['-db', '-f', cfg], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let hapErr = ''
-  hap.stderr?.on('data', (d: Buffer) => { hapErr += d.toString() })
-  undo.push(async () => {
-    if (hap.exitCode === null && hap.signalCode === null) {
-      hap.kill('SIGKILL')
-      await new Promise((resolve) => hap.once('exit', resolve))
-    }
-  })
+  undo.push(hap.stop)
   await waitForPort(lbPort)
   const url = `mqtt://127.0.0.1:${lbPort}`
 
@@ -197,7 +187,7 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
   for (const d of devices) await within(d.client.connect(), 10_000, 'connect through HAProxy')
   const perNode = await Promise.all(spaces.map(connectedClients))
   assert.equal(perNode.reduce((a, b) => a + b, 0), 6, `every device is counted by one node (${perNode.join('/')})`)
-  assert.ok((perNode[1] as number) > 0, `HAProxy gave node 2 some devices (${perNode.join('/')}; haproxy stderr: ${hapErr})`)
+  assert.ok((perNode[1] as number) > 0, `HAProxy gave node 2 some devices (${perNode.join('/')}; haproxy stderr: ${hap.log()})`)
 
   const outcomes: Outcome[][] = users.map(() => [])
   let sending = true

@@ -16,6 +16,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { resolveConfig } from '../../broker/config.js'
+import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
 import net from 'node:net'
@@ -339,14 +340,8 @@ test('HAProxy with deploy/haproxy/haproxy.cfg balances MQTT and WebSocket over t
   sub('warbler1:8083 check port 8080', `127.0.0.1:${a.ports.ws ?? 0} check port ${a.ports.http ?? 0}`)
   sub('warbler2:8083 check port 8080', `127.0.0.1:${b.ports.ws ?? 0} check port ${b.ports.http ?? 0}`)
   sub('warbler3:8083 check port 8080', `127.0.0.1:${dead} check port ${dead}`)
-  const dir = tempDir('warbler-haproxy-')
-  t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const file = path.join(dir, 'haproxy.cfg')
-  writeFileSync(file, cfg)
-  const hap = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let log = ''
-  hap.stderr?.on('data', (d: Buffer) => { log += d.toString() })
-  t.after(() => stopChild(hap))
+  const hap = startHaproxy(cfg)
+  t.after(hap.stop)
   await waitForPort(stats)
 
   const waitStatus = async (want: Record<string, string>): Promise<void> => {
@@ -354,7 +349,7 @@ test('HAProxy with deploy/haproxy/haproxy.cfg balances MQTT and WebSocket over t
     for (;;) {
       const s = await haproxyStatus(stats)
       if (Object.entries(want).every(([k, v]) => s.get(k) === v)) return
-      if (Date.now() > end) throw new Error(`HAProxy status ${JSON.stringify(Object.fromEntries(s))}, wanted ${JSON.stringify(want)}\n${log}`)
+      if (Date.now() > end) throw new Error(`HAProxy status ${JSON.stringify(Object.fromEntries(s))}, wanted ${JSON.stringify(want)}\n${hap.log()}`)
       await new Promise((resolve) => setTimeout(resolve, 200))
     }
   }
