@@ -24,6 +24,7 @@
 import { clientIdBelongsTo, parseChatTopic, TOPIC_ROOT } from '../sdk/src/protocol.js'
 import type { AclRule } from './config.js'
 import type { Session } from './session.js'
+import { SERVICE_BIRTH } from './service-watch.js'
 
 export type Decision = 'allow' | 'deny'
 
@@ -88,7 +89,7 @@ function plainLevel (v: string): boolean {
  * and aedes' notices of clients coming and going (for presence).
  */
 const SERVICE_OUT = ['wb', 'u', '+', 'out', '+']
-const SERVICE_SYS = [['$SYS', '+', 'new', 'clients'], ['$SYS', '+', 'disconnect', 'clients']]
+const SERVICE_SYS = [['$SYS', '+', 'new', 'clients'], ['$SYS', '+', 'disconnect', 'clients'], ['$SYS', '+', 'heartbeat'], ['$SYS', '+', 'warbler', 'clients']]
 const SERVICE_READ = [SERVICE_OUT, ...SERVICE_SYS]
 
 /** Whether a session may read the device topic of client id `clientId`. */
@@ -110,7 +111,10 @@ export class Acl {
 
   canPublish (s: Session | undefined, topic: string): Decision {
     if (s === undefined) return 'deny'
-    if (topic.charCodeAt(0) === 36 /* $ */) return 'deny' // [MQTT-4.7.2-1]: $-topics are the server's
+    if (topic.charCodeAt(0) === 36 /* $ */) {
+      // [MQTT-4.7.2-1]: $-topics are the server's; a separate message service may announce its start (service-watch.ts).
+      return s.service && this.externalService && topic === SERVICE_BIRTH ? 'allow' : 'deny'
+    }
     const chat = parseChatTopic(topic)
     if (chat !== null) {
       if (chat.kind === 'out') return s.user !== null && chat.user === s.user ? 'allow' : 'deny'

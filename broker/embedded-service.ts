@@ -8,10 +8,11 @@ import type { Aedes } from 'aedes'
 import type { Config } from './config.js'
 import type { Ingest } from './hooks.js'
 import type { Logger } from './log.js'
-import { announceService, CLIENTS_TOPIC } from './service-watch.js'
+import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from './heartbeat.js'
+import { announceService } from './service-watch.js'
 import { getSession } from './session.js'
-import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
 import { RedisMirror } from '../bridge/mirror.js'
+import { followNotice, PRESENCE_FILTERS, PresenceTracker } from '../bridge/presence.js'
 import { Retention } from '../bridge/retention.js'
 import { MessageService } from '../bridge/service.js'
 import { attachEmbedded, embeddedTransport } from '../bridge/transport.js'
@@ -83,66 +84,25 @@ export async function startEmbeddedService (d: EmbeddedDeps): Promise<EmbeddedSe
   }
 }
 
-const CLIENT_NOTICE = /^\$SYS\/([^/]+)\/(new|disconnect)\/clients$/
-
 /**
- * Presence from aedes' `$SYS/{broker id}/new|disconnect/clients` notices,
- * which every broker publishes through the shared Redis routing: the clients
- * of every worker and node count. The service account's own connections
- * (`warbler bridge`) do not. A broker that dies without closing its clients
- * (SIGKILL) sends no disconnect notices: its clients' users are taken
- * offline when aedes stops seeing its heartbeats (`brokers` below: three
- * missed heartbeats of aedes' heartbeatInterval).
+ * Presence from every broker's client notices and heartbeats, which travel
+ * through the shared Redis routing (bridge/presence.ts): the clients of every
+ * worker and node count, the service account's own connections do not, and
+ * the clients of a broker that died without closing them (SIGKILL) go offline
+ * after three missed heartbeats.
  */
 function followPresence (b: Aedes, svc: MessageService, isService: (user: string) => boolean): () => Promise<void> {
-  /** Connected client ids (with their user) by broker id, and when each broker was first noticed. */
-  const byBroker = new Map<string, { since: number, clients: Map<string, string> }>()
+  const ownId = (b as unknown as { id: string }).id
+  const tracker = new PresenceTracker(svc, isService, PRESENCE_EXPIRY_MS)
   const handler = (packet: { topic: string, payload: Buffer | string }, cb: () => void): void => {
-    const all = CLIENTS_TOPIC.exec(packet.topic)
-    if (all !== null) {
-      // A broker's connected clients, sent when this service starts (service-watch.ts).
-      let ids: unknown
-      try { ids = JSON.parse(packet.payload.toString()) } catch { ids = [] }
-      if (Array.isArray(ids)) {
-        for (const id of ids) {
-          if (typeof id === 'string') handler({ topic: `$SYS/${all[1] as string}/new/clients`, payload: id }, () => {})
-        }
-      }
-      cb()
-      return
-    }
-    const m = CLIENT_NOTICE.exec(packet.topic)
-    const id = packet.payload.toString()
-    const user = id.split('-')[0] ?? ''
-    if (m !== null && isValidUsername(user) && clientIdBelongsTo(id, user) && !isService(user)) {
-      const brokerId = m[1] as string
-      let entry = byBroker.get(brokerId)
-      if (m[2] === 'new') {
-        if (entry === undefined) byBroker.set(brokerId, entry = { since: Date.now(), clients: new Map() })
-        if (!entry.clients.has(id)) { entry.clients.set(id, user); svc.presence(user, true) }
-      } else if (entry?.clients.delete(id) === true) {
-        svc.presence(user, false)
-      }
-    }
+    followNotice(tracker, packet.topic, packet.payload)
     cb()
   }
-  const aedes = b as unknown as { brokers: Record<string, number>, id: string, opts: { heartbeatInterval: number } }
-  const heartbeat = aedes.opts.heartbeatInterval
-  const sweep = setInterval(() => {
-    const now = Date.now()
-    for (const [brokerId, entry] of byBroker) {
-      if (brokerId === aedes.id) continue
-      const seen = Math.max(aedes.brokers[brokerId] ?? 0, entry.since)
-      if (seen + 3 * heartbeat >= now) continue
-      byBroker.delete(brokerId)
-      for (const user of entry.clients.values()) svc.presence(user, false)
-    }
-  }, heartbeat)
+  const sweep = setInterval(() => { tracker.sweep((id) => id === ownId) }, HEARTBEAT_MS)
   sweep.unref()
-  const filters = ['$SYS/+/new/clients', '$SYS/+/disconnect/clients', '$SYS/+/warbler/clients']
-  for (const f of filters) b.subscribe(f, handler as never, () => {})
+  for (const f of PRESENCE_FILTERS) b.subscribe(f, handler as never, () => {})
   return async () => {
     clearInterval(sweep)
-    await Promise.all(filters.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler as never, () => resolve()) })))
+    await Promise.all(PRESENCE_FILTERS.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler as never, () => resolve()) })))
   }
 }

@@ -27,6 +27,7 @@ import { createHttpServer } from './http.js'
 import { IdentityCache } from './identity/cache.js'
 import { IdentityStore } from './identity/store.js'
 import { createListeners, closeServer, type Listener, listen, portOf } from './listeners.js'
+import { HEARTBEAT_MS } from './heartbeat.js'
 import { createLogger, type Logger } from './log.js'
 import { createMetrics } from './metrics.js'
 import { createSharedRouting, type SharedRouting } from './mq.js'
@@ -148,6 +149,8 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
       // enforces cfg.maxTopicLevels with SUBACK 0x80 and a refusal notice.
       maxTopicLevels: 100,
       maxClientsIdLength: 64,
+      // Dead brokers' clients go offline, and their wills out, within 30 s (heartbeat.ts).
+      heartbeatInterval: HEARTBEAT_MS,
       concurrency
     })
   } catch (err) {
@@ -177,7 +180,8 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   })
 
   // A message service that starts later learns who is connected here (service-watch.ts).
-  const unwatch = mq !== null ? answerServiceBirth(b) : null
+  // A message service elsewhere (a worker of shared routing, or `warbler bridge`) asks for the connected clients at its start.
+  const unwatch = mq !== null || cfg.bridge === 'off' ? answerServiceBirth(b) : null
 
   // The message service, embedded (the default): archive, sequence, deliver.
   let embedded: EmbeddedService | null = null

@@ -3,8 +3,9 @@
  * MQTT client of a broker started with `--bridge off`. It logs in as a user
  * with the service role (`warbler user add NAME --service`), listens on
  * `wb/u/+/out/+` (the broker appends the sender's client id) and follows
- * connects and disconnects on `$SYS/+/new/clients` and
- * `$SYS/+/disconnect/clients` for presence.
+ * the brokers' client notices and heartbeats for presence
+ * (bridge/presence.ts); at its start it asks the brokers for the clients
+ * already connected.
  *
  * It refuses to start, with a message saying why, when:
  * - the account is missing from the data dir or is not a service account
@@ -25,10 +26,13 @@ import { randomBytes } from 'node:crypto'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import type { MqttClient } from 'mqtt'
-import { clientIdBelongsTo, isValidUsername, topics } from '../sdk/src/protocol.js'
+import { isValidUsername, topics } from '../sdk/src/protocol.js'
 import { IdentityStore } from '../broker/identity/store.js'
 import { createLogger } from '../broker/log.js'
 import { RedisMirror } from '../bridge/mirror.js'
+import { followNotice, PRESENCE_FILTERS, PresenceTracker } from '../bridge/presence.js'
+import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../broker/heartbeat.js'
+import { SERVICE_BIRTH } from '../broker/service-watch.js'
 import { Retention } from '../bridge/retention.js'
 import { MessageService, type Transport } from '../bridge/service.js'
 import { mqttTransport, OUT_FILTER, parseOutTopic } from '../bridge/transport.js'
@@ -126,6 +130,8 @@ export async function runBridge (argv: string[]): Promise<number> {
   const probeId = `bridge-probe-${randomBytes(6).toString('hex')}`
   let client: MqttClient | null = null
   let service: MessageService | null = null
+  /** Presence from the brokers' notices; the service account's own connections do not count. */
+  let tracker: PresenceTracker | null = null
   let mirror: RedisMirror | undefined
   let live = false
   const held: Array<[string, Buffer]> = []
@@ -142,11 +148,7 @@ export async function runBridge (argv: string[]): Promise<number> {
       void done.finally(() => inflight.delete(done))
       return
     }
-    const m = /^\$SYS\/[^/]+\/(new|disconnect)\/clients$/.exec(topic)
-    if (m === null) return
-    const id = payload.toString('utf8')
-    const user = id.split('-')[0] ?? ''
-    if (isValidUsername(user) && clientIdBelongsTo(id, user) && user !== username) svc.presence(user, m[1] === 'new')
+    if (tracker !== null) followNotice(tracker, topic, payload)
   }
   const route = (topic: string, payload: Buffer): void => {
     if (topic === topics.device(clientId)) {
@@ -181,6 +183,7 @@ export async function runBridge (argv: string[]): Promise<number> {
     let mq: Transport | undefined
     const transport: Transport = { publish: async (topic, payload, qos) => { await mq?.publish(topic, payload, qos) } }
     service = await MessageService.open({ dataDir, transport, log, maxPayload, durability, ...(mirror !== undefined ? { mirror } : {}) })
+    tracker = new PresenceTracker(service, (user) => user === username, PRESENCE_EXPIRY_MS)
     retention = new Retention(service.writer, policy)
     try {
       const c = await mqttTransport(url, { username, password, clientId }, route)
@@ -195,7 +198,7 @@ export async function runBridge (argv: string[]): Promise<number> {
     // mqtt.js rejects when any filter gets SUBACK 0x80: the broker refuses a
     // service account's subscriptions when it runs its embedded service, or
     // when the account is not a service account there.
-    const granted = await mqc.subscribeAsync([topics.device(clientId), OUT_FILTER, '$SYS/+/new/clients', '$SYS/+/disconnect/clients'], { qos: 1 })
+    const granted = await mqc.subscribeAsync([topics.device(clientId), OUT_FILTER, ...PRESENCE_FILTERS], { qos: 1 })
       .catch(() => [{ topic: OUT_FILTER, qos: 128 }])
     const refused = granted.filter((g) => g.qos === 128)
     if (refused.length > 0) {
@@ -217,13 +220,16 @@ export async function runBridge (argv: string[]): Promise<number> {
   } catch (err) {
     // Leave no subscription behind in the persistent session: the broker
     // would queue every user's sends for a service that is not coming.
-    await client?.unsubscribeAsync([topics.device(clientId), OUT_FILTER, '$SYS/+/new/clients', '$SYS/+/disconnect/clients']).catch(() => {})
+    await client?.unsubscribeAsync([topics.device(clientId), OUT_FILTER, ...PRESENCE_FILTERS]).catch(() => {})
     await release()
     throw err
   }
 
   live = true
   for (const [topic, payload] of held.splice(0)) dispatch(topic, payload)
+  // The clients connected before this start: every broker answers with its list.
+  await client.publishAsync(SERVICE_BIRTH, `${clientId}:${Date.now()}`, { qos: 0 }).catch(() => {})
+  const presenceSweep = setInterval(() => { tracker?.sweep() }, HEARTBEAT_MS)
   // One warning per outage, however many reconnect attempts fail.
   let down = false
   client.on('connect', () => {
@@ -249,6 +255,7 @@ export async function runBridge (argv: string[]): Promise<number> {
 
   const signal = await stopped
   log.info('stopping', { signal })
+  clearInterval(presenceSweep)
   retention.stop()
   // Finish what is being handled while still connected (acks and deliveries
   // go out), then disconnect (mqtt.js waits for our publishes' PUBACKs), then

@@ -132,6 +132,37 @@ test('standalone: what users send while the bridge is stopped is handled, once, 
   assert.deepEqual(hist.messages.map((m: MessageFrame) => m.seq), [1, 2, 3, 4, 5, 6])
 })
 
+test('standalone: a bridge started while users are connected knows they are online; one that stops counting them right', async (t) => {
+  const s = await separate(people)
+  const clients: ChatClient[] = []
+  t.after(async () => {
+    for (const c of clients) await c.close().catch(() => {})
+    await s.close()
+  })
+  const alice = await ChatClient.connect(s.node.mqttUrl, 'alice', PW)
+  const bob = await ChatClient.connect(s.node.mqttUrl, 'bob', PW, { device: 'phone' })
+  clients.push(alice, bob)
+  await alice.sendOk({ to: 'bob' }, 'hi')
+  assert.equal(await s.bridge.stop(), 0)
+  // Bob's second device connects while no service runs: nobody hears its notice.
+  const tablet = await ChatClient.connect(s.node.mqttUrl, 'bob', PW, { device: 'tablet' })
+  clients.push(tablet)
+  await s.restart()
+  // The new bridge asked the broker for its connected clients at start.
+  const online = async (): Promise<boolean> => ((await alice.req('presence', { users: ['bob'] })) as { users: Array<{ online: boolean }> }).users[0]?.online === true
+  let seen = false
+  for (let i = 0; i < 50 && !seen; i++) { seen = await online(); if (!seen) await new Promise((resolve) => setTimeout(resolve, 50)) }
+  assert.ok(seen, 'bob is online for a bridge that started after his devices connected')
+  // Both of his devices count: one leaving keeps him online, the second takes him offline.
+  await bob.close()
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.equal(await online(), true, 'his tablet is still connected')
+  await tablet.close()
+  let gone = false
+  for (let i = 0; i < 50 && !gone; i++) { gone = !await online(); if (!gone) await new Promise((resolve) => setTimeout(resolve, 50)) }
+  assert.ok(gone, 'bob is offline once his last device left')
+})
+
 test('standalone: the bridge refuses an account that is not a service account, or does not exist, or a wrong password', async (t) => {
   const dataDir = tempDir()
   const defer = cleanups(t)

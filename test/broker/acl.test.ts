@@ -213,7 +213,7 @@ describe('Acl decisions', () => {
     assert.equal(acl.canPublish(svc, 'wb/u/alice/out'), 'deny') // never sends as someone else
     assert.equal(acl.canPublish(svc, 'wb/u/alice/other'), 'deny')
     assert.equal(acl.canPublish(svc, '$SYS/broker/x'), 'deny')
-    for (const f of ['wb/u/+/out/+', 'wb/u/alice/out/+', 'wb/u/alice/out/alice-phone', '$SYS/+/new/clients', '$SYS/+/disconnect/clients']) {
+    for (const f of ['wb/u/+/out/+', 'wb/u/alice/out/+', 'wb/u/alice/out/alice-phone', '$SYS/+/new/clients', '$SYS/+/disconnect/clients', '$SYS/+/heartbeat', '$SYS/+/warbler/clients']) {
       assert.equal(acl.canSubscribe(svc, f), 'allow', f)
     }
     for (const f of ['wb/#', 'wb/u/+/inbox', 'wb/u/+/out/#', '$SYS/#', '$SYS/broker/#', 'wb/d/+']) {
@@ -222,7 +222,14 @@ describe('Acl decisions', () => {
     assert.equal(acl.canForward(svc, 'wb/u/alice/out/alice-phone'), 'allow')
     assert.equal(acl.canForward(svc, '$SYS/2f1c/new/clients'), 'allow')
     assert.equal(acl.canForward(svc, '$SYS/2f1c/disconnect/clients'), 'allow')
-    assert.equal(acl.canForward(svc, '$SYS/2f1c/heartbeat'), 'deny')
+    // Presence: brokers' heartbeats and client lists (bridge/presence.ts); and it may ask for the lists.
+    assert.equal(acl.canForward(svc, '$SYS/2f1c/heartbeat'), 'allow')
+    assert.equal(acl.canForward(svc, '$SYS/2f1c/warbler/clients'), 'allow')
+    assert.equal(acl.canForward(svc, '$SYS/2f1c/birth'), 'deny')
+    assert.equal(acl.canPublish(svc, '$SYS/warbler/service/birth'), 'allow')
+    assert.equal(acl.canPublish(svc, '$SYS/warbler/service/other'), 'deny')
+    assert.equal(new Acl(rules, false, false).canPublish(svc, '$SYS/warbler/service/birth'), 'deny', 'not to a broker that runs its own service')
+    assert.equal(acl.canPublish(carol, '$SYS/warbler/service/birth'), 'deny')
     assert.equal(acl.canForward(svc, '$SYS/broker/uptime'), 'deny')
     assert.equal(acl.canForward(svc, 'wb/u/alice/inbox'), 'deny')
     assert.equal(acl.canForward(svc, 'wb/d/alice-phone'), 'deny')
