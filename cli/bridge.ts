@@ -227,14 +227,17 @@ export async function runBridge (argv: string[]): Promise<number> {
 
   live = true
   for (const [topic, payload] of held.splice(0)) dispatch(topic, payload)
-  // The clients connected before this start: every broker answers with its list.
-  await client.publishAsync(SERVICE_BIRTH, `${clientId}:${Date.now()}`, { qos: 0 }).catch(() => {})
+  // The clients connected before this start (or while the connection was
+  // down, when their notices went by): every broker answers with its list.
+  const askForClients = (c: MqttClient): Promise<unknown> => c.publishAsync(SERVICE_BIRTH, `${clientId}:${Date.now()}`, { qos: 0 }).catch(() => {})
+  await askForClients(client)
   const presenceSweep = setInterval(() => { tracker?.sweep() }, HEARTBEAT_MS)
   // One warning per outage, however many reconnect attempts fail.
   let down = false
   client.on('connect', () => {
     if (down) log.info('reconnected to the broker', { mqtt: safeUrl })
     down = false
+    if (client !== null) void askForClients(client)
   })
   client.on('offline', () => {
     if (!down) log.warn('lost the broker; reconnecting every second', { mqtt: safeUrl })
