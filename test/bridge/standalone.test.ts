@@ -102,16 +102,28 @@ chatContract('standalone', async (users) => {
 
 const people = ['alice', 'bob'].map((name) => ({ name, password: PW }))
 
-test('standalone: what users send while the bridge is stopped is handled, once, when it is back', async (t) => {
+/** `separate(people)`, closed after the test, and chat clients on its broker that are closed before it. */
+async function withPeople (t: { after: (fn: () => Promise<void>) => void }): Promise<{ s: Awaited<ReturnType<typeof separate>>, connect: (user: string, opts?: { device?: string }) => Promise<ChatClient> }> {
   const s = await separate(people)
   const clients: ChatClient[] = []
   t.after(async () => {
     for (const c of clients) await c.close().catch(() => {})
     await s.close()
   })
-  const alice = await ChatClient.connect(s.node.mqttUrl, 'alice', PW)
-  const bob = await ChatClient.connect(s.node.mqttUrl, 'bob', PW)
-  clients.push(alice, bob)
+  return {
+    s,
+    connect: async (user, opts = {}) => {
+      const c = await ChatClient.connect(s.node.mqttUrl, user, PW, opts)
+      clients.push(c)
+      return c
+    }
+  }
+}
+
+test('standalone: what users send while the bridge is stopped is handled, once, when it is back', async (t) => {
+  const { s, connect } = await withPeople(t)
+  const alice = await connect('alice')
+  const bob = await connect('bob')
   await alice.sendOk({ to: 'bob' }, 'before')
   assert.equal(await s.bridge.stop(), 0)
   assert.ok(!existsSync(path.join(s.node.dataDir, 'warbler-bridge.pid')), 'the pid file is removed at exit')
@@ -133,20 +145,13 @@ test('standalone: what users send while the bridge is stopped is handled, once, 
 })
 
 test('standalone: a bridge started while users are connected knows they are online; one that stops counting them right', async (t) => {
-  const s = await separate(people)
-  const clients: ChatClient[] = []
-  t.after(async () => {
-    for (const c of clients) await c.close().catch(() => {})
-    await s.close()
-  })
-  const alice = await ChatClient.connect(s.node.mqttUrl, 'alice', PW)
-  const bob = await ChatClient.connect(s.node.mqttUrl, 'bob', PW, { device: 'phone' })
-  clients.push(alice, bob)
+  const { s, connect } = await withPeople(t)
+  const alice = await connect('alice')
+  const bob = await connect('bob', { device: 'phone' })
   await alice.sendOk({ to: 'bob' }, 'hi')
   assert.equal(await s.bridge.stop(), 0)
   // Bob's second device connects while no service runs: nobody hears its notice.
-  const tablet = await ChatClient.connect(s.node.mqttUrl, 'bob', PW, { device: 'tablet' })
-  clients.push(tablet)
+  const tablet = await connect('bob', { device: 'tablet' })
   await s.restart()
   // The new bridge asked the broker for its connected clients at start.
   const online = async (): Promise<boolean> => ((await alice.req('presence', { users: ['bob'] })) as { users: Array<{ online: boolean }> }).users[0]?.online === true
