@@ -100,24 +100,34 @@ export class Fanout {
 
   /** Deliver a commit's messages to every recipient; one promise per message id, settled once all are routed. */
   deliver (stored: StoredMessage[]): Map<string, Promise<unknown>> {
-    const byUser = new Map<string, string[]>()
-    for (const s of stored) {
-      const json = JSON.stringify(s.frame)
+    /** Each message's JSON, and its payload for the inboxes once one needs it (shared by all of them). */
+    const texts = stored.map((s) => JSON.stringify(s.frame))
+    const payloads: Array<Buffer | undefined> = []
+    /** The batch frames of each list of messages, by the list (users who get the same share them). */
+    const batches = new Map<string, Buffer[]>()
+    const byUser = new Map<string, number[]>()
+    stored.forEach((s, i) => {
       for (const user of s.recipients) {
         let list = byUser.get(user)
         if (list === undefined) byUser.set(user, list = [])
-        list.push(json)
+        list.push(i)
         this.counters.deliveries++
       }
-    }
+    })
     const users = [...byUser.keys()]
     const routed = this.inOrder(users, (targets) => {
       const sent: Array<Promise<void>> = []
-      users.forEach((user, i) => {
-        const t = targets[i] as Targets
-        const frames = byUser.get(user) as string[]
-        if (t.inbox) for (const f of frames) sent.push(this.publish(topics.inbox(user), Buffer.from(f), 1))
-        if (t.feed) for (const p of batchPayloads(frames)) sent.push(this.publish(topics.feed(user), p, 1))
+      users.forEach((user, u) => {
+        const t = targets[u] as Targets
+        const mine = byUser.get(user) as number[]
+        if (t.inbox) for (const i of mine) sent.push(this.publish(topics.inbox(user), payloads[i] ??= Buffer.from(texts[i] as string), 1))
+        if (t.feed) {
+          // The members of a group get the same messages: one set of batch frames for them all.
+          const key = mine.join(',')
+          let ps = batches.get(key)
+          if (ps === undefined) batches.set(key, ps = batchPayloads(mine.map((i) => texts[i] as string)))
+          for (const p of ps) sent.push(this.publish(topics.feed(user), p, 1))
+        }
       })
       return sent
     })
