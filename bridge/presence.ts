@@ -13,6 +13,7 @@
  * been heard from for `expiryMs`, its clients are taken offline.
  */
 import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
+import { CLIENTS_TOPIC } from '../broker/service-watch.js'
 
 export interface PresenceSink {
   /** A device of `user` connected (true) or disconnected (false). */
@@ -83,7 +84,6 @@ export class PresenceTracker {
 
 const CLIENT_NOTICE = /^\$SYS\/([^/]+)\/(new|disconnect)\/clients$/
 const HEARTBEAT = /^\$SYS\/([^/]+)\/heartbeat$/
-const CLIENTS = /^\$SYS\/([^/]+)\/warbler\/clients$/
 
 /** The $SYS filters a tracker follows. */
 export const PRESENCE_FILTERS = ['$SYS/+/new/clients', '$SYS/+/disconnect/clients', '$SYS/+/heartbeat', '$SYS/+/warbler/clients']
@@ -94,7 +94,7 @@ export function followNotice (tracker: PresenceTracker, topic: string, payload: 
   if (m !== null) { tracker.notice(m[1] as string, payload.toString(), m[2] === 'new'); return true }
   m = HEARTBEAT.exec(topic)
   if (m !== null) { tracker.heartbeat(m[1] as string); return true }
-  m = CLIENTS.exec(topic)
+  m = CLIENTS_TOPIC.exec(topic)
   if (m !== null) {
     let ids: unknown
     try { ids = JSON.parse(payload.toString()) } catch { ids = [] }
