@@ -63,7 +63,8 @@ async function main (): Promise<void> {
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err))
     log.debug('worker failed to start', { error: e.stack ?? e.message })
-    send({ t: 'failed', name: e.name, message: e.message }, () => process.exit(1))
+    const exitCode = (e as Error & { exitCode?: unknown }).exitCode
+    send({ t: 'failed', name: e.name, message: e.message, ...(typeof exitCode === 'number' ? { exitCode } : {}) }, () => process.exit(1))
     return
   }
   if (stopping !== null) return

@@ -34,12 +34,13 @@ type MetricJson = object
 import type { Config } from './config.js'
 import { createHttpServer } from './http.js'
 import { closeServer, listen } from './listeners.js'
+import { EXIT } from './start-error.js'
 import type { Logger } from './log.js'
 
 /** Messages from a worker to the primary. */
 export type FromWorker =
   | { t: 'ready', ports: Record<string, number>, admin: number | null }
-  | { t: 'failed', name: string, message: string }
+  | { t: 'failed', name: string, message: string, exitCode?: number }
   | { t: 'metrics', id: number, data: MetricJson[] }
 
 /** Messages from the primary to a worker. */
@@ -78,7 +79,7 @@ export interface ClusterNode {
 
 /** A failure at the first start, as the CLI reports it (name: StartError, ConfigError...). */
 class WorkerStartError extends Error {
-  constructor (name: string, message: string) {
+  constructor (name: string, message: string, readonly exitCode?: number) {
     super(message)
     this.name = name
   }
@@ -115,7 +116,7 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
         if (started) log.info('worker ready', { worker: slot.index, pid: w.process.pid })
         if (!started && slots.every((s) => s.ready)) firstStart?.resolve()
       } else if (m.t === 'failed') {
-        if (!started) firstStart?.reject(new WorkerStartError(m.name, m.message))
+        if (!started) firstStart?.reject(new WorkerStartError(m.name, m.message, m.exitCode))
         else log.error('worker failed to start', { worker: slot.index, pid: w.process.pid, error: m.message })
       } else if (m.t === 'metrics') {
         pending.get(m.id)?.(m.data)
@@ -170,7 +171,7 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
   try {
     await new Promise<void>((resolve, reject) => {
       firstStart = { resolve, reject }
-      startTimer = setTimeout(() => reject(new WorkerStartError('StartError', `not every worker was listening after ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS)
+      startTimer = setTimeout(() => reject(new WorkerStartError('StartError', `not every worker was listening after ${START_TIMEOUT_MS / 1000} s`, EXIT.startTimeout)), START_TIMEOUT_MS)
     })
   } catch (err) {
     await stopWorkers()
@@ -233,7 +234,7 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
   const allPorts: Record<string, number> = { ...(ports ?? {}) }
   if (httpServer !== null) {
     try {
-      allPorts.http = await listen(httpServer, cfg.httpPort, cfg.listenHost)
+      allPorts.http = await listen(httpServer, cfg.httpPort, cfg.listenHost, 'http')
     } catch (err) {
       await stopWorkers()
       throw err

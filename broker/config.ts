@@ -63,7 +63,8 @@ export const settings = {
   retentionDays: { kind: 'int', default: 0, min: 0, max: 36500, doc: 'Delete archived messages older than this many days (0 = keep forever).' },
   retentionMessages: { kind: 'int', default: 0, min: 0, max: 1_000_000_000, doc: 'Keep at most this many messages per conversation (0 = no limit).' },
   acl: { kind: 'list', default: [], doc: 'Extra ACL rules for non-chat topics, "read|write|readwrite PATTERN" with %u (user) and %c (client id).' },
-  logLevel: { kind: 'enum', default: 'info', values: ['error', 'warn', 'info', 'debug'], doc: 'Log verbosity (logs go to stderr).' }
+  logLevel: { kind: 'enum', default: 'info', values: ['error', 'warn', 'info', 'debug'], doc: 'Log verbosity (logs go to stderr).' },
+  startTimeout: { kind: 'int', default: 90, min: 1, max: 3600, doc: 'Seconds start-up may take (data dir, database, Redis, workers) before it gives up, naming the step, with exit code 6.' }
 } as const satisfies Record<string, SettingSpec>
 
 export type SettingName = keyof typeof settings

@@ -17,6 +17,7 @@ import tls from 'node:tls'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import { type Config, ConfigError } from './config.js'
 import { readProxyHeader } from './proxy-protocol.js'
+import { EXIT, StartError } from './start-error.js'
 
 export type ListenerName = 'mqtt' | 'mqtts' | 'ws' | 'wss'
 
@@ -102,9 +103,27 @@ export function portOf (l: Listener, cfg: Config): number {
   return { mqtt: cfg.mqttPort, mqtts: cfg.mqttsPort, ws: cfg.wsPort, wss: cfg.wssPort }[l.name]
 }
 
-export function listen (server: net.Server, port: number, host: string): Promise<number> {
+const FLAG: Record<ListenerName | 'http', string> = { mqtt: '--mqtt-port', mqtts: '--mqtts-port', ws: '--ws-port', wss: '--wss-port', http: '--http-port' }
+
+/** What an operator reads when a listener cannot bind: which one, where, why, and the setting that moves it. */
+export function listenError (err: Error, name: ListenerName | 'http', port: number, host: string): Error {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`
+  const flag = FLAG[name]
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new StartError(`cannot listen for ${name} on ${where}: the port is in use (is another Warbler or Mosquitto running?); stop it, or choose another port with ${flag} (-1 turns this listener off)`, EXIT.listen)
+    case 'EACCES':
+      return new StartError(`cannot listen for ${name} on ${where}: this user may not bind that port (ports below 1024 need privileges); choose another with ${flag}`, EXIT.listen)
+    case 'EADDRNOTAVAIL':
+      return new StartError(`cannot listen for ${name} on ${where}: no network interface has the address ${host}; change --host`, EXIT.listen)
+    default:
+      return new StartError(`cannot listen for ${name} on ${where}: ${err.message}`, EXIT.listen)
+  }
+}
+
+export function listen (server: net.Server, port: number, host: string, name?: ListenerName | 'http'): Promise<number> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error): void => reject(err)
+    const onError = (err: Error): void => reject(name === undefined ? err : listenError(err, name, port, host))
     server.once('error', onError)
     server.listen(port, host, () => {
       server.off('error', onError)

@@ -261,8 +261,8 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
 
   const ports: Record<string, number> = {}
   try {
-    for (const l of listeners) ports[l.name] = await listen(l.server, portOf(l, cfg), cfg.listenHost)
-    if (httpServer !== null) ports.http = await listen(httpServer, cfg.httpPort, cfg.listenHost)
+    for (const l of listeners) ports[l.name] = await listen(l.server, portOf(l, cfg), cfg.listenHost, l.name)
+    if (httpServer !== null) ports.http = await listen(httpServer, cfg.httpPort, cfg.listenHost, 'http')
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
     if (httpServer !== null) await closeServer(httpServer)

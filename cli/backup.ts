@@ -4,18 +4,17 @@
  * Backup is online: `VACUUM INTO` copies a consistent snapshot of the
  * database (users, tokens and the whole archive) while the service keeps
  * running (WAL lets it read the last committed state without stopping the
- * writer). Restore needs the service stopped: it checks the file, keeps the
- * current database aside, and puts the backup in its place.
+ * writer). Restore needs the service stopped: it takes the data dir's locks
+ * (broker/data-dir.ts), so it refuses while a `warbler start` or `warbler
+ * bridge` runs there and no start can begin while it works; then it checks
+ * the file, keeps the current database aside, and puts the backup in its place.
  */
-import { chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { chmodSync, closeSync, copyFileSync, existsSync, openSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { DB_FILE } from '../broker/identity/store.js'
 import { Database } from '../broker/sqlite.js'
+import { lockAll, prepareDataDir } from '../broker/data-dir.js'
 import { CliError, dataDirOf, parseArgs } from './args.js'
-
-export const PID_FILE = 'warbler.pid'
-/** Written by `warbler bridge` (the message service as its own process) in the data dir it serves. */
-export const BRIDGE_PID_FILE = 'warbler-bridge.pid'
 
 const HELP = `Usage:
   warbler backup FILE      Write a consistent copy of the database to FILE, also while
@@ -25,20 +24,6 @@ const HELP = `Usage:
 
 Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
 `
-
-/** The pid of a running `warbler start` (or, with BRIDGE_PID_FILE, `warbler bridge`) on this data dir, or null. */
-export function runningPid (dataDir: string, pidFile = PID_FILE): number | null {
-  const file = path.join(dataDir, pidFile)
-  if (!existsSync(file)) return null
-  const pid = Number(readFileSync(file, 'utf8').trim())
-  if (!Number.isInteger(pid) || pid <= 0) return null
-  try {
-    process.kill(pid, 0)
-    return pid
-  } catch {
-    return null
-  }
-}
 
 /** Tables every Warbler database has (the identity store creates them). */
 const REQUIRED_TABLES = ['users', 'device_tokens', 'meta']
@@ -116,14 +101,20 @@ export async function runRestore (argv: string[]): Promise<number> {
   const source = path.resolve(file)
   if (!existsSync(source)) throw new CliError(`no file ${source}`)
   const dataDir = dataDirOf(p)
-  const pid = runningPid(dataDir)
-  if (pid !== null) throw new CliError(`warbler is running on ${dataDir} (pid ${pid}); stop it before restoring`)
-  const bridgePid = runningPid(dataDir, BRIDGE_PID_FILE)
-  if (bridgePid !== null) throw new CliError(`warbler bridge is running on ${dataDir} (pid ${bridgePid}); stop it before restoring`)
   const target = path.join(dataDir, DB_FILE)
   if (source === target) throw new CliError(`${source} is the database itself`)
   const { messages, users } = await check(source)
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  prepareDataDir(dataDir)
+  // Held until the new file is in place: a start meanwhile is refused too.
+  const unlock = await lockAll(dataDir, ['node', 'service'])
+  try {
+    return await replace(source, dataDir, target, { messages, users })
+  } finally {
+    await unlock()
+  }
+}
+
+async function replace (source: string, dataDir: string, target: string, counts: { messages: number, users: number }): Promise<number> {
   const staged = `${target}.restoring`
   copyFileSync(source, staged)
   chmodSync(staged, 0o600)
@@ -145,6 +136,6 @@ export async function runRestore (argv: string[]): Promise<number> {
   }
   for (const suffix of ['-wal', '-shm']) rmSync(target + suffix, { force: true })
   renameSync(staged, target)
-  process.stdout.write(`restored ${source} (${users} users, ${messages} messages) into ${dataDir}${kept !== null ? `; the previous database is kept as ${kept}` : ''}\n`)
+  process.stdout.write(`restored ${source} (${counts.users} users, ${counts.messages} messages) into ${dataDir}${kept !== null ? `; the previous database is kept as ${kept}` : ''}\n`)
   return 0
 }

@@ -10,8 +10,9 @@
  * It refuses to start, with a message saying why, when:
  * - the account is missing from the data dir or is not a service account
  *   (checked in the database the broker reads, before connecting);
- * - another `warbler bridge` holds the data dir (a pid file, like
- *   `warbler start`'s);
+ * - another message service holds the data dir: another `warbler bridge`,
+ *   or a `warbler start` with its embedded service (broker/data-dir.ts: an
+ *   operating-system lock, released even when its holder is killed);
  * - another message service already answers on the broker: the broker's
  *   embedded one (a broker not started with `--bridge off`), or another
  *   bridge. Both would store and deliver every message twice. To find out,
@@ -23,12 +24,13 @@
  *   handled once the check passes.
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync, rmSync, writeFileSync } from 'node:fs'
-import path from 'node:path'
+import { readFileSync } from 'node:fs'
 import type { MqttClient } from 'mqtt'
 import { isValidUsername, topics } from '../sdk/src/protocol.js'
 import { IdentityStore } from '../broker/identity/store.js'
 import { createLogger } from '../broker/log.js'
+import { type DataDirLock, lockDataDir, prepareDataDir } from '../broker/data-dir.js'
+import { StartError } from '../broker/start-error.js'
 import { RedisMirror } from '../bridge/mirror.js'
 import { followNotice, PRESENCE_FILTERS, PresenceTracker } from '../bridge/presence.js'
 import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../broker/heartbeat.js'
@@ -37,7 +39,6 @@ import { Retention } from '../bridge/retention.js'
 import { MessageService, type Transport } from '../bridge/service.js'
 import { mqttTransport, OUT_FILTER, parseOutTopic } from '../bridge/transport.js'
 import { CliError, dataDirOf, parseArgs } from './args.js'
-import { BRIDGE_PID_FILE, runningPid } from './backup.js'
 
 const HELP = `Usage: warbler bridge --mqtt URL --username NAME [options]
 
@@ -64,11 +65,6 @@ const PROBE_GRACE_MS = 300
 const PROBE_TIMEOUT_MS = 5000
 /** Longest wait at stop for messages being handled. */
 const DRAIN_TIMEOUT_MS = 5000
-
-/** A failure to start that is not a bad setting (exit code 1). */
-class StartError extends Error {
-  override name = 'StartError'
-}
 
 function intOpt (v: string | true | undefined, name: string, def: number): number {
   if (v === undefined) return def
@@ -120,11 +116,9 @@ export async function runBridge (argv: string[]): Promise<number> {
   const dataDir = dataDirOf(p)
   const safeUrl = url.replace(/\/\/[^@/]*@/, '//')
 
+  prepareDataDir(dataDir)
   await checkAccount(dataDir, username)
-  const pidFile = path.join(dataDir, BRIDGE_PID_FILE)
-  const other = runningPid(dataDir, BRIDGE_PID_FILE)
-  if (other !== null) throw new CliError(`another warbler bridge (pid ${other}) already serves ${dataDir}; stop it first`)
-  writeFileSync(pidFile, `${process.pid}\n`)
+  const lock: DataDirLock = await lockDataDir(dataDir, 'service')
 
   const clientId = `${username}-bridge`
   const probeId = `bridge-probe-${randomBytes(6).toString('hex')}`
@@ -173,7 +167,7 @@ export async function runBridge (argv: string[]): Promise<number> {
     await client?.endAsync().catch(() => {})
     await service?.close().catch(() => {})
     await mirror?.close().catch(() => {})
-    rmSync(pidFile, { force: true })
+    await lock.release()
   }
 
   let retention: Retention

@@ -1,10 +1,13 @@
 /**
- * `warbler start`: resolve the configuration, make sure an operator can log
- * in, start the node (one process, or a primary and `workers` broker
- * processes: broker/cluster.ts), print the ready line, and stop gracefully on
- * SIGTERM or SIGINT (exit code 0).
+ * `warbler start`: resolve the configuration, make the data dir ready and
+ * lock it (one server per data dir: broker/data-dir.ts), make sure an
+ * operator can log in, start the node (one process, or a primary and
+ * `workers` broker processes: broker/cluster.ts), print the ready line, and
+ * stop gracefully on SIGTERM or SIGINT (exit code 0) — during start-up too.
+ * Start-up has a bound: a step that does not finish in time (a Redis that
+ * never answers) ends the start with a line naming the step.
  */
-import { rmSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { resolveConfig, startHelp } from '../broker/config.js'
 import { randomPassword } from '../broker/identity/password.js'
@@ -12,7 +15,8 @@ import { IdentityStore } from '../broker/identity/store.js'
 import { createLogger, type Level } from '../broker/log.js'
 import { startCluster } from '../broker/cluster.js'
 import { startWarbler } from '../broker/server.js'
-import { PID_FILE } from './backup.js'
+import { lockAll, prepareDataDir } from '../broker/data-dir.js'
+import { EXIT, StartError } from '../broker/start-error.js'
 
 export const INITIAL_ADMIN_FILE = 'initial-admin-password'
 
@@ -35,6 +39,28 @@ async function ensureFirstAdmin (dataDir: string): Promise<string | null> {
   }
 }
 
+/** Longest wait, after a signal during start-up, for the start to finish so that it can close cleanly. */
+const ABORT_GRACE_MS = 5_000
+/** How often a start under npm checks that npm is still its parent. */
+const PARENT_POLL_MS = 1_000
+
+interface Node { readonly ports: Readonly<Record<string, number>>, close: () => Promise<void> }
+
+/**
+ * Run under `npm start`: npm is the parent. If npm goes away without passing
+ * a signal on (SIGKILL, or a supervisor that signals only the pid it started),
+ * this process would be left holding the ports: stop instead. Only under npm,
+ * so a server started in the background by a script that then exits keeps
+ * running.
+ */
+function watchNpmParent (stop: (why: string) => void): () => void {
+  if (process.env.npm_lifecycle_event === undefined) return () => {}
+  const parent = process.ppid
+  const timer = setInterval(() => { if (process.ppid !== parent) stop('npm exited') }, PARENT_POLL_MS)
+  timer.unref()
+  return () => clearInterval(timer)
+}
+
 export async function runStart (argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(startHelp() + '\n')
@@ -42,39 +68,74 @@ export async function runStart (argv: string[]): Promise<number> {
   }
   const cfg = resolveConfig(argv)
   const log = createLogger(cfg.logLevel as Level)
-  if (!cfg.dev) {
-    const file = await ensureFirstAdmin(cfg.dataDir)
-    if (file !== null) {
-      log.warn('no users yet: created admin user "admin"; its password is in the file named here. Change it with `warbler user passwd admin` and delete the file.', { file })
-    }
-  } else {
-    log.warn('development mode: anonymous clients are allowed and non-chat topics are open to all')
+
+  // Signals are handled from here on, so that a stop during start-up works:
+  // the start finishes (within a bound) and is closed, or is abandoned.
+  let stopRequested: string | null = null
+  let wake: () => void = () => {}
+  const woken = new Promise<void>((resolve) => { wake = resolve })
+  const request = (why: string): void => {
+    if (stopRequested !== null) return
+    stopRequested = why
+    log.info('stopping', { signal: why })
+    wake()
   }
-  // More than one worker: a cluster (broker/cluster.ts); the primary runs no broker itself.
-  const node = cfg.workers > 1 ? await startCluster(cfg, log) : await startWarbler(cfg, { log })
-  // The signal handlers go in before the ready line: a supervisor may signal as soon as it reads it.
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info('stopping', { signal })
-      process.off('SIGTERM', onTerm)
-      process.off('SIGINT', onInt)
-      node.close().then(resolve, (err: unknown) => {
-        log.error('error while stopping', { error: String(err) })
-        resolve()
-      })
+  const onTerm = (): void => request('SIGTERM')
+  const onInt = (): void => request('SIGINT')
+  process.on('SIGTERM', onTerm)
+  process.on('SIGINT', onInt)
+  const unwatchParent = watchNpmParent(request)
+  let unlock: () => Promise<void> = async () => {}
+  let stage = 'preparing the data dir'
+  const starting = (async (): Promise<Node> => {
+    prepareDataDir(cfg.dataDir)
+    stage = 'locking the data dir'
+    // The embedded message service owns the archive too: a `warbler bridge` on this dir must not start beside it.
+    unlock = await lockAll(cfg.dataDir, cfg.bridge === 'embedded' ? ['node', 'service'] : ['node'])
+    stage = 'opening the identity store'
+    if (!cfg.dev) {
+      const file = await ensureFirstAdmin(cfg.dataDir)
+      if (file !== null) {
+        log.warn('no users yet: created admin user "admin"; its password is in the file named here. Change it with `warbler user passwd admin` and delete the file.', { file })
+      }
+    } else {
+      log.warn('development mode: anonymous clients are allowed and non-chat topics are open to all')
     }
-    const onTerm = (): void => stop('SIGTERM')
-    const onInt = (): void => stop('SIGINT')
-    process.on('SIGTERM', onTerm)
-    process.on('SIGINT', onInt)
-  })
-  // Tells `warbler restore` that the data dir is in use.
-  const pidFile = path.join(cfg.dataDir, PID_FILE)
-  writeFileSync(pidFile, `${process.pid}\n`)
+    stage = cfg.workers > 1 ? `starting ${cfg.workers} workers` : (cfg.redis !== '' ? 'starting the broker (connecting to Redis)' : 'starting the broker')
+    // More than one worker: a cluster (broker/cluster.ts); the primary runs no broker itself.
+    return cfg.workers > 1 ? await startCluster(cfg, log) : await startWarbler(cfg, { log })
+  })()
+  // A start abandoned (timeout, signal) may still fail later: that is no longer news.
+  starting.catch(() => {})
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), cfg.startTimeout * 1000) })
+  const outcome = await Promise.race([starting, timedOut, woken.then(() => 'signal' as const)])
+    .catch(async (err: unknown) => { clearTimeout(timer); await unlock(); unwatchParent(); throw err })
+  clearTimeout(timer)
+
+  const leave = async (code: number): Promise<number> => {
+    process.off('SIGTERM', onTerm)
+    process.off('SIGINT', onInt)
+    unwatchParent()
+    await unlock()
+    return code
+  }
+  if (outcome === 'timeout') {
+    // What hangs may never give its resources back: the process exits (the CLI sets the code).
+    throw new StartError(`start-up did not finish within ${cfg.startTimeout} s (--start-timeout): stuck ${stage}${cfg.redis !== '' ? '; is Redis reachable at the --redis URL?' : ''}`, EXIT.startTimeout)
+  }
+  if (outcome === 'signal') {
+    // Let a start that is nearly done finish, so it is closed in order; one that hangs is abandoned.
+    const late = await Promise.race([starting.catch(() => null), new Promise<null>((resolve) => setTimeout(() => resolve(null), ABORT_GRACE_MS))])
+    if (late !== null) await late.close().catch((err: unknown) => { log.error('error while stopping', { error: String(err) }) })
+    log.info('stopped during start-up', { stage })
+    return await leave(EXIT.ok)
+  }
+  const node = outcome
   process.stdout.write(`warbler ready ${JSON.stringify(node.ports)}\n`)
   log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '', bridge: cfg.bridge, workers: cfg.workers })
-  await stopped
-  rmSync(pidFile, { force: true })
+  await woken
+  await node.close().catch((err: unknown) => { log.error('error while stopping', { error: String(err) }) })
   log.info('stopped')
-  return 0
+  return await leave(EXIT.ok)
 }

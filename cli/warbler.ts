@@ -4,6 +4,8 @@
  * identities in the data dir (also while the service runs).
  */
 import { CliError } from './args.js'
+import { EXIT, StartError } from '../broker/start-error.js'
+import { checkBuild } from './build-info.js'
 
 const HELP = `Usage: warbler <command> [options]
 
@@ -23,6 +25,8 @@ Every command but bench takes --data-dir DIR (env WARBLER_DATA_DIR, default ./da
 
 async function main (argv: string[]): Promise<number> {
   const [command, ...rest] = argv
+  // Old code must never run silently (cli/build-info.ts).
+  if (command !== undefined && !['help', '--help', '-h'].includes(command)) checkBuild()
   switch (command) {
     // Loaded on demand: `user` and `token` need only SQLite, not the broker's modules.
     case 'start': return await (await import('./start.js')).runStart(rest)
@@ -43,22 +47,35 @@ async function main (argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then((code) => { process.exitCode = code }, (err: unknown) => {
-  if (err instanceof CliError) {
-    process.stderr.write(`warbler: ${err.message}\n`)
-    process.exitCode = 2
-    return
-  }
-  if (err instanceof Error && err.name === 'ConfigError') {
-    process.stderr.write(`warbler: ${err.message}\n`)
-    process.exitCode = 2
-    return
-  }
-  if (err instanceof Error && (err.name === 'IdentityError' || err.name === 'StartError')) {
-    process.stderr.write(`warbler: ${err.message}\n`)
-    process.exitCode = 1
-    return
-  }
-  process.stderr.write(`warbler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
-  process.exitCode = 1
+/**
+ * The exit code and one-line message for a failure an operator can act on,
+ * or null for anything else (a bug: its stack trace is printed).
+ */
+function known (err: unknown): { code: number, message: string } | null {
+  if (!(err instanceof Error)) return null
+  if (err instanceof CliError || err.name === 'ConfigError') return { code: EXIT.usage, message: err.message }
+  if (err instanceof StartError) return { code: err.exitCode, message: err.message }
+  // A cluster worker's StartError reaches the primary by name (broker/cluster.ts).
+  if (err.name === 'StartError' || err.name === 'IdentityError') return { code: (err as { exitCode?: number }).exitCode ?? EXIT.failed, message: err.message }
+  return null
+}
+
+/**
+ * Server commands exit as soon as they are done: whatever a failed or
+ * abandoned start left open (a Redis client retrying, say) must not keep
+ * the process alive without a bound.
+ */
+const SERVERS = new Set(['start', 'bridge'])
+
+function finish (code: number, command: string | undefined): void {
+  process.exitCode = code
+  if (command !== undefined && SERVERS.has(command)) process.stderr.write('', () => process.exit(code))
+}
+
+const argv = process.argv.slice(2)
+main(argv).then((code) => { finish(code, argv[0]) }, (err: unknown) => {
+  const k = known(err)
+  if (k !== null) process.stderr.write(`warbler: ${k.message}\n`)
+  else process.stderr.write(`warbler: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  finish(k?.code ?? EXIT.failed, argv[0])
 })

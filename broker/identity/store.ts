@@ -6,11 +6,13 @@
  * identity/cache.ts).
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { SignJWT } from 'jose'
 import { isValidUsername } from '../../sdk/src/protocol.js'
 import { Database } from '../sqlite.js'
+import { prepareDataDir } from '../data-dir.js'
+import { EXIT, StartError } from '../start-error.js'
 import { hashPassword } from './password.js'
 
 export const DB_FILE = 'warbler.db'
@@ -66,6 +68,36 @@ ${['users', 'device_tokens'].flatMap((t) => ['INSERT', 'UPDATE', 'DELETE'].map((
 CREATE TRIGGER IF NOT EXISTS ${t}_${op.toLowerCase()}_version AFTER ${op} ON ${t}
 BEGIN UPDATE meta SET value = value + 1 WHERE key = 'identity_version'; END;`)).join('')}
 `
+
+/**
+ * Open the data dir's database, refusing a file that is not Warbler's (not
+ * SQLite at all, damaged, or another program's SQLite database) before
+ * anything is written to it: the schema below would otherwise be added to
+ * someone else's file.
+ */
+async function openWarblerDatabase (file: string): Promise<Database> {
+  const refuse = (why: string): StartError => new StartError(`${file} ${why}; move it away, restore a backup (warbler restore), or choose another --data-dir`, EXIT.dataDir)
+  let db: Database
+  try {
+    db = await Database.open(file)
+  } catch (err) {
+    const m = (err as Error).message
+    if (/SQLITE_NOTADB/.test(m)) throw refuse('is not a SQLite database, so not a Warbler database')
+    if (/SQLITE_CORRUPT/.test(m)) throw refuse(`is damaged (${m})`)
+    throw refuse(`cannot be opened as a database (${m})`)
+  }
+  try {
+    const tables = (await db.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name)
+    if (tables.length > 0 && !tables.includes('meta') && !tables.includes('users')) {
+      throw refuse(`is a SQLite database but not a Warbler one (its tables: ${tables.slice(0, 5).join(', ')}${tables.length > 5 ? ', ...' : ''})`)
+    }
+  } catch (err) {
+    await db.close().catch(() => {})
+    if (err instanceof StartError) throw err
+    throw refuse(`cannot be read as a database (${(err as Error).message})`)
+  }
+  return db
+}
 
 /** Device tokens look like `wbd.<id>.<secret>`; JWTs like `eyJ...`. */
 export const DEVICE_TOKEN_PREFIX = 'wbd.'
@@ -136,9 +168,9 @@ export class IdentityStore {
     if (opts.create === false && !existsSync(file)) {
       throw new IdentityError('not_found', `no Warbler database in ${dataDir} (wrong --data-dir? \`warbler start\` or \`warbler user add\` creates it)`)
     }
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+    prepareDataDir(dataDir)
     privateFile(file)
-    const db = await Database.open(file)
+    const db = await openWarblerDatabase(file)
     await db.exec(SCHEMA)
     const cols = await db.all<{ name: string }>('PRAGMA table_info(users)')
     if (!cols.some((c) => c.name === 'service')) await db.exec('ALTER TABLE users ADD COLUMN service INTEGER NOT NULL DEFAULT 0')

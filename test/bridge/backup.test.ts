@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
+import { lockDataDir } from '../../broker/data-dir.js'
 import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { Database } from '../../broker/sqlite.js'
 import { Retention } from '../../bridge/retention.js'
@@ -109,18 +110,21 @@ test('backup while chat flows holds everything acknowledged before it; restore r
   assert.match(again.stderr, /warbler-backup\.db already exists; choose a new file name/)
   assert.deepEqual(snapshot(work), sum)
 
-  // Restore refuses while the node runs (its pid file), and while a bridge does.
+  // Restore refuses while the node runs (its lock), and while a message service does, and changes nothing.
+  const files = snapshot(dir)
   const busy = await cli(['restore', file, '--data-dir', dir])
-  assert.equal(busy.code, 2)
-  assert.match(busy.stderr, new RegExp(`warbler is running on .* \\(pid ${node.pid}\\); stop it before restoring`))
+  assert.equal(busy.code, 3)
+  assert.match(busy.stderr, new RegExp(`the data dir .* is in use by warbler start, pid ${node.pid}; stop it first`))
+  assert.deepEqual(Object.keys(snapshot(dir)).sort(), Object.keys(files).sort())
   await alice.close()
   await carol.close()
   assert.equal(await node.stop(), 0)
-  writeFileSync(path.join(dir, 'warbler-bridge.pid'), `${process.pid}\n`)
+  // A `warbler bridge` holds only the service lock: the same lock, held here.
+  const service = await lockDataDir(dir, 'service')
   const bridgeBusy = await cli(['restore', file, '--data-dir', dir])
-  assert.equal(bridgeBusy.code, 2)
-  assert.match(bridgeBusy.stderr, /warbler bridge is running on .*stop it before restoring/)
-  rmSync(path.join(dir, 'warbler-bridge.pid'))
+  await service.release()
+  assert.equal(bridgeBusy.code, 3)
+  assert.match(bridgeBusy.stderr, new RegExp(`in use by the message service \\(warbler start or warbler bridge\\), pid ${process.pid}`))
   assert.deepEqual(Object.keys(snapshot(dir)).filter((n) => n.startsWith('warbler.db.before')), [])
 
   // Stopped: restore puts the backup in place and keeps the current database aside.
