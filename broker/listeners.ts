@@ -49,6 +49,9 @@ function streamServer (name: ListenerName, server: net.Server): Listener {
 /** `front`: the server that listens, when it is not `server` itself (a PROXY protocol reader in front of it). */
 function wsListener (name: ListenerName, server: http.Server, maxPacket: number, handle: Handle, front?: net.Server): Listener {
   const wss = new WebSocketServer({ server, maxPayload: maxPacket + 5, perMessageDeflate: false })
+  // ws re-emits the HTTP server's errors (a port in use) on itself, where no
+  // listener would crash the process; listen() reports them from the server.
+  wss.on('error', () => {})
   wss.on('connection', (socket, req) => {
     const stream = createWebSocketStream(socket)
     stream.on('error', () => { socket.terminate() })

@@ -126,7 +126,7 @@ test('standalone: what users send while the bridge is stopped is handled, once, 
   const bob = await connect('bob')
   await alice.sendOk({ to: 'bob' }, 'before')
   assert.equal(await s.bridge.stop(), 0)
-  assert.ok(!existsSync(path.join(s.node.dataDir, 'warbler-bridge.pid')), 'the pid file is removed at exit')
+  assert.ok(!existsSync(path.join(s.node.dataDir, 'warbler-service.pid')), 'the pid file is removed at exit')
   // The broker keeps the service's persistent session and queues these for it.
   for (let i = 1; i <= 5; i++) await alice.publishRaw(JSON.stringify({ t: 'msg', cid: `away-${i}`, to: 'bob', body: `away ${i}` }))
   await alice.publishRaw(JSON.stringify({ t: 'msg', cid: 'away-1', to: 'bob', body: 'away 1' })) // a retry
@@ -185,7 +185,7 @@ test('standalone: the bridge refuses an account that is not a service account, o
   assert.equal(badPw.code, 2)
   assert.match(badPw.stderr, /refused the login of bridge/)
   for (const r of [notService, missing, badPw]) assert.equal(r.stdout, '', 'no ready line')
-  assert.ok(!existsSync(path.join(dataDir, 'warbler-bridge.pid')))
+  assert.ok(!existsSync(path.join(dataDir, 'warbler-service.pid')))
   // A broker nobody serves is unchanged: a bridge that is let in serves it.
   const bridge = await startBridge(node.mqttUrl, dataDir)
   const alice = await ChatClient.connect(node.mqttUrl, 'alice', PW)

@@ -7,6 +7,7 @@ import { test } from 'node:test'
 import { envName, flagName, settings } from '../../broker/config.js'
 import { refusalReasons } from '../../broker/stats.js'
 import { ErrorCodes } from '../../sdk/src/protocol.js'
+import { EXIT } from '../../broker/start-error.js'
 import { startNode } from '../helpers/warbler.js'
 
 const doc = (name: string): string => readFileSync(new URL(`../../../docs/${name}`, import.meta.url), 'utf8')
@@ -50,4 +51,11 @@ test('docs/operations.md documents every refusal reason, $SYS topic and warbler 
     if (/^warbler_(process_|nodejs_)/.test(name)) continue // prom-client's default process metrics
     assert.ok(new RegExp(`\`${name}(\\{[a-z]+\\})?\``).test(text), `metric ${name}`)
   }
+})
+
+test('docs/operations.md lists every exit code the CLI uses, and no other', () => {
+  const text = doc('operations.md')
+  const table = text.slice(text.indexOf('### Exit codes'))
+  const documented = [...table.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]))
+  assert.deepEqual(documented, [...new Set(Object.values(EXIT))].sort((a, b) => a - b))
 })
