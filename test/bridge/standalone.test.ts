@@ -216,8 +216,9 @@ test('standalone: the bridge refuses a broker that runs its embedded service, an
   const s = await separate(people)
   defer(() => s.close())
   const second = await refusedBridge(s.node.mqttUrl, s.node.dataDir)
-  assert.equal(second.code, 2)
-  assert.match(second.stderr, /another warbler bridge \(pid \d+\) already serves/)
+  // The data-dir lock refuses it (exit 3), naming the dir and the pid that holds it.
+  assert.equal(second.code, 3, second.stderr)
+  assert.match(second.stderr, /in use by the message service.*pid \d+/)
   const bob = await ChatClient.connect(s.node.mqttUrl, 'bob', PW)
   defer(() => bob.close())
   assert.equal((await bob.sendOk({ to: 'alice' }, 'still one service')).seq, 1)

@@ -631,6 +631,7 @@ test('Dockerfile: multi-stage on node:20-bookworm-slim, sqlite3 from source, non
   assert.match(buildStage, /python3/)
   assert.match(buildStage, /npm_config_build_from_source=true/)
   assert.match(buildStage, /npm prune --omit=dev/)
+  assert.match(buildStage, /npx tsc -p tsconfig\.json +&& node dist\/cli\/build-info\.js/, 'records what dist/ was built from')
   assert.doesNotMatch(runStage, /build-essential|apt-get install/, 'no compiler in the image that runs')
   const user = /^USER (\S+)$/m.exec(runStage)
   assert.ok(user !== null && user[1] !== 'root' && user[1] !== '0', 'runs as a non-root user')
@@ -671,6 +672,8 @@ test('the sources install.sh and the Dockerfile copy are enough to build and run
     // The dependencies as installed here (npm ci is the part that needs the network).
     symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'))
     ok(run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: dir }), 'tsc in a copy of the sources')
+    // As the Dockerfile does after tsc (install.sh's npm ci runs `npm run build`, which does the same).
+    ok(run(process.execPath, [path.join(dir, 'dist', 'cli', 'build-info.js')], { cwd: dir }), 'build-info in the copy')
     const help = ok(run(process.execPath, [path.join(dir, 'dist', 'cli', 'warbler.js'), 'start', '--help'], { cwd: dir }), 'warbler start --help from the copy')
     assert.match(help, /--data-dir/)
   } finally {
