@@ -3,8 +3,8 @@
  *
  * A user has two topics with the same content: `wb/u/{user}/inbox`, one frame
  * per publish (for plain MQTT clients), and `wb/u/{user}/feed` (the SDK's),
- * where the messages of one commit for that user travel together in `batch`
- * frames: one publish and one PUBACK for many messages, which is most of what
+ * where the messages of one commit for that user (and the receipts of the
+ * watermarks it moved) travel together in `batch` frames: one publish and one PUBACK for many messages, which is most of what
  * a chat message costs the broker under load. A device likewise has
  * `wb/d/{clientId}` and `wb/d/{clientId}/feed`, where the acks of one commit
  * travel together.
@@ -15,13 +15,15 @@
  * broker cannot tell (the service as an MQTT client, or routing shared with
  * other brokers through Redis, where another broker's clients are unknown
  * here) it goes to both; a device reads one of them, so nobody gets a frame
- * twice.
+ * twice. A device's two topics are looked up among this broker's live
+ * connections only: each that one reads gets the frame, and both do when
+ * none reads either (a persistent session may queue it).
  *
  * Deliveries go out in commit order: a batch whose subscriber lookups are
  * still pending holds the ones after it.
  */
 import { type AckFrame, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, topics } from '../sdk/src/protocol.js'
-import type { StoredMessage } from './writer.js'
+import type { StoredMessage, StoredReceipt } from './writer.js'
 
 export interface Audience {
   /** Whether any session (connected or persistent) subscribes to a topic. */
@@ -98,35 +100,48 @@ export class Fanout {
     return ran.then(async () => await routed)
   }
 
-  /** Deliver a commit's messages to every recipient; one promise per message id, settled once all are routed. */
-  deliver (stored: StoredMessage[]): Map<string, Promise<unknown>> {
-    /** Each message's JSON, and its payload for the inboxes once one needs it (shared by all of them). */
-    const texts = stored.map((s) => JSON.stringify(s.frame))
+  /**
+   * Deliver a commit's messages, then the receipts of the watermarks it moved
+   * (a sender's own, at least), to every recipient; one promise per message
+   * id, settled once all are routed. On a feed, a user's receipts travel in
+   * the batch frame with the commit's messages; on an inbox each is a publish
+   * of its own, at QoS 0 like every receipt.
+   */
+  deliver (stored: StoredMessage[], receipts: readonly StoredReceipt[] = []): Map<string, Promise<unknown>> {
+    /** Each frame's JSON (the messages', then the receipts'), and its payload for the inboxes once one needs it (shared by all of them). */
+    const texts = [...stored.map((s) => JSON.stringify(s.frame)), ...receipts.map((r) => JSON.stringify(r.frame))]
     const payloads: Array<Buffer | undefined> = []
-    /** The batch frames of each list of messages, by the list (users who get the same share them). */
+    /** The batch frames of each list of frames, by the list (users who get the same share them). */
     const batches = new Map<string, Buffer[]>()
+    /** Each user's frames, by index in `texts`: its messages first, in commit order, then its receipts. */
     const byUser = new Map<string, number[]>()
+    const add = (user: string, i: number): void => {
+      let list = byUser.get(user)
+      if (list === undefined) byUser.set(user, list = [])
+      list.push(i)
+    }
     stored.forEach((s, i) => {
       for (const user of s.recipients) {
-        let list = byUser.get(user)
-        if (list === undefined) byUser.set(user, list = [])
-        list.push(i)
+        add(user, i)
         this.counters.deliveries++
       }
     })
+    receipts.forEach((r, j) => { for (const user of r.recipients) add(user, stored.length + j) })
+    /** Messages at QoS 1; receipts, which a later one supersedes, at QoS 0. */
+    const qos = (i: number): 0 | 1 => i < stored.length ? 1 : 0
     const users = [...byUser.keys()]
     const routed = this.inOrder(users, (targets) => {
       const sent: Array<Promise<void>> = []
       users.forEach((user, u) => {
         const t = targets[u] as Targets
         const mine = byUser.get(user) as number[]
-        if (t.inbox) for (const i of mine) sent.push(this.publish(topics.inbox(user), payloads[i] ??= Buffer.from(texts[i] as string), 1))
+        if (t.inbox) for (const i of mine) sent.push(this.publish(topics.inbox(user), payloads[i] ??= Buffer.from(texts[i] as string), qos(i)))
         if (t.feed) {
           // The members of a group get the same messages: one set of batch frames for them all.
           const key = mine.join(',')
           let ps = batches.get(key)
           if (ps === undefined) batches.set(key, ps = batchPayloads(mine.map((i) => texts[i] as string)))
-          for (const p of ps) sent.push(this.publish(topics.feed(user), p, 1))
+          for (const p of ps) sent.push(this.publish(topics.feed(user), p, qos(mine[0] as number)))
         }
       })
       return sent
@@ -152,16 +167,17 @@ export class Fanout {
   }
 
   /**
-   * Which of a device's topics to publish to: the one its connection to this
-   * broker reads; both when it is not connected here (a persistent session
-   * gets QoS 1 frames in its queue) or the broker cannot tell.
+   * Which of a device's topics to publish to: each one a connection to this
+   * broker reads (one connection may read the device topic while another
+   * reads its feed); both when none is read here (a persistent session gets
+   * QoS 1 frames in its queue) or the broker cannot tell.
    */
   private deviceTopics (clientId: string): { plain: boolean, feed: boolean } {
     const a = this.audience
     if (a === undefined) return { plain: true, feed: true }
-    if (a.live(topics.deviceFeed(clientId))) return { plain: false, feed: true }
-    if (a.live(topics.device(clientId))) return { plain: true, feed: false }
-    return { plain: true, feed: true }
+    const plain = a.live(topics.device(clientId))
+    const feed = a.live(topics.deviceFeed(clientId))
+    return plain || feed ? { plain, feed } : { plain: true, feed: true }
   }
 
   /** A reply or refusal to one device. */

@@ -67,6 +67,19 @@ export function checkBody (body: unknown): void {
 /** A validated send, with its conversation resolved. */
 export interface ValidSend { frame: SendFrame, conv: string, peer: string | null }
 
+/**
+ * What an answer to a decoded frame names it by (`ref`): a send's `cid`, a
+ * request's `id`. Read before the rest of the frame is checked, so that a
+ * refusal of a bad send or request still says which one it was. Only a
+ * well-formed id is echoed back (a malformed one is what gets refused).
+ */
+export function frameRef (value: unknown): string | undefined {
+  if (!isObject(value)) return undefined
+  if (value.t === 'msg') return typeof value.cid === 'string' && CLIENT_MESSAGE_ID_PATTERN.test(value.cid) ? value.cid : undefined
+  if (value.t === 'req') return typeof value.id === 'string' && REQUEST_ID_PATTERN.test(value.id) ? value.id : undefined
+  return undefined
+}
+
 export function parseFrame (value: unknown): ClientFrame {
   if (!isObject(value)) throw new ServiceError('bad_request', 'the envelope must be a JSON object')
   const t = value.t

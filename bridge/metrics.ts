@@ -3,7 +3,7 @@
  */
 import client from 'prom-client'
 import { ErrorCodes } from '../sdk/src/protocol.js'
-import type { MessageService } from './service.js'
+import { InternalKinds, type MessageService } from './service.js'
 
 function percentile (values: readonly number[], p: number): number {
   if (values.length === 0) return 0
@@ -49,6 +49,21 @@ export function registerServiceMetrics (registry: client.Registry, svc: MessageS
       }
     }
   })
+  const internalReported: Record<string, number> = {}
+  // eslint-disable-next-line no-new
+  new client.Counter({
+    name: 'warbler_service_internal_errors_total',
+    help: 'Server faults of the message service (a failed archive commit, a bug), by what they answered; each is logged at error level with its cause.',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect () {
+      for (const kind of InternalKinds) {
+        const n = c.internal[kind] ?? 0
+        this.inc({ kind }, n - (internalReported[kind] ?? 0))
+        internalReported[kind] = n
+      }
+    }
+  })
   const latency = new client.Histogram({
     name: 'warbler_store_latency_seconds',
     help: 'Time to commit one archive batch.',
@@ -82,5 +97,6 @@ export function serviceSys (svc: MessageService): Record<string, number | string
     'requests/search': c.searchRequests
   }
   for (const code of Object.keys(ErrorCodes)) out[`service/refused/${code}`] = c.refusals[code as keyof typeof ErrorCodes] ?? 0
+  out['service/internal_errors'] = InternalKinds.reduce((n, kind) => n + (c.internal[kind] ?? 0), 0)
   return out
 }

@@ -15,8 +15,6 @@ export interface RequestContext {
   user: string
   reader: ArchiveReader
   writer: ArchiveWriter
-  /** Send a receipt to the members of a conversation after a watermark moved. */
-  receipt: (conv: string, user: string, marks: { read?: number, delivered?: number }) => void
   presence: (users: string[]) => Promise<Array<{ user: string, online: boolean, lastSeen: number | null }>>
   /** Hot data in Redis, when configured. */
   mirror: RedisMirror | null
@@ -26,23 +24,31 @@ async function requireMember (ctx: RequestContext, conv: string): Promise<void> 
   if (await ctx.reader.role(conv, ctx.user) === null) throw new ServiceError('not_member', `${ctx.user} is not a member of ${conv}`)
 }
 
+/**
+ * Move the user's read (and with it delivered) or delivered watermark forward
+ * to `seq`. Each watermark that moves is reported to the members in one
+ * receipt, with the commit (writer.ts); one that was there already moves
+ * nothing and reports nothing.
+ */
 async function watermark (ctx: RequestContext, r: RequestFrame, column: 'read_seq' | 'delivered_seq'): Promise<{ conv: string, seq: number }> {
   const conv = convParam(r)
   const seq = intParam(r, 'seq', { min: 0, max: Number.MAX_SAFE_INTEGER }) as number
   if (r.seq === undefined) throw new ServiceError('bad_request', 'seq is missing')
-  const moved = await ctx.writer.op(async (tx) => {
+  await ctx.writer.op(async (tx) => {
     const c = await tx.conv(conv)
     if (c === null || !c.members.has(ctx.user)) throw new ServiceError('not_member', `${ctx.user} is not a member of ${conv}`)
     if (seq > c.lastSeq) throw new ServiceError('bad_request', `seq ${seq} is past the last message (${c.lastSeq})`)
+    const forward = (col: 'read_seq' | 'delivered_seq'): Promise<{ changes: number }> =>
+      tx.run(`UPDATE members SET ${col} = ?1 WHERE conv = ?2 AND user = ?3 AND ${col} < ?1`, [seq, conv, ctx.user])
+    const to: { read?: number, delivered?: number } = {}
+    if (column === 'read_seq' && (await forward('read_seq')).changes > 0) {
+      to.read = seq
+      ctx.mirror?.unread(ctx.user, conv, c.lastSeq - seq)
+    }
     // Reading implies delivery; watermarks only move forward.
-    const sql = column === 'read_seq'
-      ? 'UPDATE members SET read_seq = ?1, delivered_seq = MAX(delivered_seq, ?1) WHERE conv = ?2 AND user = ?3 AND read_seq < ?1'
-      : 'UPDATE members SET delivered_seq = ?1 WHERE conv = ?2 AND user = ?3 AND delivered_seq < ?1'
-    const changed = (await tx.run(sql, [seq, conv, ctx.user])).changes > 0
-    if (changed && column === 'read_seq') ctx.mirror?.unread(ctx.user, conv, c.lastSeq - seq)
-    return changed
+    if ((await forward('delivered_seq')).changes > 0) to.delivered = seq
+    if (to.read !== undefined || to.delivered !== undefined) tx.moved(c, ctx.user, to)
   })
-  if (moved) ctx.receipt(conv, ctx.user, column === 'read_seq' ? { read: seq } : { delivered: seq })
   return { conv, seq }
 }
 

@@ -13,11 +13,11 @@
  * it (in the broker's process, or as an MQTT client of one or more brokers).
  */
 import path from 'node:path'
-import { type ErrorCode, type ErrorFrame, type PresenceFrame, type ReceiptFrame, type RequestFrame, type TypingEvent } from '../sdk/src/protocol.js'
+import { type ErrorCode, type ErrorFrame, type PresenceFrame, type RequestFrame, type TypingEvent } from '../sdk/src/protocol.js'
 import { Database } from '../broker/sqlite.js'
 import { DB_FILE } from '../broker/identity/store.js'
 import type { Logger } from '../broker/log.js'
-import { bodyText, checkBody, decodePayload, parseFrame, resolveSend } from './frames.js'
+import { bodyText, checkBody, decodePayload, frameRef, parseFrame, resolveSend } from './frames.js'
 import { handleRequest, type RequestContext } from './requests.js'
 import type { RedisMirror } from './mirror.js'
 import { migrate } from './schema.js'
@@ -44,7 +44,13 @@ export interface ServiceCounters {
   /** Requests by operation. */
   byOp: Partial<Record<string, number>>
   refusals: Partial<Record<ErrorCode, number>>
+  /** Server faults (code `internal`: a failed commit of the archive, a bug), by what they answered; each is logged with its cause. */
+  internal: Partial<Record<InternalKind, number>>
 }
+
+/** What an `internal` error answered: a send, a request, a typing notice, or a publish not recognised yet. */
+export const InternalKinds = ['send', 'request', 'typing', 'other'] as const
+export type InternalKind = typeof InternalKinds[number]
 
 export interface ServiceOptions {
   dataDir: string
@@ -65,6 +71,9 @@ export interface ServiceOptions {
 
 export type Durability = 'process' | 'power'
 
+/** Where a publish failed, for the log line of an internal error: what is known by then. */
+interface Failed { kind: InternalKind, user: string, clientId: string, conv?: string, op?: string, ref?: string | undefined }
+
 /** How often the WAL is checkpointed (ms): see checkpoint.ts. */
 const CHECKPOINT_INTERVAL_MS = 1000
 
@@ -72,7 +81,7 @@ const CHECKPOINT_INTERVAL_MS = 1000
 const TYPING_INTERVAL_MS = 1000
 
 export class MessageService {
-  readonly counters: ServiceCounters = { sends: 0, duplicates: 0, requests: 0, syncRequests: 0, searchRequests: 0, typing: 0, deliveries: 0, byOp: {}, refusals: {} }
+  readonly counters: ServiceCounters = { sends: 0, duplicates: 0, requests: 0, syncRequests: 0, searchRequests: 0, typing: 0, deliveries: 0, byOp: {}, refusals: {}, internal: {} }
   private readonly fanout: Fanout
   private readonly online = new Map<string, number>()
   private readonly lastSeen = new Map<string, number>()
@@ -105,9 +114,9 @@ export class MessageService {
       opts.log.warn('WAL checkpoint failed', { error: String(err) })
     })
     let svc: MessageService | undefined
-    const writer = new ArchiveWriter(writeDb, (stored) => {
+    const writer = new ArchiveWriter(writeDb, (stored, receipts) => {
       opts.mirror?.stored(stored)
-      return svc?.fanout.deliver(stored)
+      return svc?.fanout.deliver(stored, receipts)
     })
     svc = new MessageService(opts, writeDb, readDb, checkpoints, writer, new ArchiveReader(readDb))
     return svc
@@ -123,14 +132,19 @@ export class MessageService {
   /**
    * Handle one publish from a client. Resolves once it is fully handled (a
    * send: stored and acknowledged), which is what paces the broker's routing.
+   * A refusal names the send or request it answers (`ref`) whenever the
+   * publish is an object with a well-formed `cid` or `id`, however bad the rest.
    */
   async handle (user: string, clientId: string, payload: Buffer): Promise<void> {
-    let ref: string | undefined
+    const at: Failed = { kind: 'other', user, clientId }
     try {
-      const frame = parseFrame(decodePayload(payload, this.opts.maxPayload))
+      const value = decodePayload(payload, this.opts.maxPayload)
+      at.ref = frameRef(value)
+      const frame = parseFrame(value)
       if (frame.t === 'msg') {
-        ref = frame.cid
+        at.kind = 'send'
         const send = resolveSend(user, frame)
+        at.conv = send.conv
         if (typeof frame.body === 'object' && frame.body !== null && 'sys' in frame.body) {
           throw new ServiceError('bad_request', 'body.sys is reserved for system messages')
         }
@@ -142,19 +156,42 @@ export class MessageService {
         // flood is paced by delivery, not only by storage.
         await Promise.all([delivered, this.fanout.ack(clientId, ack)])
       } else if (frame.t === 'req') {
-        ref = frame.id
+        at.kind = 'request'
+        at.op = frame.op
+        if (typeof frame.conv === 'string') at.conv = frame.conv
         await this.request(user, clientId, frame)
       } else {
+        at.kind = 'typing'
+        at.conv = frame.conv
         await this.typing(user, frame.conv)
       }
     } catch (err) {
-      if (err instanceof ServiceError) {
-        this.refuse(clientId, err.code, err.message, ref)
+      if (err instanceof ServiceError && err.code !== 'internal') {
+        this.refuse(clientId, err.code, err.message, at.ref)
         return
       }
-      this.opts.log.error('message service error', { user, error: String(err) })
-      this.refuse(clientId, 'internal', 'the request failed on the server; it had no effect', ref)
+      this.internal(at, err)
     }
+  }
+
+  /**
+   * A server fault (the archive failed to commit, or a bug): logged at error
+   * level with its cause and where it happened (never a body), counted, and
+   * answered with `internal` and the ref. Never silent.
+   */
+  private internal (at: Failed, err: unknown): void {
+    this.counters.internal[at.kind] = (this.counters.internal[at.kind] ?? 0) + 1
+    const fields: Record<string, unknown> = { kind: at.kind, user: at.user, clientId: at.clientId }
+    if (at.conv !== undefined) fields.conv = at.conv
+    if (at.op !== undefined) fields.op = at.op
+    if (at.ref !== undefined) fields.ref = at.ref
+    fields.error = err instanceof Error ? err.message : String(err)
+    // A storage failure is explained by its message; anything else is a bug, whose stack says where.
+    if (!(err instanceof ServiceError) && err instanceof Error && err.stack !== undefined) fields.stack = err.stack
+    this.opts.log.error('internal error in the message service', fields)
+    this.refuse(at.clientId, 'internal', at.kind === 'send'
+      ? 'the server failed to store the message; send it again with the same cid (it is never stored twice)'
+      : 'the request failed on the server; it had no effect', at.ref)
   }
 
   private async request (user: string, clientId: string, r: RequestFrame): Promise<void> {
@@ -166,19 +203,11 @@ export class MessageService {
       user,
       reader: this.reader,
       writer: this.writer,
-      receipt: (conv, who, marks) => { this.receipt(conv, who, marks).catch(() => {}) },
       mirror: this.opts.mirror ?? null,
       presence: async (users) => await this.presenceOf(users)
     }
     const data = await handleRequest(ctx, r)
     await this.fanout.toDevice(clientId, { t: 'res', id: r.id, data }, 1)
-  }
-
-  private async receipt (conv: string, user: string, marks: { read?: number, delivered?: number }): Promise<void> {
-    const members = await this.writer.membersOf(conv)
-    if (members === null) return
-    const frame: ReceiptFrame = { t: 'receipt', conv, user, ...marks }
-    void this.fanout.toUsers(members.keys(), frame, 0)
   }
 
   private async typing (user: string, conv: string): Promise<void> {
@@ -206,7 +235,10 @@ export class MessageService {
     this.opts.mirror?.presence(user, n > 0, now)
     if (!online) {
       this.writer.op((tx) => tx.run('INSERT INTO last_seen(user, ts) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET ts = excluded.ts', [user, now]))
-        .catch(() => {})
+        .catch((err: unknown) => {
+          // Nobody waits for this write; the memory copy still answers until a restart.
+          if (!(err instanceof ServiceError && err.code === 'unavailable')) this.opts.log.error('storing when a user was last seen failed', { user, error: err instanceof Error ? err.message : String(err) })
+        })
     }
     const frame: PresenceFrame = { t: 'presence', user, online: n > 0, lastSeen: now }
     this.reader.directPeers(user).then((peers) => {

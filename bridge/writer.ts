@@ -23,7 +23,7 @@
  * is written while the previous one is delivered (see `apply` and `loop`).
  */
 import { randomBytes } from 'node:crypto'
-import type { AckFrame, ErrorCode, GroupRole, MessageFrame } from '../sdk/src/protocol.js'
+import type { AckFrame, ErrorCode, GroupRole, MessageFrame, ReceiptFrame } from '../sdk/src/protocol.js'
 import type { Database } from '../broker/sqlite.js'
 
 /** A conversation as the writer keeps it in memory. */
@@ -44,6 +44,17 @@ export interface StoredMessage {
   recipients: string[]
 }
 
+/**
+ * A committed move of a member's read or delivered watermark: the receipt,
+ * and the members who get it (all of them, so the mover's other devices
+ * learn it too). One per member and conversation per batch, with where the
+ * watermarks ended up.
+ */
+export interface StoredReceipt {
+  frame: ReceiptFrame
+  recipients: string[]
+}
+
 /** A refusal caused by the request (not a server fault): no effect, a reason for the client. */
 export class ServiceError extends Error {
   override name = 'ServiceError'
@@ -57,8 +68,13 @@ export interface Tx {
   createConversation: (id: string, kind: 'direct' | 'group', name: string | null, members: ReadonlyArray<readonly [string, GroupRole]>) => Promise<ConvState>
   /** Append a message: allocates the next seq, inserts it, queues its delivery after COMMIT. */
   append: (conv: ConvState, sender: string, cid: string | null, body: unknown, text: string) => Promise<MessageFrame>
-  /** Set a member's read and delivered watermarks to `seq` (written with the batch, in order). */
-  markRead: (conv: string, user: string, seq: number) => void
+  /**
+   * Set a member's read and delivered watermarks to `seq`, past both (written
+   * with the batch, in order); the members get a receipt for the move.
+   */
+  markRead: (conv: ConvState, user: string, seq: number) => void
+  /** A member's watermarks moved (to `read` and/or `delivered`): the members get a receipt after COMMIT. */
+  moved: (conv: ConvState, user: string, marks: { read?: number, delivered?: number }) => void
   userExists: (name: string) => Promise<boolean>
   run: (sql: string, params?: unknown[]) => Promise<{ changes: number }>
   /** Work to do after COMMIT (deliveries of events, replies). */
@@ -140,6 +156,7 @@ interface Committed { batch: Item[], applied: Applied | null, ms: number, error?
 /** What a committed batch produced. */
 interface Applied {
   stored: StoredMessage[]
+  receipts: StoredReceipt[]
   after: Array<() => void>
   outcomes: Array<{ ok: true, value: unknown } | { ok: false, error: unknown }>
 }
@@ -196,8 +213,11 @@ export class ArchiveWriter {
 
   constructor (
     private readonly db: Database,
-    /** Publishes committed messages; returns a promise per message id, settled once routed. */
-    private readonly onCommitted: (messages: StoredMessage[]) => Map<string, Promise<unknown>> | undefined,
+    /**
+     * Publishes a batch's committed messages, then the receipts of the
+     * watermarks it moved; returns a promise per message id, settled once routed.
+     */
+    private readonly onCommitted: (messages: StoredMessage[], receipts: StoredReceipt[]) => Map<string, Promise<unknown>> | undefined,
     private readonly maxBatch = 2048
   ) {}
 
@@ -214,8 +234,8 @@ export class ArchiveWriter {
       }
       if (!conv.members.has(input.user)) throw new ServiceError('not_member', `${input.user} is not a member of ${input.conv}`)
       const frame = await tx.append(conv, input.user, input.cid, input.body, input.text)
-      // What one sends, one has read.
-      tx.markRead(frame.conv, input.user, frame.seq)
+      // What one sends, one has read (and so has had delivered).
+      tx.markRead(conv, input.user, frame.seq)
       const ack: AckFrame = { t: 'ack', cid: input.cid, conv: frame.conv, seq: frame.seq, id: frame.id, ts: frame.ts }
       existing.set(`${input.user}\u0000${input.cid}`, ack) // a second copy in the same batch
       return { ack, duplicate: false, delivered: Promise.resolve() }
@@ -295,7 +315,7 @@ export class ArchiveWriter {
       for (const item of batch) item.reject(c.error)
       return
     }
-    const { stored, after, outcomes } = applied
+    const { stored, receipts, after, outcomes } = applied
     const s = this.stats
     s.batches++
     s.lastBatchSize = batch.length
@@ -305,7 +325,7 @@ export class ArchiveWriter {
     s.latencies.push(c.ms)
     s.batchSizes.push(batch.length)
     this.onBatch?.(c.ms, batch.length)
-    const routed = this.onCommitted(stored)
+    const routed = this.onCommitted(stored, receipts)
     for (const fn of after) fn()
     batch.forEach((item, i) => {
       const o = outcomes[i]
@@ -339,6 +359,8 @@ export class ArchiveWriter {
    */
   private async apply (batch: Item[], oneStep: boolean, submitted: () => void): Promise<Applied | null> {
     const stored: StoredMessage[] = []
+    /** Watermark moves by (conv, user): one receipt each, with where they ended up. */
+    const moves = new Map<string, { conv: ConvState, user: string, read?: number, delivered?: number }>()
     const after: Array<() => void> = []
     const touched = new Set<ConvState>()
     /** (lastSeq, lastTs) of each conversation before this batch, to undo a declined step. */
@@ -350,6 +372,20 @@ export class ArchiveWriter {
     const marks = new Map<string, [string, string, number]>()
     const db = this.db
     const needsTransaction = (): never => { throw new NeedsTransaction() }
+    const moved: Tx['moved'] = (conv, user, to) => {
+      const key = `${conv.id}\u0000${user}`
+      const m = moves.get(key) ?? { conv, user }
+      if (to.read !== undefined) m.read = Math.max(m.read ?? 0, to.read)
+      if (to.delivered !== undefined) m.delivered = Math.max(m.delivered ?? 0, to.delivered)
+      moves.set(key, m)
+    }
+    /** The batch's receipts, to the members as of its end (listed once per move, not once per send). */
+    const receipts = (): StoredReceipt[] => [...moves.values()].map((m) => {
+      const frame: ReceiptFrame = { t: 'receipt', conv: m.conv.id, user: m.user }
+      if (m.read !== undefined) frame.read = m.read
+      if (m.delivered !== undefined) frame.delivered = m.delivered
+      return { frame, recipients: [...m.conv.members.keys()] }
+    })
     /** Write what is held back; called before any other statement, so the order holds. */
     const writeHeld = async (): Promise<void> => {
       if (rows.length > 0) {
@@ -396,7 +432,11 @@ export class ArchiveWriter {
         stored.push({ frame, recipients: [...conv.members.keys()] })
         return frame
       },
-      markRead: (conv, user, seq) => { marks.set(`${conv}\u0000${user}`, [conv, user, seq]) },
+      markRead: (conv, user, seq) => {
+        marks.set(`${conv.id}\u0000${user}`, [conv.id, user, seq])
+        moved(conv, user, { read: seq, delivered: seq })
+      },
+      moved,
       userExists: async (name) => {
         if (!oneStep && this.users.get(name) !== true) await writeHeld()
         return await this.userExists(name)
@@ -436,7 +476,7 @@ export class ArchiveWriter {
         submitted()
         await done
         this.stats.oneStep++
-        return { stored, after, outcomes }
+        return { stored, receipts: receipts(), after, outcomes }
       } catch {
         // The script stops at its first failing statement, inside the transaction.
         if (began) await db.exec('ROLLBACK').catch(() => {})
@@ -460,7 +500,7 @@ export class ArchiveWriter {
       await db.exec('ROLLBACK').catch(() => {})
       throw err
     }
-    return { stored, after, outcomes }
+    return { stored, receipts: receipts(), after, outcomes }
   }
 
   private async loadConv (id: string): Promise<ConvState | null> {

@@ -1,40 +1,54 @@
 /**
  * The message service contract: the same tests run against each arrangement
  * (the service embedded in the broker, and as its own process over MQTT).
+ * What the service answers (receipts, refs, answers on both device topics,
+ * storage failures) is in contract-answers.ts.
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import { deflateRawSync } from 'node:zlib'
 import type { AckFrame, ErrorFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { ChatClient } from '../helpers/chat.js'
 import type { UserSpec } from '../helpers/warbler.js'
 
 export interface Arrangement {
   mqttUrl: string
+  /** The data dir whose archive (warbler.db) the service writes. */
+  dataDir: string
+  /** The lines the message service has logged so far (JSON, one object a line). */
+  logLines: () => string[]
+  /** The broker's /metrics text, where the arrangement serves the service's metrics (embedded only). */
+  metrics?: () => Promise<string>
   close: () => Promise<void>
 }
 
 export type Start = (users: UserSpec[]) => Promise<Arrangement>
 
-const PW = 'password-123'
+export const PW = 'password-123'
 const users = ['alice', 'bob', 'carol', 'dave'].map((name) => ({ name, password: PW }))
 
-export function chatContract (name: string, start: Start): void {
-  const setup = async (t: { after: (fn: () => Promise<void>) => void }): Promise<{ a: Arrangement, c: (u: string, opts?: { device?: string, clean?: boolean, feed?: boolean }) => Promise<ChatClient> }> => {
-    const a = await start(users)
-    const clients: ChatClient[] = []
-    t.after(async () => {
-      for (const x of clients) await x.close().catch(() => {})
-      await a.close()
-    })
-    return {
-      a,
-      c: async (u, opts) => {
-        const x = await ChatClient.connect(a.mqttUrl, u, PW, opts)
-        clients.push(x)
-        return x
-      }
+export type Connect = (u: string, opts?: { device?: string, clean?: boolean, feed?: boolean }) => Promise<ChatClient>
+
+/** Start the arrangement with alice, bob, carol and dave; it and the chat clients made with `c` are closed after the test. */
+export async function setupArrangement (start: Start, t: { after: (fn: () => Promise<void>) => void }): Promise<{ a: Arrangement, c: Connect }> {
+  const a = await start(users)
+  const clients: ChatClient[] = []
+  t.after(async () => {
+    for (const x of clients) await x.close().catch(() => {})
+    await a.close()
+  })
+  return {
+    a,
+    c: async (u, opts) => {
+      const x = await ChatClient.connect(a.mqttUrl, u, PW, opts)
+      clients.push(x)
+      return x
     }
   }
+}
+
+export function chatContract (name: string, start: Start): void {
+  const setup = async (t: { after: (fn: () => Promise<void>) => void }): Promise<{ a: Arrangement, c: Connect }> => await setupArrangement(start, t)
 
   test(`${name}: a direct chat is stored, sequenced, delivered to both users and acknowledged`, async (t) => {
     const { c } = await setup(t)
@@ -127,7 +141,8 @@ export function chatContract (name: string, start: Start): void {
     await bob.req('read', { conv: 'd:alice:bob', seq: 10 })
     assert.deepEqual(await bob.req('unread'), { total: 2, conversations: { 'd:alice:bob': 2 } })
     const receipt = await alice.until(() => alice.frames.find((f) => f.frame.t === 'receipt' && f.frame.user === 'bob')?.frame)
-    assert.deepEqual(receipt, { t: 'receipt', conv: 'd:alice:bob', user: 'bob', read: 10 })
+    // Reading implies delivery: both of bob's watermarks moved, and the receipt says so.
+    assert.deepEqual(receipt, { t: 'receipt', conv: 'd:alice:bob', user: 'bob', read: 10, delivered: 10 })
     const r = await alice.req('receipts', { conv: 'd:alice:bob' })
     assert.deepEqual(r.members.find((m: { user: string }) => m.user === 'bob'), { user: 'bob', read: 10, delivered: 10 })
     const list = await alice.req('convs')
@@ -150,31 +165,62 @@ export function chatContract (name: string, start: Start): void {
     assert.equal((await alice.req('search', { q: '"quotes" AND OR *' })).messages.length, 0, 'FTS syntax in queries is inert')
   })
 
-  test(`${name}: bad input gets a clear error with a stable code and stores nothing`, async (t) => {
+  test(`${name}: bad input gets a clear error with a stable code, naming the send or request it answers (ref), and stores nothing`, async (t) => {
     const { c } = await setup(t)
     const alice = await c('alice')
-    const errs = (): ErrorFrame[] => alice.frames.filter((f) => f.frame.t === 'error').map((f) => f.frame as ErrorFrame)
-    const cases: Array<[string | Buffer, string]> = [
-      ['not json', 'bad_request'],
-      ['{"t":"msg",', 'bad_request'],
-      ['[1,2]', 'bad_request'],
-      ['{"t":"shout"}', 'unknown_type'],
-      ['{"t":"msg","cid":"x1","body":"no target"}', 'bad_request'],
-      ['{"t":"msg","cid":"bad cid!","to":"bob","body":"x"}', 'bad_request'],
-      ['{"t":"msg","cid":"x2","to":"nobody","body":"x"}', 'not_found'],
-      ['{"t":"msg","cid":"x3","conv":"d:bob:carol","body":"x"}', 'not_member'],
-      ['{"t":"msg","cid":"x4","to":"bob","body":{"sys":"created"}}', 'bad_request'],
-      ['{"t":"req","id":"q1","op":"explode"}', 'unknown_type'],
-      ['{"t":"req","id":"q2","op":"history","conv":"g:nope"}', 'not_member'],
-      ['{"t":"req","id":"q3","op":"history","conv":"d:alice:bob","limit":100000}', 'bad_request'],
-      [Buffer.from([0x01, 0xff, 0x00]), 'bad_request']
+    const errs = (): Array<{ topic: string, frame: ErrorFrame }> => alice.frames.filter((f) => f.frame.t === 'error').map((f) => ({ topic: f.topic, frame: f.frame as ErrorFrame }))
+    const deflated = (json: string): Buffer => Buffer.concat([Buffer.from([0x01]), deflateRawSync(json)])
+    const deep = (levels: number): string => '['.repeat(levels) + ']'.repeat(levels)
+    // [payload, code, ref]: a ref whenever the frame is an object with a well-formed cid (a send) or id (a request), however bad the rest.
+    const cases: Array<[string | Buffer, string, string | undefined]> = [
+      ['not json', 'bad_request', undefined],
+      ['{"t":"msg",', 'bad_request', undefined],
+      ['[1,2]', 'bad_request', undefined],
+      ['{"t":"shout"}', 'unknown_type', undefined],
+      ['{"t":"shout","id":"s1","cid":"s2"}', 'unknown_type', undefined],
+      ['{"cid":"s3","to":"bob","body":"x"}', 'unknown_type', undefined],
+      ['{"t":"msg","cid":"x1","body":"no target"}', 'bad_request', 'x1'],
+      ['{"t":"msg","cid":"bad cid!","to":"bob","body":"x"}', 'bad_request', undefined],
+      ['{"t":"msg","cid":"x2","to":"nobody","body":"x"}', 'not_found', 'x2'],
+      ['{"t":"msg","cid":"x3","conv":"d:bob:carol","body":"x"}', 'not_member', 'x3'],
+      ['{"t":"msg","cid":"x4","to":"bob","body":{"sys":"created"}}', 'bad_request', 'x4'],
+      ['{"t":"msg","cid":"x5","to":"bob"}', 'bad_request', 'x5'],
+      ['{"t":"msg","cid":"x6","to":"bob","body":null}', 'bad_request', 'x6'],
+      [`{"t":"msg","cid":"x7","to":"bob","body":${deep(65)}}`, 'bad_request', 'x7'],
+      ['{"t":"msg","cid":"x8","to":"bob","conv":"d:alice:bob","body":"x"}', 'bad_request', 'x8'],
+      ['{"t":"msg","cid":"x9","to":"alice","body":"x"}', 'bad_request', 'x9'],
+      ['{"t":"msg","cid":"x10","conv":"nonsense","body":"x"}', 'bad_request', 'x10'],
+      ['{"t":"msg","cid":"x11","to":7,"body":"x"}', 'bad_request', 'x11'],
+      ['{"t":"msg","cid":"x12","conv":"g:nope","body":"x"}', 'not_found', 'x12'],
+      ['{"t":"req","id":"q1","op":"explode"}', 'unknown_type', 'q1'],
+      ['{"t":"req","id":"q1b"}', 'unknown_type', 'q1b'],
+      ['{"t":"req","id":"bad id!","op":"unread"}', 'bad_request', undefined],
+      ['{"t":"req","id":7,"op":"unread"}', 'bad_request', undefined],
+      ['{"t":"req","id":"q2","op":"history","conv":"g:nope"}', 'not_member', 'q2'],
+      ['{"t":"req","id":"q3","op":"history","conv":"d:alice:bob","limit":100000}', 'bad_request', 'q3'],
+      ['{"t":"req","id":"q4","op":"read","conv":"d:alice:bob"}', 'bad_request', 'q4'],
+      ['{"t":"req","id":"q5","op":"read","conv":"d:alice:bob","seq":1}', 'not_member', 'q5'],
+      ['{"t":"req","id":"q6","op":"sync","after":[1]}', 'bad_request', 'q6'],
+      ['{"t":"req","id":"q7","op":"group.create"}', 'bad_request', 'q7'],
+      ['{"t":"req","id":"q8","op":"group.rename","conv":"g:nope","name":"x"}', 'not_found', 'q8'],
+      ['{"t":"req","id":"q9","op":"group.role","conv":"g:nope","user":"bob","role":"boss"}', 'bad_request', 'q9'],
+      ['{"t":"req","id":"q10","op":"presence","users":"bob"}', 'bad_request', 'q10'],
+      ['{"t":"typing","conv":"bad"}', 'bad_request', undefined],
+      ['{"t":"typing","conv":"d:bob:carol"}', 'not_member', undefined],
+      [deflated('{"t":"req","id":"q11","op":"explode"}'), 'unknown_type', 'q11'],
+      [deflated('{"t":"msg","cid":"x13","to":"bob"}'), 'bad_request', 'x13'],
+      [Buffer.from([0x01, 0xff, 0x00]), 'bad_request', undefined],
+      [Buffer.from([0x02, 0x7b, 0x7d]), 'bad_request', undefined]
     ]
-    for (const [payload, code] of cases) {
+    for (const [payload, code, ref] of cases) {
       const n = errs().length
       await alice.publishRaw(payload)
       const e = await alice.until(() => errs().length > n ? errs()[n] : undefined, 5000, `error for ${String(payload)}`)
-      assert.equal(e.code, code, `${String(payload)} -> ${e.message}`)
-      assert.ok(e.message.length > 0)
+      assert.equal(e.frame.code, code, `${String(payload)} -> ${e.frame.message}`)
+      assert.ok(e.frame.message.length > 0)
+      assert.equal(e.frame.ref, ref, `${String(payload)}: ref`)
+      if (ref === undefined) assert.ok(!('ref' in e.frame), `${String(payload)}: no ref field`)
+      assert.equal(e.topic, `wb/d/${alice.clientId}`, 'on the device topic of the publishing connection')
     }
     // Nothing was stored, and the service still works.
     await alice.sendOk({ to: 'bob' }, 'still fine')
@@ -218,8 +264,14 @@ export function chatContract (name: string, start: Start): void {
       assert.deepEqual(x.messages.map((m) => m.body), seqs.map((s) => `m${s - 1}`))
     }
     assert.deepEqual(acks().map((a) => a.cid).sort(), Array.from({ length: n }, (_, i) => `burst-${i}`).sort(), 'each send acknowledged once')
-    // The inbox reader got one publish per message, the feed readers fewer: batches.
-    assert.equal(bobPlain.publishes.get('wb/u/bob/inbox'), n)
+    // Each commit moved alice's watermarks: her receipts reached bob on both topics, the last one up to n.
+    for (const x of [bobPlain, bobApp]) {
+      const last = await x.until(() => x.frames.findLast((f) => f.frame.t === 'receipt' && f.frame.read === n)?.frame, 5000, `${x.clientId}: alice's receipt up to ${n}`)
+      assert.deepEqual(last, { t: 'receipt', conv: 'd:alice:bob', user: 'alice', read: n, delivered: n })
+    }
+    // The inbox reader got one publish per message (and per receipt), the feed readers fewer: batches.
+    const receiptsOnInbox = bobPlain.frames.filter((f) => f.frame.t === 'receipt').length
+    assert.equal(bobPlain.publishes.get('wb/u/bob/inbox'), n + receiptsOnInbox)
     assert.deepEqual([...bobPlain.publishes.keys()], ['wb/u/bob/inbox'])
     assert.ok((bobApp.publishes.get('wb/u/bob/feed') ?? n) < n, `feed publishes ${String(bobApp.publishes.get('wb/u/bob/feed'))} for ${n} messages`)
     assert.deepEqual([...bobApp.publishes.keys()], ['wb/u/bob/feed'])

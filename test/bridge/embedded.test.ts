@@ -1,7 +1,24 @@
-import { chatContract } from './contract.js'
+import { createLogger } from '../../broker/log.js'
+import { answersContract } from './contract-answers.js'
+import { chatContract, type Start } from './contract.js'
 import { startNode } from '../helpers/warbler.js'
 
-chatContract('embedded', async (users) => {
-  const node = await startNode(['--publish-rate', '0'], { users })
-  return { mqttUrl: node.mqttUrl, close: () => node.close() }
-})
+const start: Start = async (users) => {
+  // The node's warnings and errors, kept for the tests that read them (and shown with WARBLER_TEST_LOG).
+  const lines: string[] = []
+  const log = createLogger('warn', (l) => {
+    lines.push(l.trimEnd())
+    if (process.env.WARBLER_TEST_LOG !== undefined) process.stderr.write(l)
+  })
+  const node = await startNode(['--publish-rate', '0'], { users, log })
+  return {
+    mqttUrl: node.mqttUrl,
+    dataDir: node.dataDir,
+    logLines: () => lines,
+    metrics: async () => await (await fetch(`${node.httpUrl}/metrics`)).text(),
+    close: () => node.close()
+  }
+}
+
+chatContract('embedded', start)
+answersContract('embedded', start)

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { batchPayloads, Fanout, type Audience } from '../../bridge/fanout.js'
-import type { StoredMessage } from '../../bridge/writer.js'
+import type { StoredMessage, StoredReceipt } from '../../bridge/writer.js'
 import { BATCH_MAX_BYTES, BATCH_MAX_FRAMES, type SingleFrame } from '../../sdk/src/protocol.js'
 
 function framesOf (payloads: Buffer[]): SingleFrame[] {
@@ -83,4 +83,33 @@ test('without an audience every frame goes to both topics; acks of one loop turn
     'wb/d/ann-tab': [3]
   })
   assert.equal(published.filter((p) => p.topic === 'wb/d/ann-phone/feed').length, 1, 'one publish for both acks')
+})
+
+test('a commit\'s receipts follow its messages: in the batch frame on a feed, at QoS 0 on an inbox; a device topic and its feed each get answers when each is read', async () => {
+  const published: Array<{ topic: string, payload: Buffer, qos: 0 | 1 }> = []
+  const publish = async (topic: string, payload: Buffer, qos: 0 | 1): Promise<void> => { published.push({ topic, payload, qos }) }
+  // ann reads her feed, bob his inbox; one connection reads ann-pub's device topic, another its feed.
+  const live = new Set(['wb/d/ann-pub', 'wb/d/ann-pub/feed', 'wb/d/bob-app/feed'])
+  const audience: Audience = { live: (topic) => live.has(topic), any: (topic) => topic === 'wb/u/ann/feed' || topic === 'wb/u/bob/inbox' }
+  const f = new Fanout(publish, audience, { deliveries: 0 })
+  const receipt: StoredReceipt = { frame: { t: 'receipt', conv: 'd:ann:bob', user: 'ann', read: 1, delivered: 1 }, recipients: ['ann', 'bob'] }
+  await Promise.all(f.deliver([stored('d:ann:bob', 1, ['ann', 'bob'])], [receipt]).values())
+  assert.deepEqual(published.map((p) => [p.topic, p.qos, framesOf([p.payload]).map((x) => x.t).join(',')]), [
+    ['wb/u/ann/feed', 1, 'msg,receipt'],
+    ['wb/u/bob/inbox', 1, 'msg'],
+    ['wb/u/bob/inbox', 0, 'receipt']
+  ])
+  // A commit of receipts alone (an explicit read): QoS 0 on both.
+  published.length = 0
+  f.deliver([], [receipt]) // lookups that answer at once: published at once
+  assert.deepEqual(published.map((p) => [p.topic, p.qos]), [['wb/u/ann/feed', 0], ['wb/u/bob/inbox', 0]])
+  // Device answers: to each topic read; to the feed alone when only it is read; to both when none is read here.
+  published.length = 0
+  await f.toDevice('ann-pub', { t: 'res', id: 'r1', data: {} }, 1)
+  await f.toDevice('bob-app', { t: 'res', id: 'r2', data: {} }, 1)
+  await f.toDevice('bob-away', { t: 'res', id: 'r3', data: {} }, 1)
+  assert.deepEqual(published.map((p) => p.topic), ['wb/d/ann-pub', 'wb/d/ann-pub/feed', 'wb/d/bob-app/feed', 'wb/d/bob-away', 'wb/d/bob-away/feed'])
+  published.length = 0
+  await f.ack('ann-pub', { t: 'ack', cid: 'c1', conv: 'd:ann:bob', seq: 1, id: 'id1', ts: 1 })
+  assert.deepEqual(published.map((p) => p.topic).sort(), ['wb/d/ann-pub', 'wb/d/ann-pub/feed'])
 })

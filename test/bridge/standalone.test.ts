@@ -14,7 +14,8 @@ import { test } from 'node:test'
 import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { ChatClient } from '../helpers/chat.js'
 import { CLI, startNode, tempDir, type TestNode, type UserSpec } from '../helpers/warbler.js'
-import { chatContract } from './contract.js'
+import { answersContract } from './contract-answers.js'
+import { chatContract, type Start } from './contract.js'
 
 const BRIDGE_PW = 'bridge-password-123'
 const PW = 'password-123'
@@ -95,10 +96,14 @@ async function separate (users: UserSpec[], extra: string[] = []): Promise<{ nod
   }
 }
 
-chatContract('standalone', async (users) => {
+const start: Start = async (users) => {
   const s = await separate(users)
-  return { mqttUrl: s.node.mqttUrl, close: s.close }
-})
+  // `warbler bridge` logs to its stderr, one JSON object a line.
+  return { mqttUrl: s.node.mqttUrl, dataDir: s.node.dataDir, logLines: () => s.bridge.stderr().split('\n').filter((l) => l !== ''), close: s.close }
+}
+
+chatContract('standalone', start)
+answersContract('standalone', start)
 
 const people = ['alice', 'bob'].map((name) => ({ name, password: PW }))
 

@@ -12,9 +12,9 @@ import { test } from 'node:test'
 import { Database } from '../../broker/sqlite.js'
 import { DB_FILE, IdentityStore } from '../../broker/identity/store.js'
 import { migrate } from '../../bridge/schema.js'
-import { ArchiveWriter, type StoredMessage } from '../../bridge/writer.js'
+import { ArchiveWriter, type StoredMessage, type StoredReceipt } from '../../bridge/writer.js'
 
-async function open (): Promise<{ db: Database, writer: ArchiveWriter, published: StoredMessage[][], close: () => Promise<void> }> {
+async function open (): Promise<{ db: Database, writer: ArchiveWriter, published: StoredMessage[][], receipts: StoredReceipt[][], close: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'warbler-writer-'))
   const ids = await IdentityStore.open(dir)
   for (const u of ['ann', 'ben', 'cat']) await ids.addUser(u, 'password-1234')
@@ -22,12 +22,14 @@ async function open (): Promise<{ db: Database, writer: ArchiveWriter, published
   const db = await Database.open(path.join(dir, DB_FILE))
   await migrate(db)
   const published: StoredMessage[][] = []
+  const receipts: StoredReceipt[][] = []
   // Batches of at most 512: the tests below span several.
-  const writer = new ArchiveWriter(db, (stored) => { published.push(stored); return undefined }, 512)
+  const writer = new ArchiveWriter(db, (stored, moved) => { published.push(stored); receipts.push(moved); return undefined }, 512)
   return {
     db,
     writer,
     published,
+    receipts,
     close: async () => {
       await writer.close()
       await db.close()
@@ -94,6 +96,31 @@ test('a batch mixing a new conversation, a refusal and sends to a cached one com
     assert.equal(c.status === 'fulfilled' && c.value.ack.seq, 1)
     const n = await w.db.get<{ n: number }>('SELECT count(*) AS n FROM messages')
     assert.equal(n?.n, 3)
+  } finally {
+    await w.close()
+  }
+})
+
+test('the watermark moves of a batch give one receipt per member and conversation, with where they ended', async () => {
+  const w = await open()
+  try {
+    await send(w.writer, 'ann', 'ben', 'a1') // creates the conversation
+    w.receipts.length = 0
+    // Sent in one tick, so committed in one batch: ann twice, ben once.
+    const [a2, a3, b1] = await Promise.all([send(w.writer, 'ann', 'ben', 'a2'), send(w.writer, 'ann', 'ben', 'a3'), send(w.writer, 'ben', 'ann', 'b1')])
+    assert.deepEqual([a2.ack.seq, a3.ack.seq, b1.ack.seq], [2, 3, 4])
+    assert.equal(w.receipts.length, 1, 'one batch')
+    const batch = w.receipts[0] as StoredReceipt[]
+    assert.deepEqual(batch.map((r) => r.frame), [
+      { t: 'receipt', conv: 'd:ann:ben', user: 'ann', read: 3, delivered: 3 },
+      { t: 'receipt', conv: 'd:ann:ben', user: 'ben', read: 4, delivered: 4 }
+    ])
+    for (const r of batch) assert.deepEqual([...r.recipients].sort(), ['ann', 'ben'])
+    const rows = await w.db.all<{ user: string, read_seq: number, delivered_seq: number }>('SELECT user, read_seq, delivered_seq FROM members WHERE conv = ? ORDER BY user', ['d:ann:ben'])
+    assert.deepEqual(rows.map((r) => [r.user, r.read_seq, r.delivered_seq]), [['ann', 3, 3], ['ben', 4, 4]])
+    // A batch that moves nothing (a refused send) reports nothing.
+    await assert.rejects(send(w.writer, 'ann', 'nobody', 'x1'), /no user nobody/)
+    assert.deepEqual(w.receipts.slice(1).flat(), [])
   } finally {
     await w.close()
   }

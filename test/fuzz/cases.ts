@@ -207,7 +207,7 @@ function send (r: Rng, ctx: FuzzContext, cid: string, mutable: boolean): Envelop
       // Nested within the limit, to nobody.
       return { json: `${head},"to":${j(r.pick(GHOSTS))},"body":${nested(r, r.range(1, 60))}}`, ref: cid, outcomes: ['not_found'] }
     default: {
-      // Shapes parseFrame refuses before it knows the id: answered without ref.
+      // Shapes parseFrame refuses: the refusal names the send whenever its cid is well-formed.
       const shapes = [
         `{"t":"msg","cid":${j(r.pick(['', 'a b', 'x'.repeat(65), 5, null]))},"to":"ghost","body":1}`,
         `{"t":"msg","cid":${j(cid)},"to":"ghost"}`,
@@ -215,30 +215,33 @@ function send (r: Rng, ctx: FuzzContext, cid: string, mutable: boolean): Envelop
         `{"t":"msg","cid":${j(cid)},"to":"ghost","conv":${j(directConversation('ghost', ctx.user))},"body":1}`,
         `{"t":"msg","cid":${j(cid)},"body":"nowhere"}`
       ]
-      return { json: r.pick(shapes), ref: null, outcomes: ['bad_request'] }
+      const k = r.int(shapes.length)
+      return { json: shapes[k] as string, ref: k === 0 ? null : cid, outcomes: ['bad_request'] }
     }
   }
 }
 
-/** Envelopes refused before any id is read. */
-function badShape (r: Rng): Envelope {
+/** Envelopes of an unknown type or op, or without a well-formed id; a request with a well-formed `id` is named by it. */
+function badShape (r: Rng, id: string): Envelope {
   const unknown = [
     '{}', '{"t":5}', '{"t":"nope"}', '{"t":"MSG"}', '{"t":null}', '{"t":["msg"]}',
-    `{"t":"req","id":"u1","op":${j(r.pick(['__proto__', 'constructor', 'toString', 'group.create2', 'HISTORY', '', 5]))}}`
+    `{"t":"req","id":${j(id)},"op":${j(r.pick(['__proto__', 'constructor', 'toString', 'group.create2', 'HISTORY', '', 5]))}}`
   ]
   const bad = [
     `{"t":"req","id":${j(r.pick(['', 'a b', 'x'.repeat(65), 5, null, {}]))},"op":"unread"}`,
     `{"t":"typing","conv":${j(r.pick(['x', 5, null, 'd:b:a']))}}`,
     `{"t":"typing"}`
   ]
-  return r.bool() ? { json: r.pick(unknown), ref: null, outcomes: ['unknown_type'] } : { json: r.pick(bad), ref: null, outcomes: ['bad_request'] }
+  if (!r.bool()) return { json: r.pick(bad), ref: null, outcomes: ['bad_request'] }
+  const k = r.int(unknown.length)
+  return { json: unknown[k] as string, ref: k === unknown.length - 1 ? id : null, outcomes: ['unknown_type'] }
 }
 
 function envelope (r: Rng, ctx: FuzzContext, id: string, mutable = false): Envelope {
   const k = r.int(10)
   if (k < 4) return request(r, ctx, id)
   if (k < 8) return send(r, ctx, id, mutable)
-  if (k < 9) return badShape(r)
+  if (k < 9) return badShape(r, id)
   return { json: `{"t":"typing","conv":${j(r.pick([ctx.foreignConv, 'g:nonexistent']))}}`, ref: null, outcomes: null }
 }
 

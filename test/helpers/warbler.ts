@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { resolveConfig } from '../../broker/config.js'
 import { IdentityStore } from '../../broker/identity/store.js'
-import { createLogger } from '../../broker/log.js'
+import { createLogger, type Logger } from '../../broker/log.js'
 import { startWarbler, type Warbler } from '../../broker/server.js'
 
 /** The compiled CLI entry point. */
@@ -30,13 +30,13 @@ export interface TestNode extends Warbler {
   httpUrl: string
 }
 
-/** Start a node in this process. `args` are `warbler start` flags. */
-export async function startNode (args: string[] = [], opts: { dataDir?: string, users?: UserSpec[] } = {}): Promise<TestNode> {
+/** Start a node in this process. `args` are `warbler start` flags; `log` replaces the default logger (to read what it logs). */
+export async function startNode (args: string[] = [], opts: { dataDir?: string, users?: UserSpec[], log?: Logger } = {}): Promise<TestNode> {
   const dataDir = opts.dataDir ?? tempDir()
   for (const u of opts.users ?? []) await addUser(dataDir, u)
   const cfg = resolveConfig(['--mqtt-port', '0', '--ws-port', '0', '--http-port', '0', '--data-dir', dataDir, '--sys-interval', '0', ...args], {})
   const quiet = process.env.WARBLER_TEST_LOG === undefined
-  const node = await startWarbler(cfg, { log: createLogger(quiet ? 'error' : 'debug') })
+  const node = await startWarbler(cfg, { log: opts.log ?? createLogger(quiet ? 'error' : 'debug') })
   const close = node.close
   let closed = false
   return Object.assign(node, {
