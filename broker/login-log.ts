@@ -12,12 +12,13 @@
  * the node closes.
  *
  * Never logged: passwords or tokens. The user name only when it is a valid
- * one, the client id only when it does not look like a token: anything else
+ * one, the client id only when it does not look like (the start of) a token,
+ * and neither when it holds the password given or a good part of it: those
  * may be a secret pasted into the wrong field.
  */
 import type { Aedes, Client } from 'aedes'
 import { isValidUsername } from '../sdk/src/protocol.js'
-import { looksLikeToken } from './identity/store.js'
+import { DEVICE_TOKEN_PREFIX } from './identity/store.js'
 import type { Logger } from './log.js'
 import { getSession } from './session.js'
 
@@ -54,11 +55,13 @@ const WINDOW_MS = 10_000
 const PER_ADDRESS = 3
 const TOTAL = 100
 
-/** A user name or client id fit for the log, or null. */
-function publicName (s: string | null | undefined, user: boolean): string | null {
+/** A user name or client id fit for the log, or null. `secret` is the password field given with it. */
+function publicName (s: string | null | undefined, user: boolean, secret: string): string | null {
   if (s == null || s === '') return null
-  if (user) return isValidUsername(s) ? s : null
-  return looksLikeToken(s) ? null : s
+  if (user ? !isValidUsername(s) : s.startsWith('eyJ') || s.startsWith(DEVICE_TOKEN_PREFIX)) return null
+  // Passwords have at least 8 characters; a shorter name is no part of one worth hiding.
+  if (secret.length > 0 && (s.includes(secret) || (s.length >= 8 && secret.includes(s)))) return null
+  return s
 }
 
 export interface Failure {
@@ -66,6 +69,8 @@ export interface Failure {
   address: string
   clientId: string | null
   user: string | undefined
+  /** The password field, only to keep it (and names that hold it) out of the line; never logged. */
+  secret: string
 }
 
 interface Suppressed { count: number, reasons: Partial<Record<FailureReason, number>> }
@@ -89,7 +94,7 @@ export class FailureLog {
     if (n < PER_ADDRESS && this.total < TOTAL) {
       this.logged.set(f.address, n + 1)
       this.total++
-      this.log.info('login failed', { reason: f.reason, clientId: publicName(f.clientId, false), user: publicName(f.user, true), address: f.address })
+      this.log.info('login failed', { reason: f.reason, clientId: publicName(f.clientId, false, f.secret), user: publicName(f.user, true, f.secret), address: f.address })
       return
     }
     let s = this.suppressed.get(f.address)

@@ -171,6 +171,8 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   b.on('clientError', (client, err) => {
     const reason = classifyClientError(err)
     if (reason !== null) stats.refuse(reason)
+    // A refused CONNECT (aedes sets its CONNACK code): auth.ts logged why, with what may be logged of its client id.
+    if (reason === null && (err as { errorCode?: number }).errorCode !== undefined && getSession(client) === undefined) return
     markClose(client, reason === 'malformed_packet' ? 'malformed packet' : 'error', err.message)
     // A failing Redis surfaces here too (aedes closes that client): an operator must see it.
     if (isRedisError(err)) log.warn('persistence error; client disconnected', { clientId: client.id, error: err.message })
