@@ -11,11 +11,14 @@
  * address never has more credential checks running than it has failures left,
  * the rest wait their turn, so parallel guesses cannot overshoot the limit.
  * Connection limits (count, per-address rate) are checked first, so a refused
- * client costs almost nothing.
+ * client costs almost nothing. Before a credential is checked, the identity
+ * cache reads the store's version (cache.ts), so every login sees every user
+ * and token change committed before it. Each refusal is logged with its
+ * reason (login-log.ts), never with the secret.
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Client } from 'aedes'
-import { decodeJwt, jwtVerify } from 'jose'
+import { decodeJwt, errors as joseErrors, jwtVerify } from 'jose'
 import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
 import type { Config } from './config.js'
 import type { IdentityCache } from './identity/cache.js'
@@ -23,6 +26,7 @@ import { verifyPassword } from './identity/password.js'
 import { hashSecret, JWT_SHAPE, parseDeviceToken } from './identity/store.js'
 import { KeyedBuckets, TokenBucket, WindowCounter } from './limits.js'
 import type { Logger } from './log.js'
+import { FailureLog, type FailureReason } from './login-log.js'
 import { type AuthMethod, remoteAddress, type Session } from './session.js'
 import type { RefusalReason, Stats } from './stats.js'
 
@@ -36,8 +40,12 @@ export const enum ReturnCode {
 
 export class AuthRefused extends Error {
   override name = 'AuthRefused'
-  constructor (readonly returnCode: ReturnCode, readonly reason: RefusalReason, message: string) { super(message) }
+  constructor (readonly returnCode: ReturnCode, readonly reason: RefusalReason, readonly why: FailureReason, message: string) { super(message) }
 }
+
+/** A credential check that failed, and why. */
+interface Failed { failed: FailureReason }
+const fail = (why: FailureReason): Failed => ({ failed: why })
 
 /** Password checks (scrypt) running at once; libuv's pool has 4 threads by default. */
 const SCRYPT_RUNNING = 2
@@ -51,16 +59,18 @@ export class Authenticator {
   private readonly assigned = new WeakSet<Client>()
   /** Credential checks running per source address, and the logins waiting for one to end. */
   private readonly checking = new Map<string, { running: number, waiting: Array<() => void> }>()
+  private readonly failureLog: FailureLog
 
   constructor (
     private readonly cfg: Config,
     private readonly cache: IdentityCache,
     private readonly stats: Stats,
-    private readonly log: Logger,
+    log: Logger,
     private readonly connectedClients: () => number
   ) {
     this.connBuckets = new KeyedBuckets(cfg.connRate, cfg.connBurst)
     this.failures = new WindowCounter(cfg.loginFailures)
+    this.failureLog = new FailureLog(log)
   }
 
   /** Called by preConnect, before aedes assigns an id to an empty one. */
@@ -71,40 +81,52 @@ export class Authenticator {
   async authenticate (client: Client, username: string | undefined, password: Buffer | undefined): Promise<Session> {
     forgetConnectPacket(client)
     const address = remoteAddress(client)
+    try {
+      return await this.login(client, address, username, password)
+    } catch (err) {
+      if (err instanceof AuthRefused) {
+        // An id the broker assigned is its own invention: not logged.
+        this.failureLog.note({ reason: err.why, address, clientId: this.assigned.has(client) ? null : client.id, user: username, secret: password?.toString('utf8') ?? '' })
+      }
+      throw err
+    }
+  }
+
+  private async login (client: Client, address: string, username: string | undefined, password: Buffer | undefined): Promise<Session> {
     if (this.assigned.has(client) && !client.clean) {
       // [MQTT-3.1.3-8]: a zero-length client id needs a clean session.
-      throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'a zero-length client id needs clean session')
+      throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'empty client id needs clean session', 'a zero-length client id needs clean session')
     }
     if (this.connectedClients() >= this.cfg.maxConnections) {
-      throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_limit', 'too many connections')
+      throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_limit', 'too many connections', 'too many connections')
     }
     if (!this.connBuckets.take(address)) {
-      throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_rate', 'too many new connections from this address')
+      throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_rate', 'too many new connections from the address', 'too many new connections from this address')
     }
     if (username === undefined || username === '') {
       if (password !== undefined && password.length > 0) {
-        throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', 'a password needs a user name')
+        throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', 'password without user name', 'a password needs a user name')
       }
-      if (!this.cfg.dev) throw new AuthRefused(ReturnCode.NotAuthorized, 'anonymous', 'anonymous access is off (start with --dev to allow it)')
+      if (!this.cfg.dev) throw new AuthRefused(ReturnCode.NotAuthorized, 'anonymous', 'anonymous not allowed', 'anonymous access is off (start with --dev to allow it)')
       return this.session(client, null, false, 'anonymous', address)
     }
     if (!await this.startCheck(address)) {
-      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_rate_limited', 'too many failed logins from this address; wait a minute')
+      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_rate_limited', 'locked out after failed logins', 'too many failed logins from this address; wait a minute')
     }
-    let method: AuthMethod | null
+    let method: AuthMethod | Failed
     try {
+      // Every change committed before this CONNECT is seen (a user just added, a token just revoked).
+      await this.cache.refresh()
       method = await this.check(username, password?.toString('utf8') ?? '')
-      if (method === null) this.failures.add(address)
+      if (typeof method !== 'string') this.failures.add(address)
     } finally {
       this.endCheck(address)
     }
-    if (method === null) {
-      // Only a well-formed user name is logged: anything else may be a secret pasted into the wrong field.
-      this.log.info('login failed', { user: isValidUsername(username) ? username : null, address })
-      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', 'bad user name or password')
+    if (typeof method !== 'string') {
+      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', method.failed, 'bad user name or password')
     }
     if (!this.assigned.has(client) && !clientIdBelongsTo(client.id, username)) {
-      throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected',
+      throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'client id not the user\'s',
         `client id must be "${username}" or start with "${username}-"`)
     }
     const user = this.cache.users.get(username)
@@ -160,35 +182,46 @@ export class Authenticator {
     if (g.running === 0 && g.waiting.length === 0) this.checking.delete(address)
   }
 
-  /** The method that proved the identity, or null. Never logs the secret. */
-  private async check (username: string, secret: string): Promise<AuthMethod | null> {
-    if (!isValidUsername(username) || secret.length === 0 || secret.length > 4096) return null
+  /** The method that proved the identity, or why none did. Never logs the secret. */
+  private async check (username: string, secret: string): Promise<AuthMethod | Failed> {
+    if (!isValidUsername(username)) return fail('invalid user name')
+    if (secret.length === 0) return fail('no password')
+    if (secret.length > 4096) return fail('bad password')
     const device = parseDeviceToken(secret)
     if (device !== null) {
       const t = this.cache.tokens.get(device.id)
-      if (t === undefined || t.revoked || t.user !== username || !this.cache.users.has(username)) return null
-      return timingSafeEqual(hashSecret(device.secret), t.secretHash) ? 'device_token' : null
+      if (t === undefined) return fail('unknown token')
+      // The secret first: only its holder learns (in the log) what else is wrong with it.
+      if (!timingSafeEqual(hashSecret(device.secret), t.secretHash)) return fail('wrong token secret')
+      if (t.user !== username) return fail('token of another user')
+      if (t.revoked) return fail('revoked token')
+      return this.cache.users.has(username) ? 'device_token' : fail('unknown user')
     }
     if (JWT_SHAPE.test(secret)) {
+      let payload
       try {
-        const { payload } = await jwtVerify(secret, this.cache.jwtKey, {
+        payload = (await jwtVerify(secret, this.cache.jwtKey, {
           algorithms: ['HS256'],
           issuer: 'warbler',
           requiredClaims: ['sub', 'iat', 'exp']
-        })
-        const user = this.cache.users.get(username)
-        // A token issued before the user was (re)created belongs to an earlier user of that name.
-        return payload.sub === username && user !== undefined && (payload.iat as number) >= Math.floor(user.createdAt / 1000)
-          ? 'jwt'
-          : null
-      } catch {
-        return null
+        })).payload
+      } catch (err) {
+        // jose checks the signature before the claims: an expired token is one we signed.
+        return fail(err instanceof joseErrors.JWTExpired ? 'expired token'
+          : err instanceof joseErrors.JWSSignatureVerificationFailed ? 'bad token signature'
+            : 'invalid token')
       }
+      if (payload.sub !== username) return fail('token of another user')
+      const user = this.cache.users.get(username)
+      if (user === undefined) return fail('unknown user')
+      // A token issued before the user was (re)created belongs to an earlier user of that name.
+      return (payload.iat as number) >= Math.floor(user.createdAt / 1000) ? 'jwt' : fail('token older than the user')
     }
     const user = this.cache.users.get(username)
     // Spend the same time on an unknown user as on a real check, so user
     // names cannot be probed by timing.
-    return await this.scrypt(secret, user?.passwordHash ?? DUMMY_HASH) && user !== undefined ? 'password' : null
+    const ok = await this.scrypt(secret, user?.passwordHash ?? DUMMY_HASH)
+    return user === undefined ? fail('unknown user') : ok ? 'password' : fail('bad password')
   }
 
   /**
@@ -201,7 +234,7 @@ export class Authenticator {
   private async scrypt (secret: string, hash: string): Promise<boolean> {
     if (this.scryptRunning >= SCRYPT_RUNNING) {
       if (this.scryptWaiting.length >= SCRYPT_QUEUED) {
-        throw new AuthRefused(ReturnCode.ServerUnavailable, 'login_busy', 'too many password logins at once; retry shortly (devices should use tokens)')
+        throw new AuthRefused(ReturnCode.ServerUnavailable, 'login_busy', 'password checks busy', 'too many password logins at once; retry shortly (devices should use tokens)')
       }
       await new Promise<void>((resolve) => this.scryptWaiting.push(resolve))
     } else {
@@ -224,6 +257,7 @@ export class Authenticator {
    * belongs to, with its admin flag; null when the token is not valid.
    */
   async bearer (token: string): Promise<{ user: string, admin: boolean } | null> {
+    await this.cache.refresh() // a token made a moment ago works, one revoked a moment ago does not
     let user: string | undefined
     const device = parseDeviceToken(token)
     if (device !== null) user = this.cache.tokens.get(device.id)?.user
@@ -255,6 +289,7 @@ export class Authenticator {
   close (): void {
     this.connBuckets.close()
     this.failures.close()
+    this.failureLog.close()
   }
 }
 

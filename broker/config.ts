@@ -178,9 +178,41 @@ function fromFile (file: string): RawValues {
   const values: RawValues = {}
   for (const [k, v] of Object.entries(data)) {
     if (!(k in settings)) throw new ConfigError(k, `unknown key in ${file}`)
+    checkJsonType(k as SettingName, v, file)
     values[k as SettingName] = v
   }
   return values
+}
+
+/** The JSON type each kind takes in the file, as said in an error. */
+const jsonTypes: Record<Kind, string> = {
+  int: 'a JSON number (an integer, not in quotes)',
+  port: 'a JSON number (an integer, not in quotes)',
+  bool: 'a JSON boolean (true or false)',
+  string: 'a JSON string',
+  enum: 'a JSON string',
+  list: 'a JSON array of strings'
+}
+
+function describeJson (v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return `the array ${JSON.stringify(v)}`
+  if (typeof v === 'object') return 'an object'
+  return `the ${typeof v} ${JSON.stringify(v)}`
+}
+
+/**
+ * A file value must already have its setting's JSON type: only flags and
+ * environment variables are text to parse. Otherwise `"dev": "yes"` or
+ * `"dev": "false"` would be read as a switch the writer may not have meant.
+ */
+function checkJsonType (key: SettingName, v: unknown, file: string): void {
+  const kind = settings[key].kind as Kind
+  const ok = kind === 'int' || kind === 'port' ? typeof v === 'number'
+    : kind === 'bool' ? typeof v === 'boolean'
+      : kind === 'list' ? Array.isArray(v) && v.every((x) => typeof x === 'string')
+        : typeof v === 'string'
+  if (!ok) throw new ConfigError(key, `expected ${jsonTypes[kind]} in ${file}, got ${describeJson(v)}`)
 }
 
 function coerce (key: SettingName, raw: unknown): unknown {

@@ -17,6 +17,7 @@ import type { Config } from './config.js'
 import type { PublishGate } from './flow.js'
 import { watchWrites, type WriteWatch, type WriteWatchOptions } from './guard.js'
 import type { Logger } from './log.js'
+import { markClose, noteTakeover } from './login-log.js'
 import { getSession, type Session, setSession } from './session.js'
 import type { RefusalReason, Stats } from './stats.js'
 
@@ -147,6 +148,7 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
     drainTimeoutMs: cfg.drainTimeout * 1000,
     onSlow: (conn, buffered) => {
       stats.refuse('slow_consumer')
+      markClose((conn as { client?: Client }).client, 'slow consumer')
       log.info('slow consumer disconnected', { clientId: (conn as { client?: Client }).client?.id, buffered, reason: 'not drained in time' })
       conn.destroy()
     }
@@ -215,6 +217,7 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
     authenticate (client, username, password, done) {
       auth.authenticate(client, username, password).then((session) => {
         setSession(client, session)
+        noteTakeover(d.broker(), client)
         stats.connectionsTotal++
         done(null, true)
       }, (err: unknown) => {
@@ -386,6 +389,7 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
         // packet has none yet: it clears an arbitrary unsent one).
         if (!conn.destroyed) {
           stats.refuse('slow_consumer')
+          markClose(client, 'slow consumer')
           log.info('slow consumer disconnected', { clientId: client.id, buffered: conn.writableLength })
           conn.destroy()
         }

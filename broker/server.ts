@@ -29,6 +29,7 @@ import { IdentityStore } from './identity/store.js'
 import { createListeners, closeServer, type Listener, listen, portOf } from './listeners.js'
 import { HEARTBEAT_MS } from './heartbeat.js'
 import { createLogger, type Logger } from './log.js'
+import { logConnections, markClose } from './login-log.js'
 import { createMetrics } from './metrics.js'
 import { createSharedRouting, type SharedRouting } from './mq.js'
 import { type BrokerPersistence, createPersistence } from './persistence.js'
@@ -166,9 +167,13 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     log.error('broker error', { error: err.message })
   })
   b.on('clientDisconnect', onDisconnect)
+  logConnections(b, log, () => closing !== null)
   b.on('clientError', (client, err) => {
     const reason = classifyClientError(err)
     if (reason !== null) stats.refuse(reason)
+    // A refused CONNECT (aedes sets its CONNACK code): auth.ts logged why, with what may be logged of its client id.
+    if (reason === null && (err as { errorCode?: number }).errorCode !== undefined && getSession(client) === undefined) return
+    markClose(client, reason === 'malformed_packet' ? 'malformed packet' : 'error', err.message)
     // A failing Redis surfaces here too (aedes closes that client): an operator must see it.
     if (isRedisError(err)) log.warn('persistence error; client disconnected', { clientId: client.id, error: err.message })
     else log.debug('client error', { clientId: client.id, error: err.message })
@@ -209,6 +214,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
       const s = getSession(client)
       if (s !== undefined && !client.closed && !auth.stillValid(s)) {
         log.info('connection closed: credential revoked', { user: s.user, clientId: client.id })
+        markClose(client, 'credential revoked')
         client.close()
       }
     }

@@ -19,7 +19,9 @@ const HELP = `Usage:
 
 Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
 User names: 1-32 of a-z, 0-9, _ and ., starting with a letter.
-Passwords: 8-1024 characters. Changes apply to a running service within a second.
+Passwords: 8-1024 characters. A change is in force for the next login to a
+running service when the command returns; live connections of a removed user
+are closed within a second.
 `
 
 /** Per subcommand: the options it takes, and whether it needs NAME. */

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { envName, flagName, settings } from '../../broker/config.js'
+import { failureReasons } from '../../broker/login-log.js'
 import { refusalReasons } from '../../broker/stats.js'
 import { ErrorCodes } from '../../sdk/src/protocol.js'
 import { EXIT } from '../../broker/start-error.js'
@@ -30,6 +31,14 @@ test('docs/configuration.md documents every setting with its flag, variable and 
   }
   const rows = [...text.matchAll(/^\| `([a-zA-Z]+)` \| `--/gm)].map((m) => m[1])
   assert.deepEqual(rows.sort(), Object.keys(settings).sort())
+})
+
+test('docs/operations.md lists exactly the reasons a refused login is logged with', () => {
+  const text = doc('operations.md')
+  const section = text.slice(text.indexOf('### Why can\'t my device connect?'))
+  const table = section.slice(0, section.indexOf('\n\n', section.indexOf('| `')))
+  const documented = [...table.matchAll(/^\| `([^`]+)` \(\d\) \|/gm)].map((m) => m[1])
+  assert.deepEqual([...documented].sort(), [...failureReasons].sort())
 })
 
 test('docs/operations.md documents every refusal reason, $SYS topic and warbler metric', async (t) => {

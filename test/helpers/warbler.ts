@@ -30,13 +30,19 @@ export interface TestNode extends Warbler {
   httpUrl: string
 }
 
-/** Start a node in this process. `args` are `warbler start` flags; `log` replaces the default logger (to read what it logs). */
-export async function startNode (args: string[] = [], opts: { dataDir?: string, users?: UserSpec[], log?: Logger } = {}): Promise<TestNode> {
+/**
+ * Start a node in this process. `args` are `warbler start` flags. With
+ * `logLines`, every log line (debug level) is appended to it; `log` replaces
+ * the logger altogether.
+ */
+export async function startNode (args: string[] = [], opts: { dataDir?: string, users?: UserSpec[], log?: Logger, logLines?: string[] } = {}): Promise<TestNode> {
   const dataDir = opts.dataDir ?? tempDir()
   for (const u of opts.users ?? []) await addUser(dataDir, u)
   const cfg = resolveConfig(['--mqtt-port', '0', '--ws-port', '0', '--http-port', '0', '--data-dir', dataDir, '--sys-interval', '0', ...args], {})
   const quiet = process.env.WARBLER_TEST_LOG === undefined
-  const node = await startWarbler(cfg, { log: opts.log ?? createLogger(quiet ? 'error' : 'debug') })
+  const lines = opts.logLines
+  const log = opts.log ?? (lines !== undefined ? createLogger('debug', (l) => { lines.push(l) }) : createLogger(quiet ? 'error' : 'debug'))
+  const node = await startWarbler(cfg, { log })
   const close = node.close
   let closed = false
   return Object.assign(node, {
