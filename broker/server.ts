@@ -246,7 +246,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   if (svc !== null) registerServiceMetrics(registry, svc)
   const routes = svc === null
     ? undefined
-    : adminRoutes({ reader: svc.reader, admin: async (token) => { const who = await auth.bearer(token); return who?.admin === true ? who.user : null } })
+    : adminRoutes({ reader: svc.reader, bearer: async (token) => await auth.bearer(token) })
   const httpServer = cfg.httpPort !== -1 ? createHttpServer({ registry, ready: () => ready && closing === null, ...(routes !== undefined ? { routes } : {}) }) : null
   const sysRoot = sysRootOf(cfg, opts.worker ?? 0)
   const sys = new SysPublisher(b, {
