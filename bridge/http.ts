@@ -1,8 +1,12 @@
 /**
  * The admin HTTP API of the message service, on the HTTP port next to
  * /metrics. Every route needs `Authorization: Bearer TOKEN` with an access or
- * device token of an admin user. Answers are JSON; errors are
- * `{"error":{"code","message"}}` with codes from docs/errors.md.
+ * device token of an admin user: without a valid token (none, not a bearer
+ * token, unknown, expired, revoked) 401 `not_authorized` with
+ * `WWW-Authenticate: Bearer`; with a valid token of a user who is not an
+ * admin, 403 `forbidden` (who it is is known, another token would not help).
+ * Answers are JSON; errors are `{"error":{"code","message"}}` with codes
+ * from docs/errors.md.
  *
  *   GET /api/v1/conversations/{conv}/messages?before=&after=&limit=
  *   GET /api/v1/conversations/{conv}/members
@@ -17,8 +21,8 @@ import type { ArchiveReader } from './store.js'
 
 export interface AdminApiDeps {
   reader: ArchiveReader
-  /** The admin user a bearer token belongs to, or null if it is not an admin's valid token. */
-  admin: (token: string) => Promise<string | null>
+  /** The user a bearer token belongs to, with its admin flag; null if the token is not valid. */
+  bearer: (token: string) => Promise<{ user: string, admin: boolean } | null>
 }
 
 const STATUS: Partial<Record<ErrorCode, number>> = { bad_request: 400, not_authorized: 401, forbidden: 403, not_found: 404, internal: 500 }
@@ -50,10 +54,12 @@ export function adminRoutes (d: AdminApiDeps): (req: http.IncomingMessage, res: 
     const auth = req.headers.authorization ?? ''
     const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : ''
     void (async () => {
-      if (token === '' || await d.admin(token) === null) {
+      const who = token === '' ? null : await d.bearer(token)
+      if (who === null) {
         res.setHeader('www-authenticate', 'Bearer')
         return fail(res, 'not_authorized', 'an admin access or device token is required (Authorization: Bearer TOKEN)')
       }
+      if (!who.admin) return fail(res, 'forbidden', `user ${who.user} is not an admin; the admin API needs an admin's token (warbler user admin NAME --on)`)
       if (req.method !== 'GET') {
         res.setHeader('allow', 'GET')
         return fail(res, 'bad_request', `${req.method ?? 'this method'} is not supported; the admin API is read-only (GET)`)

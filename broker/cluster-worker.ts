@@ -70,8 +70,9 @@ async function main (): Promise<void> {
   if (stopping !== null) return
   if (node.routes !== undefined) {
     // The admin API, for the primary only: loopback, a port of its own (not shared through the cluster).
+    // No /metrics here: the primary collects them over IPC, and this port has no metrics token.
     const routes = node.routes
-    admin = createHttpServer({ registry: node.registry, ready: () => stopping === null, routes })
+    admin = createHttpServer({ ready: () => stopping === null, routes })
     const srv = admin
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject)

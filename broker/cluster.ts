@@ -31,7 +31,7 @@ import client, { AggregatorRegistry, Registry } from 'prom-client'
 
 /** One registry's metrics as `getMetricsAsJSON()` gives them. */
 type MetricJson = object
-import type { Config } from './config.js'
+import { type Config, readMetricsToken } from './config.js'
 import { createHttpServer } from './http.js'
 import { closeServer, listen } from './listeners.js'
 import { EXIT } from './start-error.js'
@@ -86,6 +86,8 @@ class WorkerStartError extends Error {
 }
 
 export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNode> {
+  // The primary alone serves /metrics, so it alone reads the token (workers never see it).
+  const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
   const workerEntry = fileURLToPath(new URL('./cluster-worker.js', import.meta.url))
   cluster.setupPrimary({ exec: workerEntry, args: [], silent: false })
   // Round-robin hand-off of connections (the default except on Windows; set for clarity).
@@ -229,12 +231,12 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
     return true
   }
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry: metrics, ready: () => !stopping && slots.some((s) => s.ready), routes: forward })
+    ? createHttpServer({ registry: metrics, ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !stopping && slots.some((s) => s.ready), routes: forward })
     : null
   const allPorts: Record<string, number> = { ...(ports ?? {}) }
   if (httpServer !== null) {
     try {
-      allPorts.http = await listen(httpServer, cfg.httpPort, cfg.listenHost, 'http')
+      allPorts.http = await listen(httpServer, cfg.httpPort, cfg.httpListenHost, 'http')
     } catch (err) {
       await stopWorkers()
       throw err

@@ -9,6 +9,7 @@
  * keeps them in step.
  */
 import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 
@@ -35,6 +36,8 @@ export const settings = {
   mqttPort: { kind: 'port', default: 1883, doc: 'MQTT over TCP port (0 = any free port, -1 = off).' },
   wsPort: { kind: 'port', default: 8083, doc: 'MQTT over WebSocket port (path /mqtt; 0 = any free port, -1 = off).' },
   httpPort: { kind: 'port', default: 8080, doc: 'HTTP port for /healthz, /readyz and /metrics (-1 = off).' },
+  httpHost: { kind: 'string', default: '', doc: 'Address the HTTP port listens on, apart from the MQTT listeners (127.0.0.1 keeps /metrics and the admin API on this machine). Default: the same as host.' },
+  metricsTokenFile: { kind: 'string', default: '', doc: 'File whose content is the bearer token /metrics requires (Authorization: Bearer TOKEN; /healthz and /readyz stay open). Read once at start. Default: /metrics needs no token.' },
   mqttsPort: { kind: 'port', default: 8883, doc: 'MQTT over TLS port, used when tlsCert and tlsKey are set (-1 = off).' },
   wssPort: { kind: 'port', default: 8084, doc: 'MQTT over secure WebSocket port, used when tlsCert and tlsKey are set (-1 = off).' },
   tlsCert: { kind: 'string', default: '', doc: 'PEM certificate file; enables the TLS listeners together with tlsKey.' },
@@ -80,6 +83,8 @@ export type Config = {
 } & {
   /** The host actually used, derived from host and dev. */
   readonly listenHost: string
+  /** The host the HTTP port uses: httpHost, else listenHost. */
+  readonly httpListenHost: string
   /** Whether the TLS listeners are on. */
   readonly tls: boolean
 }
@@ -262,7 +267,7 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
     const raw = flags.values[key] ?? envValues[key] ?? fileValues[key]
     out[key] = raw === undefined ? settings[key].default : coerce(key, raw)
   }
-  const cfg = out as Omit<Config, 'listenHost' | 'tls'>
+  const cfg = out as Omit<Config, 'listenHost' | 'httpListenHost' | 'tls'>
   if (cfg.maxPacket < cfg.maxPayload) {
     throw new ConfigError('maxPacket', `must be at least maxPayload (${cfg.maxPayload})`)
   }
@@ -289,14 +294,39 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
     throw new ConfigError('mqttPort', 'at least one of mqttPort and wsPort must be on')
   }
   for (const rule of cfg.acl) parseAclRule(rule)
+  if (cfg.httpHost !== '' && isIP(cfg.httpHost) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(cfg.httpHost)) {
+    throw new ConfigError('httpHost', `${JSON.stringify(cfg.httpHost)} is not an IP address or host name`)
+  }
+  if (cfg.metricsTokenFile !== '') readMetricsToken(cfg.metricsTokenFile)
+  const listenHost = cfg.host !== '' ? cfg.host : (cfg.dev ? '127.0.0.1' : '0.0.0.0')
   return Object.freeze({
     ...cfg,
     dataDir: path.resolve(cfg.dataDir),
     workers: cfg.workers !== 0 ? cfg.workers : (cfg.redis !== '' ? os.availableParallelism() : 1),
     nodeName,
-    listenHost: cfg.host !== '' ? cfg.host : (cfg.dev ? '127.0.0.1' : '0.0.0.0'),
+    listenHost,
+    httpListenHost: cfg.httpHost !== '' ? cfg.httpHost : listenHost,
     tls: cfg.tlsCert !== ''
   }) as Config
+}
+
+/**
+ * The token in a metricsTokenFile: its content without surrounding white
+ * space (a trailing newline from `echo` or an editor is not part of it).
+ * The token itself never goes into the configuration, so that it is not
+ * handed to workers in their environment nor printed with the settings.
+ */
+export function readMetricsToken (file: string): string {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError('metricsTokenFile', `cannot read ${file}: ${(err as Error).message}`)
+  }
+  const token = text.trim()
+  if (token === '') throw new ConfigError('metricsTokenFile', `${file} is empty; it must hold the token /metrics requires`)
+  if (/\s/.test(token)) throw new ConfigError('metricsTokenFile', `${file} must hold one token on one line (no spaces inside it)`)
+  return token
 }
 
 export interface AclRule {

@@ -118,7 +118,7 @@ export function listenError (err: Error, name: ListenerName | 'http', port: numb
     case 'EACCES':
       return new StartError(`cannot listen for ${name} on ${where}: this user may not bind that port (ports below 1024 need privileges); choose another with ${flag}`, EXIT.listen)
     case 'EADDRNOTAVAIL':
-      return new StartError(`cannot listen for ${name} on ${where}: no network interface has the address ${host}; change --host`, EXIT.listen)
+      return new StartError(`cannot listen for ${name} on ${where}: no network interface has the address ${host}; change ${name === 'http' ? '--http-host' : '--host'}`, EXIT.listen)
     default:
       return new StartError(`cannot listen for ${name} on ${where}: ${err.message}`, EXIT.listen)
   }

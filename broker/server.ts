@@ -17,7 +17,7 @@ import type { EventEmitter } from 'node:events'
 import { Aedes, type Client } from 'aedes'
 import { Acl } from './acl.js'
 import { Authenticator } from './auth.js'
-import { type Config, parseAclRule } from './config.js'
+import { type Config, parseAclRule, readMetricsToken } from './config.js'
 import { PublishGate } from './flow.js'
 import { guardConnection } from './guard.js'
 import { classifyClientError, createHooks } from './hooks.js'
@@ -105,6 +105,8 @@ export function sysRootOf (cfg: Config, worker: number): string {
 
 export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promise<Warbler> {
   const log = opts.log ?? createLogger(cfg.logLevel as 'info')
+  // Read before anything is opened: a bad file stops the start with nothing to undo.
+  const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
   const stats = new Stats()
   const identity = await IdentityStore.open(cfg.dataDir)
   const cache = new IdentityCache(identity)
@@ -252,8 +254,10 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   if (svc !== null) registerServiceMetrics(registry, svc)
   const routes = svc === null
     ? undefined
-    : adminRoutes({ reader: svc.reader, admin: async (token) => { const who = await auth.bearer(token); return who?.admin === true ? who.user : null } })
-  const httpServer = cfg.httpPort !== -1 ? createHttpServer({ registry, ready: () => ready && closing === null, ...(routes !== undefined ? { routes } : {}) }) : null
+    : adminRoutes({ reader: svc.reader, bearer: async (token) => await auth.bearer(token) })
+  const httpServer = cfg.httpPort !== -1
+    ? createHttpServer({ registry, ready: () => ready && closing === null, ...(metricsToken !== undefined ? { metricsToken } : {}), ...(routes !== undefined ? { routes } : {}) })
+    : null
   const sysRoot = sysRootOf(cfg, opts.worker ?? 0)
   const sys = new SysPublisher(b, {
     stats,
@@ -268,7 +272,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   const ports: Record<string, number> = {}
   try {
     for (const l of listeners) ports[l.name] = await listen(l.server, portOf(l, cfg), cfg.listenHost, l.name)
-    if (httpServer !== null) ports.http = await listen(httpServer, cfg.httpPort, cfg.listenHost, 'http')
+    if (httpServer !== null) ports.http = await listen(httpServer, cfg.httpPort, cfg.httpListenHost, 'http')
   } catch (err) {
     await Promise.all(listeners.map((l) => l.close()))
     if (httpServer !== null) await closeServer(httpServer)

@@ -24,8 +24,8 @@
 #
 # Re-running is safe: the app is rebuilt beside the running one and swapped
 # in, units, wrapper, sysctl and budget are rewritten, and the config files
-# (/etc/warbler/warbler.json, warbler.env, bridge-password) are created once
-# and never overwritten.
+# (/etc/warbler/warbler.json, warbler.env, bridge-password, metrics-token)
+# are created once and never overwritten.
 set -euo pipefail
 
 MIN_NODE=20.17.0
@@ -254,6 +254,13 @@ put "$here/warbler-backup.sh" /usr/local/bin/warbler-backup 0755
 step "Configuration in $ETC"
 put_once "$here/warbler.json" "$ETC/warbler.json" 0640 root:warbler
 put_once "$here/warbler.env" "$ETC/warbler.env" 0640 root:warbler
+# The token /metrics asks for (warbler.service hands it over as a credential);
+# a Prometheus that scrapes this board needs a copy. 32 random bytes as hex.
+if [ -e "$P$ETC/metrics-token" ]; then
+  note "kept $P$ETC/metrics-token (exists)"
+else
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | SECRET=1 put_text "$ETC/metrics-token" 0600 root:root
+fi
 if [ "$separate_bridge" = 1 ]; then
   if [ -e "$P$ETC/bridge-password" ]; then
     note "kept $P$ETC/bridge-password (exists)"

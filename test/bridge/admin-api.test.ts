@@ -1,12 +1,14 @@
 /**
  * The admin HTTP API of the message service (docs/operations.md), over a real
  * HTTP port of a node, after real chat over MQTT: tokens from the real CLI
- * and the identity store, every route, and the refusals (401 without an
- * admin's token, 400 naming the bad field, 404 for what does not exist).
+ * and the identity store, every route, and the refusals (401 without valid
+ * credentials, 403 for a valid token of a user who is not an admin, 400
+ * naming the bad field, 404 for what does not exist).
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { after, before, test } from 'node:test'
+import { SignJWT } from 'jose'
 import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { ChatClient } from '../helpers/chat.js'
 import { CLI, startNode, type TestNode } from '../helpers/warbler.js'
@@ -127,28 +129,64 @@ test('admin API: search in a user\'s conversations, optionally one of them', asy
   assert.deepEqual((await api('/api/v1/search?user=bob&q=nothinglikethis')).body, { messages: [] })
 })
 
-test('admin API: 401 without an admin\'s valid token, whatever the route', async () => {
-  const paths = ['/api/v1/conversations/d:alice:bob/messages', '/api/v1/users/bob/unread', '/api/v1/nowhere']
-  for (const p of paths) {
-    await expectError(p, 401, 'not_authorized', /admin access or device token/, null)
-    await expectError(p, 401, 'not_authorized', /admin/, aliceJwt) // a valid token, not an admin's
-    await expectError(p, 401, 'not_authorized', /admin/, 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.forged')
-    await expectError(p, 401, 'not_authorized', /admin/, `wbd.${adminDevice.id}.wrong-secret`)
+test('admin API: 401 with WWW-Authenticate: Bearer for no or bad credentials, whatever the route', async () => {
+  const key = await node.identity.jwtKey()
+  const now = Math.floor(Date.now() / 1000)
+  // Signed with the node's own key and right but for its expiry: refused for that alone.
+  const expired = await new SignJWT({}).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setSubject('admin').setIssuer('warbler').setIssuedAt(now - 120).setExpirationTime(now - 60).sign(key)
+  const revoked = await node.identity.createDeviceToken('admin', 'lost-phone')
+  assert.equal(await statusUntil('/api/v1/users/bob/unread', revoked.token, 200), 200, 'the device token works before it is revoked (once the node knows it)')
+  await node.identity.revokeDeviceToken(revoked.id)
+  assert.equal(await statusUntil('/api/v1/users/bob/unread', revoked.token, 401), 401, 'a revoked device token is refused')
+  const headers: Array<[string, string | null]> = [
+    ['no Authorization header', null],
+    ['an empty bearer token', 'Bearer '],
+    ['the scheme alone', 'Bearer'],
+    ['another scheme', `Token ${adminJwt}`],
+    ['a password as Basic credentials', `Basic ${Buffer.from(`admin:${PW}`).toString('base64')}`],
+    ['two tokens', `Bearer ${adminJwt} ${adminJwt}`],
+    ['a token of no known shape', 'Bearer not-a-token'],
+    ['a forged JWT', 'Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.forged'],
+    ['a device token with a wrong secret', `Bearer wbd.${adminDevice.id}.wrong-secret`],
+    ['an expired JWT', `Bearer ${expired}`],
+    ['a revoked device token', `Bearer ${revoked.token}`]
+  ]
+  for (const p of ['/api/v1/conversations/d:alice:bob/messages', '/api/v1/users/bob/unread', '/api/v1/nowhere']) {
+    for (const [why, authorization] of headers) {
+      const r = await api(p, null, authorization === null ? {} : { headers: { authorization } })
+      assert.equal(r.status, 401, `${p}, ${why}: ${JSON.stringify(r.body)}`)
+      assert.equal(r.body.error.code, 'not_authorized', `${p}, ${why}`)
+      assert.match(r.body.error.message, /admin access or device token/, `${p}, ${why}`)
+      assert.equal(r.headers.get('www-authenticate'), 'Bearer', `${p}, ${why}`)
+    }
   }
-  const basic = await api('/api/v1/users/bob/unread', null, { headers: { authorization: `Basic ${Buffer.from(`admin:${PW}`).toString('base64')}` } })
-  assert.equal(basic.status, 401, 'a password is not a bearer token')
-  assert.equal(basic.headers.get('www-authenticate'), 'Bearer')
-  // The admin's device token works, until it is revoked.
+  // The admin's tokens, for comparison: the same requests with them succeed.
+  assert.equal((await api('/api/v1/users/bob/unread', adminJwt)).status, 200)
   assert.equal((await api('/api/v1/users/bob/unread', adminDevice.token)).status, 200)
-  await node.identity.revokeDeviceToken(adminDevice.id)
-  assert.equal(await statusUntil('/api/v1/users/bob/unread', adminDevice.token, 401), 401, 'a revoked device token is refused')
-  // Admin rights are read live: granting them lets a token in, taking them away shuts it out.
+})
+
+test('admin API: 403 forbidden for a valid token of a user who is not an admin; admin rights are read live', async () => {
+  const aliceDevice = await node.identity.createDeviceToken('alice', 'laptop')
+  assert.equal(await statusUntil('/api/v1/users/alice/unread', aliceDevice.token, 403), 403, 'a new device token is known within a second')
+  for (const token of [aliceJwt, aliceDevice.token]) {
+    for (const p of ['/api/v1/conversations/d:alice:bob/messages', '/api/v1/users/alice/unread', '/api/v1/nowhere']) {
+      const r = await api(p, token)
+      assert.equal(r.status, 403, `${p}: ${JSON.stringify(r.body)}`)
+      assert.deepEqual(Object.keys(r.body), ['error'])
+      assert.equal(r.body.error.code, 'forbidden')
+      assert.match(r.body.error.message, /^user alice is not an admin/)
+      assert.equal(r.headers.get('www-authenticate'), null, 'other credentials of the same user would not help')
+    }
+  }
+  // Granting admin rights lets the same token in, taking them away shuts it out again.
   const bobJwt = await node.identity.createJwt('bob', 600)
-  await expectError('/api/v1/users/bob/unread', 401, 'not_authorized', /admin/, bobJwt)
+  await expectError('/api/v1/users/bob/unread', 403, 'forbidden', /^user bob is not an admin/, bobJwt)
   await node.identity.setAdmin('bob', true)
   assert.equal(await statusUntil('/api/v1/users/bob/unread', bobJwt, 200), 200)
   await node.identity.setAdmin('bob', false)
-  assert.equal(await statusUntil('/api/v1/users/bob/unread', bobJwt, 401), 401)
+  assert.equal(await statusUntil('/api/v1/users/bob/unread', bobJwt, 403), 403)
+  // A POST from a non-admin is refused for who it is before what it asks.
+  assert.equal((await api('/api/v1/users/bob/unread', bobJwt, { method: 'POST', body: '{}' })).status, 403)
 })
 
 test('admin API: 400 naming the bad parameter', async () => {

@@ -15,7 +15,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rm
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { resolveConfig } from '../../broker/config.js'
+import { readMetricsToken, resolveConfig } from '../../broker/config.js'
 import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
@@ -276,6 +276,47 @@ test('a real Prometheus scrapes a node, evaluates every alert rule without error
   assert.equal(Number(budgetNow.data.result[0].value[1]), 2272 * 1024 * 1024)
 })
 
+test('a real Prometheus scrapes a node whose /metrics needs a token, with credentials_file as on the Pi; without it the target is down with 401', async (t) => {
+  need('prometheus', 'prometheus')
+  need('promtool', 'prometheus')
+  const dir = tempDir('warbler-prometheus-token-')
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  // As install.sh writes it: 64 hex digits, no newline.
+  const tokenFile = path.join(dir, 'metrics-token')
+  writeFileSync(tokenFile, 'a'.repeat(32) + '0123456789abcdef0123456789abcdef', { mode: 0o600 })
+  const node = await startNode(['--dev', '--metrics-token-file', tokenFile])
+  t.after(() => node.close())
+  const target = { targets: [`127.0.0.1:${node.ports.http ?? 0}`] }
+  writeFileSync(path.join(dir, 'prometheus.yml'), JSON.stringify({
+    global: { scrape_interval: '1s' },
+    scrape_configs: [
+      { job_name: 'warbler', authorization: { credentials_file: tokenFile }, static_configs: [target] },
+      { job_name: 'no-token', static_configs: [target] }
+    ]
+  }))
+  ok(run('promtool', ['check', 'config', path.join(dir, 'prometheus.yml')]), 'promtool check config')
+  const port = await freePort()
+  const prom = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let log = ''
+  prom.stderr?.on('data', (d: Buffer) => { log += d.toString() })
+  t.after(() => stopChild(prom))
+  interface Target { labels: { job: string }, health: string, lastError: string }
+  let targets: Target[] = []
+  const end = Date.now() + 30_000
+  for (;;) {
+    try {
+      targets = (await (await fetch(`http://127.0.0.1:${port}/api/v1/targets`)).json() as { data: { activeTargets: Target[] } }).data.activeTargets
+    } catch { /* not up yet */ }
+    if (targets.length === 2 && targets.every((x) => x.health !== 'unknown')) break
+    if (Date.now() > end) throw new Error(`targets not scraped: ${JSON.stringify(targets)}\n${log.slice(-3000)}`)
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  const byJob = new Map(targets.map((x) => [x.labels.job, x]))
+  assert.equal(byJob.get('warbler')?.health, 'up', JSON.stringify(byJob.get('warbler')))
+  assert.equal(byJob.get('no-token')?.health, 'down')
+  assert.match(byJob.get('no-token')?.lastError ?? '', /401/)
+})
+
 // ---------------------------------------------------------------------------
 // HAProxy
 
@@ -410,7 +451,7 @@ test('install.sh --dry-run prints the whole plan and changes nothing', () => {
   try {
     const out = ok(run(path.join(PI, 'install.sh'), ['--dry-run', '--root', dir, '--with-redis', '--separate-bridge', '--ram-mb', '4096']), 'install.sh --dry-run --root')
     assert.deepEqual(readdirSync(dir), [], 'a dry run writes nothing')
-    for (const s of ['npm ci', 'npm prune --omit=dev', 'warbler.service.d/10-install.conf', '99-warbler.conf', 'MemoryMax=2688M', 'max-old-space-size=1600', 'maxmemory 512mb', '(a secret, not shown)']) {
+    for (const s of ['npm ci', 'npm prune --omit=dev', 'warbler.service.d/10-install.conf', '99-warbler.conf', 'MemoryMax=2688M', 'max-old-space-size=1600', 'maxmemory 512mb', '(a secret, not shown)', '/etc/warbler/metrics-token (0600)']) {
       assert.ok(out.includes(s), `the plan mentions ${s}`)
     }
     // On the real root: the system steps are printed, not run.
@@ -459,13 +500,20 @@ test('install.sh into a temp root: files, modes, budget drop-ins, idempotent re-
     assert.match(dropIn, /^Environment=WARBLER_REDIS=redis:\/\/127\.0\.0\.1:6379\/0$/m)
     assert.match(read(dir, 'etc/redis/warbler.conf'), new RegExp(`^maxmemory ${b.REDIS_MAXMEMORY_MB}mb$`, 'm'))
     assert.match(read(dir, 'etc/warbler/bridge-password'), /^[0-9a-f]{48}$/)
+    // The metrics token, root only (the unit hands it over as a credential), and one the broker accepts.
+    assert.equal(mode('etc/warbler/metrics-token'), '600')
+    assert.match(read(dir, 'etc/warbler/metrics-token'), /^[0-9a-f]{64}$/)
+    assert.equal(readMetricsToken(path.join(dir, 'etc/warbler/metrics-token')), read(dir, 'etc/warbler/metrics-token'))
     assert.match(read(dir, 'usr/local/bin/warbler'), /^exec \S+ \/opt\/warbler\/dist\/cli\/warbler\.js "\$@"$/m)
 
     // Re-run with other options: config and password kept, generated files follow the options.
     writeFileSync(path.join(dir, 'etc/warbler/warbler.json'), '{"logLevel":"debug"}\n')
     const password = read(dir, 'etc/warbler/bridge-password')
+    const metricsToken = read(dir, 'etc/warbler/metrics-token')
     const out = installInto(dir)
     assert.match(out, /kept .*warbler\.json \(exists\)/)
+    assert.match(out, /kept .*metrics-token \(exists\)/)
+    assert.equal(read(dir, 'etc/warbler/metrics-token'), metricsToken, 'the token Prometheus holds stays valid')
     assert.equal(read(dir, 'etc/warbler/warbler.json'), '{"logLevel":"debug"}\n')
     assert.equal(read(dir, 'etc/warbler/bridge-password'), password)
     const plain = read(dir, 'etc/systemd/system/warbler.service.d/10-install.conf')
@@ -516,6 +564,10 @@ test('the units: hardening, graceful stop, limits and the 4 GB budget as default
   assert.match(unit, new RegExp(`^MemoryHigh=${b.BROKER_MEMORY_HIGH_MB}M$`, 'm'))
   assert.match(unit, new RegExp(`^Environment=NODE_OPTIONS=--max-old-space-size=${b.BROKER_HEAP_MB}$`, 'm'))
   assert.match(unit, /^Environment=WARBLER_WORKERS=1$/m, 'one broker process until cluster mode is budgeted')
+  // /metrics behind the token install.sh writes, handed over as a credential (never in the command line).
+  assert.match(unit, /^LoadCredential=metrics-token:\/etc\/warbler\/metrics-token$/m)
+  assert.match(unit, /^Environment=WARBLER_METRICS_TOKEN_FILE=%d\/metrics-token$/m)
+  assert.doesNotMatch(unit, /^Environment=WARBLER_HTTP_HOST=/m, 'HAProxy on another board must reach /readyz')
   const timer = read(PI, 'systemd', 'warbler-backup.timer')
   assert.match(timer, /^OnCalendar=/m)
   assert.match(timer, /^Persistent=true$/m)
