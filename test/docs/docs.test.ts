@@ -64,7 +64,8 @@ test('docs/operations.md documents every refusal reason, $SYS topic and warbler 
 
 test('docs/operations.md lists every exit code the CLI uses, and no other', () => {
   const text = doc('operations.md')
-  const table = text.slice(text.indexOf('### Exit codes'))
+  const from = text.indexOf('### Exit codes')
+  const table = text.slice(from, text.indexOf('\n#', from + 1))
   const documented = [...table.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]))
   assert.deepEqual(documented, [...new Set(Object.values(EXIT))].sort((a, b) => a - b))
 })

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { test } from 'node:test'
-import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
+import type { AckFrame, MessageFrame, ReceiptFrame } from '../../sdk/src/protocol.js'
 import { ChatClient } from '../helpers/chat.js'
 import { startNode, type TestNode } from '../helpers/warbler.js'
 
@@ -57,7 +57,7 @@ test('a mosquitto_pub/sub device and an mqtt.js app hold a direct and a group ch
   t.after(() => alice.close())
 
   // bob's device: its inbox, and the replies to what it publishes as bob-pub.
-  const bob = sub(node, 'bob', 'bob-sub', ['wb/u/bob/inbox', 'wb/d/bob-pub'], 7)
+  const bob = sub(node, 'bob', 'bob-sub', ['wb/u/bob/inbox', 'wb/d/bob-pub'], 10)
   await bob.ready
 
   // alice (app) writes to bob; bob (device) answers with plain JSON.
@@ -73,8 +73,14 @@ test('a mosquitto_pub/sub device and an mqtt.js app hold a direct and a group ch
   assert.equal(await pub(port, 'bob', 'bob-pub', '{"t":"req","id":"h1","op":"history","conv":"d:alice:bob","limit":20}'), 0)
 
   const lines = (await bob.lines).map(frame)
-  const inbox = lines.filter((l) => l.topic === 'wb/u/bob/inbox').map((l) => l.f as unknown as MessageFrame)
-  assert.deepEqual(inbox.map((m) => [m.conv.startsWith('g:') ? 'group' : m.conv, m.seq]), [['d:alice:bob', 1], ['d:alice:bob', 2], ['group', 1], ['group', 2]])
+  const inbox = lines.filter((l) => l.topic === 'wb/u/bob/inbox').map((l) => l.f)
+  const conv = (c: string): string => c.startsWith('g:') ? 'group' : c
+  const messages = inbox.filter((f) => f.t === 'msg') as unknown as MessageFrame[]
+  assert.deepEqual(messages.map((m) => [conv(m.conv), m.seq]), [['d:alice:bob', 1], ['d:alice:bob', 2], ['group', 1], ['group', 2]])
+  // Sending implies having read: each send moved its sender's watermarks, and the members heard of it.
+  // (Receipts are QoS 0 and messages QoS 1, so one may overtake the message it covers.)
+  const receipts = inbox.filter((f) => f.t === 'receipt') as unknown as ReceiptFrame[]
+  assert.deepEqual(receipts.map((r) => [conv(r.conv), r.user, r.read, r.delivered]).sort(), [['d:alice:bob', 'alice', 1, 1], ['d:alice:bob', 'bob', 2, 2], ['group', 'bob', 2, 2]])
   const replies = lines.filter((l) => l.topic === 'wb/d/bob-pub').map((l) => l.f)
   const acks = replies.filter((r) => r.t === 'ack') as unknown as AckFrame[]
   assert.deepEqual(acks.map((a) => [a.cid, a.seq]), [['bob-1', 2], ['bob-2', 2]])
