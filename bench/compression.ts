@@ -334,7 +334,7 @@ function body (g: Gen, t: number): Body {
   }
 }
 
-/** The server's message id (bridge/writer.ts newMessageId): 48-bit ms time + 64 random bits, base32hex. */
+/** The server's message id (bridge/archive/writer.ts newMessageId): 48-bit ms time + 64 random bits, base32hex. */
 function messageId (g: Gen, now: number): string {
   const b = Buffer.alloc(14)
   b.writeUIntBE(now, 0, 6)
@@ -380,7 +380,7 @@ function buildCorpus (seed: number, nSends: number, nReplies: number): Corpus {
     const frame = { t: 'msg', cid: clientId(g, 'm', t), ...target, body: b.value }
     sends.push({ cls: b.cls, kind: b.kind, lang: b.lang, json: te.encode(JSON.stringify(frame)) })
   }
-  // History and sync replies: 50-100 MessageFrames (bridge/store.ts rowToFrame) of real conversations.
+  // History and sync replies: 50-100 MessageFrames (bridge/archive/reader.ts rowToFrame) of real conversations.
   const replies: Frame[] = []
   let inboxBytes = 0
   let inboxFrames = 0

@@ -5,9 +5,9 @@
  */
 import type { ClientSpec, Counters, GenPlan, GoArg, SenderSpec } from './gen.js'
 import { ThreadHandle } from './load-worker.js'
-import { type BenchOptions, NET_TIMEOUT_MS } from './options.js'
+import { type BenchOptions, NET_TIMEOUT_MS } from './bench-options.js'
 import { fmt0, type Progress } from './progress.js'
-import type { RunContext } from './run.js'
+import type { RunContext } from './run-context.js'
 import type { Target } from './system-under-test.js'
 import { sleep } from './targets.js'
 

@@ -4,9 +4,9 @@
  * chart (bars per compared figure; for runs with a timeline, throughput and
  * RSS over time).
  */
-import { type BenchOptions, type Reference, TARGET_LABEL, type TargetName } from './options.js'
+import { type BenchOptions, type Reference, TARGET_LABEL, type TargetName } from './bench-options.js'
 import type { RunResult } from './run.js'
-import type { Metric } from './scenarios/types.js'
+import type { Metric } from './scenarios/scenario.js'
 import { GENEROUS_LIMITS, median } from './targets.js'
 
 export interface Summary { median: number, min: number, max: number }

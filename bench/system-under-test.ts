@@ -4,10 +4,10 @@
  * data dir beforehand, and the group a scenario's owner creates.
  */
 import { hashPassword } from '../broker/identity/password.js'
-import { IdentityStore } from '../broker/identity/store.js'
+import { IdentityStore } from '../broker/identity/identity-store.js'
 import { encodeString, LeanClient } from './lean.js'
-import { type BenchOptions, NET_TIMEOUT_MS, type TargetName } from './options.js'
-import type { RunContext } from './run.js'
+import { type BenchOptions, NET_TIMEOUT_MS, type TargetName } from './bench-options.js'
+import type { RunContext } from './run-context.js'
 import { GC_NODE_ARGS, gcMemory, processTree, type Proc, rssMb, spawnAedes, spawnMosquitto, spawnRedis, spawnWarbler, ticksOf } from './targets.js'
 
 export interface Target {

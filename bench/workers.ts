@@ -27,7 +27,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { IdentityStore } from '../broker/identity/store.js'
+import { IdentityStore } from '../broker/identity/identity-store.js'
 import type { LoadResult } from './load.js'
 import { intOption, LoadWorker } from './load-worker.js'
 import { median, type Proc, sleep, spawnRedis, spawnWarbler, TICKS, ticksOf } from './targets.js'

@@ -22,8 +22,8 @@
  * Deliveries go out in commit order: a batch whose subscriber lookups are
  * still pending holds the ones after it.
  */
-import { type AckFrame, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, topics } from '../sdk/src/protocol.js'
-import type { StoredMessage, StoredReceipt } from './writer.js'
+import { type AckFrame, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, topics } from '@warbler/sdk/protocol'
+import type { StoredMessage, StoredReceipt } from './archive/writer.js'
 
 export interface Audience {
   /** Whether any session (connected or persistent) subscribes to a topic. */

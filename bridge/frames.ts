@@ -6,8 +6,8 @@ import { inflateRawSync } from 'node:zlib'
 import {
   CLIENT_MESSAGE_ID_PATTERN, type ClientFrame, directConversation, isConversationId, isValidUsername,
   payloadEncoding, REQUEST_ID_PATTERN, type RequestFrame, RequestOps, type SendFrame, type TypingFrame
-} from '../sdk/src/protocol.js'
-import { ServiceError } from './writer.js'
+} from '@warbler/sdk/protocol'
+import { ServiceError } from './archive/writer.js'
 
 /** Decode a payload envelope (plain or deflated JSON) into a JSON value. */
 export function decodePayload (payload: Buffer, maxBytes: number): unknown {

@@ -7,8 +7,8 @@
  * leave. Operations check everything before they change anything.
  */
 import { randomBytes } from 'node:crypto'
-import type { GroupRole } from '../sdk/src/protocol.js'
-import { ServiceError, type ConvState, type Tx } from './writer.js'
+import type { GroupRole } from '@warbler/sdk/protocol'
+import { ServiceError, type ConvState, type Tx } from './archive/writer.js'
 
 export const MAX_GROUP_MEMBERS = 1000
 const NAME_MAX = 100

@@ -12,8 +12,8 @@
  * clients (SIGKILL, a lost node) sends no disconnect notices: when it has not
  * been heard from for `expiryMs`, its clients are taken offline.
  */
-import { clientIdBelongsTo, isValidUsername } from '../sdk/src/protocol.js'
-import { CLIENTS_TOPIC } from '../broker/service-watch.js'
+import { clientIdBelongsTo, isValidUsername } from '@warbler/sdk/protocol'
+import { CLIENTS_TOPIC } from '../shared/sys-topics.js'
 
 export interface PresenceSink {
   /** A device of `user` connected (true) or disconnected (false). */

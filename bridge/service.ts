@@ -13,17 +13,17 @@
  * it (in the broker's process, or as an MQTT client of one or more brokers).
  */
 import path from 'node:path'
-import { type ErrorCode, type ErrorFrame, type PresenceFrame, type RequestFrame, type TypingEvent } from '../sdk/src/protocol.js'
-import { Database } from '../broker/sqlite.js'
-import { DB_FILE } from '../broker/identity/store.js'
-import type { Logger } from '../broker/log.js'
+import { type ErrorCode, type ErrorFrame, type PresenceFrame, type RequestFrame, type TypingEvent } from '@warbler/sdk/protocol'
+import { Database } from '../shared/sqlite.js'
+import { DB_FILE } from '../shared/data-dir.js'
+import type { Logger } from '../shared/log.js'
 import { bodyText, checkBody, decodePayload, frameRef, parseFrame, resolveSend } from './frames.js'
-import { handleRequest, type RequestContext } from './requests.js'
-import type { RedisMirror } from './mirror.js'
-import { migrate } from './schema.js'
-import { Checkpointer } from './checkpoint.js'
-import { ArchiveReader } from './store.js'
-import { ArchiveWriter, ServiceError } from './writer.js'
+import { handleRequest, type RequestContext } from './request-handlers.js'
+import type { RedisMirror } from './redis-mirror.js'
+import { migrate } from './archive/schema.js'
+import { Checkpointer } from './archive/checkpoint.js'
+import { ArchiveReader } from './archive/reader.js'
+import { ArchiveWriter, ServiceError } from './archive/writer.js'
 import { type Audience, Fanout, type Publish } from './fanout.js'
 
 export interface Transport {

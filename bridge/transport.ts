@@ -8,10 +8,17 @@
  * authenticated connection, and both publish its replies and deliveries.
  */
 import type { Aedes } from 'aedes'
-import type { Ingest } from '../broker/hooks.js'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { MessageService, Transport } from './service.js'
 import type { Audience } from './fanout.js'
+
+/**
+ * What the broker hands the embedded service for each publish it routed
+ * (its hooks call it once aedes has routed the packet): the service's end of
+ * the broker's ingest hook. The promise paces the publisher; undefined when
+ * the publish was not for the service.
+ */
+export type Ingest = (packet: { topic: string, payload: Buffer | string }) => Promise<void> | undefined
 
 /** The filter the service listens on; the broker appends the client id to `wb/u/{user}/out`. */
 export const OUT_FILTER = 'wb/u/+/out/+'

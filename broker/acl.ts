@@ -21,10 +21,10 @@
  *   notices `$SYS/+/new/clients`, `$SYS/+/disconnect/clients`.
  * - `$SYS`: admins read the `$SYS/broker/` tree; nobody publishes a `$` topic.
  */
-import { clientIdBelongsTo, parseChatTopic, TOPIC_ROOT } from '../sdk/src/protocol.js'
-import type { AclRule } from './config.js'
+import { clientIdBelongsTo, parseChatTopic, TOPIC_ROOT } from '@warbler/sdk/protocol'
+import type { AclRule } from '../shared/config.js'
 import type { Session } from './session.js'
-import { SERVICE_BIRTH } from './service-watch.js'
+import { SERVICE_BIRTH } from '../shared/sys-topics.js'
 
 export type Decision = 'allow' | 'deny'
 

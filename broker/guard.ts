@@ -21,7 +21,7 @@
  */
 import type { Duplex } from 'node:stream'
 import type { Client } from 'aedes'
-import type { Logger } from './log.js'
+import type { Logger } from '../shared/log.js'
 import { markClose } from './login-log.js'
 import type { Stats } from './stats.js'
 

@@ -15,9 +15,9 @@ import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { createWebSocketStream, WebSocketServer } from 'ws'
-import { type Config, ConfigError } from './config.js'
+import { type Config, ConfigError } from '../shared/config.js'
 import { readProxyHeader } from './proxy-protocol.js'
-import { EXIT, StartError } from './start-error.js'
+import { EXIT, StartError } from '../shared/start-error.js'
 
 export type ListenerName = 'mqtt' | 'mqtts' | 'ws' | 'wss'
 

@@ -17,9 +17,9 @@
  * may be a secret pasted into the wrong field.
  */
 import type { Aedes, Client } from 'aedes'
-import { isValidUsername } from '../sdk/src/protocol.js'
-import { DEVICE_TOKEN_PREFIX } from './identity/store.js'
-import type { Logger } from './log.js'
+import { isValidUsername } from '@warbler/sdk/protocol'
+import { DEVICE_TOKEN_PREFIX } from './identity/identity-store.js'
+import type { Logger } from '../shared/log.js'
 import { getSession } from './session.js'
 
 /** Why a login was refused, as the `reason` field of `login failed` says it (docs/operations.md lists them). */

@@ -41,7 +41,7 @@ import { randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
 import mqemitter from 'mqemitter'
 import MQEmitterRedis from 'mqemitter-redis'
-import type { Logger } from './log.js'
+import type { Logger } from '../shared/log.js'
 import { redactRedisUrl, RedisUnavailableError } from './persistence.js'
 
 const MQ_QUIT_TIMEOUT_MS = 2000

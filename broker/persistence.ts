@@ -33,7 +33,7 @@
 import { Readable } from 'node:stream'
 import memoryPersistence from 'aedes-persistence'
 import { Redis } from 'ioredis'
-import type { Logger } from './log.js'
+import type { Logger } from '../shared/log.js'
 import type { Stats } from './stats.js'
 
 const REDIS_START_TIMEOUT_MS = 5000

@@ -15,8 +15,7 @@
  */
 import type { Aedes } from 'aedes'
 
-export const SERVICE_BIRTH = '$SYS/warbler/service/birth'
-export const CLIENTS_TOPIC = /^\$SYS\/([^/]+)\/warbler\/clients$/
+import { clientsTopic, SERVICE_BIRTH } from '../shared/sys-topics.js'
 
 function publish (b: Aedes, topic: string, payload: string): void {
   b.publish({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 0, retain: false, dup: false }, () => {})
@@ -33,7 +32,7 @@ export function answerServiceBirth (b: Aedes): () => Promise<void> {
   const onBirth = (_packet: unknown, cb: () => void): void => {
     cb()
     const clients = (b as unknown as { clients: Record<string, unknown> }).clients
-    publish(b, `$SYS/${brokerId}/warbler/clients`, JSON.stringify(Object.keys(clients)))
+    publish(b, clientsTopic(brokerId), JSON.stringify(Object.keys(clients)))
   }
   b.subscribe(SERVICE_BIRTH, onBirth as never, () => {})
   return async () => {

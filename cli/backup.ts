@@ -5,16 +5,16 @@
  * database (users, tokens and the whole archive) while the service keeps
  * running (WAL lets it read the last committed state without stopping the
  * writer). Restore needs the service stopped: it takes the data dir's locks
- * (broker/data-dir.ts), so it refuses while a `warbler start` or `warbler
+ * (shared/data-dir.ts), so it refuses while a `warbler start` or `warbler
  * bridge` runs there and no start can begin while it works; then it checks
  * the file, keeps the current database aside, and puts the backup in its place.
  */
 import { chmodSync, closeSync, copyFileSync, existsSync, openSync, renameSync, rmSync } from 'node:fs'
 import path from 'node:path'
-import { DB_FILE } from '../broker/identity/store.js'
-import { Database } from '../broker/sqlite.js'
-import { lockAll, prepareDataDir } from '../broker/data-dir.js'
-import { CliError, dataDirOf, parseArgs } from './args.js'
+import { DB_FILE } from '../shared/data-dir.js'
+import { Database } from '../shared/sqlite.js'
+import { lockAll, prepareDataDir } from '../shared/data-dir.js'
+import { CliError, dataDirOf, parseArgs } from '../shared/args.js'
 
 const HELP = `Usage:
   warbler backup FILE      Write a consistent copy of the database to FILE, also while

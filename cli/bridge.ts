@@ -11,7 +11,7 @@
  * - the account is missing from the data dir or is not a service account
  *   (checked in the database the broker reads, before connecting);
  * - another message service holds the data dir: another `warbler bridge`,
- *   or a `warbler start` with its embedded service (broker/data-dir.ts: an
+ *   or a `warbler start` with its embedded service (shared/data-dir.ts: an
  *   operating-system lock, released even when its holder is killed);
  * - another message service already answers on the broker: the broker's
  *   embedded one (a broker not started with `--bridge off`), or another
@@ -26,19 +26,19 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { MqttClient } from 'mqtt'
-import { isValidUsername, topics } from '../sdk/src/protocol.js'
-import { IdentityStore } from '../broker/identity/store.js'
-import { createLogger } from '../broker/log.js'
-import { type DataDirLock, lockDataDir, prepareDataDir } from '../broker/data-dir.js'
-import { StartError } from '../broker/start-error.js'
-import { RedisMirror } from '../bridge/mirror.js'
+import { isValidUsername, topics } from '@warbler/sdk/protocol'
+import { IdentityStore } from '../broker/identity/identity-store.js'
+import { createLogger } from '../shared/log.js'
+import { type DataDirLock, lockDataDir, prepareDataDir } from '../shared/data-dir.js'
+import { StartError } from '../shared/start-error.js'
+import { RedisMirror } from '../bridge/redis-mirror.js'
 import { followNotice, PRESENCE_FILTERS, PresenceTracker } from '../bridge/presence.js'
-import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../broker/heartbeat.js'
-import { SERVICE_BIRTH } from '../broker/service-watch.js'
-import { Retention } from '../bridge/retention.js'
+import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../shared/heartbeat.js'
+import { SERVICE_BIRTH } from '../shared/sys-topics.js'
+import { Retention } from '../bridge/archive/retention.js'
 import { MessageService, type Transport } from '../bridge/service.js'
 import { mqttTransport, OUT_FILTER, parseOutTopic } from '../bridge/transport.js'
-import { CliError, dataDirOf, parseArgs } from './args.js'
+import { CliError, dataDirOf, parseArgs } from '../shared/args.js'
 
 const HELP = `Usage: warbler bridge --mqtt URL --username NAME [options]
 

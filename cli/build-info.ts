@@ -16,10 +16,10 @@ import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { EXIT, StartError } from '../broker/start-error.js'
+import { EXIT, StartError } from '../shared/start-error.js'
 
 /** The product's sources (tsconfig.json compiles these and test/; tests do not change what the CLI runs). */
-const SOURCE_DIRS = ['broker', 'bridge', 'cli', 'bench', 'sdk/src']
+const SOURCE_DIRS = ['shared', 'broker', 'bridge', 'server', 'cli', 'bench', 'sdk/src']
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const RECORD = path.join(ROOT, 'dist', 'build-info.json')
 

@@ -1,22 +1,22 @@
 /**
  * `warbler start`: resolve the configuration, make the data dir ready and
- * lock it (one server per data dir: broker/data-dir.ts), make sure an
+ * lock it (one server per data dir: shared/data-dir.ts), make sure an
  * operator can log in, start the node (one process, or a primary and
- * `workers` broker processes: broker/cluster.ts), print the ready line, and
+ * `workers` broker processes: server/cluster.ts), print the ready line, and
  * stop gracefully on SIGTERM or SIGINT (exit code 0) — during start-up too.
  * Start-up has a bound: a step that does not finish in time (a Redis that
  * never answers) ends the start with a line naming the step.
  */
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { resolveConfig, startHelp } from '../broker/config.js'
+import { resolveConfig, startHelp } from '../shared/config.js'
 import { randomPassword } from '../broker/identity/password.js'
-import { IdentityStore } from '../broker/identity/store.js'
-import { createLogger, type Level } from '../broker/log.js'
-import { startCluster } from '../broker/cluster.js'
-import { startWarbler } from '../broker/server.js'
-import { lockAll, prepareDataDir } from '../broker/data-dir.js'
-import { EXIT, StartError } from '../broker/start-error.js'
+import { IdentityStore } from '../broker/identity/identity-store.js'
+import { createLogger, type Level } from '../shared/log.js'
+import { startCluster } from '../server/cluster.js'
+import { startWarbler } from '../server/node.js'
+import { lockAll, prepareDataDir } from '../shared/data-dir.js'
+import { EXIT, StartError } from '../shared/start-error.js'
 
 export const INITIAL_ADMIN_FILE = 'initial-admin-password'
 
@@ -102,7 +102,7 @@ export async function runStart (argv: string[]): Promise<number> {
       log.warn('development mode: anonymous clients are allowed and non-chat topics are open to all')
     }
     stage = cfg.workers > 1 ? `starting ${cfg.workers} workers` : (cfg.redis !== '' ? 'starting the broker (connecting to Redis)' : 'starting the broker')
-    // More than one worker: a cluster (broker/cluster.ts); the primary runs no broker itself.
+    // More than one worker: a cluster (server/cluster.ts); the primary runs no broker itself.
     return cfg.workers > 1 ? await startCluster(cfg, log) : await startWarbler(cfg, { log })
   })()
   // A start abandoned (timeout, signal) may still fail later: that is no longer news.

@@ -1,8 +1,8 @@
 /**
  * `warbler token create|list|revoke`.
  */
-import { IdentityError, IdentityStore } from '../broker/identity/store.js'
-import { CliError, dataDirOf, onlyOptions, parseArgs } from './args.js'
+import { IdentityError, IdentityStore } from '../broker/identity/identity-store.js'
+import { CliError, dataDirOf, onlyOptions, parseArgs } from '../shared/args.js'
 
 const HELP = `Usage:
   warbler token create USER [--ttl SECONDS]

@@ -2,8 +2,8 @@
  * `warbler user add|list|remove|passwd|admin`.
  */
 import { randomPassword } from '../broker/identity/password.js'
-import { IdentityStore } from '../broker/identity/store.js'
-import { CliError, dataDirOf, onlyOptions, parseArgs, readStdinLine } from './args.js'
+import { IdentityStore } from '../broker/identity/identity-store.js'
+import { CliError, dataDirOf, onlyOptions, parseArgs, readStdinLine } from '../shared/args.js'
 
 const HELP = `Usage:
   warbler user add NAME [--admin|--service] [--password-stdin]

@@ -3,8 +3,8 @@
  * The `warbler` command: `start` runs the service; `user` and `token` manage
  * identities in the data dir (also while the service runs).
  */
-import { CliError } from './args.js'
-import { EXIT, StartError } from '../broker/start-error.js'
+import { CliError } from '../shared/args.js'
+import { EXIT, StartError } from '../shared/start-error.js'
 import { checkBuild } from './build-info.js'
 
 const HELP = `Usage: warbler <command> [options]
@@ -35,7 +35,7 @@ async function main (argv: string[]): Promise<number> {
     case 'bridge': return await (await import('./bridge.js')).runBridge(rest)
     case 'backup': return await (await import('./backup.js')).runBackup(rest)
     case 'restore': return await (await import('./backup.js')).runRestore(rest)
-    case 'bench': return await (await import('../bench/cli.js')).runBench(rest)
+    case 'bench': return await (await import('../bench/command.js')).runBench(rest)
     case undefined:
     case 'help':
     case '--help':
@@ -55,7 +55,7 @@ function known (err: unknown): { code: number, message: string } | null {
   if (!(err instanceof Error)) return null
   if (err instanceof CliError || err.name === 'ConfigError') return { code: EXIT.usage, message: err.message }
   if (err instanceof StartError) return { code: err.exitCode, message: err.message }
-  // A cluster worker's StartError reaches the primary by name (broker/cluster.ts).
+  // A cluster worker's StartError reaches the primary by name (server/cluster.ts).
   if (err.name === 'StartError' || err.name === 'IdentityError') return { code: (err as { exitCode?: number }).exitCode ?? EXIT.failed, message: err.message }
   return null
 }

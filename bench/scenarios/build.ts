@@ -9,7 +9,7 @@
  */
 import type { ClientSpec, SenderSpec } from '../gen.js'
 import { generators, type Generators } from '../generators.js'
-import type { RunContext } from '../run.js'
+import type { RunContext } from '../run-context.js'
 import { provision, type Target, target } from '../system-under-test.js'
 
 export type Client = ClientSpec & { slot: number }

@@ -12,12 +12,13 @@
  * SUBACK); the target's CPU per connect over the same phase.
  */
 import { generators } from '../generators.js'
-import { TARGET_LABEL } from '../options.js'
-import type { RunContext, RunResult } from '../run.js'
+import { TARGET_LABEL } from '../bench-options.js'
+import type { RunContext } from '../run-context.js'
+import type { RunResult } from '../run.js'
 import { cpuTicks, heapUsed, provision, rssOf, type Target, target } from '../system-under-test.js'
 import { sleep, TICKS } from '../targets.js'
 import { empty, idle, idleUsers } from './build.js'
-import type { ScenarioDef } from './types.js'
+import type { ScenarioDef } from './scenario.js'
 
 /** Sessions opened before the first reading, not counted. */
 export const WARMUP = 200

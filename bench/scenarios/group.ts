@@ -8,10 +8,11 @@
  */
 import { generators } from '../generators.js'
 import { drain, measure, type Sample } from '../phases.js'
-import type { RunContext, RunResult } from '../run.js'
+import type { RunContext } from '../run-context.js'
+import type { RunResult } from '../run.js'
 import { createGroup, provision, target } from '../system-under-test.js'
 import { empty, group as groupOf, groupUsers } from './build.js'
-import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
+import { LATENCY, latencyValues, type ScenarioDef } from './scenario.js'
 
 async function run (ctx: RunContext): Promise<RunResult> {
   const o = ctx.o

@@ -7,9 +7,10 @@
  * acknowledged message reached its receiver exactly once, in order.
  */
 import { drain, measure, type Sample } from '../phases.js'
-import type { RunContext, RunResult } from '../run.js'
+import type { RunContext } from '../run-context.js'
+import type { RunResult } from '../run.js'
 import { connectedChatPairs } from './build.js'
-import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
+import { LATENCY, latencyValues, type ScenarioDef } from './scenario.js'
 
 async function run (ctx: RunContext): Promise<RunResult> {
   const o = ctx.o

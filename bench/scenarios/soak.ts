@@ -6,10 +6,11 @@
  */
 import { generators } from '../generators.js'
 import { drain, measure, type Sample } from '../phases.js'
-import type { RunContext, RunResult } from '../run.js'
+import type { RunContext } from '../run-context.js'
+import type { RunResult } from '../run.js'
 import { createGroup, provision, target } from '../system-under-test.js'
 import { chatPairs, chatUsers, empty, group as groupOf, groupUsers, idle, idleUsers } from './build.js'
-import { LATENCY, latencyValues, type ScenarioDef } from './types.js'
+import { LATENCY, latencyValues, type ScenarioDef } from './scenario.js'
 
 const IDLE = 100
 const RECONNECT_EVERY_S = 5

@@ -14,7 +14,7 @@
  * is only for cutting live connections of removed users and revoked tokens
  * when nobody logs in; a write through the node's own store refreshes at once.
  */
-import type { IdentityStore } from './store.js'
+import type { IdentityStore } from './identity-store.js'
 
 export interface CachedUser { admin: boolean, service: boolean, passwordHash: string, createdAt: number }
 export interface CachedToken { user: string, secretHash: Buffer, revoked: boolean }

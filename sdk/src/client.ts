@@ -19,16 +19,16 @@ import {
   AuthError, ClosedError, ConnectionLostError, InvalidArgumentError, ListenerError, ServerError, WarblerError
 } from './errors.js'
 import { type Link, noop, openLink, publishBytes, untilClosed } from './link.js'
-import { type ClientOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { type ClientOptions, type ResolvedOptions, resolveOptions } from './client-options.js'
 import type { OutboxEntry } from './outbox.js'
 import type { AckFrame, MessageFrame } from './protocol.js'
 import { CLIENT_MESSAGE_ID_PATTERN, ConnackCodes, topics } from './protocol.js'
 import { receive, type Receivers } from './receive.js'
-import { Requests } from './requests.js'
+import { Requests } from './pending-requests.js'
 import { SendQueue } from './send-queue.js'
 import { Sequencer } from './sequencer.js'
 import { expiresSoon } from './token.js'
-import type * as T from './types.js'
+import type * as T from './protocol.js'
 
 export type { ClientEvents, MessageStatus, State } from './events.js'
 

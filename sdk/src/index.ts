@@ -10,7 +10,7 @@ import { WarblerClient } from './client.js'
 
 export { WarblerClient, newId } from './client.js'
 export type { ClientEvents, MessageStatus, State } from './client.js'
-export type { ClientOptions } from './options.js'
+export type { ClientOptions } from './client-options.js'
 export { MemoryOutbox } from './outbox.js'
 export type { OutboxEntry, OutboxStore } from './outbox.js'
 export { backoffDelay } from './backoff.js'
@@ -23,7 +23,7 @@ export { directConversation, ErrorCodes } from './protocol.js'
 export type {
   AckFrame, ConversationId, ErrorCode, GroupRole, MessageFrame, PresenceFrame, ReceiptFrame, TypingEvent
 } from './protocol.js'
-export type * from './types.js'
+export type { ConversationSummary, GroupInfo, HistoryPage, Presence, Receipt, SyncResult, Unread } from './protocol.js'
 
 /** The entry point: `await Warbler.connect(options)`. */
 export const Warbler = {

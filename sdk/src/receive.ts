@@ -10,7 +10,7 @@ import { ServerError } from './errors.js'
 import type { ClientEvents } from './events.js'
 import type { Link } from './link.js'
 import type { ErrorFrame, MessageFrame, ServerFrame, SingleFrame } from './protocol.js'
-import type { Requests } from './requests.js'
+import type { Requests } from './pending-requests.js'
 import type { SendQueue } from './send-queue.js'
 
 export interface Receivers {

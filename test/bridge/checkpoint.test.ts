@@ -1,5 +1,5 @@
 /**
- * WAL checkpoints run off the writer's connection (bridge/checkpoint.ts):
+ * WAL checkpoints run off the writer's connection (bridge/archive/checkpoint.ts):
  * the writer never checkpoints by itself, and the WAL still stays bounded
  * because the checkpoint connection copies it back on its timer.
  */
@@ -9,8 +9,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
-import { Database } from '../../broker/sqlite.js'
-import { Checkpointer } from '../../bridge/checkpoint.js'
+import { Database } from '../../shared/sqlite.js'
+import { Checkpointer } from '../../bridge/archive/checkpoint.js'
 
 const walSize = (file: string): number => statSync(`${file}-wal`).size
 

@@ -15,7 +15,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { AckFrame, ErrorFrame, MessageFrame } from '../../sdk/src/protocol.js'
-import { Database } from '../../broker/sqlite.js'
+import { Database } from '../../shared/sqlite.js'
 import { ChatClient } from '../helpers/chat.js'
 import { addUser, spawnNode, type SpawnedNode, tempDir } from '../helpers/warbler.js'
 

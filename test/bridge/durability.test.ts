@@ -5,7 +5,7 @@
 // at start with a message naming the setting.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ConfigError, resolveConfig } from '../../broker/config.js'
+import { ConfigError, resolveConfig } from '../../shared/config.js'
 import { spawnNode, startNode } from '../helpers/warbler.js'
 
 /** What SQLite reports for PRAGMA synchronous. */

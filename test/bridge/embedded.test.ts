@@ -1,4 +1,4 @@
-import { createLogger } from '../../broker/log.js'
+import { createLogger } from '../../shared/log.js'
 import { answersContract } from './contract-answers.js'
 import { chatContract, type Start } from './contract.js'
 import { startNode } from '../helpers/warbler.js'

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { batchPayloads, Fanout, type Audience } from '../../bridge/fanout.js'
-import type { StoredMessage, StoredReceipt } from '../../bridge/writer.js'
+import type { StoredMessage, StoredReceipt } from '../../bridge/archive/writer.js'
 import { BATCH_MAX_BYTES, BATCH_MAX_FRAMES, type SingleFrame } from '../../sdk/src/protocol.js'
 
 function framesOf (payloads: Buffer[]): SingleFrame[] {

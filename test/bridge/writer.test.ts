@@ -9,10 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
-import { Database } from '../../broker/sqlite.js'
-import { DB_FILE, IdentityStore } from '../../broker/identity/store.js'
-import { migrate } from '../../bridge/schema.js'
-import { ArchiveWriter, type StoredMessage, type StoredReceipt } from '../../bridge/writer.js'
+import { Database } from '../../shared/sqlite.js'
+import { IdentityStore } from '../../broker/identity/identity-store.js'
+import { DB_FILE } from '../../shared/data-dir.js'
+import { migrate } from '../../bridge/archive/schema.js'
+import { ArchiveWriter, type StoredMessage, type StoredReceipt } from '../../bridge/archive/writer.js'
 
 async function open (): Promise<{ db: Database, writer: ArchiveWriter, published: StoredMessage[][], receipts: StoredReceipt[][], close: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'warbler-writer-'))

@@ -9,7 +9,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { test } from 'node:test'
-import { ConfigError, resolveConfig } from '../../broker/config.js'
+import { ConfigError, resolveConfig } from '../../shared/config.js'
 import { connackCode, spawnNode, startNode, tempDir } from '../helpers/warbler.js'
 
 const TOKEN = 'c0ffee-metrics-token-0123456789abcdef'

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import { Registry } from 'prom-client'
-import { createHttpServer } from '../../broker/http.js'
+import { createHttpServer } from '../../server/ops-http.js'
 import { connect, connackCode, startNode } from '../helpers/warbler.js'
 
 const USERS = [

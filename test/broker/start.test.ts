@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
-import { ConfigError, resolveConfig } from '../../broker/config.js'
+import { ConfigError, resolveConfig } from '../../shared/config.js'
 import { connackCode, connect, nextMessage, spawnNode, tempDir } from '../helpers/warbler.js'
 
 test('warbler start --dev prints exactly one ready line with the bound ports and stops on SIGTERM with 0', async (t) => {

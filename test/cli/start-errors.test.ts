@@ -9,8 +9,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
 import { checkBuild, digestSources } from '../../cli/build-info.js'
-import { EXIT } from '../../broker/start-error.js'
-import { Database } from '../../broker/sqlite.js'
+import { EXIT } from '../../shared/start-error.js'
+import { Database } from '../../shared/sqlite.js'
 import { CLI, tempDir } from '../helpers/warbler.js'
 
 const PORTS = ['--mqtt-port', '0', '--ws-port', '0', '--http-port', '0']

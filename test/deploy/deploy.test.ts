@@ -15,7 +15,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rm
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { readMetricsToken, resolveConfig } from '../../broker/config.js'
+import { readMetricsToken, resolveConfig } from '../../shared/config.js'
 import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'

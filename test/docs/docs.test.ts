@@ -4,11 +4,11 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
-import { envName, flagName, settings } from '../../broker/config.js'
+import { envName, flagName, settings } from '../../shared/config.js'
 import { failureReasons } from '../../broker/login-log.js'
 import { refusalReasons } from '../../broker/stats.js'
 import { ErrorCodes } from '../../sdk/src/protocol.js'
-import { EXIT } from '../../broker/start-error.js'
+import { EXIT } from '../../shared/start-error.js'
 import { startNode } from '../helpers/warbler.js'
 
 const doc = (name: string): string => readFileSync(new URL(`../../../docs/${name}`, import.meta.url), 'utf8')

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { ClientErrorCodes } from '../../sdk/src/errors.js'
-import { resolveOptions } from '../../sdk/src/options.js'
+import { resolveOptions } from '../../sdk/src/client-options.js'
 
 const text = readFileSync(new URL('../../../docs/sdk.md', import.meta.url), 'utf8')
 

@@ -11,10 +11,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { resolveConfig } from '../../broker/config.js'
-import { IdentityStore } from '../../broker/identity/store.js'
-import { createLogger, type Logger } from '../../broker/log.js'
-import { startWarbler, type Warbler } from '../../broker/server.js'
+import { resolveConfig } from '../../shared/config.js'
+import { IdentityStore } from '../../broker/identity/identity-store.js'
+import { createLogger, type Logger } from '../../shared/log.js'
+import { startWarbler, type Warbler } from '../../server/node.js'
 
 /** The compiled CLI entry point. */
 export const CLI = fileURLToPath(new URL('../../cli/warbler.js', import.meta.url))

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { WarblerClient } from '../../sdk/src/client.js'
 import type { MessageStatus, State } from '../../sdk/src/client.js'
 import type { WarblerError } from '../../sdk/src/errors.js'
-import type { ClientOptions } from '../../sdk/src/options.js'
+import type { ClientOptions } from '../../sdk/src/client-options.js'
 import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
 
 export const PW = 'password-123'

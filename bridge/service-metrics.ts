@@ -2,7 +2,7 @@
  * The message service's figures for /metrics (prom-client) and $SYS.
  */
 import client from 'prom-client'
-import { ErrorCodes } from '../sdk/src/protocol.js'
+import { ErrorCodes } from '@warbler/sdk/protocol'
 import { InternalKinds, type MessageService } from './service.js'
 
 function percentile (values: readonly number[], p: number): number {

@@ -23,6 +23,9 @@ import path from 'node:path'
 import sqlite3 from 'sqlite3'
 import { EXIT, StartError } from './start-error.js'
 
+/** The database in the data dir: users and tokens, and the message archive. */
+export const DB_FILE = 'warbler.db'
+
 export type LockName = 'node' | 'service'
 
 const LOCK_FILE: Record<LockName, string> = { node: 'warbler.lock', service: 'warbler-service.lock' }

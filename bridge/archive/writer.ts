@@ -23,8 +23,8 @@
  * is written while the previous one is delivered (see `apply` and `loop`).
  */
 import { randomBytes } from 'node:crypto'
-import type { AckFrame, ErrorCode, GroupRole, MessageFrame, ReceiptFrame } from '../sdk/src/protocol.js'
-import type { Database } from '../broker/sqlite.js'
+import type { AckFrame, ErrorCode, GroupRole, MessageFrame, ReceiptFrame } from '@warbler/sdk/protocol'
+import type { Database } from '../../shared/sqlite.js'
 
 /** A conversation as the writer keeps it in memory. */
 export interface ConvState {

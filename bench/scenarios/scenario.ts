@@ -2,7 +2,8 @@
  * A scenario of `warbler bench`: what it measures, the figures it compares
  * across targets, and one run against one target.
  */
-import type { RunContext, RunResult } from '../run.js'
+import type { RunContext } from '../run-context.js'
+import type { RunResult } from '../run.js'
 
 export interface Metric {
   key: string

@@ -26,9 +26,9 @@
  * Dropped writes leave gaps that the read check below detects and rebuilds.
  */
 import { Redis } from 'ioredis'
-import type { MessageFrame } from '../sdk/src/protocol.js'
-import type { Logger } from '../broker/log.js'
-import type { StoredMessage } from './writer.js'
+import type { MessageFrame } from '@warbler/sdk/protocol'
+import type { Logger } from '../shared/log.js'
+import type { StoredMessage } from './archive/writer.js'
 
 export const RECENT = 50
 const RECENT_TTL_S = 7 * 86400

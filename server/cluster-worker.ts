@@ -15,11 +15,11 @@
 import cluster from 'node:cluster'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Config } from './config.js'
+import type { Config } from '../shared/config.js'
 import { CONFIG_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
-import { createHttpServer } from './http.js'
-import { createLogger, type Level, type Logger } from './log.js'
-import { startWarbler, type Warbler } from './server.js'
+import { createHttpServer } from './ops-http.js'
+import { createLogger, type Level, type Logger } from '../shared/log.js'
+import { startWarbler, type Warbler } from './node.js'
 
 function send (m: FromWorker, then?: () => void): void {
   process.send?.(m, undefined, undefined, () => then?.())

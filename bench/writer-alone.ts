@@ -2,7 +2,7 @@
  * The archive writer alone, without a broker: how fast `ArchiveWriter`
  * stores sends, and what each costs on the event loop and on SQLite's thread.
  *
- *   node dist/bench/writer.js [--sends 100000] [--concurrency 512] [--prefill 0]
+ *   node dist/bench/writer-alone.js [--sends 100000] [--concurrency 512] [--prefill 0]
  *
  * 16 direct conversations; `concurrency` sends are kept in flight (each lane
  * sends its next message when the previous one is acknowledged). `--prefill N`
@@ -13,10 +13,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { Database } from '../broker/sqlite.js'
-import { migrate } from '../bridge/schema.js'
-import { ArchiveWriter } from '../bridge/writer.js'
-import { IdentityStore, DB_FILE } from '../broker/identity/store.js'
+import { Database } from '../shared/sqlite.js'
+import { migrate } from '../bridge/archive/schema.js'
+import { ArchiveWriter } from '../bridge/archive/writer.js'
+import { IdentityStore } from '../broker/identity/identity-store.js'
+import { DB_FILE } from '../shared/data-dir.js'
 
 function option (name: string, def: number): number {
   const i = process.argv.indexOf(name)

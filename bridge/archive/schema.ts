@@ -8,7 +8,7 @@
  * - unread counts: conversations.last_seq minus members.read_seq, no counting;
  * - full-text search: an FTS5 index over the text of each message.
  */
-import type { Database } from '../broker/sqlite.js'
+import type { Database } from '../../shared/sqlite.js'
 
 export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS conversations (

@@ -14,8 +14,8 @@
  */
 import type http from 'node:http'
 import type { Aedes, Client } from 'aedes'
-import { closeServer, type Listener } from './listeners.js'
-import type { Logger } from './log.js'
+import { closeServer, type Listener } from '../broker/listeners.js'
+import type { Logger } from '../shared/log.js'
 
 /** Longest wait for the wills of connected clients at close. */
 const WILL_TIMEOUT_MS = 3000

@@ -4,9 +4,9 @@
  * read never sees the writer's uncommitted batch (WAL gives it the last
  * committed state) and never waits for it.
  */
-import type { MessageFrame } from '../sdk/src/protocol.js'
-import type { ConversationSummary } from '../sdk/src/types.js'
-import type { Database } from '../broker/sqlite.js'
+import type { MessageFrame } from '@warbler/sdk/protocol'
+import type { ConversationSummary } from '@warbler/sdk/protocol'
+import type { Database } from '../../shared/sqlite.js'
 
 type MessageRow = { id: string, conv: string, seq: number, sender: string, cid: string | null, ts: number, body: string }
 

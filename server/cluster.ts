@@ -31,11 +31,11 @@ import client, { AggregatorRegistry, Registry } from 'prom-client'
 
 /** One registry's metrics as `getMetricsAsJSON()` gives them. */
 type MetricJson = object
-import { type Config, readMetricsToken } from './config.js'
-import { createHttpServer } from './http.js'
-import { closeServer, listen } from './listeners.js'
-import { EXIT } from './start-error.js'
-import type { Logger } from './log.js'
+import { type Config, readMetricsToken } from '../shared/config.js'
+import { createHttpServer } from './ops-http.js'
+import { closeServer, listen } from '../broker/listeners.js'
+import { EXIT } from '../shared/start-error.js'
+import type { Logger } from '../shared/log.js'
 
 /** Messages from a worker to the primary. */
 export type FromWorker =

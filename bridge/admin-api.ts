@@ -16,8 +16,8 @@
  *   GET /api/v1/search?user=&q=&conv=&limit=
  */
 import type http from 'node:http'
-import { type ErrorCode, isConversationId, isValidUsername } from '../sdk/src/protocol.js'
-import type { ArchiveReader } from './store.js'
+import { type ErrorCode, isConversationId, isValidUsername } from '@warbler/sdk/protocol'
+import type { ArchiveReader } from './archive/reader.js'
 
 export interface AdminApiDeps {
   reader: ArchiveReader

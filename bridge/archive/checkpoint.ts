@@ -13,7 +13,7 @@
  * SQLite's thread like every statement. Closing the last connection
  * checkpoints what is left, as before.
  */
-import type { Database } from '../broker/sqlite.js'
+import type { Database } from '../../shared/sqlite.js'
 
 export class Checkpointer {
   private running: Promise<void> | null = null

@@ -9,13 +9,12 @@ import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, closeSync, existsSync, openSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { SignJWT } from 'jose'
-import { isValidUsername } from '../../sdk/src/protocol.js'
-import { Database } from '../sqlite.js'
-import { prepareDataDir } from '../data-dir.js'
-import { EXIT, StartError } from '../start-error.js'
+import { isValidUsername } from '@warbler/sdk/protocol'
+import { Database } from '../../shared/sqlite.js'
+import { DB_FILE, prepareDataDir } from '../../shared/data-dir.js'
+import { EXIT, StartError } from '../../shared/start-error.js'
 import { hashPassword } from './password.js'
 
-export const DB_FILE = 'warbler.db'
 
 export interface UserRecord {
   name: string

@@ -5,15 +5,15 @@
  * the clients of every broker (followPresence), and retention.
  */
 import type { Aedes } from 'aedes'
-import type { Config } from './config.js'
-import type { Ingest } from './hooks.js'
-import type { Logger } from './log.js'
-import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from './heartbeat.js'
-import { announceService } from './service-watch.js'
-import { getSession } from './session.js'
-import { RedisMirror } from '../bridge/mirror.js'
+import type { Config } from '../shared/config.js'
+import type { Ingest } from '../broker/hooks.js'
+import type { Logger } from '../shared/log.js'
+import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../shared/heartbeat.js'
+import { announceService } from '../broker/service-watch.js'
+import { getSession } from '../broker/session.js'
+import { RedisMirror } from '../bridge/redis-mirror.js'
 import { followNotice, PRESENCE_FILTERS, PresenceTracker } from '../bridge/presence.js'
-import { Retention } from '../bridge/retention.js'
+import { Retention } from '../bridge/archive/retention.js'
 import { MessageService } from '../bridge/service.js'
 import { attachEmbedded, embeddedTransport } from '../bridge/transport.js'
 

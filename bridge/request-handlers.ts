@@ -4,12 +4,12 @@
  * on its device topic. Reads go to the archive reader; writes (watermarks,
  * group changes) to the writer, in order with sends.
  */
-import { isValidUsername, type RequestFrame, type RequestOp } from '../sdk/src/protocol.js'
+import { isValidUsername, type RequestFrame, type RequestOp } from '@warbler/sdk/protocol'
 import { addMembers, checkGroupName, createGroup, leaveGroup, removeMembers, renameGroup, setRole } from './groups.js'
 import { convParam, intParam, stringParam, usersParam } from './frames.js'
-import { RECENT, type RedisMirror } from './mirror.js'
-import type { ArchiveReader } from './store.js'
-import { type ArchiveWriter, ServiceError } from './writer.js'
+import { RECENT, type RedisMirror } from './redis-mirror.js'
+import type { ArchiveReader } from './archive/reader.js'
+import { type ArchiveWriter, ServiceError } from './archive/writer.js'
 
 export interface RequestContext {
   user: string
