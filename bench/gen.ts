@@ -24,6 +24,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { encodeString, LeanClient } from './lean.js'
+import { topics } from '@warbler/sdk/protocol'
 
 export interface ClientSpec {
   clientId: string
@@ -108,7 +109,7 @@ const clients: Client[] = plan.clients.map((spec, index) => ({ spec, c: null, la
 const senders: Sender[] = plan.senders.map((spec) => ({
   spec,
   c: null,
-  topic: encodeString(spec.user !== null ? `wb/u/${spec.user}/out` : spec.topic ?? 'bench/none'),
+  topic: encodeString(spec.user !== null ? topics.out(spec.user) : spec.topic ?? 'bench/none'),
   prefix: spec.to !== undefined ? `","to":"${spec.to}","body":"` : `","conv":"${spec.conv ?? ''}","body":"`,
   n: 1,
   inflight: 0,
@@ -182,7 +183,7 @@ function onPublish (c: Client, topic: string, payload: Buffer): void {
     return
   }
   // A sender's own feed: every SDK device listens to it; only its own copies matter here.
-  const own = s !== null && s.spec.user !== null && topic === `wb/u/${s.spec.user}/feed` ? s.spec.user : null
+  const own = s !== null && s.spec.user !== null && topic === topics.feed(s.spec.user) ? s.spec.user : null
   for (const f of frames) {
     if (f.t !== 'msg') continue
     if (own !== null && f.from === own) k.selfCopies++

@@ -9,6 +9,7 @@
  */
 import type { Aedes } from 'aedes'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { parseStampedOut, SERVICE_OUT_FILTER } from '@warbler/sdk/protocol'
 import type { MessageService, Transport } from './service.js'
 import type { Audience } from './fanout.js'
 
@@ -20,17 +21,6 @@ import type { Audience } from './fanout.js'
  */
 export type Ingest = (packet: { topic: string, payload: Buffer | string }) => Promise<void> | undefined
 
-/** The filter the service listens on; the broker appends the client id to `wb/u/{user}/out`. */
-export const OUT_FILTER = 'wb/u/+/out/+'
-
-/** (user, clientId) of a stamped out topic, or null. */
-export function parseOutTopic (topic: string): { user: string, clientId: string } | null {
-  // Called for every publish the broker routes: reject the others without splitting.
-  if (!topic.startsWith('wb/u/') || !topic.includes('/out/')) return null
-  const p = topic.split('/')
-  if (p.length !== 5 || p[0] !== 'wb' || p[1] !== 'u' || p[3] !== 'out') return null
-  return { user: p[2] as string, clientId: p[4] as string }
-}
 
 /**
  * Publish through an aedes instance in this process. Unless routing is
@@ -75,7 +65,7 @@ export function embeddedTransport (broker: Aedes, shared: boolean): Transport {
  */
 export function attachEmbedded (broker: Aedes, service: MessageService, setIngest: (fn: Ingest | null) => void): () => Promise<void> {
   const handle = (topic: string, payload: Buffer | string): Promise<void> | undefined => {
-    const who = parseOutTopic(topic)
+    const who = parseStampedOut(topic)
     if (who === null) return undefined
     return service.handle(who.user, who.clientId, typeof payload === 'string' ? Buffer.from(payload) : payload)
   }
@@ -84,10 +74,10 @@ export function attachEmbedded (broker: Aedes, service: MessageService, setInges
     if (packet.brokerId !== undefined && packet.brokerId !== broker.id) void handle(packet.topic, packet.payload)
     cb()
   }
-  broker.subscribe(OUT_FILTER, remote as never, () => {})
+  broker.subscribe(SERVICE_OUT_FILTER, remote as never, () => {})
   return () => new Promise<void>((resolve) => {
     setIngest(null)
-    broker.unsubscribe(OUT_FILTER, remote as never, () => resolve())
+    broker.unsubscribe(SERVICE_OUT_FILTER, remote as never, () => resolve())
   })
 }
 

@@ -19,7 +19,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import type { Client } from 'aedes'
 import { decodeJwt, errors as joseErrors, jwtVerify } from 'jose'
-import { clientIdBelongsTo, isValidUsername } from '@warbler/sdk/protocol'
+import { clientIdBelongsTo, isValidUsername, topics } from '@warbler/sdk/protocol'
 import type { Config } from '../shared/config.js'
 import type { IdentityCache } from './identity/cache.js'
 import { verifyPassword } from './identity/password.js'
@@ -279,7 +279,7 @@ export class Authenticator {
       method,
       clientId: client.id,
       address,
-      userPrefix: user === null ? null : `wb/u/${user}/`,
+      userPrefix: user === null ? null : topics.userPrefix(user),
       publishBucket: this.cfg.publishRate > 0 && !service ? new TokenBucket(this.cfg.publishRate, this.cfg.publishBurst) : null,
       lastNotice: 0,
       suppressedNotices: 0

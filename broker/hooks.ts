@@ -269,7 +269,7 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
       if (s.userPrefix !== null && packet.topic.length === s.userPrefix.length + 3 && packet.topic.endsWith('/out') && packet.topic.startsWith(s.userPrefix)) {
         // The broker names the sending connection: the message service reads
         // user and client id from `wb/u/{user}/out/{clientId}`, never from the payload.
-        packet.topic = `${packet.topic}/${client.id}`
+        packet.topic = topics.stampedOut(s.user as string, client.id)
       }
       if (client.closed || !client.connected) return done(null) // its will: not gated
       const admit = (): void => {

@@ -26,7 +26,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { MqttClient } from 'mqtt'
-import { isValidUsername, topics } from '@warbler/sdk/protocol'
+import { isValidUsername, parseStampedOut, SERVICE_OUT_FILTER, topics } from '@warbler/sdk/protocol'
 import { IdentityStore } from '../broker/identity/identity-store.js'
 import { createLogger } from '../shared/log.js'
 import { type DataDirLock, lockDataDir, prepareDataDir } from '../shared/data-dir.js'
@@ -37,7 +37,7 @@ import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../shared/heartbeat.js'
 import { SERVICE_BIRTH } from '../shared/sys-topics.js'
 import { Retention } from '../bridge/archive/retention.js'
 import { MessageService, type Transport } from '../bridge/service.js'
-import { mqttTransport, OUT_FILTER, parseOutTopic } from '../bridge/transport.js'
+import { mqttTransport } from '../bridge/transport.js'
 import { CliError, dataDirOf, parseArgs } from '../shared/args.js'
 
 const HELP = `Usage: warbler bridge --mqtt URL --username NAME [options]
@@ -135,7 +135,7 @@ export async function runBridge (argv: string[]): Promise<number> {
 
   const dispatch = (topic: string, payload: Buffer): void => {
     const svc = service as MessageService
-    const who = parseOutTopic(topic)
+    const who = parseStampedOut(topic)
     if (who !== null) {
       const done = svc.handle(who.user, who.clientId, payload)
       inflight.add(done)
@@ -153,7 +153,7 @@ export async function runBridge (argv: string[]): Promise<number> {
       } catch { /* not a frame */ }
       return
     }
-    const who = parseOutTopic(topic)
+    const who = parseStampedOut(topic)
     if (who !== null && who.user === username) {
       // The service account does not chat; its own out topic carries only probes.
       if (who.clientId === clientId && payload.includes(probeId)) onEcho()
@@ -192,8 +192,8 @@ export async function runBridge (argv: string[]): Promise<number> {
     // mqtt.js rejects when any filter gets SUBACK 0x80: the broker refuses a
     // service account's subscriptions when it runs its embedded service, or
     // when the account is not a service account there.
-    const granted = await mqc.subscribeAsync([topics.device(clientId), OUT_FILTER, ...PRESENCE_FILTERS], { qos: 1 })
-      .catch(() => [{ topic: OUT_FILTER, qos: 128 }])
+    const granted = await mqc.subscribeAsync([topics.device(clientId), SERVICE_OUT_FILTER, ...PRESENCE_FILTERS], { qos: 1 })
+      .catch(() => [{ topic: SERVICE_OUT_FILTER, qos: 128 }])
     const refused = granted.filter((g) => g.qos === 128)
     if (refused.length > 0) {
       throw new CliError(`the broker at ${safeUrl} refused the subscriptions ${refused.map((g) => g.topic).join(', ')} of ${username}: ` +
@@ -205,7 +205,7 @@ export async function runBridge (argv: string[]): Promise<number> {
       const timer = setTimeout(() => resolve(false), PROBE_TIMEOUT_MS)
       onEcho = () => { clearTimeout(timer); resolve(true) }
     })
-    await mqc.publishAsync(`wb/u/${username}/out`, JSON.stringify({ t: 'req', id: probeId, op: 'unread' }), { qos: 1 })
+    await mqc.publishAsync(topics.out(username), JSON.stringify({ t: 'req', id: probeId, op: 'unread' }), { qos: 1 })
     if (!await echoed) throw new StartError(`the broker at ${safeUrl} did not route the service's own test message back to it within ${PROBE_TIMEOUT_MS} ms; is it a Warbler broker?`)
     await new Promise((resolve) => setTimeout(resolve, PROBE_GRACE_MS))
     if (foreignAnswer) {
@@ -214,7 +214,7 @@ export async function runBridge (argv: string[]): Promise<number> {
   } catch (err) {
     // Leave no subscription behind in the persistent session: the broker
     // would queue every user's sends for a service that is not coming.
-    await client?.unsubscribeAsync([topics.device(clientId), OUT_FILTER, ...PRESENCE_FILTERS]).catch(() => {})
+    await client?.unsubscribeAsync([topics.device(clientId), SERVICE_OUT_FILTER, ...PRESENCE_FILTERS]).catch(() => {})
     await release()
     throw err
   }

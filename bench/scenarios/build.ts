@@ -11,6 +11,7 @@ import type { ClientSpec, SenderSpec } from '../gen.js'
 import { generators, type Generators } from '../generators.js'
 import type { RunContext } from '../run-context.js'
 import { provision, type Target, target } from '../system-under-test.js'
+import { topics } from '@warbler/sdk/protocol'
 
 export type Client = ClientSpec & { slot: number }
 export type Sender = Omit<SenderSpec, 'client'> & { clientId: string }
@@ -41,9 +42,9 @@ export function chatPairs (p: Population, warbler: boolean, tokens: Map<string, 
     const r = `${prefix}r${i}`
     p.users.push(s, r)
     const slot = sidBase + i
-    p.clients.push(client(r, tokens, warbler ? [`wb/u/${r}/feed`, `wb/d/${cid(r)}/feed`] : [`bench/p/${prefix}${i}`], slot))
+    p.clients.push(client(r, tokens, warbler ? [topics.feed(r), topics.deviceFeed(cid(r))] : [`bench/p/${prefix}${i}`], slot))
     // The sender listens to its own feed too, as every SDK device does (Warbler sends it a copy).
-    p.clients.push(client(s, tokens, warbler ? [`wb/d/${cid(s)}/feed`, `wb/u/${s}/feed`] : [], slot))
+    p.clients.push(client(s, tokens, warbler ? [topics.deviceFeed(cid(s)), topics.feed(s)] : [], slot))
     p.senders.push({ clientId: cid(s), sid: sidBase + i, cls, user: warbler ? s : null, topic: warbler ? null : `bench/p/${prefix}${i}`, to: r, fanout: 1 })
   }
 }
@@ -60,11 +61,11 @@ export function group (p: Population, warbler: boolean, tokens: Map<string, stri
   const u = groupUsers(prefix, senders, members)
   u.members.forEach((m, i) => {
     p.users.push(m)
-    p.clients.push(client(m, tokens, warbler ? [`wb/u/${m}/feed`, `wb/d/${cid(m)}/feed`] : [`bench/g/${prefix}`], sidBase + i))
+    p.clients.push(client(m, tokens, warbler ? [topics.feed(m), topics.deviceFeed(cid(m))] : [`bench/g/${prefix}`], sidBase + i))
   })
   u.senders.forEach((s, i) => {
     p.users.push(s)
-    p.clients.push(client(s, tokens, warbler ? [`wb/d/${cid(s)}`] : [], sidBase + i))
+    p.clients.push(client(s, tokens, warbler ? [topics.device(cid(s))] : [], sidBase + i))
     p.senders.push({ clientId: cid(s), sid: sidBase + i, cls, user: warbler ? s : null, topic: warbler ? null : `bench/g/${prefix}`, conv: conv ?? undefined, fanout: members })
   })
 }
@@ -79,7 +80,7 @@ export function idle (p: Population, warbler: boolean, tokens: Map<string, strin
   for (let i = 0; i < n; i++) {
     const u = `${prefix}${i}`
     p.users.push(u)
-    p.clients.push(client(u, tokens, warbler || sameFilters ? [`wb/u/${u}/feed`, `wb/d/${cid(u)}/feed`] : [`bench/u/${u}`], i, reconnected))
+    p.clients.push(client(u, tokens, warbler || sameFilters ? [topics.feed(u), topics.deviceFeed(cid(u))] : [`bench/u/${u}`], i, reconnected))
   }
 }
 

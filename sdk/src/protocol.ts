@@ -51,6 +51,13 @@ export const topics = {
   feed: (user: string): string => `${TOPIC_ROOT}/u/${user}/feed`,
   /** Where a user publishes what it sends: chat messages, typing, receipts and requests. */
   out: (user: string): string => `${TOPIC_ROOT}/u/${user}/out`,
+  /**
+   * What the broker makes of a publish on `out`: it appends the sending
+   * connection's client id, which the message service reads (never the payload).
+   */
+  stampedOut: (user: string, clientId: string): string => `${TOPIC_ROOT}/u/${user}/out/${clientId}`,
+  /** The level every topic of one user starts with (the ACL's test). */
+  userPrefix: (user: string): string => `${TOPIC_ROOT}/u/${user}/`,
   /** Replies, acknowledgements and errors for one connection (client id). */
   device: (clientId: string): string => `${TOPIC_ROOT}/d/${clientId}`,
   /** The same frames as the device topic, except that acks of one commit may travel together in one `batch` frame. */
@@ -58,6 +65,18 @@ export const topics = {
   /** Server-internal sink for refused publishes; nobody can subscribe to it. */
   refused: '$WB/refused'
 } as const
+
+/** The filter the message service subscribes to: every stamped `out` topic. */
+export const SERVICE_OUT_FILTER = `${TOPIC_ROOT}/u/+/out/+`
+
+/** (user, clientId) of a stamped out topic (`topics.stampedOut`), or null for any other topic. */
+export function parseStampedOut (topic: string): { user: string, clientId: string } | null {
+  // Called for every publish the broker routes: reject the others without splitting.
+  if (!topic.startsWith(`${TOPIC_ROOT}/u/`) || !topic.includes('/out/')) return null
+  const p = topic.split('/')
+  if (p.length !== 5 || p[0] !== TOPIC_ROOT || p[1] !== 'u' || p[3] !== 'out') return null
+  return { user: p[2] as string, clientId: p[4] as string }
+}
 
 /** What a topic of the chat topic space is, or null for any other topic. */
 export type ChatTopic =
