@@ -78,7 +78,7 @@ BACKUPS=/var/backups/warbler
 ETC=/etc/warbler
 UNITS=/etc/systemd/system
 # What the app needs to build and run; the Dockerfile copies the same list.
-APP_SOURCES=(package.json package-lock.json tsconfig.json shared broker bridge server cli bench sdk/src docs)
+APP_SOURCES=(package.json package-lock.json tsconfig.json shared broker bridge server cli bench sdk/package.json sdk/tsconfig.json sdk/src docs)
 
 step () { printf '\n== %s\n' "$*"; }
 note () { printf '   %s\n' "$*"; }

@@ -723,7 +723,7 @@ test('the sources install.sh and the Dockerfile copy are enough to build and run
     for (const s of appSources()) cpSync(path.join(ROOT, s), path.join(dir, s), { recursive: true })
     // The dependencies as installed here (npm ci is the part that needs the network).
     symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'))
-    ok(run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: dir }), 'tsc in a copy of the sources')
+    for (const p of ['sdk/tsconfig.json', 'tsconfig.json']) ok(run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', p], { cwd: dir }), `tsc -p ${p} in a copy of the sources`)
     // As the Dockerfile does after tsc (install.sh's npm ci runs `npm run build`, which does the same).
     ok(run(process.execPath, [path.join(dir, 'dist', 'cli', 'build-info.js')], { cwd: dir }), 'build-info in the copy')
     const help = ok(run(process.execPath, [path.join(dir, 'dist', 'cli', 'warbler.js'), 'start', '--help'], { cwd: dir }), 'warbler start --help from the copy')
