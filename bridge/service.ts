@@ -108,7 +108,13 @@ export class MessageService {
   static async open (opts: ServiceOptions): Promise<MessageService> {
     const file = path.join(opts.dataDir, DB_FILE)
     const writeDb = await Database.open(file, { synchronous: opts.durability === 'power' ? 'FULL' : 'NORMAL' })
-    await migrate(writeDb)
+    try {
+      await migrate(writeDb, { log: opts.log })
+    } catch (err) {
+      // A refused file (written by a newer Warbler) or a failed upgrade: nothing stays open.
+      await writeDb.close().catch(() => {})
+      throw err
+    }
     const readDb = await Database.open(file)
     const checkpoints = await Checkpointer.start(writeDb, await Database.open(file), CHECKPOINT_INTERVAL_MS, (err) => {
       opts.log.warn('WAL checkpoint failed', { error: String(err) })

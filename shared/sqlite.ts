@@ -54,8 +54,11 @@ export class Database {
     raw.configure('busyTimeout', 5000)
     if (opts.readonly !== true) {
       // Takes effect only while the file is new: lets retention give space back
-      // with PRAGMA incremental_vacuum instead of a full VACUUM.
-      await db.exec('PRAGMA auto_vacuum = INCREMENTAL')
+      // with PRAGMA incremental_vacuum instead of a full VACUUM. Set only when it
+      // differs: setting it writes the file's header, and opening a file must
+      // not change it (a file a newer Warbler wrote is refused untouched).
+      const vacuum = await db.get<{ auto_vacuum: number }>('PRAGMA auto_vacuum')
+      if (vacuum?.auto_vacuum !== 2) await db.exec('PRAGMA auto_vacuum = INCREMENTAL')
       await db.exec('PRAGMA journal_mode = WAL')
     }
     await db.exec(`PRAGMA synchronous = ${opts.synchronous === 'FULL' ? 'FULL' : 'NORMAL'}; PRAGMA foreign_keys = ON`)

@@ -7,10 +7,18 @@
  *   (sorted by last activity in memory: a user has few conversations);
  * - unread counts: conversations.last_seq minus members.read_seq, no counting;
  * - full-text search: an FTS5 index over the text of each message.
+ *
+ * The schema is a list of numbered migrations (shared/migrations.ts runs
+ * them and records the version). A change to the tables is a new migration
+ * at the end of the list; a shipped migration is never edited, since
+ * databases out there already ran it.
  */
 import type { Database } from '../../shared/sqlite.js'
+import type { Logger } from '../../shared/log.js'
+import { migrateSchema, tableNames, type Migration, type MigrationOutcome, type SchemaComponent } from '../../shared/migrations.js'
 
-export const SCHEMA = `
+/** Migration 1: the archive as the first release that recorded versions shipped it, exactly. */
+export const SCHEMA_V1 = `
 CREATE TABLE IF NOT EXISTS conversations (
   id TEXT PRIMARY KEY,
   kind TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
@@ -61,6 +69,30 @@ CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages WHEN o
 END;
 `
 
-export async function migrate (db: Database): Promise<void> {
-  await db.exec(SCHEMA)
+/** The tables of migration 1: a file with all of them and no recorded version is at version 1. */
+const V1_TABLES = ['conversations', 'members', 'messages', 'last_seen', 'messages_fts']
+
+/** The archive's migrations, in order; a new one goes at the end. */
+export const ARCHIVE_MIGRATIONS: readonly Migration[] = [
+  { version: 1, what: 'conversations, members, messages, last_seen and the full-text index', up: SCHEMA_V1 }
+]
+
+/** The archive as a part of the database file, with `migrations` (the shipped list unless a test gives its own). */
+export function archiveComponent (migrations: readonly Migration[] = ARCHIVE_MIGRATIONS): SchemaComponent {
+  return {
+    name: 'archive',
+    migrations,
+    // Before versions were recorded, the schema ran with IF NOT EXISTS at
+    // every start: a file with all of its tables is at version 1; one with only
+    // some (a first start cut short) runs migration 1 again, which adds the rest.
+    detect: async (db) => {
+      const tables = await tableNames(db)
+      return V1_TABLES.every((t) => tables.has(t)) ? 1 : 0
+    }
+  }
+}
+
+/** Bring the archive's tables to the newest version (see shared/migrations.ts). */
+export async function migrate (db: Database, opts: { log?: Logger, migrations?: readonly Migration[] } = {}): Promise<MigrationOutcome> {
+  return await migrateSchema(db, archiveComponent(opts.migrations), opts.log)
 }

@@ -14,7 +14,8 @@ import { Database } from '../../shared/sqlite.js'
 import { DB_FILE, prepareDataDir } from '../../shared/data-dir.js'
 import { EXIT, StartError } from '../../shared/start-error.js'
 import { hashPassword } from './password.js'
-
+import { migrateIdentity } from './identity-schema.js'
+import { createLogger, type Logger } from '../../shared/log.js'
 
 export interface UserRecord {
   name: string
@@ -41,33 +42,6 @@ export class IdentityError extends Error {
   constructor (readonly code: 'bad_request' | 'not_found' | 'conflict', message: string) { super(message) }
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS users (
-  name TEXT PRIMARY KEY,
-  password_hash TEXT NOT NULL,
-  admin INTEGER NOT NULL DEFAULT 0,
-  created_at INTEGER NOT NULL,
-  service INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS device_tokens (
-  id TEXT PRIMARY KEY,
-  user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-  name TEXT NOT NULL,
-  secret_hash BLOB NOT NULL,
-  created_at INTEGER NOT NULL,
-  revoked_at INTEGER
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS device_tokens_user ON device_tokens(user);
-CREATE TABLE IF NOT EXISTS meta (
-  key TEXT PRIMARY KEY,
-  value BLOB NOT NULL
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO meta(key, value) VALUES ('identity_version', 0);
-${['users', 'device_tokens'].flatMap((t) => ['INSERT', 'UPDATE', 'DELETE'].map((op) => `
-CREATE TRIGGER IF NOT EXISTS ${t}_${op.toLowerCase()}_version AFTER ${op} ON ${t}
-BEGIN UPDATE meta SET value = value + 1 WHERE key = 'identity_version'; END;`)).join('')}
-`
-
 /**
  * Open the data dir's database, refusing a file that is not Warbler's (not
  * SQLite at all, damaged, or another program's SQLite database) before
@@ -87,7 +61,7 @@ async function openWarblerDatabase (file: string): Promise<Database> {
   }
   try {
     const tables = (await db.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name)
-    if (tables.length > 0 && !tables.includes('meta') && !tables.includes('users')) {
+    if (tables.length > 0 && !tables.includes('meta') && !tables.includes('users') && !tables.includes('schema_versions')) {
       throw refuse(`is a SQLite database but not a Warbler one (its tables: ${tables.slice(0, 5).join(', ')}${tables.length > 5 ? ', ...' : ''})`)
     }
   } catch (err) {
@@ -160,9 +134,11 @@ export class IdentityStore {
   /**
    * Open (by default creating) the database in dataDir. With `create: false`
    * a missing database is an error naming the directory, so that a mistyped
-   * --data-dir does not silently start an empty one.
+   * --data-dir does not silently start an empty one. The tables are brought
+   * to this code's version (identity-schema.ts); `log` hears of an upgrade
+   * and its backup file (by default, a JSON line on stderr).
    */
-  static async open (dataDir: string, opts: { create?: boolean } = {}): Promise<IdentityStore> {
+  static async open (dataDir: string, opts: { create?: boolean, log?: Logger } = {}): Promise<IdentityStore> {
     const file = path.join(dataDir, DB_FILE)
     if (opts.create === false && !existsSync(file)) {
       throw new IdentityError('not_found', `no Warbler database in ${dataDir} (wrong --data-dir? \`warbler start\` or \`warbler user add\` creates it)`)
@@ -170,9 +146,12 @@ export class IdentityStore {
     prepareDataDir(dataDir)
     privateFile(file)
     const db = await openWarblerDatabase(file)
-    await db.exec(SCHEMA)
-    const cols = await db.all<{ name: string }>('PRAGMA table_info(users)')
-    if (!cols.some((c) => c.name === 'service')) await db.exec('ALTER TABLE users ADD COLUMN service INTEGER NOT NULL DEFAULT 0')
+    try {
+      await migrateIdentity(db, { log: opts.log ?? createLogger('info') })
+    } catch (err) {
+      await db.close().catch(() => {})
+      throw err
+    }
     const store = new IdentityStore(db)
     await store.jwtKey() // create the signing key on first open
     return store

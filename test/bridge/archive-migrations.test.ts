@@ -1,0 +1,161 @@
+/**
+ * The archive's schema versions on real SQLite files: a fresh file gets every
+ * migration, a file from the release before versions were recorded is taken
+ * as version 1 unchanged, an older version is upgraded in one transaction
+ * after a copy of the file, a newer one is refused with nothing changed, and
+ * a failing migration leaves nothing behind.
+ */
+import assert from 'node:assert/strict'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { test } from 'node:test'
+import { Database } from '../../shared/sqlite.js'
+import { DB_FILE } from '../../shared/data-dir.js'
+import { createLogger } from '../../shared/log.js'
+import type { Migration } from '../../shared/migrations.js'
+import { EXIT, StartError } from '../../shared/start-error.js'
+import { ARCHIVE_MIGRATIONS, migrate } from '../../bridge/archive/schema.js'
+import { MessageService } from '../../bridge/service.js'
+
+/** A database as the release before schema versions wrote it (users, tokens, a conversation of two messages). */
+const RELEASE_1 = readFileSync(new URL('../../../test/fixtures/warbler-db-release-1.sql', import.meta.url), 'utf8')
+
+/** A later migration, for the tests only: a new table and a new column. */
+const V2: Migration = {
+  version: 2,
+  what: 'reactions, conversations.topic',
+  up: 'CREATE TABLE reactions (msg TEXT NOT NULL, user TEXT NOT NULL, emoji TEXT NOT NULL, PRIMARY KEY (msg, user, emoji)) WITHOUT ROWID; ALTER TABLE conversations ADD COLUMN topic TEXT'
+}
+
+async function dataDir (sql: string | null): Promise<{ dir: string, file: string, done: () => void }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'warbler-archive-versions-'))
+  const file = path.join(dir, DB_FILE)
+  if (sql !== null) {
+    const db = await Database.open(file)
+    await db.exec(sql)
+    await db.close()
+  }
+  return { dir, file, done: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+async function withDb<T> (file: string, fn: (db: Database) => Promise<T>): Promise<T> {
+  const db = await Database.open(file)
+  try { return await fn(db) } finally { await db.close() }
+}
+
+const version = (db: Database): Promise<number | undefined> =>
+  db.get<{ version: number }>("SELECT version FROM schema_versions WHERE component = 'archive'").then((r) => r?.version, () => undefined)
+const schemaSql = (db: Database): Promise<string> =>
+  db.all<{ sql: string | null }>("SELECT sql FROM sqlite_master WHERE name NOT LIKE 'schema_versions%' ORDER BY name").then((r) => r.map((x) => x.sql).join('\n'))
+const messages = (db: Database): Promise<Array<{ seq: number, text: string }>> =>
+  db.all<{ seq: number, text: string }>("SELECT seq, text FROM messages WHERE conv = 'd:ann:ben' ORDER BY seq")
+const backups = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith(`${DB_FILE}.pre-`))
+
+test('a fresh file gets every migration and records the last version, with no copy made', async () => {
+  const d = await dataDir(null)
+  try {
+    await withDb(d.file, async (db) => {
+      assert.deepEqual(await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, V2] }), { from: 0, to: 2, backup: null })
+      assert.equal(await version(db), 2)
+      const tables = new Set((await db.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name))
+      for (const t of ['conversations', 'members', 'messages', 'last_seen', 'messages_fts', 'reactions']) assert.ok(tables.has(t), t)
+    })
+    assert.deepEqual(backups(d.dir), [])
+  } finally { d.done() }
+})
+
+test('a file of the release before versions is recorded as version 1, its tables and rows unchanged', async () => {
+  const d = await dataDir(RELEASE_1)
+  try {
+    const before = await withDb(d.file, schemaSql)
+    await withDb(d.file, async (db) => {
+      assert.deepEqual(await migrate(db), { from: 1, to: 1, backup: null })
+      assert.equal(await version(db), 1)
+      assert.equal(await schemaSql(db), before)
+      assert.deepEqual(await messages(db), [{ seq: 1, text: 'hello ben' }, { seq: 2, text: 'lunch at noon?' }])
+      // Opened again: nothing to do.
+      assert.deepEqual(await migrate(db), { from: 1, to: 1, backup: null })
+    })
+    assert.deepEqual(backups(d.dir), [])
+  } finally { d.done() }
+})
+
+test('an older version is upgraded after a copy of the file: data kept, version recorded, the copy named in the log and readable', async () => {
+  const d = await dataDir(RELEASE_1)
+  try {
+    const lines: string[] = []
+    const log = createLogger('info', (l) => { lines.push(l) })
+    const out = await withDb(d.file, async (db) => {
+      const o = await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, V2], log })
+      assert.equal(await version(db), 2)
+      assert.deepEqual(await messages(db), [{ seq: 1, text: 'hello ben' }, { seq: 2, text: 'lunch at noon?' }])
+      // The new column and table work; the full-text index still finds old messages.
+      await db.run("UPDATE conversations SET topic = 'plans' WHERE id = 'd:ann:ben'")
+      await db.run("INSERT INTO reactions(msg, user, emoji) VALUES ('0000000000000000000002', 'ben', 'ok')")
+      assert.equal((await db.all("SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'lunch'")).length, 1)
+      return o
+    })
+    assert.equal(out.from, 1)
+    assert.equal(out.to, 2)
+    assert.ok(out.backup !== null && existsSync(out.backup), 'the copy exists')
+    assert.equal(path.dirname(out.backup), d.dir, 'the copy is in the data dir')
+    assert.match(path.basename(out.backup), /^warbler\.db\.pre-archive-v2-/)
+    assert.ok(lines.some((l) => l.includes(out.backup as string)), 'the log names the copy')
+    // The copy is the file as it was: version 1's tables, every row.
+    await withDb(out.backup, async (db) => {
+      assert.deepEqual(await messages(db), [{ seq: 1, text: 'hello ben' }, { seq: 2, text: 'lunch at noon?' }])
+      const tables = (await db.all<{ name: string }>("SELECT name FROM sqlite_master WHERE name = 'reactions'"))
+      assert.deepEqual(tables, [])
+      assert.equal((await db.get<{ n: number }>('SELECT count(*) AS n FROM users'))?.n, 3)
+    })
+  } finally { d.done() }
+})
+
+test('a file of a newer version is refused (exit code 5) naming both versions, and left byte for byte as it was', async () => {
+  const d = await dataDir(RELEASE_1)
+  try {
+    await withDb(d.file, async (db) => {
+      await migrate(db)
+      await db.run("UPDATE schema_versions SET version = 7 WHERE component = 'archive'")
+    })
+    const bytes = readFileSync(d.file)
+    const listing = readdirSync(d.dir).sort()
+    await assert.rejects(MessageService.open({ dataDir: d.dir, transport: { publish: async () => {} }, log: createLogger('error', () => {}), maxPayload: 65536 }), (err: unknown) => {
+      assert.ok(err instanceof StartError)
+      assert.equal(err.exitCode, EXIT.dataDir)
+      assert.match(err.message, /archive schema version 7/)
+      assert.match(err.message, /versions up to 1\b/)
+      assert.match(err.message, /Upgrade Warbler/)
+      return true
+    })
+    assert.ok(readFileSync(d.file).equals(bytes), 'the file is unchanged')
+    assert.deepEqual(readdirSync(d.dir).sort(), listing, 'no copy, no journal left behind')
+  } finally { d.done() }
+})
+
+test('a failing migration rolls back: the version stays, no table of it is left half made', async () => {
+  const d = await dataDir(RELEASE_1)
+  try {
+    const broken: Migration = { version: 2, what: 'fails half way', up: 'CREATE TABLE half (x INTEGER); ALTER TABLE conversations ADD COLUMN topic TEXT; INSERT INTO no_such_table VALUES (1)' }
+    await withDb(d.file, async (db) => {
+      await migrate(db)
+      const before = await schemaSql(db)
+      await assert.rejects(migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, broken] }), /no_such_table/)
+      assert.equal(await version(db), 1)
+      assert.equal(await schemaSql(db), before)
+      assert.deepEqual(await db.all("SELECT name FROM sqlite_master WHERE name = 'half'"), [])
+      assert.deepEqual(await messages(db), [{ seq: 1, text: 'hello ben' }, { seq: 2, text: 'lunch at noon?' }])
+    })
+  } finally { d.done() }
+})
+
+test('a list of migrations out of order is refused before anything runs', async () => {
+  const d = await dataDir(null)
+  try {
+    await withDb(d.file, async (db) => {
+      await assert.rejects(migrate(db, { migrations: [ARCHIVE_MIGRATIONS[0] as Migration, { ...V2, version: 3 }] }), /numbered 1, 2, 3.*found 3 at place 2/)
+      assert.deepEqual(await db.all("SELECT name FROM sqlite_master"), [])
+    })
+  } finally { d.done() }
+})

@@ -1,0 +1,141 @@
+/**
+ * The identity store's schema versions on real SQLite files, through
+ * IdentityStore.open: a fresh file gets every migration, a file of the
+ * release before versions is taken as version 2 unchanged, the first layout
+ * (no users.service) is upgraded by the real migration 2 after a copy of the
+ * file, a newer version is refused with nothing changed (also by the CLI,
+ * exit code 5), and a failing migration leaves nothing behind.
+ */
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { test } from 'node:test'
+import { Database } from '../../shared/sqlite.js'
+import { DB_FILE } from '../../shared/data-dir.js'
+import { createLogger } from '../../shared/log.js'
+import type { Migration } from '../../shared/migrations.js'
+import { EXIT, StartError } from '../../shared/start-error.js'
+import { IdentityStore } from '../../broker/identity/identity-store.js'
+import { IDENTITY_MIGRATIONS, migrateIdentity } from '../../broker/identity/identity-schema.js'
+import { CLI } from '../helpers/warbler.js'
+
+const RELEASE_1 = readFileSync(new URL('../../../test/fixtures/warbler-db-release-1.sql', import.meta.url), 'utf8')
+
+/** The first layout: migration 1 as shipped, and two users. */
+const FIRST_LAYOUT = `${IDENTITY_MIGRATIONS[0]?.up as string};
+INSERT INTO users(name, password_hash, admin, created_at) VALUES ('ann', 'scrypt$placeholder', 1, 1), ('ben', 'scrypt$placeholder', 0, 2);
+INSERT INTO meta(key, value) VALUES ('jwt_key', X'00');`
+
+async function dataDir (sql: string | null): Promise<{ dir: string, file: string, done: () => void }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'warbler-identity-versions-'))
+  const file = path.join(dir, DB_FILE)
+  if (sql !== null) {
+    const db = await Database.open(file)
+    await db.exec(sql)
+    await db.close()
+  }
+  return { dir, file, done: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+async function withDb<T> (file: string, fn: (db: Database) => Promise<T>): Promise<T> {
+  const db = await Database.open(file)
+  try { return await fn(db) } finally { await db.close() }
+}
+
+const version = (db: Database): Promise<number | undefined> =>
+  db.get<{ version: number }>("SELECT version FROM schema_versions WHERE component = 'identity'").then((r) => r?.version, () => undefined)
+const schemaSql = (db: Database): Promise<string> =>
+  db.all<{ sql: string | null }>("SELECT sql FROM sqlite_master WHERE name NOT LIKE 'schema_versions%' ORDER BY name").then((r) => r.map((x) => x.sql).join('\n'))
+const columns = (db: Database): Promise<string[]> =>
+  db.all<{ name: string }>("SELECT name FROM pragma_table_info('users')").then((r) => r.map((x) => x.name))
+const backups = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith(`${DB_FILE}.pre-`))
+
+test('identity: a fresh file gets every migration (users have the service flag) and records version 2', async () => {
+  const d = await dataDir(null)
+  try {
+    const store = await IdentityStore.open(d.dir)
+    await store.addUser('ann', 'password-1234', false, true)
+    assert.equal((await store.listUsers())[0]?.service, true)
+    await store.close()
+    await withDb(d.file, async (db) => { assert.equal(await version(db), 2) })
+    assert.deepEqual(backups(d.dir), [])
+  } finally { d.done() }
+})
+
+test('identity: a file of the release before versions is recorded as version 2, unchanged', async () => {
+  const d = await dataDir(RELEASE_1)
+  try {
+    const before = await withDb(d.file, schemaSql)
+    const store = await IdentityStore.open(d.dir)
+    assert.deepEqual((await store.listUsers()).map((u) => [u.name, u.admin, u.service]), [['ann', true, false], ['ben', false, false], ['warbler-bridge', false, true]])
+    assert.equal((await store.listDeviceTokens('ann')).length, 1)
+    await store.close()
+    await withDb(d.file, async (db) => {
+      assert.equal(await version(db), 2)
+      assert.equal(await schemaSql(db), before)
+    })
+    assert.deepEqual(backups(d.dir), [])
+  } finally { d.done() }
+})
+
+test('identity: the first layout is upgraded by migration 2 after a copy of the file, named in the log', async () => {
+  const d = await dataDir(FIRST_LAYOUT)
+  try {
+    const lines: string[] = []
+    const store = await IdentityStore.open(d.dir, { log: createLogger('info', (l) => { lines.push(l) }) })
+    assert.deepEqual((await store.listUsers()).map((u) => [u.name, u.admin, u.service]), [['ann', true, false], ['ben', false, false]])
+    await store.close()
+    await withDb(d.file, async (db) => {
+      assert.equal(await version(db), 2)
+      assert.ok((await columns(db)).includes('service'))
+    })
+    const [copy, ...more] = backups(d.dir)
+    assert.equal(more.length, 0)
+    assert.match(copy as string, /^warbler\.db\.pre-identity-v2-/)
+    const full = path.join(d.dir, copy as string)
+    assert.ok(lines.some((l) => l.includes(full)), 'the log names the copy')
+    await withDb(full, async (db) => {
+      assert.ok(!(await columns(db)).includes('service'), 'the copy is the file as it was')
+      assert.equal((await db.get<{ n: number }>('SELECT count(*) AS n FROM users'))?.n, 2)
+    })
+  } finally { d.done() }
+})
+
+test('identity: a file of a newer version is refused (exit code 5), unchanged, also by the CLI', async () => {
+  const d = await dataDir(RELEASE_1)
+  try {
+    await (await IdentityStore.open(d.dir)).close()
+    await withDb(d.file, async (db) => { await db.run("UPDATE schema_versions SET version = 9 WHERE component = 'identity'") })
+    const bytes = readFileSync(d.file)
+    await assert.rejects(IdentityStore.open(d.dir), (err: unknown) => {
+      assert.ok(err instanceof StartError)
+      assert.equal(err.exitCode, EXIT.dataDir)
+      assert.match(err.message, /identity schema version 9, but this Warbler knows versions up to 2/)
+      assert.match(err.message, /Upgrade Warbler/)
+      return true
+    })
+    const cli = spawnSync(process.execPath, [CLI, 'user', 'list', '--data-dir', d.dir], { encoding: 'utf8', timeout: 30_000 })
+    assert.equal(cli.status, EXIT.dataDir, cli.stderr)
+    assert.match(cli.stderr, /identity schema version 9/)
+    assert.ok(readFileSync(d.file).equals(bytes), 'the file is unchanged')
+    assert.ok(!existsSync(`${d.file}-wal`))
+  } finally { d.done() }
+})
+
+test('identity: a failing migration rolls back: the version stays, no column or table of it is left', async () => {
+  const d = await dataDir(FIRST_LAYOUT)
+  try {
+    const broken: Migration = { version: 3, what: 'fails half way', up: 'CREATE TABLE half (x INTEGER); INSERT INTO no_such_table VALUES (1)' }
+    await withDb(d.file, async (db) => {
+      await migrateIdentity(db, { migrations: [IDENTITY_MIGRATIONS[0] as Migration] })
+      assert.equal(await version(db), 1)
+      await assert.rejects(migrateIdentity(db, { migrations: [...IDENTITY_MIGRATIONS, broken] }), /no_such_table/)
+      assert.equal(await version(db), 1)
+      assert.ok(!(await columns(db)).includes('service'), 'migration 2 of the failed run is undone too')
+      assert.deepEqual(await db.all("SELECT name FROM sqlite_master WHERE name = 'half'"), [])
+      assert.equal((await db.get<{ n: number }>('SELECT count(*) AS n FROM users'))?.n, 2)
+    })
+  } finally { d.done() }
+})
