@@ -8,7 +8,9 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { GroupRole } from '@warbler/sdk/protocol'
-import { ServiceError, type ConvState, type Tx } from './archive/writer.js'
+import { ServiceError } from './archive/errors.js'
+import type { ConvState, Tx } from './archive/tx.js'
+import { members } from './archive/write-ops.js'
 
 export const MAX_GROUP_MEMBERS = 1000
 const NAME_MAX = 100
@@ -67,7 +69,7 @@ export async function addMembers (tx: Tx, user: string, conv: string, users: str
   if (added.length === 0) return { seq: null, added }
   const now = Date.now()
   for (const u of added) {
-    await tx.run('INSERT INTO members(conv, user, role, joined_at) VALUES (?, ?, ?, ?)', [conv, u, 'member', now])
+    await members.add(tx, conv, u, 'member', now)
     c.members.set(u, 'member')
   }
   const f = await tx.append(c, user, null, { sys: 'added', users: added }, '')
@@ -87,7 +89,7 @@ export async function removeMembers (tx: Tx, user: string, conv: string, users: 
   // The removed members still receive this system message, then nothing more.
   const f = await tx.append(c, user, null, { sys: 'removed', users: removed }, '')
   for (const u of removed) {
-    await tx.run('DELETE FROM members WHERE conv = ? AND user = ?', [conv, u])
+    await members.remove(tx, conv, u)
     c.members.delete(u)
   }
   return { seq: f.seq, removed }
@@ -102,10 +104,10 @@ export async function leaveGroup (tx: Tx, user: string, conv: string): Promise<{
     owner = (rest.find(([, r]) => r === 'admin') ?? rest[0] as [string, GroupRole])[0]
   }
   const f = await tx.append(c, user, null, owner === undefined ? { sys: 'left', user } : { sys: 'left', user, owner }, '')
-  await tx.run('DELETE FROM members WHERE conv = ? AND user = ?', [conv, user])
+  await members.remove(tx, conv, user)
   c.members.delete(user)
   if (owner !== undefined) {
-    await tx.run("UPDATE members SET role = 'owner' WHERE conv = ? AND user = ?", [conv, owner])
+    await members.setRole(tx, conv, owner, 'owner')
     c.members.set(owner, 'owner')
   }
   return owner === undefined ? { seq: f.seq } : { seq: f.seq, owner }
@@ -118,7 +120,7 @@ export async function setRole (tx: Tx, user: string, conv: string, target: strin
   const current = c.members.get(target)
   if (current === undefined) throw new ServiceError('not_member', `${target} is not a member of ${conv}`)
   if (current === 'owner') throw new ServiceError('forbidden', 'the owner keeps the owner role (leave to hand it over)')
-  await tx.run('UPDATE members SET role = ? WHERE conv = ? AND user = ?', [newRole, conv, target])
+  await members.setRole(tx, conv, target, newRole)
   c.members.set(target, newRole)
   const f = await tx.append(c, user, null, { sys: 'role', user: target, role: newRole }, '')
   return { seq: f.seq }

@@ -9,7 +9,9 @@ import { addMembers, checkGroupName, createGroup, leaveGroup, removeMembers, ren
 import { convParam, intParam, stringParam, usersParam } from './frames.js'
 import { RECENT, type RedisMirror } from './redis-mirror.js'
 import type { ArchiveReader } from './archive/reader.js'
-import { type ArchiveWriter, ServiceError } from './archive/writer.js'
+import type { ArchiveWriter } from './archive/writer.js'
+import { ServiceError } from './archive/errors.js'
+import { watermarks } from './archive/write-ops.js'
 
 export interface RequestContext {
   user: string
@@ -38,15 +40,14 @@ async function watermark (ctx: RequestContext, r: RequestFrame, column: 'read_se
     const c = await tx.conv(conv)
     if (c === null || !c.members.has(ctx.user)) throw new ServiceError('not_member', `${ctx.user} is not a member of ${conv}`)
     if (seq > c.lastSeq) throw new ServiceError('bad_request', `seq ${seq} is past the last message (${c.lastSeq})`)
-    const forward = (col: 'read_seq' | 'delivered_seq'): Promise<{ changes: number }> =>
-      tx.run(`UPDATE members SET ${col} = ?1 WHERE conv = ?2 AND user = ?3 AND ${col} < ?1`, [seq, conv, ctx.user])
+    const forward = (col: 'read_seq' | 'delivered_seq'): Promise<boolean> => watermarks.forward(tx, col, conv, ctx.user, seq)
     const to: { read?: number, delivered?: number } = {}
-    if (column === 'read_seq' && (await forward('read_seq')).changes > 0) {
+    if (column === 'read_seq' && await forward('read_seq')) {
       to.read = seq
       ctx.mirror?.unread(ctx.user, conv, c.lastSeq - seq)
     }
     // Reading implies delivery; watermarks only move forward.
-    if ((await forward('delivered_seq')).changes > 0) to.delivered = seq
+    if (await forward('delivered_seq')) to.delivered = seq
     if (to.read !== undefined || to.delivered !== undefined) tx.moved(c, ctx.user, to)
   })
   return { conv, seq }

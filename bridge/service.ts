@@ -23,7 +23,9 @@ import type { RedisMirror } from './redis-mirror.js'
 import { migrate } from './archive/schema.js'
 import { Checkpointer } from './archive/checkpoint.js'
 import { ArchiveReader } from './archive/reader.js'
-import { ArchiveWriter, ServiceError } from './archive/writer.js'
+import { ArchiveWriter } from './archive/writer.js'
+import { ServiceError } from './archive/errors.js'
+import { lastSeen } from './archive/write-ops.js'
 import { type Audience, Fanout, type Publish } from './fanout.js'
 
 export interface Transport {
@@ -240,7 +242,7 @@ export class MessageService {
     this.lastSeen.set(user, now)
     this.opts.mirror?.presence(user, n > 0, now)
     if (!online) {
-      this.writer.op((tx) => tx.run('INSERT INTO last_seen(user, ts) VALUES (?, ?) ON CONFLICT(user) DO UPDATE SET ts = excluded.ts', [user, now]))
+      this.writer.op((tx) => lastSeen.store(tx, user, now))
         .catch((err: unknown) => {
           // Nobody waits for this write; the memory copy still answers until a restart.
           if (!(err instanceof ServiceError && err.code === 'unavailable')) this.opts.log.error('storing when a user was last seen failed', { user, error: err instanceof Error ? err.message : String(err) })
@@ -257,8 +259,7 @@ export class MessageService {
     for (const u of users) {
       let seen = this.lastSeen.get(u) ?? null
       if (seen === null) {
-        const row = await this.readDb.get<{ ts: number }>('SELECT ts FROM last_seen WHERE user = ?', [u])
-        seen = row?.ts ?? null
+        seen = await this.reader.lastSeen(u)
       }
       out.push({ user: u, online: this.online.has(u), lastSeen: seen })
     }

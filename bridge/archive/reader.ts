@@ -145,6 +145,12 @@ export class ArchiveReader {
     return r === undefined ? null : { kind: r.kind, name: r.name, lastSeq: r.last_seq }
   }
 
+  /** When `user` was last seen online (stored when their last device went away), or null. */
+  async lastSeen (user: string): Promise<number | null> {
+    const r = await this.db.get<{ ts: number }>('SELECT ts FROM last_seen WHERE user = ?', [user])
+    return r?.ts ?? null
+  }
+
   /** Users that share a direct conversation with `user` (who hear about its presence). */
   async directPeers (user: string): Promise<string[]> {
     // Asked at every connect and disconnect (presence): a prepared statement, not one compiled per call.

@@ -9,7 +9,7 @@
  * a crash: an uncommitted batch was never acknowledged and its numbers were
  * never seen.
  *
- * It owns its own SQLite connection; readers use another (store.ts).
+ * It owns its own SQLite connection; readers use another (reader.ts).
  *
  * A batch costs a fixed handful of statements, whatever its size: the sends'
  * message rows and read watermarks are collected in memory while the batch
@@ -22,76 +22,14 @@
  * SQLite as one script (one trip), and batches are pipelined: the next one
  * is written while the previous one is delivered (see `apply` and `loop`).
  */
-import { randomBytes } from 'node:crypto'
-import type { AckFrame, ErrorCode, GroupRole, MessageFrame, ReceiptFrame } from '@warbler/sdk/protocol'
+import type { AckFrame, GroupRole, MessageFrame, ReceiptFrame } from '@warbler/sdk/protocol'
 import type { Database } from '../../shared/sqlite.js'
+import { ServiceError } from './errors.js'
+import { newMessageId } from './message-id.js'
+import { jsonParam, SQL_CONV, SQL_CONV_MEMBERS, SQL_CONVS, SQL_EXISTING, SQL_INSERT, SQL_MARKS, SQL_NEW_CONV, SQL_NEW_MEMBER, SQL_USER_EXISTS, wellFormed, withLiteral } from './batch-sql.js'
+import type { ConvState, SendInput, SendResult, StoredMessage, StoredReceipt, Tx, WriterStats } from './tx.js'
 
-/** A conversation as the writer keeps it in memory. */
-export interface ConvState {
-  readonly id: string
-  readonly kind: 'direct' | 'group'
-  name: string | null
-  lastSeq: number
-  lastTs: number
-  /** Members and their roles. */
-  members: Map<string, GroupRole>
-}
-
-/** A message just committed, with who must receive it. */
-export interface StoredMessage {
-  frame: MessageFrame
-  /** Members at the time it was stored. */
-  recipients: string[]
-}
-
-/**
- * A committed move of a member's read or delivered watermark: the receipt,
- * and the members who get it (all of them, so the mover's other devices
- * learn it too). One per member and conversation per batch, with where the
- * watermarks ended up.
- */
-export interface StoredReceipt {
-  frame: ReceiptFrame
-  recipients: string[]
-}
-
-/** A refusal caused by the request (not a server fault): no effect, a reason for the client. */
-export class ServiceError extends Error {
-  override name = 'ServiceError'
-  constructor (readonly code: ErrorCode, message: string) { super(message) }
-}
-
-/** What an operation may do inside the batch transaction. */
-export interface Tx {
-  /** The conversation, loaded into the cache if needed; null if it does not exist. */
-  conv: (id: string) => Promise<ConvState | null>
-  createConversation: (id: string, kind: 'direct' | 'group', name: string | null, members: ReadonlyArray<readonly [string, GroupRole]>) => Promise<ConvState>
-  /** Append a message: allocates the next seq, inserts it, queues its delivery after COMMIT. */
-  append: (conv: ConvState, sender: string, cid: string | null, body: unknown, text: string) => Promise<MessageFrame>
-  /**
-   * Set a member's read and delivered watermarks to `seq`, past both (written
-   * with the batch, in order); the members get a receipt for the move.
-   */
-  markRead: (conv: ConvState, user: string, seq: number) => void
-  /** A member's watermarks moved (to `read` and/or `delivered`): the members get a receipt after COMMIT. */
-  moved: (conv: ConvState, user: string, marks: { read?: number, delivered?: number }) => void
-  userExists: (name: string) => Promise<boolean>
-  run: (sql: string, params?: unknown[]) => Promise<{ changes: number }>
-  /** Work to do after COMMIT (deliveries of events, replies). */
-  afterCommit: (fn: () => void) => void
-}
-
-export interface SendInput {
-  user: string
-  cid: string
-  conv: string
-  /** For a new direct conversation: the other user, who must exist. */
-  peer: string | null
-  body: unknown
-  text: string
-}
-
-export type SendResult = { ack: AckFrame, duplicate: boolean, delivered: Promise<unknown> }
+export type { ConvState, SendInput, SendResult, StoredMessage, StoredReceipt, Tx, WriterStats } from './tx.js'
 
 interface Item {
   run: (tx: Tx, existing: Map<string, AckFrame>) => Promise<unknown>
@@ -101,51 +39,7 @@ interface Item {
   key?: { user: string, cid: string }
 }
 
-export interface WriterStats {
-  batches: number
-  lastBatchSize: number
-  maxBatchSize: number
-  stored: number
-  /** Batches committed in one step (the rest went statement by statement). */
-  oneStep: number
-  /** Recent commit latencies (ms), for percentiles; a ring. */
-  latencies: number[]
-  batchSizes: number[]
-}
-
 const RING = 2048
-
-/**
- * The batch statements: each takes one JSON array, so one prepared statement
- * serves a batch of any size. The array is bound as a UTF-8 Buffer cast to
- * text (node-sqlite3 binds a Buffer about ten times faster than a string of
- * the same size, on the event loop). The dedup lookup goes through the
- * partial index on (sender, cid) (the `cid IS NOT NULL` lets the planner use it).
- */
-const SQL_EXISTING = `SELECT m.sender, m.cid, m.conv, m.seq, m.id, m.ts FROM json_each(CAST(?1 AS TEXT)) AS k
-  CROSS JOIN messages AS m ON m.sender = k.value->>0 AND m.cid = k.value->>1 AND m.cid IS NOT NULL`
-const SQL_INSERT = `INSERT INTO messages(conv, seq, id, sender, cid, ts, body, text)
-  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 FROM json_each(CAST(?1 AS TEXT))`
-const SQL_MARKS = `UPDATE members SET read_seq = v.value->>2, delivered_seq = v.value->>2
-  FROM json_each(CAST(?1 AS TEXT)) AS v WHERE members.conv = v.value->>0 AND members.user = v.value->>1`
-const SQL_CONVS = `UPDATE conversations SET last_seq = v.value->>1, last_ts = v.value->>2, name = v.value->>3
-  FROM json_each(CAST(?1 AS TEXT)) AS v WHERE conversations.id = v.value->>0`
-
-/** A batch statement's parameter: a JSON array as UTF-8 bytes (see SQL_INSERT). */
-function jsonParam (v: unknown[]): Buffer {
-  return Buffer.from(JSON.stringify(v), 'utf8')
-}
-
-/**
- * A batch statement with its JSON array written into the SQL as a string
- * literal (for a script run in one step, which takes no parameters). Inside
- * an SQLite string literal only the quote is special; it is doubled.
- */
-function withLiteral (sql: string, v: unknown[]): string {
-  const literal = `'${JSON.stringify(v).replaceAll("'", "''")}'`
-  // A replacer function: a string replacement would give `$` patterns a meaning.
-  return sql.replace('CAST(?1 AS TEXT)', () => literal)
-}
 
 /** Thrown inside a one-step batch by an item that needs a statement run in the transaction. */
 class NeedsTransaction extends Error {}
@@ -159,46 +53,6 @@ interface Applied {
   receipts: StoredReceipt[]
   after: Array<() => void>
   outcomes: Array<{ ok: true, value: unknown } | { ok: false, error: unknown }>
-}
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
-
-/**
- * A string with each lone surrogate replaced by U+FFFD, as binding it would
- * have done: JSON keeps a lone surrogate as an escape, and SQLite's JSON
- * functions would turn that into invalid UTF-8 in a text column.
- */
-function wellFormed (s: string | null): string | null {
-  return s !== null && /[\ud800-\udfff]/.test(s) ? s.replace(LONE_SURROGATE, '\ufffd') : s
-}
-
-/** Random bytes for message ids, drawn 4 KiB at a time. */
-let pool = Buffer.alloc(0)
-let poolAt = 0
-
-/** A time-sortable server message id: 48-bit ms time + 64 random bits, base32hex. */
-export function newMessageId (now = Date.now()): string {
-  const b = Buffer.alloc(14)
-  b.writeUIntBE(now, 0, 6)
-  if (poolAt + 8 > pool.length) {
-    pool = randomBytes(4096)
-    poolAt = 0
-  }
-  pool.copy(b, 6, poolAt, poolAt + 8)
-  poolAt += 8
-  let out = ''
-  let bits = 0
-  let value = 0
-  for (const byte of b) {
-    value = (value << 8) | byte
-    bits += 8
-    while (bits >= 5) {
-      out += '0123456789abcdefghijklmnopqrstuv'[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-  }
-  if (bits > 0) out += '0123456789abcdefghijklmnopqrstuv'[(value << (5 - bits)) & 31]
-  return out
 }
 
 export class ArchiveWriter {
@@ -408,9 +262,9 @@ export class ArchiveWriter {
         if (oneStep) needsTransaction()
         await writeHeld()
         const now = Date.now()
-        await db.run('INSERT INTO conversations(id, kind, name, created_at, last_seq, last_ts) VALUES (?, ?, ?, ?, 0, ?)', [id, kind, name, now, now])
+        await db.run(SQL_NEW_CONV, [id, kind, name, now, now])
         for (const [user, role] of members) {
-          await db.run('INSERT INTO members(conv, user, role, joined_at) VALUES (?, ?, ?, ?)', [id, user, role, now])
+          await db.run(SQL_NEW_MEMBER, [id, user, role, now])
         }
         const c: ConvState = { id, kind, name, lastSeq: 0, lastTs: now, members: new Map(members) }
         this.cache.set(id, c)
@@ -507,9 +361,9 @@ export class ArchiveWriter {
     const cached = this.cache.get(id)
     if (cached !== undefined) return cached
     const row = await this.db.get<{ kind: 'direct' | 'group', name: string | null, last_seq: number, last_ts: number }>(
-      'SELECT kind, name, last_seq, last_ts FROM conversations WHERE id = ?', [id])
+      SQL_CONV, [id])
     if (row === undefined) return null
-    const members = await this.db.all<{ user: string, role: GroupRole }>('SELECT user, role FROM members WHERE conv = ?', [id])
+    const members = await this.db.all<{ user: string, role: GroupRole }>(SQL_CONV_MEMBERS, [id])
     const c: ConvState = { id, kind: row.kind, name: row.name, lastSeq: row.last_seq, lastTs: row.last_ts, members: new Map(members.map((m) => [m.user, m.role])) }
     this.cache.set(id, c)
     return c
@@ -527,7 +381,7 @@ export class ArchiveWriter {
   private async userExists (name: string): Promise<boolean> {
     const known = this.users.get(name)
     if (known === true) return true
-    const row = await this.db.get('SELECT 1 AS x FROM users WHERE name = ?', [name])
+    const row = await this.db.get(SQL_USER_EXISTS, [name])
     if (row !== undefined) this.users.set(name, true)
     return row !== undefined
   }
