@@ -43,7 +43,7 @@ export const settings = {
   tlsCert: { kind: 'string', default: '', doc: 'PEM certificate file; enables the TLS listeners together with tlsKey.' },
   tlsKey: { kind: 'string', default: '', doc: 'PEM private key file for tlsCert.' },
   proxyProtocol: { kind: 'bool', default: false, doc: 'Behind a TCP proxy (HAProxy send-proxy or send-proxy-v2): the MQTT and WebSocket listeners read a PROXY protocol header (v1 or v2) first on every connection, and the client address it names is the one limits and logs use; a connection without one is closed. Only the proxy may reach those ports. The TLS listeners are for direct clients.' },
-  redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, and routing shared by workers and nodes.' },
+  redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, routing shared by workers and nodes, and the message service\'s mirror of hot data (recent messages, unread counts, presence).' },
   workers: { kind: 'int', default: 0, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis.' },
   nodeName: { kind: 'string', default: '', doc: 'This node\'s name in the $SYS tree with redis ($SYS/broker/node/NAME/WORKER/...). Default: the host name.' },
   sysInterval: { kind: 'int', default: 10, min: 0, max: 3600, doc: 'Seconds between $SYS updates (0 = off).' },
@@ -253,6 +253,13 @@ function coerce (key: SettingName, raw: unknown): unknown {
   }
 }
 
+/** A redis setting is empty (no Redis) or a Redis URL. */
+function checkRedisUrl (url: string): void {
+  if (url !== '' && !/^rediss?:\/\//.test(url)) {
+    throw new ConfigError('redis', 'expected a redis:// or rediss:// URL')
+  }
+}
+
 /**
  * Resolve the configuration from flags, environment and file, validate it and
  * freeze it. Throws a {@link ConfigError} naming the first bad field.
@@ -279,9 +286,7 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
       try { readFileSync(cfg[f]) } catch (err) { throw new ConfigError(f, `cannot read ${cfg[f]}: ${(err as Error).message}`) }
     }
   }
-  if (cfg.redis !== '' && !/^rediss?:\/\//.test(cfg.redis)) {
-    throw new ConfigError('redis', 'expected a redis:// or rediss:// URL')
-  }
+  checkRedisUrl(cfg.redis)
   // Workers share sessions (persistence) and routing (mq.ts) only through Redis.
   if (cfg.workers > 1 && cfg.redis === '') {
     throw new ConfigError('workers', `${cfg.workers} workers need redis (--redis URL): workers share sessions and routing through Redis`)
@@ -354,15 +359,77 @@ export function parseAclRule (rule: string): AclRule {
   return { read: access !== 'write', write: access !== 'read', pattern }
 }
 
+/** The `--help` lines of one setting; `fileKey` for a command that reads the config file. */
+function settingHelp (key: SettingName, fileKey: boolean): string[] {
+  const spec: SettingSpec = settings[key]
+  const def = Array.isArray(spec.default) ? '[]' : JSON.stringify(spec.default)
+  return [
+    `  ${flagName(key)}${spec.kind === 'bool' ? '' : ' VALUE'}`,
+    `      ${spec.doc}`,
+    `      env ${envName(key)}${fileKey ? `, file key ${key}` : ''}, default ${def}`
+  ]
+}
+
 /** `--help` text for `warbler start`, built from the settings table. */
 export function startHelp (): string {
   const lines = ['Usage: warbler start [options]', '', 'Options (flag, environment variable, default):', '  --config FILE   JSON file with any of the keys below (env WARBLER_CONFIG)']
-  for (const key of Object.keys(settings) as SettingName[]) {
-    const spec: SettingSpec = settings[key]
-    const def = Array.isArray(spec.default) ? '[]' : JSON.stringify(spec.default)
-    lines.push(`  ${flagName(key)}${spec.kind === 'bool' ? '' : ' VALUE'}`)
-    lines.push(`      ${spec.doc}`)
-    lines.push(`      env ${envName(key)}, file key ${key}, default ${def}`)
-  }
+  for (const key of Object.keys(settings) as SettingName[]) lines.push(...settingHelp(key, true))
   return lines.join('\n')
+}
+
+/** The `--help` lines of some settings, for a command that takes them as its own flags (no config file). */
+export function settingsHelp (keys: readonly SettingName[]): string {
+  return keys.flatMap((key) => settingHelp(key, false)).join('\n')
+}
+
+/** What a setting accepts, in words: `process or power`, `a whole number from 0 to 36500`. */
+function accepted (key: SettingName): string {
+  const spec: SettingSpec = settings[key]
+  switch (spec.kind) {
+    case 'int': return `a whole number from ${spec.min ?? 0} to ${spec.max ?? Number.MAX_SAFE_INTEGER}`
+    case 'port': return 'a port number from -1 to 65535'
+    case 'bool': return 'true or false'
+    case 'enum': {
+      const values = spec.values ?? []
+      return values.length < 2 ? values.join('') : `${values.slice(0, -1).join(', ')} or ${values[values.length - 1] as string}`
+    }
+    case 'list': return 'a list of strings'
+    case 'string': return key === 'redis' ? 'a redis:// or rediss:// URL' : 'a string'
+  }
+}
+
+/**
+ * A bad value of a setting that a command takes as its own flag (`warbler
+ * bridge --durability`): `field` names the setting, the message its flag, as
+ * the command's other options are named.
+ */
+export class FlagError extends ConfigError {
+  constructor (field: SettingName, raw: unknown) {
+    super(field, '')
+    this.message = `${flagName(field)} must be ${accepted(field)}, got ${JSON.stringify(raw)}`
+  }
+}
+
+/**
+ * Some settings for a command other than `warbler start` that takes them as
+ * flags of its own (`warbler bridge`): flag (`given`, by setting name) >
+ * environment > the table's default, each checked as `warbler start` checks
+ * it. There is no config file. Throws a {@link FlagError} for the first bad value.
+ */
+export function resolveSettings<K extends SettingName> (keys: readonly K[], given: Partial<Record<K, string>>, env: NodeJS.ProcessEnv = process.env): Pick<Config, K> {
+  const envValues = fromEnv(env)
+  const out: Partial<Record<SettingName, unknown>> = {}
+  for (const key of keys) {
+    const flag = given[key]
+    const raw = flag !== undefined && settings[key].kind === 'list' ? [flag] : (flag ?? envValues[key])
+    if (raw === undefined) { out[key] = settings[key].default; continue }
+    try {
+      out[key] = coerce(key, raw)
+      if (key === 'redis') checkRedisUrl(out[key] as string)
+    } catch (err) {
+      if (err instanceof ConfigError) throw new FlagError(key, raw)
+      throw err
+    }
+  }
+  return Object.freeze(out) as Pick<Config, K>
 }
