@@ -36,11 +36,12 @@ import { SERVICE_BIRTH } from '../shared/sys-topics.js'
 import { type RunningService, startService } from '../bridge/start-service.js'
 import { laterTransport, mqttTransport } from '../bridge/transport.js'
 import { CliError, dataDirOf, parseArgs } from '../shared/args.js'
-import { flagName, resolveSettings, settingsHelp } from '../shared/config.js'
+import { flagName } from '../shared/config.js'
+import { resolveSettings, settingsHelp } from '../shared/flag-settings.js'
 
 /**
  * The settings of `warbler start` the message service takes: the same flags,
- * environment variables, defaults and checks (shared/config.ts), no config file.
+ * environment variables, defaults and checks (shared/flag-settings.ts), no config file.
  */
 export const SERVICE_SETTINGS = ['redis', 'maxPayload', 'retentionDays', 'retentionMessages', 'durability'] as const
 

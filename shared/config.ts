@@ -15,7 +15,7 @@ import path from 'node:path'
 
 type Kind = 'int' | 'port' | 'bool' | 'string' | 'list' | 'enum'
 
-interface SettingSpec {
+export interface SettingSpec {
   kind: Kind
   default: unknown
   /** One line for `--help` and docs/configuration.md. */
@@ -154,7 +154,8 @@ export function parseFlags (argv: readonly string[]): { values: RawValues, confi
   return config === undefined ? { values } : { values, config }
 }
 
-function fromEnv (env: NodeJS.ProcessEnv): RawValues {
+/** The settings given as WARBLER_* variables (empty ones are not given). */
+export function fromEnv (env: NodeJS.ProcessEnv): RawValues {
   const values: RawValues = {}
   for (const key of Object.keys(settings) as SettingName[]) {
     const v = env[envName(key)]
@@ -220,7 +221,8 @@ function checkJsonType (key: SettingName, v: unknown, file: string): void {
   if (!ok) throw new ConfigError(key, `expected ${jsonTypes[kind]} in ${file}, got ${describeJson(v)}`)
 }
 
-function coerce (key: SettingName, raw: unknown): unknown {
+/** A raw value (flag or variable text, or a file's JSON value) as the setting's type; a ConfigError if it is not one. */
+export function coerce (key: SettingName, raw: unknown): unknown {
   const spec: SettingSpec = settings[key]
   switch (spec.kind) {
     case 'int':
@@ -254,7 +256,7 @@ function coerce (key: SettingName, raw: unknown): unknown {
 }
 
 /** A redis setting is empty (no Redis) or a Redis URL. */
-function checkRedisUrl (url: string): void {
+export function checkRedisUrl (url: string): void {
   if (url !== '' && !/^rediss?:\/\//.test(url)) {
     throw new ConfigError('redis', 'expected a redis:// or rediss:// URL')
   }
@@ -360,7 +362,7 @@ export function parseAclRule (rule: string): AclRule {
 }
 
 /** The `--help` lines of one setting; `fileKey` for a command that reads the config file. */
-function settingHelp (key: SettingName, fileKey: boolean): string[] {
+export function settingHelp (key: SettingName, fileKey: boolean): string[] {
   const spec: SettingSpec = settings[key]
   const def = Array.isArray(spec.default) ? '[]' : JSON.stringify(spec.default)
   return [
@@ -375,61 +377,4 @@ export function startHelp (): string {
   const lines = ['Usage: warbler start [options]', '', 'Options (flag, environment variable, default):', '  --config FILE   JSON file with any of the keys below (env WARBLER_CONFIG)']
   for (const key of Object.keys(settings) as SettingName[]) lines.push(...settingHelp(key, true))
   return lines.join('\n')
-}
-
-/** The `--help` lines of some settings, for a command that takes them as its own flags (no config file). */
-export function settingsHelp (keys: readonly SettingName[]): string {
-  return keys.flatMap((key) => settingHelp(key, false)).join('\n')
-}
-
-/** What a setting accepts, in words: `process or power`, `a whole number from 0 to 36500`. */
-function accepted (key: SettingName): string {
-  const spec: SettingSpec = settings[key]
-  switch (spec.kind) {
-    case 'int': return `a whole number from ${spec.min ?? 0} to ${spec.max ?? Number.MAX_SAFE_INTEGER}`
-    case 'port': return 'a port number from -1 to 65535'
-    case 'bool': return 'true or false'
-    case 'enum': {
-      const values = spec.values ?? []
-      return values.length < 2 ? values.join('') : `${values.slice(0, -1).join(', ')} or ${values[values.length - 1] as string}`
-    }
-    case 'list': return 'a list of strings'
-    case 'string': return key === 'redis' ? 'a redis:// or rediss:// URL' : 'a string'
-  }
-}
-
-/**
- * A bad value of a setting that a command takes as its own flag (`warbler
- * bridge --durability`): `field` names the setting, the message its flag, as
- * the command's other options are named.
- */
-export class FlagError extends ConfigError {
-  constructor (field: SettingName, raw: unknown) {
-    super(field, '')
-    this.message = `${flagName(field)} must be ${accepted(field)}, got ${JSON.stringify(raw)}`
-  }
-}
-
-/**
- * Some settings for a command other than `warbler start` that takes them as
- * flags of its own (`warbler bridge`): flag (`given`, by setting name) >
- * environment > the table's default, each checked as `warbler start` checks
- * it. There is no config file. Throws a {@link FlagError} for the first bad value.
- */
-export function resolveSettings<K extends SettingName> (keys: readonly K[], given: Partial<Record<K, string>>, env: NodeJS.ProcessEnv = process.env): Pick<Config, K> {
-  const envValues = fromEnv(env)
-  const out: Partial<Record<SettingName, unknown>> = {}
-  for (const key of keys) {
-    const flag = given[key]
-    const raw = flag !== undefined && settings[key].kind === 'list' ? [flag] : (flag ?? envValues[key])
-    if (raw === undefined) { out[key] = settings[key].default; continue }
-    try {
-      out[key] = coerce(key, raw)
-      if (key === 'redis') checkRedisUrl(out[key] as string)
-    } catch (err) {
-      if (err instanceof ConfigError) throw new FlagError(key, raw)
-      throw err
-    }
-  }
-  return Object.freeze(out) as Pick<Config, K>
 }

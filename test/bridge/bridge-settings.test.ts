@@ -8,7 +8,8 @@ import { existsSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { SERVICE_SETTINGS } from '../../cli/bridge.js'
-import { ConfigError, envName, flagName, resolveSettings, type SettingName, settings } from '../../shared/config.js'
+import { ConfigError, envName, flagName, type SettingName, settings } from '../../shared/config.js'
+import { resolveSettings } from '../../shared/flag-settings.js'
 import { CLI, tempDir } from '../helpers/warbler.js'
 
 /** Run `warbler bridge` to its exit (nothing listens on port 9; a bad setting stops it before it connects). */
