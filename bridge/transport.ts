@@ -130,3 +130,15 @@ export async function mqttTransport (url: string, opts: IClientOptions, onMessag
   }
   return { transport, client }
 }
+
+/**
+ * A transport whose connection comes later: the service is opened before
+ * its MQTT connection (a data dir it cannot open stops the start before it
+ * connects), and its publishes go through once `bind` has the connection.
+ * Nothing is published before: nothing is handled before.
+ */
+export function laterTransport (): { transport: Transport, bind: (t: Transport) => void } {
+  let bound: Transport | undefined
+  const transport: Transport = { publish: async (topic, payload, qos) => { await bound?.publish(topic, payload, qos) } }
+  return { transport, bind: (t) => { bound = t } }
+}

@@ -31,14 +31,19 @@ import { IdentityStore } from '../broker/identity/identity-store.js'
 import { createLogger } from '../shared/log.js'
 import { type DataDirLock, lockDataDir, prepareDataDir } from '../shared/data-dir.js'
 import { StartError } from '../shared/start-error.js'
-import { RedisMirror } from '../bridge/redis-mirror.js'
-import { followNotice, PRESENCE_FILTERS, PresenceTracker } from '../bridge/presence.js'
-import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../shared/heartbeat.js'
+import { PRESENCE_FILTERS } from '../bridge/presence.js'
 import { SERVICE_BIRTH } from '../shared/sys-topics.js'
-import { Retention } from '../bridge/archive/retention.js'
-import { MessageService, type Transport } from '../bridge/service.js'
-import { mqttTransport } from '../bridge/transport.js'
+import { type RunningService, startService } from '../bridge/start-service.js'
+import { laterTransport, mqttTransport } from '../bridge/transport.js'
 import { CliError, dataDirOf, parseArgs } from '../shared/args.js'
+import { flagName } from '../shared/config.js'
+import { resolveSettings, settingsHelp } from '../shared/flag-settings.js'
+
+/**
+ * The settings of `warbler start` the message service takes: the same flags,
+ * environment variables, defaults and checks (shared/flag-settings.ts), no config file.
+ */
+export const SERVICE_SETTINGS = ['redis', 'maxPayload', 'retentionDays', 'retentionMessages', 'durability'] as const
 
 const HELP = `Usage: warbler bridge --mqtt URL --username NAME [options]
 
@@ -51,12 +56,12 @@ Options:
   --username NAME        service user (env WARBLER_BRIDGE_USERNAME)
   --password-file FILE   file holding its password or token; or env WARBLER_BRIDGE_PASSWORD
   --data-dir DIR         the broker's data dir, with warbler.db (env WARBLER_DATA_DIR, default ./data)
-  --redis URL            mirror hot data into Redis (env WARBLER_REDIS)
-  --max-payload BYTES    largest decoded payload (default 262144)
-  --retention-days N     delete messages older than N days (0 = keep)
-  --retention-messages N keep at most N messages per conversation (0 = all)
-  --durability MODE      process (default) or power: what an acknowledged message
-                         survives (env WARBLER_DURABILITY; see warbler start --help)
+
+Settings of warbler start the message service takes, with the same flags,
+environment variables, defaults and checks (no config file). The bridge uses
+redis for the mirror only; give it the broker's max-payload, the largest
+payload the service accepts once decoded.
+${settingsHelp(SERVICE_SETTINGS)}
 `
 
 /** After the broker routed the probe back to us: how long another service gets to answer it. */
@@ -65,12 +70,6 @@ const PROBE_GRACE_MS = 300
 const PROBE_TIMEOUT_MS = 5000
 /** Longest wait at stop for messages being handled. */
 const DRAIN_TIMEOUT_MS = 5000
-
-function intOpt (v: string | true | undefined, name: string, def: number): number {
-  if (v === undefined) return def
-  if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new CliError(`--${name} must be a whole number`)
-  return Number(v)
-}
 
 /** The account must exist in the broker's database and have the service role. */
 async function checkAccount (dataDir: string, username: string): Promise<void> {
@@ -97,7 +96,8 @@ async function drain (inflight: Set<Promise<void>>, ms: number): Promise<void> {
 }
 
 export async function runBridge (argv: string[]): Promise<number> {
-  const p = parseArgs(argv, ['mqtt', 'username', 'password-file', 'data-dir', 'redis', 'max-payload', 'retention-days', 'retention-messages', 'durability'], ['help'])
+  const flags = SERVICE_SETTINGS.map((key) => flagName(key).slice(2))
+  const p = parseArgs(argv, ['mqtt', 'username', 'password-file', 'data-dir', ...flags], ['help'])
   if (p.options.has('help')) { process.stdout.write(HELP); return 0 }
   if (p.positional.length > 0) throw new CliError(`unexpected argument ${JSON.stringify(p.positional[0])}`)
   const url = (p.options.get('mqtt') as string | undefined) ?? process.env.WARBLER_BRIDGE_MQTT
@@ -107,11 +107,12 @@ export async function runBridge (argv: string[]): Promise<number> {
   const pwFile = p.options.get('password-file')
   const password = typeof pwFile === 'string' ? readFileSync(pwFile, 'utf8').trim() : process.env.WARBLER_BRIDGE_PASSWORD
   if (password === undefined || password === '') throw new CliError('give the service password with --password-file or WARBLER_BRIDGE_PASSWORD')
-  const redisUrl = (p.options.get('redis') as string | undefined) ?? process.env.WARBLER_REDIS ?? ''
-  const maxPayload = intOpt(p.options.get('max-payload'), 'max-payload', 256 * 1024)
-  const policy = { days: intOpt(p.options.get('retention-days'), 'retention-days', 0), messages: intOpt(p.options.get('retention-messages'), 'retention-messages', 0) }
-  const durability = (p.options.get('durability') as string | undefined) ?? process.env.WARBLER_DURABILITY ?? 'process'
-  if (durability !== 'process' && durability !== 'power') throw new CliError(`--durability must be process or power, got ${JSON.stringify(durability)}`)
+  const given: Partial<Record<typeof SERVICE_SETTINGS[number], string>> = {}
+  SERVICE_SETTINGS.forEach((key, i) => {
+    const v = p.options.get(flags[i] as string)
+    if (typeof v === 'string') given[key] = v
+  })
+  const settings = resolveSettings(SERVICE_SETTINGS, given)
   const log = createLogger('info')
   const dataDir = dataDirOf(p)
   const safeUrl = url.replace(/\/\/[^@/]*@/, '//')
@@ -123,10 +124,7 @@ export async function runBridge (argv: string[]): Promise<number> {
   const clientId = `${username}-bridge`
   const probeId = `bridge-probe-${randomBytes(6).toString('hex')}`
   let client: MqttClient | null = null
-  let service: MessageService | null = null
-  /** Presence from the brokers' notices; the service account's own connections do not count. */
-  let tracker: PresenceTracker | null = null
-  let mirror: RedisMirror | undefined
+  let running: RunningService | null = null
   let live = false
   const held: Array<[string, Buffer]> = []
   const inflight = new Set<Promise<void>>()
@@ -134,15 +132,15 @@ export async function runBridge (argv: string[]): Promise<number> {
   let foreignAnswer = false
 
   const dispatch = (topic: string, payload: Buffer): void => {
-    const svc = service as MessageService
+    const r = running as RunningService
     const who = parseStampedOut(topic)
     if (who !== null) {
-      const done = svc.handle(who.user, who.clientId, payload)
+      const done = r.service.handle(who.user, who.clientId, payload)
       inflight.add(done)
       void done.finally(() => inflight.delete(done))
       return
     }
-    if (tracker !== null) followNotice(tracker, topic, payload)
+    r.notice(topic, payload)
   }
   const route = (topic: string, payload: Buffer): void => {
     if (topic === topics.device(clientId)) {
@@ -165,24 +163,19 @@ export async function runBridge (argv: string[]): Promise<number> {
 
   const release = async (): Promise<void> => {
     await client?.endAsync().catch(() => {})
-    await service?.close().catch(() => {})
-    await mirror?.close().catch(() => {})
+    await running?.close().catch(() => {})
     await lock.release()
   }
 
-  let retention: Retention
   try {
-    mirror = redisUrl !== '' ? await RedisMirror.connect(redisUrl, log) : undefined
     // Publishes go out once connected; nothing is published before (nothing is handled before).
-    let mq: Transport | undefined
-    const transport: Transport = { publish: async (topic, payload, qos) => { await mq?.publish(topic, payload, qos) } }
-    service = await MessageService.open({ dataDir, transport, log, maxPayload, durability, ...(mirror !== undefined ? { mirror } : {}) })
-    tracker = new PresenceTracker(service, (user) => user === username, PRESENCE_EXPIRY_MS)
-    retention = new Retention(service.writer, policy)
+    const later = laterTransport()
+    // Presence from the brokers' notices; the service account's own connections do not count.
+    running = await startService({ settings: { ...settings, dataDir }, transport: later.transport, log, notices: { isService: (user) => user === username } })
     try {
       const c = await mqttTransport(url, { username, password, clientId }, route)
       client = c.client
-      mq = c.transport
+      later.bind(c.transport)
     } catch (err) {
       const e = err as Error & { code?: unknown }
       if (typeof e.code === 'number') throw new CliError(`the broker at ${safeUrl} refused the login of ${username}: ${e.message}`)
@@ -225,7 +218,6 @@ export async function runBridge (argv: string[]): Promise<number> {
   // down, when their notices went by): every broker answers with its list.
   const askForClients = (c: MqttClient): Promise<unknown> => c.publishAsync(SERVICE_BIRTH, `${clientId}:${Date.now()}`, { qos: 0 }).catch(() => {})
   await askForClients(client)
-  const presenceSweep = setInterval(() => { tracker?.sweep() }, HEARTBEAT_MS)
   // One warning per outage, however many reconnect attempts fail.
   let down = false
   client.on('connect', () => {
@@ -241,7 +233,7 @@ export async function runBridge (argv: string[]): Promise<number> {
     if (!down) log.warn('broker connection error', { mqtt: safeUrl, error: err.message })
     down = true
   })
-  retention.start()
+  running.retention.start()
   // The signal handlers go in before the ready line: a supervisor may signal as soon as it reads it.
   const stopped = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'))
@@ -252,8 +244,7 @@ export async function runBridge (argv: string[]): Promise<number> {
 
   const signal = await stopped
   log.info('stopping', { signal })
-  clearInterval(presenceSweep)
-  retention.stop()
+  running.stop()
   // Finish what is being handled while still connected (acks and deliveries
   // go out), then disconnect (mqtt.js waits for our publishes' PUBACKs), then
   // finish what arrived meanwhile and close the archive. Sends not yet

@@ -8,13 +8,12 @@ import type { Aedes } from 'aedes'
 import type { Config } from '../shared/config.js'
 import type { Ingest } from '../broker/hooks.js'
 import type { Logger } from '../shared/log.js'
-import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../shared/heartbeat.js'
 import { announceService } from '../broker/service-watch.js'
 import { getSession } from '../broker/session.js'
-import { RedisMirror } from '../bridge/redis-mirror.js'
-import { followNotice, PRESENCE_FILTERS, PresenceTracker } from '../bridge/presence.js'
-import { Retention } from '../bridge/archive/retention.js'
-import { MessageService } from '../bridge/service.js'
+import { PRESENCE_FILTERS } from '../bridge/presence.js'
+import type { Retention } from '../bridge/archive/retention.js'
+import type { MessageService } from '../bridge/service.js'
+import { type RunningService, startService } from '../bridge/start-service.js'
 import { attachEmbedded, embeddedTransport } from '../bridge/transport.js'
 
 export interface EmbeddedService {
@@ -39,19 +38,20 @@ export interface EmbeddedDeps {
   isService: (user: string) => boolean
 }
 
-/** Open the service and attach it to the broker; a failed open closes the mirror it opened. */
+/** Open the service (bridge/start-service.ts) and attach it to the broker. */
 export async function startEmbeddedService (d: EmbeddedDeps): Promise<EmbeddedService> {
   const { cfg, broker: b, log } = d
-  let mirror: RedisMirror | undefined
-  let service: MessageService
-  try {
-    mirror = cfg.redis !== '' ? await RedisMirror.connect(cfg.redis, log) : undefined
-    service = await MessageService.open({ dataDir: cfg.dataDir, transport: embeddedTransport(b, d.shared), log, maxPayload: cfg.maxPayload, durability: cfg.durability === 'power' ? 'power' : 'process', ...(mirror !== undefined ? { mirror } : {}) })
-  } catch (err) {
-    await mirror?.close()
-    throw err
-  }
-  const svc = service
+  const ownId = (b as unknown as { id: string }).id
+  const running = await startService({
+    settings: cfg,
+    transport: embeddedTransport(b, d.shared),
+    log,
+    // With Redis, clients of every broker (worker, node) count: follow
+    // aedes' connect and disconnect notices, as `warbler bridge` does. This
+    // broker is alive while the service runs in it.
+    ...(d.shared ? { notices: { isService: d.isService, alive: (id: string) => id === ownId } } : {})
+  })
+  const svc = running.service
   let detach = attachEmbedded(b, svc, d.setIngest)
   if (!d.shared) {
     b.on('clientReady', (client) => {
@@ -63,23 +63,19 @@ export async function startEmbeddedService (d: EmbeddedDeps): Promise<EmbeddedSe
       if (s?.user != null && !s.service) svc.presence(s.user, false)
     })
   } else {
-    // With Redis, clients of every broker (worker, node) count: follow
-    // aedes' connect and disconnect notices, as `warbler bridge` does.
     const detachChat = detach
-    const detachPresence = followPresence(b, svc, d.isService)
+    const detachPresence = followPresence(b, running)
     announceService(b)
     detach = async () => { await detachPresence(); await detachChat() }
   }
-  const retention = new Retention(svc.writer, { days: cfg.retentionDays, messages: cfg.retentionMessages })
   return {
     service: svc,
-    retention,
-    mirrorConnected: () => mirror?.connected ?? true,
+    retention: running.retention,
+    mirrorConnected: running.mirrorConnected,
     close: async () => {
-      retention.stop()
+      running.stop()
       await detach()
-      await svc.close()
-      await mirror?.close()
+      await running.close()
     }
   }
 }
@@ -89,20 +85,15 @@ export async function startEmbeddedService (d: EmbeddedDeps): Promise<EmbeddedSe
  * through the shared Redis routing (bridge/presence.ts): the clients of every
  * worker and node count, the service account's own connections do not, and
  * the clients of a broker that died without closing them (SIGKILL) go offline
- * after three missed heartbeats.
+ * after three missed heartbeats (the sweep of bridge/start-service.ts).
  */
-function followPresence (b: Aedes, svc: MessageService, isService: (user: string) => boolean): () => Promise<void> {
-  const ownId = (b as unknown as { id: string }).id
-  const tracker = new PresenceTracker(svc, isService, PRESENCE_EXPIRY_MS)
+function followPresence (b: Aedes, running: RunningService): () => Promise<void> {
   const handler = (packet: { topic: string, payload: Buffer | string }, cb: () => void): void => {
-    followNotice(tracker, packet.topic, packet.payload)
+    running.notice(packet.topic, packet.payload)
     cb()
   }
-  const sweep = setInterval(() => { tracker.sweep((id) => id === ownId) }, HEARTBEAT_MS)
-  sweep.unref()
   for (const f of PRESENCE_FILTERS) b.subscribe(f, handler as never, () => {})
   return async () => {
-    clearInterval(sweep)
     await Promise.all(PRESENCE_FILTERS.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler as never, () => resolve()) })))
   }
 }

@@ -15,7 +15,7 @@ import path from 'node:path'
 
 type Kind = 'int' | 'port' | 'bool' | 'string' | 'list' | 'enum'
 
-interface SettingSpec {
+export interface SettingSpec {
   kind: Kind
   default: unknown
   /** One line for `--help` and docs/configuration.md. */
@@ -43,7 +43,7 @@ export const settings = {
   tlsCert: { kind: 'string', default: '', doc: 'PEM certificate file; enables the TLS listeners together with tlsKey.' },
   tlsKey: { kind: 'string', default: '', doc: 'PEM private key file for tlsCert.' },
   proxyProtocol: { kind: 'bool', default: false, doc: 'Behind a TCP proxy (HAProxy send-proxy or send-proxy-v2): the MQTT and WebSocket listeners read a PROXY protocol header (v1 or v2) first on every connection, and the client address it names is the one limits and logs use; a connection without one is closed. Only the proxy may reach those ports. The TLS listeners are for direct clients.' },
-  redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, and routing shared by workers and nodes.' },
+  redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, routing shared by workers and nodes, and the message service\'s mirror of hot data (recent messages, unread counts, presence).' },
   workers: { kind: 'int', default: 0, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis.' },
   nodeName: { kind: 'string', default: '', doc: 'This node\'s name in the $SYS tree with redis ($SYS/broker/node/NAME/WORKER/...). Default: the host name.' },
   sysInterval: { kind: 'int', default: 10, min: 0, max: 3600, doc: 'Seconds between $SYS updates (0 = off).' },
@@ -154,7 +154,8 @@ export function parseFlags (argv: readonly string[]): { values: RawValues, confi
   return config === undefined ? { values } : { values, config }
 }
 
-function fromEnv (env: NodeJS.ProcessEnv): RawValues {
+/** The settings given as WARBLER_* variables (empty ones are not given). */
+export function fromEnv (env: NodeJS.ProcessEnv): RawValues {
   const values: RawValues = {}
   for (const key of Object.keys(settings) as SettingName[]) {
     const v = env[envName(key)]
@@ -220,7 +221,8 @@ function checkJsonType (key: SettingName, v: unknown, file: string): void {
   if (!ok) throw new ConfigError(key, `expected ${jsonTypes[kind]} in ${file}, got ${describeJson(v)}`)
 }
 
-function coerce (key: SettingName, raw: unknown): unknown {
+/** A raw value (flag or variable text, or a file's JSON value) as the setting's type; a ConfigError if it is not one. */
+export function coerce (key: SettingName, raw: unknown): unknown {
   const spec: SettingSpec = settings[key]
   switch (spec.kind) {
     case 'int':
@@ -253,6 +255,13 @@ function coerce (key: SettingName, raw: unknown): unknown {
   }
 }
 
+/** A redis setting is empty (no Redis) or a Redis URL. */
+export function checkRedisUrl (url: string): void {
+  if (url !== '' && !/^rediss?:\/\//.test(url)) {
+    throw new ConfigError('redis', 'expected a redis:// or rediss:// URL')
+  }
+}
+
 /**
  * Resolve the configuration from flags, environment and file, validate it and
  * freeze it. Throws a {@link ConfigError} naming the first bad field.
@@ -279,9 +288,7 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
       try { readFileSync(cfg[f]) } catch (err) { throw new ConfigError(f, `cannot read ${cfg[f]}: ${(err as Error).message}`) }
     }
   }
-  if (cfg.redis !== '' && !/^rediss?:\/\//.test(cfg.redis)) {
-    throw new ConfigError('redis', 'expected a redis:// or rediss:// URL')
-  }
+  checkRedisUrl(cfg.redis)
   // Workers share sessions (persistence) and routing (mq.ts) only through Redis.
   if (cfg.workers > 1 && cfg.redis === '') {
     throw new ConfigError('workers', `${cfg.workers} workers need redis (--redis URL): workers share sessions and routing through Redis`)
@@ -354,15 +361,20 @@ export function parseAclRule (rule: string): AclRule {
   return { read: access !== 'write', write: access !== 'read', pattern }
 }
 
+/** The `--help` lines of one setting; `fileKey` for a command that reads the config file. */
+export function settingHelp (key: SettingName, fileKey: boolean): string[] {
+  const spec: SettingSpec = settings[key]
+  const def = Array.isArray(spec.default) ? '[]' : JSON.stringify(spec.default)
+  return [
+    `  ${flagName(key)}${spec.kind === 'bool' ? '' : ' VALUE'}`,
+    `      ${spec.doc}`,
+    `      env ${envName(key)}${fileKey ? `, file key ${key}` : ''}, default ${def}`
+  ]
+}
+
 /** `--help` text for `warbler start`, built from the settings table. */
 export function startHelp (): string {
   const lines = ['Usage: warbler start [options]', '', 'Options (flag, environment variable, default):', '  --config FILE   JSON file with any of the keys below (env WARBLER_CONFIG)']
-  for (const key of Object.keys(settings) as SettingName[]) {
-    const spec: SettingSpec = settings[key]
-    const def = Array.isArray(spec.default) ? '[]' : JSON.stringify(spec.default)
-    lines.push(`  ${flagName(key)}${spec.kind === 'bool' ? '' : ' VALUE'}`)
-    lines.push(`      ${spec.doc}`)
-    lines.push(`      env ${envName(key)}, file key ${key}, default ${def}`)
-  }
+  for (const key of Object.keys(settings) as SettingName[]) lines.push(...settingHelp(key, true))
   return lines.join('\n')
 }
