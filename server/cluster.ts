@@ -85,107 +85,110 @@ class WorkerStartError extends Error {
   }
 }
 
-export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNode> {
-  // The primary alone serves /metrics, so it alone reads the token (workers never see it).
-  const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
-  const workerEntry = fileURLToPath(new URL('./cluster-worker.js', import.meta.url))
-  cluster.setupPrimary({ exec: workerEntry, args: [], silent: false })
-  // Round-robin hand-off of connections (the default except on Windows; set for clarity).
-  cluster.schedulingPolicy = cluster.SCHED_RR
+/** What the primary keeps about its workers, shared by the steps below. */
+interface Primary {
+  readonly cfg: Config
+  readonly log: Logger
+  readonly slots: Slot[]
+  /** Scrapes waiting for a worker's metrics, by request id. */
+  readonly pending: Map<number, (data: MetricJson[]) => void>
+  stopping: boolean
+  started: boolean
+  /** The ports the first ready worker listens on. */
+  ports: Record<string, number> | null
+  restarts: number
+  firstStart: { resolve: () => void, reject: (err: Error) => void } | null
+}
 
-  const slots: Slot[] = Array.from({ length: cfg.workers }, (_, index) => ({ index, worker: null, ready: false, startedAt: 0, failures: 0, restart: null, admin: null }))
-  let stopping = false
-  let started = false
-  let ports: Record<string, number> | null = null
-  let restarts = 0
-  let nextRequest = 0
-  const pending = new Map<number, (data: MetricJson[]) => void>()
-  let firstStart: { resolve: () => void, reject: (err: Error) => void } | null = null
-
-  const fork = (slot: Slot): void => {
-    const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg) })
-    slot.worker = w
+/** Fork the worker of a slot, and restart it with backoff when it dies (after the first start). */
+function fork (p: Primary, slot: Slot): void {
+  const { cfg, log, slots } = p
+  const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg) })
+  slot.worker = w
+  slot.ready = false
+  slot.admin = null
+  slot.startedAt = Date.now()
+  log.info('worker started', { worker: slot.index, pid: w.process.pid })
+  w.on('message', (m: FromWorker) => {
+    if (m.t === 'ready') {
+      slot.ready = true
+      slot.admin = m.admin
+      if (p.ports === null) p.ports = m.ports
+      else if (JSON.stringify(p.ports) !== JSON.stringify(m.ports)) log.warn('worker listens on other ports than the first', { worker: slot.index, ports: m.ports, first: p.ports })
+      if (p.started) log.info('worker ready', { worker: slot.index, pid: w.process.pid })
+      if (!p.started && slots.every((s) => s.ready)) p.firstStart?.resolve()
+    } else if (m.t === 'failed') {
+      if (!p.started) p.firstStart?.reject(new WorkerStartError(m.name, m.message, m.exitCode))
+      else log.error('worker failed to start', { worker: slot.index, pid: w.process.pid, error: m.message })
+    } else if (m.t === 'metrics') {
+      p.pending.get(m.id)?.(m.data)
+    }
+  })
+  w.on('exit', (code, signal) => {
+    if (slot.worker !== w) return
+    slot.worker = null
     slot.ready = false
     slot.admin = null
-    slot.startedAt = Date.now()
-    log.info('worker started', { worker: slot.index, pid: w.process.pid })
-    w.on('message', (m: FromWorker) => {
-      if (m.t === 'ready') {
-        slot.ready = true
-        slot.admin = m.admin
-        if (ports === null) ports = m.ports
-        else if (JSON.stringify(ports) !== JSON.stringify(m.ports)) log.warn('worker listens on other ports than the first', { worker: slot.index, ports: m.ports, first: ports })
-        if (started) log.info('worker ready', { worker: slot.index, pid: w.process.pid })
-        if (!started && slots.every((s) => s.ready)) firstStart?.resolve()
-      } else if (m.t === 'failed') {
-        if (!started) firstStart?.reject(new WorkerStartError(m.name, m.message, m.exitCode))
-        else log.error('worker failed to start', { worker: slot.index, pid: w.process.pid, error: m.message })
-      } else if (m.t === 'metrics') {
-        pending.get(m.id)?.(m.data)
-      }
-    })
-    w.on('exit', (code, signal) => {
-      if (slot.worker !== w) return
-      slot.worker = null
-      slot.ready = false
-      slot.admin = null
-      if (stopping) return
-      if (!started) {
-        firstStart?.reject(new WorkerStartError('StartError', `worker ${slot.index} exited (code ${String(code)}, signal ${String(signal)}) before it was listening`))
-        return
-      }
-      const lived = Date.now() - slot.startedAt
-      slot.failures = lived >= STABLE_MS ? 0 : slot.failures + 1
-      const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.max(0, slot.failures - 1))
-      restarts++
-      log.warn('worker exited; restarting it', { worker: slot.index, pid: w.process.pid, code, signal, livedMs: lived, restartInMs: delay })
-      slot.restart = setTimeout(() => {
-        slot.restart = null
-        if (!stopping) fork(slot)
-      }, delay)
-    })
-  }
-
-  /** Stop every worker: a graceful stop message, then SIGKILL after STOP_TIMEOUT_MS. */
-  const stopWorkers = async (): Promise<void> => {
-    stopping = true
-    for (const s of slots) {
-      if (s.restart !== null) clearTimeout(s.restart)
-      s.restart = null
+    if (p.stopping) return
+    if (!p.started) {
+      p.firstStart?.reject(new WorkerStartError('StartError', `worker ${slot.index} exited (code ${String(code)}, signal ${String(signal)}) before it was listening`))
+      return
     }
-    const live = slots.map((s) => s.worker).filter((w): w is Worker => w !== null && w.process.exitCode === null && w.process.signalCode === null)
-    await Promise.all(live.map(async (w) => {
-      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()))
-      try { w.send({ t: 'stop' } satisfies ToWorker) } catch { w.process.kill('SIGTERM') }
-      let timer: NodeJS.Timeout | undefined
-      const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS) })
-      if (await Promise.race([exited.then(() => false), late])) {
-        log.warn('worker did not stop in time; killing it', { pid: w.process.pid })
-        w.process.kill('SIGKILL')
-        await exited
-      }
-      clearTimeout(timer)
-    }))
-  }
+    const lived = Date.now() - slot.startedAt
+    slot.failures = lived >= STABLE_MS ? 0 : slot.failures + 1
+    const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** Math.max(0, slot.failures - 1))
+    p.restarts++
+    log.warn('worker exited; restarting it', { worker: slot.index, pid: w.process.pid, code, signal, livedMs: lived, restartInMs: delay })
+    slot.restart = setTimeout(() => {
+      slot.restart = null
+      if (!p.stopping) fork(p, slot)
+    }, delay)
+  })
+}
 
-  for (const s of slots) fork(s)
+/** Stop every worker: a graceful stop message, then SIGKILL after STOP_TIMEOUT_MS. */
+async function stopWorkers (p: Primary): Promise<void> {
+  p.stopping = true
+  for (const s of p.slots) {
+    if (s.restart !== null) clearTimeout(s.restart)
+    s.restart = null
+  }
+  const live = p.slots.map((s) => s.worker).filter((w): w is Worker => w !== null && w.process.exitCode === null && w.process.signalCode === null)
+  await Promise.all(live.map(async (w) => {
+    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()))
+    try { w.send({ t: 'stop' } satisfies ToWorker) } catch { w.process.kill('SIGTERM') }
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS) })
+    if (await Promise.race([exited.then(() => false), late])) {
+      p.log.warn('worker did not stop in time; killing it', { pid: w.process.pid })
+      w.process.kill('SIGKILL')
+      await exited
+    }
+    clearTimeout(timer)
+  }))
+}
+
+/** Resolves once every worker listens; rejects (every worker stopped) when one fails or START_TIMEOUT_MS passes. */
+async function firstStart (p: Primary): Promise<void> {
   let startTimer: NodeJS.Timeout | undefined
   try {
     await new Promise<void>((resolve, reject) => {
-      firstStart = { resolve, reject }
+      p.firstStart = { resolve, reject }
       startTimer = setTimeout(() => reject(new WorkerStartError('StartError', `not every worker was listening after ${START_TIMEOUT_MS / 1000} s`, EXIT.startTimeout)), START_TIMEOUT_MS)
     })
   } catch (err) {
-    await stopWorkers()
+    await stopWorkers(p)
     throw err
   } finally {
     clearTimeout(startTimer)
-    firstStart = null
+    p.firstStart = null
   }
-  started = true
+  p.started = true
+}
 
-  // -- the HTTP port ---------------------------------------------------------
-
+/** /metrics: the workers' registries, asked over IPC and summed, plus the primary's own worker figures. */
+function clusterMetrics (p: Primary): Pick<Registry, 'contentType' | 'metrics'> {
+  const { slots } = p
   const own = new Registry()
   new client.Gauge({ name: 'warbler_cluster_workers', help: 'Broker workers configured (--workers).', registers: [own], collect () { this.set(slots.length) } })
   new client.Gauge({ name: 'warbler_cluster_workers_ready', help: 'Broker workers listening now.', registers: [own], collect () { this.set(slots.filter((s) => s.ready).length) } })
@@ -194,18 +197,19 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
     name: 'warbler_cluster_worker_restarts_total',
     help: 'Broker workers restarted after they died.',
     registers: [own],
-    collect () { if (restarts > reported) this.inc(restarts - reported); reported = restarts }
+    collect () { if (p.restarts > reported) this.inc(p.restarts - reported); reported = p.restarts }
   })
 
+  let nextRequest = 0
   const workerMetrics = async (w: Worker): Promise<MetricJson[] | null> => {
     const id = ++nextRequest
     return await new Promise((resolve) => {
-      const timer = setTimeout(() => { pending.delete(id); resolve(null) }, METRICS_TIMEOUT_MS)
-      pending.set(id, (data) => { clearTimeout(timer); pending.delete(id); resolve(data) })
-      try { w.send({ t: 'metrics', id } satisfies ToWorker) } catch { clearTimeout(timer); pending.delete(id); resolve(null) }
+      const timer = setTimeout(() => { p.pending.delete(id); resolve(null) }, METRICS_TIMEOUT_MS)
+      p.pending.set(id, (data) => { clearTimeout(timer); p.pending.delete(id); resolve(data) })
+      try { w.send({ t: 'metrics', id } satisfies ToWorker) } catch { clearTimeout(timer); p.pending.delete(id); resolve(null) }
     })
   }
-  const metrics = {
+  return {
     contentType: own.contentType,
     metrics: async (): Promise<string> => {
       const live = slots.filter((s) => s.ready && s.worker !== null).map((s) => s.worker as Worker)
@@ -214,9 +218,11 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
       return await merged.metrics()
     }
   }
+}
 
-  // The message service's admin API lives in worker 0: forward to it.
-  const forward = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+/** The message service's admin API lives in worker 0: forward to it. */
+function forwardToAdmin (slots: Slot[]): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
+  return (req, res) => {
     const admin = slots[0]?.admin ?? null
     if (admin === null) return false
     const up = http.request({ host: '127.0.0.1', port: admin, method: req.method, path: req.url, headers: req.headers }, (r) => {
@@ -230,15 +236,31 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
     req.pipe(up)
     return true
   }
+}
+
+export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNode> {
+  // The primary alone serves /metrics, so it alone reads the token (workers never see it).
+  const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
+  const workerEntry = fileURLToPath(new URL('./cluster-worker.js', import.meta.url))
+  cluster.setupPrimary({ exec: workerEntry, args: [], silent: false })
+  // Round-robin hand-off of connections (the default except on Windows; set for clarity).
+  cluster.schedulingPolicy = cluster.SCHED_RR
+
+  const slots: Slot[] = Array.from({ length: cfg.workers }, (_, index) => ({ index, worker: null, ready: false, startedAt: 0, failures: 0, restart: null, admin: null }))
+  const p: Primary = { cfg, log, slots, pending: new Map(), stopping: false, started: false, ports: null, restarts: 0, firstStart: null }
+  for (const s of slots) fork(p, s)
+  await firstStart(p)
+
+  // -- the HTTP port ---------------------------------------------------------
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry: metrics, ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !stopping && slots.some((s) => s.ready), routes: forward })
+    ? createHttpServer({ registry: clusterMetrics(p), ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !p.stopping && slots.some((s) => s.ready), routes: forwardToAdmin(slots) })
     : null
-  const allPorts: Record<string, number> = { ...(ports ?? {}) }
+  const allPorts: Record<string, number> = { ...(p.ports ?? {}) }
   if (httpServer !== null) {
     try {
       allPorts.http = await listen(httpServer, cfg.httpPort, cfg.httpListenHost, 'http')
     } catch (err) {
-      await stopWorkers()
+      await stopWorkers(p)
       throw err
     }
   }
@@ -248,7 +270,7 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
     ports: Object.freeze(allPorts),
     close: () => {
       closing ??= (async () => {
-        await stopWorkers()
+        await stopWorkers(p)
         if (httpServer !== null) await closeServer(httpServer)
       })()
       return closing

@@ -103,48 +103,29 @@ export function sysRootOf (cfg: Config, worker: number): string {
   return cfg.redis === '' ? SYS_ROOT : `${SYS_ROOT}/node/${cfg.nodeName}/${worker}`
 }
 
-export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promise<Warbler> {
-  const log = opts.log ?? createLogger(cfg.logLevel as 'info')
-  // Read before anything is opened: a bad file stops the start with nothing to undo.
-  const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
-  const stats = new Stats()
+/** The identity store, its cache and the MQTT persistence, opened in that order; a failure closes what was opened. */
+async function openStores (cfg: Config, stats: Stats, log: Logger): Promise<{ identity: IdentityStore, cache: IdentityCache, persistence: BrokerPersistence }> {
   const identity = await IdentityStore.open(cfg.dataDir)
   const cache = new IdentityCache(identity)
-  let persistence: BrokerPersistence
   try {
     await cache.start()
-    persistence = await createPersistence({ redis: cfg.redis, offlineQueue: cfg.offlineQueue, stats, log })
+    const persistence = await createPersistence({ redis: cfg.redis, offlineQueue: cfg.offlineQueue, stats, log })
+    return { identity, cache, persistence }
   } catch (err) {
     cache.stop()
     await identity.close()
     throw err
   }
+}
 
-  let broker: Aedes | undefined
-  const getBroker = (): Aedes => broker as Aedes
-  const connected = (): number => broker?.connectedClients ?? 0
-  const gate = new PublishGate(cfg.maxInflight, () => { stats.backpressureWaits++ })
-  const auth = new Authenticator(cfg, cache, stats, log, connected)
-  const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev, cfg.bridge === 'off')
-  const hooks = createHooks({ cfg, auth, acl, gate, stats, log, broker: getBroker })
-
-  /** Close what was opened before the broker; for a failed start and the end of close(). */
-  const release = async (): Promise<void> => {
-    await persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
-    cache.stop()
-    auth.close()
-    await identity.close()
-  }
-
-  const { onDisconnect, setIngest: _setIngest, ...aedesHooks } = hooks
+/** aedes on the persistence, with routing shared through Redis when there is one (mq.ts: by workers and nodes). */
+async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHooks>, 'onDisconnect' | 'setIngest'>, persistence: BrokerPersistence, log: Logger): Promise<{ b: Aedes, mq: SharedRouting | null }> {
   const concurrency = Math.max(100, Math.min(cfg.maxInflight, 1000))
-  // With Redis, routing is shared through it too (mq.ts): by workers and nodes.
   let mq: SharedRouting | null = null
-  let b: Aedes
   try {
     if (cfg.redis !== '') mq = await createSharedRouting(cfg.redis, { concurrency, log })
-    b = await Aedes.createBroker({
-      ...aedesHooks,
+    const b = await Aedes.createBroker({
+      ...hooks,
       persistence: persistence.instance,
       ...(mq !== null ? { mq: mq.instance } : {}),
       drainTimeout: cfg.drainTimeout * 1000,
@@ -156,12 +137,15 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
       heartbeatInterval: HEARTBEAT_MS,
       concurrency
     })
+    return { b, mq }
   } catch (err) {
     mq?.instance.close(() => {})
-    await release()
     throw err
   }
-  broker = b
+}
+
+/** What the broker reports about itself and its clients: logged, counted, never a crash. */
+function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['onDisconnect'], stats: Stats, log: Logger, closing: () => boolean): void {
   // aedes emits 'error' when the persistence fails where no client can be
   // told (queueing for offline sessions, publishing stale wills): log it.
   // Without a listener an 'error' event would crash the process.
@@ -169,7 +153,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     log.error('broker error', { error: err.message })
   })
   b.on('clientDisconnect', onDisconnect)
-  logConnections(b, log, () => closing !== null)
+  logConnections(b, log, closing)
   b.on('clientError', (client, err) => {
     const reason = classifyClientError(err)
     if (reason !== null) stats.refuse(reason)
@@ -185,32 +169,10 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     if (reason !== null) stats.refuse(reason)
     log.debug('connection error', { error: err.message })
   })
+}
 
-  // A message service that starts later learns who is connected here (service-watch.ts).
-  // A message service elsewhere (a worker of shared routing, or `warbler bridge`) asks for the connected clients at its start.
-  const unwatch = mq !== null || cfg.bridge === 'off' ? answerServiceBirth(b) : null
-
-  // The message service, embedded (the default): archive, sequence, deliver.
-  let embedded: EmbeddedService | null = null
-  if (cfg.bridge === 'embedded') {
-    try {
-      embedded = await startEmbeddedService({
-        cfg,
-        broker: b,
-        log,
-        shared: mq !== null,
-        setIngest: hooks.setIngest,
-        isService: (user) => cache.users.get(user)?.service === true
-      })
-    } catch (err) {
-      await closeBroker(b)
-      await release()
-      throw err
-    }
-  }
-  const closeService = async (): Promise<void> => { await embedded?.close() }
-
-  // A removed user or a revoked device token loses its live connections too.
+/** A removed user or a revoked device token loses its live connections too. */
+function closeRevokedOnReload (cache: IdentityCache, b: Aedes, auth: Authenticator, log: Logger): void {
   cache.onReload = () => {
     for (const client of Object.values((b as unknown as { clients: Record<string, Client> }).clients)) {
       const s = getSession(client)
@@ -221,28 +183,32 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
       }
     }
   }
+}
 
-  let closing: Promise<void> | null = null
-  // CONNACK before any message, and no message lost to aedes' dedupe (delivery.ts).
-  const fixDelivery = createDeliveryFixes(b)
-  const handle = (conn: Duplex, req?: http.IncomingMessage): void => {
-    if (closing !== null) { conn.destroy(); return }
-    guardConnection(conn, cfg.maxPacket, stats, log)
-    fixDelivery(b.handle(conn, req), conn)
-  }
-  let listeners: Listener[]
-  try {
-    listeners = createListeners(cfg, handle, refusedBeforeMqtt(log))
-  } catch (err) {
-    await closeBroker(b)
-    await closeService()
-    await release()
-    throw err
-  }
+interface Observability {
+  registry: Registry
+  routes: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined
+  httpServer: http.Server | null
+  sys: SysPublisher
+  sysRoot: string
+}
 
-  let ready = false
+/** /metrics, the admin API and the HTTP port that serves them, and the $SYS tree. */
+function observe (cfg: Config, o: {
+  b: Aedes
+  stats: Stats
+  gate: PublishGate
+  auth: Authenticator
+  persistence: BrokerPersistence
+  routing: SharedRouting | null
+  embedded: EmbeddedService | null
+  metricsToken: string | undefined
+  worker: number
+  connected: () => number
+  ready: () => boolean
+}): Observability {
+  const { stats, gate, persistence, routing, embedded, connected } = o
   const redisReady = persistence.redisReady
-  const routing = mq
   const registry = createMetrics({
     stats,
     connected,
@@ -254,12 +220,12 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   if (svc !== null) registerServiceMetrics(registry, svc)
   const routes = svc === null
     ? undefined
-    : adminRoutes({ reader: svc.reader, bearer: async (token) => await auth.bearer(token) })
+    : adminRoutes({ reader: svc.reader, bearer: async (token) => await o.auth.bearer(token) })
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry, ready: () => ready && closing === null, ...(metricsToken !== undefined ? { metricsToken } : {}), ...(routes !== undefined ? { routes } : {}) })
+    ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), ...(routes !== undefined ? { routes } : {}) })
     : null
-  const sysRoot = sysRootOf(cfg, opts.worker ?? 0)
-  const sys = new SysPublisher(b, {
+  const sysRoot = sysRootOf(cfg, o.worker)
+  const sys = new SysPublisher(o.b, {
     stats,
     version: VERSION,
     connected,
@@ -268,45 +234,116 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     inflight: () => gate.active,
     extra: () => svc === null ? {} : serviceSys(svc)
   }, cfg.sysInterval, sysRoot)
+  return { registry, routes, httpServer, sys, sysRoot }
+}
 
+/** Bind every listener and the HTTP port; resolves with the bound ports by name. */
+async function bindAll (cfg: Config, listeners: Listener[], httpServer: http.Server | null): Promise<Record<string, number>> {
   const ports: Record<string, number> = {}
-  try {
-    for (const l of listeners) ports[l.name] = await listen(l.server, portOf(l, cfg), cfg.listenHost, l.name)
-    if (httpServer !== null) ports.http = await listen(httpServer, cfg.httpPort, cfg.httpListenHost, 'http')
-  } catch (err) {
-    await Promise.all(listeners.map((l) => l.close()))
-    if (httpServer !== null) await closeServer(httpServer)
-    await closeBroker(b)
-    await closeService()
-    await release()
+  for (const l of listeners) ports[l.name] = await listen(l.server, portOf(l, cfg), cfg.listenHost, l.name)
+  if (httpServer !== null) ports.http = await listen(httpServer, cfg.httpPort, cfg.httpListenHost, 'http')
+  return ports
+}
+
+/** How a new connection is taken: refused while closing, guarded, handed to aedes with the delivery fixes. */
+function connectionHandler (b: Aedes, cfg: Config, stats: Stats, log: Logger, closing: () => boolean): (conn: Duplex, req?: http.IncomingMessage) => void {
+  // CONNACK before any message, and no message lost to aedes' dedupe (delivery.ts).
+  const fixDelivery = createDeliveryFixes(b)
+  return (conn, req) => {
+    if (closing()) { conn.destroy(); return }
+    guardConnection(conn, cfg.maxPacket, stats, log)
+    fixDelivery(b.handle(conn, req), conn)
+  }
+}
+
+// One function (about 90 lines) on purpose: it reads top to bottom in the
+// order things are opened, each step a named function above, and `undo`,
+// which a failing step closes in reverse, is visible in one place.
+export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promise<Warbler> {
+  const log = opts.log ?? createLogger(cfg.logLevel as 'info')
+  // Read before anything is opened: a bad file stops the start with nothing to undo.
+  const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
+  const stats = new Stats()
+  const { identity, cache, persistence } = await openStores(cfg, stats, log)
+
+  let broker: Aedes | undefined
+  const connected = (): number => broker?.connectedClients ?? 0
+  const gate = new PublishGate(cfg.maxInflight, () => { stats.backpressureWaits++ })
+  const auth = new Authenticator(cfg, cache, stats, log, connected)
+  const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev, cfg.bridge === 'off')
+  const hooks = createHooks({ cfg, auth, acl, gate, stats, log, broker: () => broker as Aedes })
+
+  /** Close what was opened before the broker; for a failed start and the end of close(). */
+  const release = async (): Promise<void> => {
+    await persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
+    cache.stop()
+    auth.close()
+    await identity.close()
+  }
+  const undo: Array<() => Promise<void>> = [release]
+  const failed = async (err: unknown): Promise<never> => {
+    for (const close of undo.reverse()) await close()
     throw err
   }
+
+  const { onDisconnect, setIngest: _setIngest, ...aedesHooks } = hooks
+  const { b, mq } = await createBroker(cfg, aedesHooks, persistence, log).catch(failed)
+  broker = b
+  let embedded: EmbeddedService | null = null
+  const closeService = async (): Promise<void> => { await embedded?.close() }
+  undo.push(async () => { await closeBroker(b); await closeService() })
+  watchBroker(b, onDisconnect, stats, log, () => closing !== null)
+
+  // A message service that starts later learns who is connected here (service-watch.ts).
+  // A message service elsewhere (a worker of shared routing, or `warbler bridge`) asks for the connected clients at its start.
+  const unwatch = mq !== null || cfg.bridge === 'off' ? answerServiceBirth(b) : null
+
+  // The message service, embedded (the default): archive, sequence, deliver.
+  if (cfg.bridge === 'embedded') {
+    embedded = await startEmbeddedService({
+      cfg,
+      broker: b,
+      log,
+      shared: mq !== null,
+      setIngest: hooks.setIngest,
+      isService: (user) => cache.users.get(user)?.service === true
+    }).catch(failed)
+  }
+  closeRevokedOnReload(cache, b, auth, log)
+
+  let closing: Promise<void> | null = null
+  const handle = connectionHandler(b, cfg, stats, log, () => closing !== null)
+  let listeners: Listener[] = []
+  try {
+    listeners = createListeners(cfg, handle, refusedBeforeMqtt(log))
+  } catch (err) {
+    await failed(err)
+  }
+
+  let ready = false
+  const { registry, routes, httpServer, sys, sysRoot } = observe(cfg, {
+    b, stats, gate, auth, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, connected, ready: () => ready && closing === null
+  })
+  undo.push(async () => {
+    await Promise.all(listeners.map((l) => l.close()))
+    if (httpServer !== null) await closeServer(httpServer)
+  })
+  const ports = await bindAll(cfg, listeners, httpServer).catch(failed)
   sys.start()
   embedded?.retention.start()
   ready = true
 
   const close = (): Promise<void> => {
-    closing ??= shutdown({
-      broker: b,
-      log,
-      stopSys: () => sys.stop(),
-      routing: () => gate.active,
-      closeService,
-      unwatch,
-      listeners,
-      httpServer,
-      release
-    })
+    closing ??= shutdown({ broker: b, log, stopSys: () => sys.stop(), routing: () => gate.active, closeService, unwatch, listeners, httpServer, release })
     return closing
   }
-
   return {
     ports: Object.freeze({ ...ports }),
     broker: b,
     stats,
     identity,
     log,
-    service: svc,
+    service: embedded?.service ?? null,
     sys: () => sys.snapshot(),
     sysRoot,
     registry,

@@ -4,30 +4,28 @@
  * and full jitter, an outbox that keeps sends until the server acknowledges
  * them, a sync on every (re)connect, and in-order, de-duplicated delivery.
  *
- * Each connection attempt is a "link". A link goes: CONNACK, subscribe (state
- * `connected`), sync (live messages wait meanwhile, so that what the sync
- * returns and what arrives live meet in the sequencer in the right order),
- * then ready: the outbox is sent, oldest first, and new sends follow it.
- * Everything a link started (requests, publishes waiting for PUBACK) ends when
- * the link closes; nothing waits on a dead link.
+ * This module is the client's API: sending, requests, events. The connection
+ * state machine (links, sync, reconnects) is connection.ts. Everything a link
+ * started (requests, publishes waiting for PUBACK) ends when the link closes;
+ * nothing waits on a dead link.
  */
 import { backoffDelay } from './backoff.js'
 import { encodeFrame } from './codec.js'
 import { Emitter, rethrowLater } from './emitter.js'
 import type { ClientEvents, State } from './events.js'
 import {
-  AuthError, ClosedError, ConnectionLostError, InvalidArgumentError, ListenerError, ServerError, WarblerError
+  ClosedError, ConnectionLostError, InvalidArgumentError, ListenerError, ServerError, type WarblerError, asWarblerError
 } from './errors.js'
-import { type Link, noop, openLink, publishBytes, untilClosed } from './link.js'
+import { type Link, noop, publishBytes } from './link.js'
+import { Connection } from './connection.js'
 import { type ClientOptions, type ResolvedOptions, resolveOptions } from './client-options.js'
 import type { OutboxEntry } from './outbox.js'
 import type { AckFrame, MessageFrame } from './protocol.js'
-import { CLIENT_MESSAGE_ID_PATTERN, ConnackCodes, topics } from './protocol.js'
-import { receive, type Receivers } from './receive.js'
+import { CLIENT_MESSAGE_ID_PATTERN, topics } from './protocol.js'
+import type { Receivers } from './receive.js'
 import { Requests } from './pending-requests.js'
 import { SendQueue } from './send-queue.js'
 import { Sequencer } from './sequencer.js'
-import { expiresSoon } from './token.js'
 import type * as T from './protocol.js'
 
 export type { ClientEvents, MessageStatus, State } from './events.js'
@@ -41,10 +39,6 @@ export function newId (prefix: string): string {
   return `${prefix}${Date.now().toString(36)}${(++counter).toString(36)}${Math.random().toString(36).slice(2, 8)}`
 }
 
-function asWarblerError (err: unknown): WarblerError {
-  return err instanceof WarblerError ? err : new WarblerError('connection_lost', String(err), { cause: err })
-}
-
 function checkTarget (target: unknown): void {
   const t = target as { to?: unknown, conv?: unknown } | null
   const ok = typeof t === 'object' && t !== null && ((typeof t.to === 'string' && t.to !== '' && t.conv === undefined) ||
@@ -54,26 +48,16 @@ function checkTarget (target: unknown): void {
 
 export class WarblerClient extends Emitter<ClientEvents> {
   private _state: State = 'idle'
-  private link: Link | null = null
-  private gen = 0
-  private attempt = 0
-  private retryTimer: ReturnType<typeof setTimeout> | null = null
   private lastCreatedAt = 0
   private readonly queue: SendQueue
   private readonly requests: Requests
   private readonly receivers: Receivers
   private readonly sequencer: Sequencer
-  /** Live messages that arrive while a new link syncs. */
-  private syncing: MessageFrame[] | null = null
+  private readonly conn: Connection
   /** Messages for the app before it listened to 'message'. */
   private unheard: MessageFrame[] = []
   private heard = false
-  private password: string
   private connecting: Promise<this> | null = null
-  private firstConnect: { resolve: () => void, reject: (e: WarblerError) => void } | null = null
-  private refreshedOnFirst = false
-  /** A sync has been applied (`startAt: 'now'` acts on the first one only). */
-  private synced = false
   private readonly o: ResolvedOptions
   readonly clientId: string
 
@@ -86,7 +70,6 @@ export class WarblerClient extends Emitter<ClientEvents> {
     super()
     this.o = resolveOptions(options)
     this.clientId = `${this.o.username}-${this.o.device}`
-    this.password = this.o.token ?? this.o.password ?? ''
     this.sequencer = new Sequencer((m) => { this.hand(m) }, (conv, after) => this.fetchAfter(conv, after), this.o.since)
     this.requests = new Requests(this.o.requestTimeout)
     this.queue = new SendQueue({
@@ -99,12 +82,27 @@ export class WarblerClient extends Emitter<ClientEvents> {
       error: (e) => { this.emit('error', e) }
     })
     this.receivers = {
-      message: (link, m) => { this.live(link, m) },
+      message: (link, m) => { this.conn.live(link, m) },
       sends: this.queue,
       requests: this.requests,
       emit: (event, ...args) => { this.emit(event, ...args) }
     }
+    this.conn = new Connection({
+      o: this.o,
+      clientId: this.clientId,
+      sequencer: this.sequencer,
+      queue: this.queue,
+      requests: this.requests,
+      receivers: this.receivers,
+      isClosed: () => this.isClosed(),
+      setState: (newState, error) => { this.setState(newState, error) },
+      error: (err) => { this.emit('error', err) },
+      requestOn: async <R>(link: Link, op: string, params: Record<string, unknown>) => await this.requestOn<R>(link, op, params)
+    })
   }
+
+  /** The current link, if any. */
+  private get link (): Link | null { return this.conn.link }
 
   /** Connect and resolve once connected and synced (the first time). */
   static async connect (options: ClientOptions): Promise<WarblerClient> {
@@ -121,10 +119,10 @@ export class WarblerClient extends Emitter<ClientEvents> {
     if (this.connecting !== null) return await this.connecting
     if (this._state === 'closed') throw new ClosedError()
     this.connecting = new Promise<this>((resolve, reject) => {
-      this.firstConnect = { resolve: () => { resolve(this) }, reject }
+      this.conn.awaitFirst(() => { resolve(this) }, reject)
     })
     this.setState('connecting')
-    this.dial()
+    this.conn.dial()
     return await this.connecting
   }
 
@@ -175,140 +173,9 @@ export class WarblerClient extends Emitter<ClientEvents> {
     this.emit('state', error === undefined ? { newState, oldState } : { newState, oldState, error })
   }
 
-  // -- connection -----------------------------------------------------------
-
-  private dial (): void {
-    this.retryTimer = null
-    if (this._state === 'closed') return
-    const link = openLink(++this.gen, {
-      url: this.o.url,
-      clientId: this.clientId,
-      username: this.o.username,
-      password: this.password,
-      keepalive: this.o.keepalive,
-      connectTimeout: this.o.connectTimeout
-    }, {
-      payload: async (link, payload) => { await receive(link, payload, this.receivers) },
-      failed: (err) => { this.emit('error', asWarblerError(err)) },
-      connected: (link) => { void this.onConnected(link) },
-      closed: (link) => { this.drop(link) }
-    })
-    this.link = link
-    // Everything that arrives before the sync is done waits for it (a persistent
-    // session's queued messages come right after CONNACK).
-    this.syncing = []
-  }
-
-  /** The link is gone (closed by either side, or given up): clean up and reconnect. */
-  private drop (link: Link): void {
-    link.end()
-    if (this.link !== link) return
-    this.link = null
-    link.client.end(true)
-    this.onDisconnected(link)
-  }
-
-  private async onConnected (link: Link): Promise<void> {
-    try {
-      const granted = await untilClosed(link, link.client.subscribeAsync([topics.feed(this.o.username), topics.deviceFeed(this.clientId)], { qos: 1 }))
-      if (granted.some((g) => g.qos === 128)) throw new WarblerError('not_authorized', 'the server refused the feed or device feed subscription')
-      if (this.link !== link) return
-      link.subscribed = true
-      this.setState('connected')
-      // A device that starts from now takes the conversations it has no seq for as seen up to their
-      // last seq, on its first sync: their messages in the reply are dropped, so with nothing known
-      // it asks for as few as it may.
-      const fromNow = this.o.startAt === 'now' && !this.synced
-      const after = this.sequencer.state()
-      const limit = fromNow && Object.keys(after).length === 0 ? 1 : this.o.syncLimit
-      const data = await this.requestOn<T.SyncResult>(link, 'sync', { after, limit })
-      if (this.link !== link) return
-      if (fromNow) for (const c of data.conversations) this.sequencer.start(c.conv, c.lastSeq)
-      this.synced = true
-      // The sync's messages first, then the live ones that came meanwhile (duplicates collapse).
-      for (const m of data.messages) this.sequencer.offer(m)
-      const live = this.syncing ?? []
-      this.syncing = null
-      link.ready = true
-      for (const m of live) this.sequencer.offer(m)
-      // Conversations cut at the sync's limit (or with a gap) are fetched in pages.
-      for (const c of data.conversations) this.sequencer.expect(c.conv, c.lastSeq)
-      this.sequencer.retryGaps()
-      this.attempt = 0
-      this.queue.armResend(link)
-      void this.queue.pump()
-      if (this.firstConnect !== null) {
-        this.firstConnect.resolve()
-        this.firstConnect = null
-      }
-    } catch (err) {
-      if (this.link !== link) return // the link dropped meanwhile: already handled
-      // A server refusal is worth telling; a timeout on a silent link is just a lost link.
-      if (err instanceof ServerError || (err instanceof WarblerError && err.code === 'not_authorized')) this.emit('error', err)
-      this.drop(link)
-    }
-  }
-
-  private onDisconnected (link: Link): void {
-    this.syncing = null
-    this.queue.stopResend()
-    this.requests.rejectAll(() => new ConnectionLostError())
-    if (this._state === 'closed') return
-    const code = link.refused
-    // CONNACK 3 (server busy) is retried like a lost link; the others are refused logins.
-    const refused = code !== null && code !== 3
-    const error: WarblerError = refused
-      ? new AuthError(code, `login refused (CONNACK ${code}): ${ConnackCodes[code as keyof typeof ConnackCodes] ?? 'unknown reason'}`)
-      : link.connacked
-        ? new ConnectionLostError('connection lost')
-        : new ConnectionLostError(code === 3 ? `${this.o.url}: server unavailable (CONNACK 3)` : `cannot connect to ${this.o.url}`)
-    const refresh = refused && code === 4 && this.o.refreshToken !== undefined
-    if (this.firstConnect !== null && !this.o.waitOnFirstConnect && !link.connacked && !(refresh && !this.refreshedOnFirst)) {
-      // The first attempt failed: report it rather than retry in the background.
-      this.finish(error, error)
-      return
-    }
-    if (refresh && this.firstConnect !== null) this.refreshedOnFirst = true
-    if (refused) this.emit('error', error)
-    this.setState('reconnecting', error)
-    this.scheduleRedial(refused)
-  }
-
-  private scheduleRedial (authFailed: boolean): void {
-    // A refused login that no new token can fix is retried at the slowest pace
-    // (it may be a passing block after failed logins from this address).
-    const attempt = authFailed && this.o.refreshToken === undefined ? 64 : this.attempt++
-    this.retryTimer = setTimeout(() => { void this.redial(authFailed) }, backoffDelay(attempt, this.o.reconnect))
-  }
-
-  private async redial (authFailed: boolean): Promise<void> {
-    this.retryTimer = null
-    try {
-      if (this.o.refreshToken !== undefined && (authFailed || expiresSoon(this.password))) {
-        const token = await this.o.refreshToken()
-        if (typeof token !== 'string' || token === '') throw new Error('refreshToken() gave no token')
-        this.password = token
-      }
-    } catch (err) {
-      if (this._state === 'closed') return
-      this.emit('error', new WarblerError('auth_failed', `token refresh failed: ${String(err)}`, { cause: err }))
-      this.scheduleRedial(authFailed)
-      return
-    }
-    if (this._state === 'closed' || this.link !== null || this.retryTimer !== null) return
-    this.dial()
-  }
-
   // -- receiving ------------------------------------------------------------
 
-  /** A chat message that came on `link`: ordered, or kept until the link's sync is done. */
-  private live (link: Link, m: MessageFrame): void {
-    // A message of a link that is gone is left to the next sync (it is in the archive).
-    if (this.link !== link) return
-    if (link.ready) this.sequencer.offer(m)
-    else this.syncing?.push(m)
-  }
-
+  /** A page of a conversation after a seq, to fill a gap the sequencer found. */
   private async fetchAfter (conv: string, after: number): Promise<MessageFrame[]> {
     const page = await this.request<T.HistoryPage>('history', { conv, after, limit: 200 })
     return page.messages
@@ -419,24 +286,6 @@ export class WarblerClient extends Emitter<ClientEvents> {
   /** Close the connection. Pending sends stay in the outbox for the next run. Idempotent. */
   async close (): Promise<void> {
     if (this._state === 'closed') return
-    this.finish(new ClosedError())
-    const link = this.link
-    this.link = null
-    if (link !== null) {
-      link.end()
-      await link.client.endAsync(true).catch(noop)
-    }
-  }
-
-  /** Closed for good: timers off, every waiting call rejected with `reason`. */
-  private finish (reason: WarblerError, stateError?: WarblerError): void {
-    this.setState('closed', stateError)
-    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
-    this.retryTimer = null
-    this.syncing = null
-    this.queue.close(reason)
-    this.requests.rejectAll(() => reason)
-    this.firstConnect?.reject(reason)
-    this.firstConnect = null
+    await this.conn.close(new ClosedError())
   }
 }

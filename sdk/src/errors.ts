@@ -71,3 +71,8 @@ export function errorFromFrame (f: ErrorFrame): ServerError {
 export function isRetryable (code: string): boolean {
   return code === 'internal' || code === 'unavailable' || code === 'rate_limited'
 }
+
+/** Any failure as a WarblerError (what is not one already is a lost connection). */
+export function asWarblerError (err: unknown): WarblerError {
+  return err instanceof WarblerError ? err : new WarblerError('connection_lost', String(err), { cause: err })
+}
