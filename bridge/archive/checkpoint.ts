@@ -18,11 +18,13 @@ import type { Database } from '../../shared/sqlite.js'
 export class Checkpointer {
   private running: Promise<void> | null = null
   private readonly timer: NodeJS.Timeout
+  /** Checkpoints completed so far (a test waits on it rather than on the clock). */
+  completed = 0
 
   private constructor (private readonly db: Database, intervalMs: number, onError: (err: unknown) => void) {
     this.timer = setInterval(() => {
       if (this.running !== null) return
-      this.running = db.exec('PRAGMA wal_checkpoint(PASSIVE)').catch(onError).finally(() => { this.running = null })
+      this.running = db.exec('PRAGMA wal_checkpoint(PASSIVE)').then(() => { this.completed++ }, onError).finally(() => { this.running = null })
     }, intervalMs)
     this.timer.unref()
   }

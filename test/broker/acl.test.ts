@@ -10,7 +10,7 @@ import { Acl, filterWithin, topicMatches } from '../../broker/acl.js'
 import { parseAclRule } from '../../shared/config.js'
 import type { Session } from '../../broker/session.js'
 import { rmSync } from 'node:fs'
-import { addUser, collect, connect, nextMessage, startNode, tempDir, type TestNode, withStore } from '../helpers/warbler.js'
+import { addUser, collect, collectUntil, connect, nextMessage, startNode, tempDir, type TestNode, withStore } from '../helpers/warbler.js'
 
 const L = (s: string): string[] => s.split('/')
 
@@ -380,12 +380,14 @@ describe('over MQTT, normal mode', { timeout: 30_000 }, () => {
     assert.equal(await grant(bob, 'public/#'), 1)
     assert.equal(await grant(bob, 'cid/bob-dev/#'), 1)
     assert.equal(await grant(bob, 'wb/d/bob-dev'), 1)
-    const received = collect(bob, 400)
+    // Up to bob's end marker, published after everything else was acknowledged (and so routed).
+    const received = collectUntil(bob, (topic) => topic === 'cid/bob-dev/end')
     await alice.publishAsync('devices/bob/x', 'into bob', { qos: 1 }) // refused: not her %u
     await alice.publishAsync('public/news', 'alice news', { qos: 1 }) // refused: read-only
     await alice.publishAsync('cid/bob-dev/x', 'into bob cid', { qos: 1 }) // refused: not her %c
     await bob.publishAsync('devices/bob/self', 'bob self', { qos: 1 }) // allowed
     await bob.publishAsync('cid/bob-dev/y', 'bob cid', { qos: 1 }) // allowed by %c
+    await bob.publishAsync('cid/bob-dev/end', '', { qos: 1 })
     const got = (await received).map((m) => `${m.topic} ${m.payload.toString()}`)
     assert.deepEqual(got.sort(), ['cid/bob-dev/y bob cid', 'devices/bob/self bob self'])
     // A service publish on public/ reaches readers.

@@ -46,7 +46,7 @@ function track (c: MqttClient): { values: Map<string, string>, until: (key: stri
     values.set(topic.slice('$SYS/broker/'.length), payload.toString())
     for (const w of waiters) w()
   })
-  const until = (key: string, pred: (v: string) => boolean, ms = 4000): Promise<string> => new Promise((resolve, reject) => {
+  const until = (key: string, pred: (v: string) => boolean, ms = 10_000): Promise<string> => new Promise((resolve, reject) => {
     const check = (): void => {
       const v = values.get(key)
       if (v !== undefined && pred(v)) {
@@ -77,7 +77,9 @@ test('an admin subscribed to $SYS/broker/# gets the whole tree at once, and figu
   assert.equal(granted[0]?.qos, 0)
   // Retained values arrive at once; wait for the one of the first tick after login.
   await sys.until('clients/connected', (v) => v === '1')
-  for (const k of [...MOSQUITTO_TOPICS, ...WARBLER_TOPICS]) assert.ok(sys.values.has(k), `$SYS/broker/${k} is published`)
+  // That tick may still be on its way (its first topics delivered, the rest
+  // not yet, on a loaded machine): every topic is there within the bound.
+  await Promise.all([...MOSQUITTO_TOPICS, ...WARBLER_TOPICS].map(async (k) => await sys.until(k, () => true)))
   assert.match(sys.values.get('version') as string, /^warbler \d+\.\d+\.\d+/)
   assert.match(sys.values.get('uptime') as string, /^\d+ seconds$/)
   for (const k of [...MOSQUITTO_TOPICS, ...WARBLER_TOPICS]) {

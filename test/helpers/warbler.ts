@@ -152,6 +152,33 @@ export function nextMessage (client: MqttClient, filter: (topic: string) => bool
   })
 }
 
+/**
+ * Messages that arrive on a client up to the first one `last` accepts (left
+ * out); a message published after everything else marks the end instead of a
+ * time window that a loaded machine may overrun. `ms` is a safety bound.
+ */
+export async function collectUntil (client: MqttClient, last: (topic: string, payload: Buffer) => boolean, ms = 15_000): Promise<Array<{ topic: string, payload: Buffer }>> {
+  const got: Array<{ topic: string, payload: Buffer }> = []
+  let on = (_topic: string, _payload: Buffer): void => {}
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the end marker did not arrive within ${ms} ms (got ${got.map((m) => m.topic).join(', ')})`)), ms)
+      on = (topic, payload) => {
+        if (!last(topic, payload)) {
+          got.push({ topic, payload })
+          return
+        }
+        clearTimeout(timer)
+        resolve()
+      }
+      client.on('message', on)
+    })
+  } finally {
+    client.off('message', on)
+  }
+  return got
+}
+
 /** Messages that arrive on a client during `ms`. */
 export async function collect (client: MqttClient, ms: number): Promise<Array<{ topic: string, payload: Buffer }>> {
   const got: Array<{ topic: string, payload: Buffer }> = []
