@@ -15,7 +15,7 @@
  * A packet type only a server sends (or the reserved type 0) also closes the
  * connection here, counted as malformed_packet.
  *
- * `watchWrites` (installed by hooks.ts at CONNECT) is the slow-consumer half:
+ * `watchWrites` (installed by hooks/connect.ts at CONNECT) is the slow-consumer half:
  * it decides when a write reports backpressure to aedes, and cuts a
  * connection that does not drain.
  */
@@ -131,7 +131,7 @@ export interface WriteWatchOptions {
   onSlow: (conn: Duplex, buffered: number) => void
 }
 
-/** What hooks.ts tells the write watch; see {@link watchWrites}. */
+/** What hooks/connect.ts tells the write watch; see {@link watchWrites}. */
 export class WriteWatch {
   paced = false
   timer: NodeJS.Timeout | null = null

@@ -6,7 +6,7 @@
  */
 import type { Aedes } from 'aedes'
 import type { Config } from '../shared/config.js'
-import type { Ingest } from '../broker/hooks.js'
+import type { Ingest } from '../broker/hooks/index.js'
 import type { Logger } from '../shared/log.js'
 import { HEARTBEAT_MS, PRESENCE_EXPIRY_MS } from '../shared/heartbeat.js'
 import { announceService } from '../broker/service-watch.js'
@@ -33,7 +33,7 @@ export interface EmbeddedDeps {
   log: Logger
   /** Whether routing is shared through Redis (mq.ts): presence then counts every broker's clients. */
   shared: boolean
-  /** The hooks' ingest setter (hooks.ts), through which sends reach the service. */
+  /** The hooks' ingest setter (broker/hooks/publish.ts), through which sends reach the service. */
   setIngest: (fn: Ingest | null) => void
   /** Whether a user is the service account (its connections are not presence). */
   isService: (user: string) => boolean

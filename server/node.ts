@@ -20,7 +20,7 @@ import { Authenticator } from '../broker/auth.js'
 import { type Config, parseAclRule, readMetricsToken } from '../shared/config.js'
 import { PublishGate } from '../broker/flow.js'
 import { guardConnection } from '../broker/guard.js'
-import { classifyClientError, createHooks } from '../broker/hooks.js'
+import { classifyClientError, createHooks } from '../broker/hooks/index.js'
 import { createDeliveryFixes } from '../broker/delivery.js'
 import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
@@ -148,7 +148,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
       persistence: persistence.instance,
       ...(mq !== null ? { mq: mq.instance } : {}),
       drainTimeout: cfg.drainTimeout * 1000,
-      // aedes' own ceiling (its matcher throws past 100 levels); hooks.ts
+      // aedes' own ceiling (its matcher throws past 100 levels); the hooks (broker/hooks/)
       // enforces cfg.maxTopicLevels with SUBACK 0x80 and a refusal notice.
       maxTopicLevels: 100,
       maxClientsIdLength: 64,
