@@ -20,7 +20,7 @@
  * connection that does not drain.
  */
 import type { Duplex } from 'node:stream'
-import type { Client } from 'aedes'
+import { clientOfConnection } from './aedes-internals.js'
 import type { Logger } from '../shared/log.js'
 import { markClose } from './login-log.js'
 import type { Stats } from './stats.js'
@@ -60,7 +60,7 @@ type Guarded = Duplex & { [GUARD]: Guard }
 function refuse (conn: Duplex, g: Guard, reason: 'packet_too_large' | 'malformed_packet', detail: Record<string, unknown>): null {
   g.dead = true
   g.stats.refuse(reason)
-  markClose((conn as { client?: Client }).client, reason === 'packet_too_large' ? 'packet too large' : 'malformed packet')
+  markClose(clientOfConnection(conn), reason === 'packet_too_large' ? 'packet too large' : 'malformed packet')
   g.log.info('connection closed', { reason, ...detail })
   conn.destroy()
   return null

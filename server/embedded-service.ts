@@ -92,7 +92,7 @@ export async function startEmbeddedService (d: EmbeddedDeps): Promise<EmbeddedSe
  * after three missed heartbeats.
  */
 function followPresence (b: Aedes, svc: MessageService, isService: (user: string) => boolean): () => Promise<void> {
-  const ownId = (b as unknown as { id: string }).id
+  const ownId = b.id
   const tracker = new PresenceTracker(svc, isService, PRESENCE_EXPIRY_MS)
   const handler = (packet: { topic: string, payload: Buffer | string }, cb: () => void): void => {
     followNotice(tracker, packet.topic, packet.payload)
@@ -100,9 +100,9 @@ function followPresence (b: Aedes, svc: MessageService, isService: (user: string
   }
   const sweep = setInterval(() => { tracker.sweep((id) => id === ownId) }, HEARTBEAT_MS)
   sweep.unref()
-  for (const f of PRESENCE_FILTERS) b.subscribe(f, handler as never, () => {})
+  for (const f of PRESENCE_FILTERS) b.subscribe(f, handler, () => {})
   return async () => {
     clearInterval(sweep)
-    await Promise.all(PRESENCE_FILTERS.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler as never, () => resolve()) })))
+    await Promise.all(PRESENCE_FILTERS.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler, () => resolve()) })))
   }
 }

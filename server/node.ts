@@ -14,8 +14,9 @@ import { readFileSync } from 'node:fs'
 import type { Duplex } from 'node:stream'
 import type http from 'node:http'
 import type { EventEmitter } from 'node:events'
-import { Aedes, type Client } from 'aedes'
+import { Aedes } from 'aedes'
 import { Acl } from '../broker/acl.js'
+import { connackErrorCode, connectedClients } from '../broker/aedes-internals.js'
 import { Authenticator } from '../broker/auth.js'
 import { type Config, parseAclRule, readMetricsToken } from '../shared/config.js'
 import { PublishGate } from '../broker/flow.js'
@@ -174,7 +175,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     const reason = classifyClientError(err)
     if (reason !== null) stats.refuse(reason)
     // A refused CONNECT (aedes sets its CONNACK code): auth.ts logged why, with what may be logged of its client id.
-    if (reason === null && (err as { errorCode?: number }).errorCode !== undefined && getSession(client) === undefined) return
+    if (reason === null && connackErrorCode(err) !== undefined && getSession(client) === undefined) return
     markClose(client, reason === 'malformed_packet' ? 'malformed packet' : 'error', err.message)
     // A failing Redis surfaces here too (aedes closes that client): an operator must see it.
     if (isRedisError(err)) log.warn('persistence error; client disconnected', { clientId: client.id, error: err.message })
@@ -212,7 +213,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
 
   // A removed user or a revoked device token loses its live connections too.
   cache.onReload = () => {
-    for (const client of Object.values((b as unknown as { clients: Record<string, Client> }).clients)) {
+    for (const client of Object.values(connectedClients(b))) {
       const s = getSession(client)
       if (s !== undefined && !client.closed && !auth.stillValid(s)) {
         log.info('connection closed: credential revoked', { user: s.user, clientId: client.id })

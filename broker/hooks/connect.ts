@@ -3,8 +3,8 @@
  * (guard.ts) before any packet goes out; authenticate checks the login
  * (auth.ts) and attaches the session every later hook reads.
  */
-import type { Duplex } from 'node:stream'
-import type { AedesOptions, Client } from 'aedes'
+import type { AedesOptions } from 'aedes'
+import { authenticateError, clientOfConnection } from '../aedes-internals.js'
 import { AuthRefused } from '../auth.js'
 import { watchWrites, type WriteWatchOptions } from '../guard.js'
 import { markClose, noteTakeover } from '../login-log.js'
@@ -22,8 +22,9 @@ export function createConnectHooks (d: HookDeps, states: ConnectionStates): Conn
     drainTimeoutMs: cfg.drainTimeout * 1000,
     onSlow: (conn, buffered) => {
       stats.refuse('slow_consumer')
-      markClose((conn as { client?: Client }).client, 'slow consumer')
-      log.info('slow consumer disconnected', { clientId: (conn as { client?: Client }).client?.id, buffered, reason: 'not drained in time' })
+      const client = clientOfConnection(conn)
+      markClose(client, 'slow consumer')
+      log.info('slow consumer disconnected', { clientId: client?.id, buffered, reason: 'not drained in time' })
       conn.destroy()
     }
   }
@@ -31,7 +32,7 @@ export function createConnectHooks (d: HookDeps, states: ConnectionStates): Conn
   return {
     preConnect (client, packet, done) {
       auth.noteConnect(client, packet.clientId)
-      states.of(client).watch = watchWrites(client.conn as unknown as Duplex, watchOptions)
+      states.of(client).watch = watchWrites(client.conn, watchOptions)
       done(null, true)
     },
 
@@ -44,12 +45,11 @@ export function createConnectHooks (d: HookDeps, states: ConnectionStates): Conn
       }, (err: unknown) => {
         if (err instanceof AuthRefused) {
           stats.refuse(err.reason)
-          const e = Object.assign(new Error(err.message), { returnCode: err.returnCode })
-          done(e as unknown as Parameters<typeof done>[0], false)
+          done(authenticateError(err.message, err.returnCode), false)
           return
         }
         log.error('authentication error', { error: String(err) })
-        done(Object.assign(new Error('server unavailable'), { returnCode: 3 }) as unknown as Parameters<typeof done>[0], false)
+        done(authenticateError('server unavailable', 3), false)
       })
     }
   }

@@ -2,14 +2,13 @@
  * Delivery: authorizeForward checks each message going to a client (ACL)
  * and keeps slow consumers from holding an unbounded backlog.
  */
-import type { Writable } from 'node:stream'
 import type { AedesOptions, AedesPublishPacket, Client } from 'aedes'
 import { topicMatches } from '../acl.js'
+import { clientSubscriptions, isRetainedReplay, type SubscriptionEntry } from '../aedes-internals.js'
 import { markClose } from '../login-log.js'
 import { getSession } from '../session.js'
 import type { ConnectionStates } from './connection-state.js'
 import type { HookDeps } from './deps.js'
-import { type SubscriptionEntry, subscriptionsOf } from './subscriptions.js'
 
 type ForwardHooks = Required<Pick<AedesOptions, 'authorizeForward'>>
 
@@ -19,7 +18,7 @@ type ForwardHooks = Required<Pick<AedesOptions, 'authorizeForward'>>
  */
 function deliveryQos (client: Client, packet: AedesPublishPacket): number {
   if (packet.qos === 0) return 0
-  const subs = subscriptionsOf(client)
+  const subs = clientSubscriptions(client)
   let best = subs[packet.topic]?.qos ?? -1
   if (best < packet.qos) {
     const levels = packet.topic.split('/')
@@ -41,7 +40,7 @@ function deliveryQos (client: Client, packet: AedesPublishPacket): number {
  * checked again, and cleared, when the queue is replayed.
  */
 function notForwarded (client: Client, packet: AedesPublishPacket): null {
-  if (packet.messageId === undefined && !client.clean) (packet as { messageId?: number }).messageId = -1
+  if (packet.messageId === undefined && !client.clean) packet.messageId = -1
   return null
 }
 
@@ -59,11 +58,11 @@ export function createForwardHooks (d: HookDeps, states: ConnectionStates): Forw
         stats.messagesSent++
         return packet
       }
-      const conn = client.conn as Writable
+      const conn = client.conn
       // A retained message sent for a new subscription (aedes clears its
       // broker id) is not cut either: the set is finite, and a client that
       // cannot take it in drainTimeout is cut by watchWrites.
-      const retainedReplay = (packet as { brokerId?: string | null }).brokerId === null
+      const retainedReplay = isRetainedReplay(packet)
       // The message service's own connection is never cut: it is paced by its drains instead.
       if (conn.writableLength > cfg.slowConsumerBytes && !retainedReplay && s?.service !== true) {
         if (deliveryQos(client, packet) === 0) {

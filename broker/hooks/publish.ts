@@ -11,6 +11,7 @@
  */
 import type { AedesOptions, AedesPublishPacket, Client, PublishPacket } from 'aedes'
 import { type ErrorCode, type ErrorFrame, topics } from '@warbler/sdk/protocol'
+import { incomingStore } from '../aedes-internals.js'
 import { getSession, type Session } from '../session.js'
 import type { RefusalReason } from '../stats.js'
 import type { ConnectionStates } from './connection-state.js'
@@ -27,9 +28,6 @@ export type Ingest = (packet: AedesPublishPacket, client: Client) => Promise<voi
 
 type PublishHooks = Required<Pick<AedesOptions, 'authorizePublish' | 'published'>> & { setIngest: (fn: Ingest | null) => void }
 type Done = (err?: Error | null) => void
-
-/** The part of the aedes persistence authorizePublish reads. */
-interface IncomingStore { incomingGetPacket: (client: Client, packet: PublishPacket) => Promise<unknown> }
 
 export function createPublishHooks (d: HookDeps, states: ConnectionStates, notify: Notify): PublishHooks {
   const { cfg, acl, gate, stats } = d
@@ -92,7 +90,7 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
    * so stored), then goes ungated.
    */
   function admitQos2 (client: Client, packet: PublishPacket, done: Done): void {
-    const store = (d.broker() as unknown as { persistence: IncomingStore }).persistence
+    const store = incomingStore(d.broker())
     const id = packet.messageId as number
     store.incomingGetPacket(client, packet).then(() => { done(null) }, () => {
       const state = states.of(client)

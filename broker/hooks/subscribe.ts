@@ -3,12 +3,12 @@
  * the client's number of subscriptions; a refused filter gets SUBACK 0x80.
  */
 import type { AedesOptions, Client, Subscription } from 'aedes'
+import { clientSubscriptions } from '../aedes-internals.js'
 import { getSession } from '../session.js'
 import type { ConnectionStates } from './connection-state.js'
 import type { HookDeps } from './deps.js'
 import type { Notify } from './notice.js'
 import { illFormedTopic, levelCount } from './topic-checks.js'
-import { subscriptionsOf } from './subscriptions.js'
 
 type SubscribeHooks = Required<Pick<AedesOptions, 'authorizeSubscribe'>>
 
@@ -41,7 +41,7 @@ export function createSubscribeHooks (d: HookDeps, states: ConnectionStates, not
         stats.refuse('subscribe_denied')
         return done(null, null)
       }
-      const subs = subscriptionsOf(client)
+      const subs = clientSubscriptions(client)
       const state = states.of(client)
       const pending = state.pendingSubs
       if (pending !== undefined) for (const f of pending) if (f in subs) pending.delete(f)
