@@ -29,6 +29,10 @@ export type Ingest = (packet: AedesPublishPacket, client: Client) => Promise<voi
 type PublishHooks = Required<Pick<AedesOptions, 'authorizePublish' | 'published'>> & { setIngest: (fn: Ingest | null) => void }
 type Done = (err?: Error | null) => void
 
+/**
+ * Over 80 lines as a factory only: its closures share the deps, the state
+ * and the ingest setting; each of them is short.
+ */
 export function createPublishHooks (d: HookDeps, states: ConnectionStates, notify: Notify): PublishHooks {
   const { cfg, acl, gate, stats } = d
   let ingest: Ingest | null = null
