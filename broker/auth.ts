@@ -18,6 +18,7 @@
  */
 import { timingSafeEqual } from 'node:crypto'
 import type { Client } from 'aedes'
+import { connectionParser } from './aedes-internals.js'
 import { decodeJwt, errors as joseErrors, jwtVerify } from 'jose'
 import { clientIdBelongsTo, isValidUsername, topics } from '@warbler/sdk/protocol'
 import type { Config } from '../shared/config.js'
@@ -293,9 +294,6 @@ export class Authenticator {
   }
 }
 
-/** aedes' MQTT parser of one connection (mqtt-packet; not in aedes' typings). */
-interface ParserInternals { _parser?: { settings?: { protocolVersion?: number, bridgeMode?: boolean } } }
-
 /**
  * mqtt-packet's parser keeps the CONNECT packet it parsed, password
  * included, as its settings for the life of the connection, though it reads
@@ -304,7 +302,7 @@ interface ParserInternals { _parser?: { settings?: { protocolVersion?: number, b
  * strings) stays in memory for each connected client.
  */
 function forgetConnectPacket (client: Client): void {
-  const parser = (client as unknown as ParserInternals)._parser
+  const parser = connectionParser(client)
   const s = parser?.settings
   if (parser !== undefined && s !== undefined) parser.settings = { protocolVersion: s.protocolVersion, bridgeMode: s.bridgeMode }
 }

@@ -1,5 +1,5 @@
 /**
- * Two fixes to how aedes 1.2 hands messages to a connected client. server.ts
+ * Two fixes to how aedes 1.2 hands messages to a connected client. server/node.ts
  * applies them to every Client that `aedes.handle()` returns, before the
  * client's subscriptions exist (aedes reads `client.deliverQoS` and
  * `client.deliver0` when it subscribes).
@@ -28,14 +28,10 @@
  */
 import type { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
+import { clientDelivery, type Deliver, type DeliverPacket, setClientDelivery, setDuplicateMarks } from './aedes-internals.js'
 
 /** Deliveries remembered per client for de-duplication. */
 const DEDUPE_WINDOW = 8
-
-interface DeliverPacket { qos?: number, brokerId?: string | null, brokerCounter?: number }
-type Deliver = (packet: DeliverPacket, cb: (err?: Error) => void) => void
-/** aedes Client internals (not in its typings). */
-interface ClientDelivery { deliverQoS: Deliver, deliver0: Deliver, duplicates: Record<string, number> }
 
 /** Stands in for aedes' per-client high-water marks: nothing is ever "seen", so its check always passes. */
 const NEVER_SEEN = new Proxy<Record<string, number>>(Object.create(null) as Record<string, number>, {
@@ -50,10 +46,8 @@ export function createDeliveryFixes (broker: Aedes): (client: Client, conn: Dupl
   broker.on('connackSent', (_packet, client) => { releases.get(client)?.() })
 
   return (client, conn) => {
-    const c = client as unknown as ClientDelivery
-    const deliverQoS = c.deliverQoS
-    const deliver0 = c.deliver0
-    c.duplicates = NEVER_SEEN
+    const { deliverQoS, deliver0 } = clientDelivery(client)
+    setDuplicateMarks(client, NEVER_SEEN)
 
     // The last DEDUPE_WINDOW (broker id, counter) pairs, as two rings: no key
     // string is built per delivery.
@@ -85,10 +79,12 @@ export function createDeliveryFixes (broker: Aedes): (client: Client, conn: Dupl
       if (held === null) deliver(packet, cb)
       else held.push(() => { deliver(packet, cb) })
     }
-    c.deliver0 = (packet, cb) => { run(deliver0, packet, cb) }
-    // aedes' deliverQoS hands QoS 0 packets to deliver0: do it here, so that a
-    // packet is checked for duplicates once.
-    c.deliverQoS = (packet, cb) => { run(packet.qos === 0 ? deliver0 : deliverQoS, packet, cb) }
+    setClientDelivery(client, {
+      deliver0: (packet, cb) => { run(deliver0, packet, cb) },
+      // aedes' deliverQoS hands QoS 0 packets to deliver0: do it here, so that a
+      // packet is checked for duplicates once.
+      deliverQoS: (packet, cb) => { run(packet.qos === 0 ? deliver0 : deliverQoS, packet, cb) }
+    })
 
     const release = (): void => {
       if (held === null) return

@@ -15,12 +15,12 @@
  * A packet type only a server sends (or the reserved type 0) also closes the
  * connection here, counted as malformed_packet.
  *
- * `watchWrites` (installed by hooks.ts at CONNECT) is the slow-consumer half:
+ * `watchWrites` (installed by hooks/connect.ts at CONNECT) is the slow-consumer half:
  * it decides when a write reports backpressure to aedes, and cuts a
  * connection that does not drain.
  */
 import type { Duplex } from 'node:stream'
-import type { Client } from 'aedes'
+import { clientOfConnection } from './aedes-internals.js'
 import type { Logger } from '../shared/log.js'
 import { markClose } from './login-log.js'
 import type { Stats } from './stats.js'
@@ -60,7 +60,7 @@ type Guarded = Duplex & { [GUARD]: Guard }
 function refuse (conn: Duplex, g: Guard, reason: 'packet_too_large' | 'malformed_packet', detail: Record<string, unknown>): null {
   g.dead = true
   g.stats.refuse(reason)
-  markClose((conn as { client?: Client }).client, reason === 'packet_too_large' ? 'packet too large' : 'malformed packet')
+  markClose(clientOfConnection(conn), reason === 'packet_too_large' ? 'packet too large' : 'malformed packet')
   g.log.info('connection closed', { reason, ...detail })
   conn.destroy()
   return null
@@ -131,7 +131,7 @@ export interface WriteWatchOptions {
   onSlow: (conn: Duplex, buffered: number) => void
 }
 
-/** What hooks.ts tells the write watch; see {@link watchWrites}. */
+/** What hooks/connect.ts tells the write watch; see {@link watchWrites}. */
 export class WriteWatch {
   paced = false
   timer: NodeJS.Timeout | null = null

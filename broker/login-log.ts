@@ -17,6 +17,7 @@
  * may be a secret pasted into the wrong field.
  */
 import type { Aedes, Client } from 'aedes'
+import { connectedClients, keepaliveSeconds, protocolLevel, routingEmitter, sentDisconnect } from './aedes-internals.js'
 import { isValidUsername } from '@warbler/sdk/protocol'
 import { DEVICE_TOKEN_PREFIX } from './identity/identity-store.js'
 import type { Logger } from '../shared/log.js'
@@ -146,15 +147,12 @@ export function markClose (client: Client | null | undefined, reason: CloseReaso
   closeReasons.set(client, error === undefined ? { reason } : { reason, error })
 }
 
-/** aedes client internals read for the log (not in its typings). */
-interface ClientInternals { _disconnected?: boolean, _keepaliveInterval?: number, version?: number | null }
-
 /**
  * A CONNECT for a client id already connected here takes its session over:
  * aedes closes the older connection before it registers the new one.
  */
 export function noteTakeover (broker: Aedes, client: Client): void {
-  const older = (broker as unknown as { clients: Record<string, Client> }).clients[client.id]
+  const older = connectedClients(broker)[client.id]
   if (older !== undefined && older !== client) markClose(older, 'takeover')
 }
 
@@ -165,26 +163,21 @@ export function noteTakeover (broker: Aedes, client: Client): void {
 export function logConnections (b: Aedes, log: Logger, closing: () => boolean): void {
   b.on('clientReady', (client) => {
     const s = getSession(client)
-    const i = client as unknown as ClientInternals
-    // aedes keeps the keepalive only as its timer's interval: seconds * 1500 + 1 ms.
-    const keepalive = i._keepaliveInterval === undefined ? 0 : Math.round((i._keepaliveInterval - 1) / 1500)
     log.info('client connected', {
       clientId: client.id,
       user: s?.user ?? null,
       address: s?.address ?? null,
-      protocolVersion: i.version ?? null,
-      keepalive,
+      protocolVersion: protocolLevel(client),
+      keepalive: keepaliveSeconds(client),
       cleanSession: client.clean
     })
   })
   b.on('keepaliveTimeout', (client) => { markClose(client, 'keepalive timeout') })
   // A client id that connected to another broker of the same Redis: aedes there closes ours.
-  type Handler = (packet: { topic: string, payload: Buffer }, done: () => void) => void
-  const mq = (b as unknown as { mq: { on: (topic: string, fn: Handler, cb: () => void) => void } }).mq
-  mq.on('$SYS/+/new/clients', (packet, done) => {
+  routingEmitter(b).on('$SYS/+/new/clients', (packet, done) => {
     const broker = packet.topic.split('/')[1]
     if (broker !== b.id) {
-      const c = (b as unknown as { clients: Record<string, Client> }).clients[packet.payload.toString()]
+      const c = connectedClients(b)[packet.payload.toString()]
       markClose(c, 'takeover')
     }
     done()
@@ -193,7 +186,7 @@ export function logConnections (b: Aedes, log: Logger, closing: () => boolean): 
     const s = getSession(client)
     const marked = closeReasons.get(client)
     const reason: CloseReason = marked?.reason ??
-      ((client as unknown as ClientInternals)._disconnected === true ? 'client asked' : closing() ? 'server closing' : 'connection lost')
+      (sentDisconnect(client) ? 'client asked' : closing() ? 'server closing' : 'connection lost')
     log.info('client disconnected', {
       clientId: client.id,
       user: s?.user ?? null,

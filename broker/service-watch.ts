@@ -14,6 +14,7 @@
  * so each is stored once. docs/architecture.md has the details.
  */
 import type { Aedes } from 'aedes'
+import { connectedClients } from './aedes-internals.js'
 
 import { clientsTopic, SERVICE_BIRTH } from '../shared/sys-topics.js'
 
@@ -23,19 +24,18 @@ function publish (b: Aedes, topic: string, payload: string): void {
 
 /** In the broker that runs the message service, once it listens for the answers. */
 export function announceService (b: Aedes): void {
-  publish(b, SERVICE_BIRTH, `${(b as unknown as { id: string }).id}:${Date.now()}`)
+  publish(b, SERVICE_BIRTH, `${b.id}:${Date.now()}`)
 }
 
 /** In every broker with shared routing: answer a service's birth with the connected client ids. Returns stop(). */
 export function answerServiceBirth (b: Aedes): () => Promise<void> {
-  const brokerId = (b as unknown as { id: string }).id
+  const brokerId = b.id
   const onBirth = (_packet: unknown, cb: () => void): void => {
     cb()
-    const clients = (b as unknown as { clients: Record<string, unknown> }).clients
-    publish(b, clientsTopic(brokerId), JSON.stringify(Object.keys(clients)))
+    publish(b, clientsTopic(brokerId), JSON.stringify(Object.keys(connectedClients(b))))
   }
-  b.subscribe(SERVICE_BIRTH, onBirth as never, () => {})
+  b.subscribe(SERVICE_BIRTH, onBirth, () => {})
   return async () => {
-    await new Promise<void>((resolve) => { b.unsubscribe(SERVICE_BIRTH, onBirth as never, () => resolve()) })
+    await new Promise<void>((resolve) => { b.unsubscribe(SERVICE_BIRTH, onBirth, () => resolve()) })
   }
 }

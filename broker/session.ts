@@ -40,7 +40,6 @@ export function setSession (client: Client, session: Session): void {
 
 /** The remote address of a client's connection (TCP, TLS or WebSocket). */
 export function remoteAddress (client: Client): string {
-  const req = (client as unknown as { req?: { socket?: { remoteAddress?: string } } }).req
   const conn = client.conn as { remoteAddress?: string }
-  return req?.socket?.remoteAddress ?? conn.remoteAddress ?? 'unknown'
+  return client.req?.socket?.remoteAddress ?? conn.remoteAddress ?? 'unknown'
 }

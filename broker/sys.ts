@@ -4,7 +4,8 @@
  * gets the current figures at once), and only the values that changed.
  * Only admins may subscribe (acl.ts). docs/operations.md lists every topic.
  */
-import type { Aedes } from 'aedes'
+import type { Aedes, Client } from 'aedes'
+import { clientSubscriptions, connectedClients } from './aedes-internals.js'
 import { refusalReasons, type Stats } from './stats.js'
 
 export const SYS_ROOT = '$SYS/broker'
@@ -116,13 +117,13 @@ export class SysPublisher {
 
   /** Connected persistent sessions, and the subscriptions of connected clean ones (O(clients), once a tick). */
   private liveClients (): { persistent: number, cleanSubs: number } {
-    const clients = (this.broker as unknown as { clients: Record<string, { clean: boolean, subscriptions: Record<string, unknown> }> }).clients
+    const clients = connectedClients(this.broker)
     let persistent = 0
     let cleanSubs = 0
     for (const id in clients) {
-      const c = clients[id] as { clean: boolean, subscriptions: Record<string, unknown> }
+      const c = clients[id] as Client
       if (!c.clean) persistent++
-      else for (const _ in c.subscriptions) cleanSubs++
+      else for (const _ in clientSubscriptions(c)) cleanSubs++
     }
     return { persistent, cleanSubs }
   }

@@ -6,7 +6,7 @@
  */
 import type { Aedes } from 'aedes'
 import type { Config } from '../shared/config.js'
-import type { Ingest } from '../broker/hooks.js'
+import type { Ingest } from '../broker/hooks/index.js'
 import type { Logger } from '../shared/log.js'
 import { announceService } from '../broker/service-watch.js'
 import { getSession } from '../broker/session.js'
@@ -32,7 +32,7 @@ export interface EmbeddedDeps {
   log: Logger
   /** Whether routing is shared through Redis (mq.ts): presence then counts every broker's clients. */
   shared: boolean
-  /** The hooks' ingest setter (hooks.ts), through which sends reach the service. */
+  /** The hooks' ingest setter (broker/hooks/publish.ts), through which sends reach the service. */
   setIngest: (fn: Ingest | null) => void
   /** Whether a user is the service account (its connections are not presence). */
   isService: (user: string) => boolean
@@ -92,8 +92,8 @@ function followPresence (b: Aedes, running: RunningService): () => Promise<void>
     running.notice(packet.topic, packet.payload)
     cb()
   }
-  for (const f of PRESENCE_FILTERS) b.subscribe(f, handler as never, () => {})
+  for (const f of PRESENCE_FILTERS) b.subscribe(f, handler, () => {})
   return async () => {
-    await Promise.all(PRESENCE_FILTERS.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler as never, () => resolve()) })))
+    await Promise.all(PRESENCE_FILTERS.map((f) => new Promise<void>((resolve) => { b.unsubscribe(f, handler, () => resolve()) })))
   }
 }

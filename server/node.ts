@@ -14,13 +14,14 @@ import { readFileSync } from 'node:fs'
 import type { Duplex } from 'node:stream'
 import type http from 'node:http'
 import type { EventEmitter } from 'node:events'
-import { Aedes, type Client } from 'aedes'
+import { Aedes } from 'aedes'
 import { Acl } from '../broker/acl.js'
+import { connackErrorCode, connectedClients } from '../broker/aedes-internals.js'
 import { Authenticator } from '../broker/auth.js'
 import { type Config, parseAclRule, readMetricsToken } from '../shared/config.js'
 import { PublishGate } from '../broker/flow.js'
 import { guardConnection } from '../broker/guard.js'
-import { classifyClientError, createHooks } from '../broker/hooks.js'
+import { classifyClientError, createHooks } from '../broker/hooks/index.js'
 import { createDeliveryFixes } from '../broker/delivery.js'
 import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
@@ -129,7 +130,7 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
       persistence: persistence.instance,
       ...(mq !== null ? { mq: mq.instance } : {}),
       drainTimeout: cfg.drainTimeout * 1000,
-      // aedes' own ceiling (its matcher throws past 100 levels); hooks.ts
+      // aedes' own ceiling (its matcher throws past 100 levels); the hooks (broker/hooks/)
       // enforces cfg.maxTopicLevels with SUBACK 0x80 and a refusal notice.
       maxTopicLevels: 100,
       maxClientsIdLength: 64,
@@ -158,7 +159,7 @@ function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['on
     const reason = classifyClientError(err)
     if (reason !== null) stats.refuse(reason)
     // A refused CONNECT (aedes sets its CONNACK code): auth.ts logged why, with what may be logged of its client id.
-    if (reason === null && (err as { errorCode?: number }).errorCode !== undefined && getSession(client) === undefined) return
+    if (reason === null && connackErrorCode(err) !== undefined && getSession(client) === undefined) return
     markClose(client, reason === 'malformed_packet' ? 'malformed packet' : 'error', err.message)
     // A failing Redis surfaces here too (aedes closes that client): an operator must see it.
     if (isRedisError(err)) log.warn('persistence error; client disconnected', { clientId: client.id, error: err.message })
@@ -174,7 +175,7 @@ function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['on
 /** A removed user or a revoked device token loses its live connections too. */
 function closeRevokedOnReload (cache: IdentityCache, b: Aedes, auth: Authenticator, log: Logger): void {
   cache.onReload = () => {
-    for (const client of Object.values((b as unknown as { clients: Record<string, Client> }).clients)) {
+    for (const client of Object.values(connectedClients(b))) {
       const s = getSession(client)
       if (s !== undefined && !client.closed && !auth.stillValid(s)) {
         log.info('connection closed: credential revoked', { user: s.user, clientId: client.id })

@@ -14,6 +14,7 @@
  */
 import type http from 'node:http'
 import type { Aedes, Client } from 'aedes'
+import { connectedClients, pendingWill, sentDisconnect } from '../broker/aedes-internals.js'
 import { closeServer, type Listener } from '../broker/listeners.js'
 import type { Logger } from '../shared/log.js'
 
@@ -24,8 +25,6 @@ const WILL_TIMEOUT_MS = 3000
 const DRAIN_TIMEOUT_MS = 2000
 
 /** aedes client internals read at close (not in its typings). */
-interface ClientInternals { will?: unknown, _disconnected?: boolean }
-
 async function drained (done: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms
   while (!done() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
@@ -44,10 +43,9 @@ export function closeBroker (b: Aedes): Promise<void> {
  */
 async function publishWills (b: Aedes, log: Logger): Promise<void> {
   const pending = new Map<unknown, unknown>()
-  const clients = (b as unknown as { clients: Record<string, Client> }).clients
-  for (const c of Object.values(clients)) {
-    const i = c as unknown as ClientInternals
-    if (!c.closed && i.will != null && i._disconnected !== true) pending.set(c, i.will)
+  for (const c of Object.values(connectedClients(b))) {
+    const will = pendingWill(c)
+    if (!c.closed && will !== null && !sentDisconnect(c)) pending.set(c, will)
   }
   if (pending.size === 0) return
   await new Promise<void>((resolve) => {

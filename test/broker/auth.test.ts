@@ -9,6 +9,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { test } from 'node:test'
 import { SignJWT } from 'jose'
+import { connectedClients } from '../../broker/aedes-internals.js'
 import { DUMMY_HASH } from '../../broker/auth.js'
 import { resolveConfig } from '../../shared/config.js'
 import { IdentityCache } from '../../broker/identity/cache.js'
@@ -240,7 +241,7 @@ test('client id: a user must use its name or name-suffix (else 2); an empty id w
   const c = await connect(n.mqttUrl, { ...pw, clientId: '', clean: true })
   t.after(() => c.endAsync())
   assert.ok(c.connected)
-  const ids = Object.keys((n.broker as unknown as { clients: Record<string, unknown> }).clients)
+  const ids = Object.keys(connectedClients(n.broker))
   assert.equal(ids.length, 1)
   assert.ok((ids[0] as string).length > 0)
   assert.equal(await rawConnect(n.ports.mqtt as number, { clientId: '', clean: true, ...pw }), 0)

@@ -12,6 +12,7 @@ import v8 from 'node:v8'
 import vm from 'node:vm'
 import mqtt, { type MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
+import { connectedClients } from '../../broker/aedes-internals.js'
 import { connect, nextMessage, startNode, type TestNode } from '../helpers/warbler.js'
 import { publishBytes, type RawClient, rawConnect } from '../helpers/raw.js'
 
@@ -27,7 +28,7 @@ async function until (cond: () => boolean | Promise<boolean>, timeoutMs: number,
 
 /** Whether aedes holds a connected client with this id. */
 function isConnected (node: TestNode, clientId: string): boolean {
-  return (node.broker as unknown as { clients: Record<string, unknown> }).clients[clientId] !== undefined
+  return connectedClients(node.broker)[clientId] !== undefined
 }
 
 v8.setFlagsFromString('--expose-gc')

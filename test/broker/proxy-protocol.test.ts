@@ -10,6 +10,7 @@ import net from 'node:net'
 import { test } from 'node:test'
 import mqtt, { type IClientOptions, MqttClient } from 'mqtt'
 import { createWebSocketStream, WebSocket } from 'ws'
+import { connectedClients } from '../../broker/aedes-internals.js'
 import { parseProxyHeader, ProxyHeaderError } from '../../broker/proxy-protocol.js'
 import { remoteAddress } from '../../broker/session.js'
 import { startHaproxy } from '../helpers/haproxy.js'
@@ -87,7 +88,7 @@ function connected (client: MqttClient): Promise<MqttClient> {
 }
 
 function addressOf (node: TestNode, clientId: string): string {
-  const c = (node.broker as unknown as { clients: Record<string, Parameters<typeof remoteAddress>[0]> }).clients[clientId]
+  const c = connectedClients(node.broker)[clientId]
   assert.ok(c !== undefined, `${clientId} is connected`)
   return remoteAddress(c)
 }

@@ -21,6 +21,7 @@ import { freePort, waitForPort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
 import net from 'node:net'
 import { MqttClient } from 'mqtt'
+import { connectedClients } from '../../broker/aedes-internals.js'
 import { remoteAddress } from '../../broker/session.js'
 import { CLI, connect, startNode, tempDir, type TestNode } from '../helpers/warbler.js'
 
@@ -405,7 +406,7 @@ test('HAProxy with deploy/haproxy/haproxy.cfg balances MQTT and WebSocket over t
   const from7 = new MqttClient(() => net.connect({ port: lbMqtt, host: '127.0.0.1', localAddress: '127.0.0.7' }), { protocolVersion: 4, reconnectPeriod: 0, clientId: 'lb-from7' })
   clients.push(from7)
   await new Promise<void>((resolve, reject) => { from7.once('connect', () => resolve()); from7.once('error', reject) })
-  const held = [a, b].map((n) => (n.broker as unknown as { clients: Record<string, Parameters<typeof remoteAddress>[0]> }).clients['lb-from7']).find((c) => c !== undefined)
+  const held = [a, b].map((n) => connectedClients(n.broker)['lb-from7']).find((c) => c !== undefined)
   assert.ok(held !== undefined, 'lb-from7 reached a node')
   assert.equal(remoteAddress(held), '127.0.0.7')
   const [na, nb] = [await clientsOf(a), await clientsOf(b)]

@@ -1,0 +1,188 @@
+/**
+ * Every part of aedes that Warbler reads or replaces and that aedes' typings
+ * do not declare, each behind one typed function. All of them are of aedes
+ * 1.2.0 (node_modules/aedes; files named below are inside it); an upgrade
+ * that moves one fails test/broker/aedes-internals.test.ts, which names the
+ * field, instead of failing somewhere in the broker at run time.
+ *
+ * Nothing here changes what aedes does; the functions only read, or (the
+ * delivery functions and the duplicate marks, delivery.ts) replace a field
+ * with one of the same shape.
+ */
+import type { Duplex } from 'node:stream'
+import type { Aedes, AedesPublishPacket, AuthenticateError, Client, PublishPacket } from 'aedes'
+
+/** The aedes version these accessors were written against (a test checks the installed one). */
+export const AEDES_VERSION = '1.2.0'
+
+// ---------------------------------------------------------------- the broker
+
+/**
+ * The clients connected to this broker, by client id: aedes.js, `this.clients`
+ * (filled by lib/handlers/connect.js once a CONNECT is accepted). Warbler
+ * walks it to close revoked logins, publish wills at shutdown, count `$SYS`
+ * sessions, answer a message service's birth, and spot takeovers.
+ */
+export function connectedClients (b: Aedes): Readonly<Record<string, Client>> {
+  return (b as unknown as { clients: Record<string, Client> }).clients
+}
+
+type EmitterHandler = (packet: { topic: string, payload: Buffer }, done: () => void) => void
+
+/** The broker's routing emitter (mqemitter or Warbler's shared one, mq.ts). */
+export interface BrokerEmitter { on: (topic: string, fn: EmitterHandler, cb: () => void) => void }
+
+/**
+ * aedes.js, `this.mq`: its routing emitter. login-log.ts listens on it for
+ * `$SYS/+/new/clients` of other brokers, which aedes handles there without
+ * an event (a takeover by a client of another broker).
+ */
+export function routingEmitter (b: Aedes): BrokerEmitter {
+  return (b as unknown as { mq: BrokerEmitter }).mq
+}
+
+/** The part of the aedes persistence authorizePublish reads. */
+export interface IncomingStore { incomingGetPacket: (client: Client, packet: PublishPacket) => Promise<unknown> }
+
+/**
+ * aedes.js, `this.persistence`: the hooks ask it whether a QoS 2 packet id
+ * is already stored, as lib/handlers/publish.js does before it routes one
+ * (a stored one is answered from the store and never routed: not gated).
+ */
+export function incomingStore (b: Aedes): IncomingStore {
+  return (b as unknown as { persistence: IncomingStore }).persistence
+}
+
+// ---------------------------------------------------------------- a client
+
+/** One subscription as aedes keeps it for a client. */
+export interface SubscriptionEntry { qos: number }
+
+/**
+ * lib/client.js, `this.subscriptions` (filter -> { qos, ... }): the
+ * subscribe hook counts them (maxSubscriptions), the forward hook reads a
+ * message's QoS from them, `$SYS` counts those of clean sessions.
+ */
+export function clientSubscriptions (client: Client): Readonly<Record<string, SubscriptionEntry>> {
+  return (client as unknown as { subscriptions: Record<string, SubscriptionEntry> }).subscriptions
+}
+
+export interface DeliverPacket { qos?: number, brokerId?: string | null, brokerCounter?: number }
+export type Deliver = (packet: DeliverPacket, cb: (err?: Error) => void) => void
+export interface ClientDelivery { deliverQoS: Deliver, deliver0: Deliver }
+
+/**
+ * lib/client.js, `this.deliver0` and `this.deliverQoS`: the functions aedes
+ * subscribes with for a client (lib/handlers/subscribe.js reads them when
+ * a subscription is made). delivery.ts wraps them (CONNACK first, exact
+ * de-duplication).
+ */
+export function clientDelivery (client: Client): ClientDelivery {
+  const c = client as unknown as ClientDelivery
+  return { deliverQoS: c.deliverQoS, deliver0: c.deliver0 }
+}
+
+export function setClientDelivery (client: Client, delivery: ClientDelivery): void {
+  const c = client as unknown as ClientDelivery
+  c.deliverQoS = delivery.deliverQoS
+  c.deliver0 = delivery.deliver0
+}
+
+/**
+ * lib/client.js, `this.duplicates` (broker id -> highest counter
+ * delivered), read by its dedupe() and emptied per broker by aedes.js at a
+ * broker's birth. delivery.ts replaces it with marks that never match.
+ */
+export function setDuplicateMarks (client: Client, marks: Record<string, number>): void {
+  (client as unknown as { duplicates: Record<string, number> }).duplicates = marks
+}
+
+/** mqtt-packet's parser settings; after CONNECT, the parsed CONNECT packet itself. */
+export interface ParserSettings { protocolVersion?: number, bridgeMode?: boolean }
+interface Parser { settings?: ParserSettings }
+
+/**
+ * lib/client.js, `this._parser`: the connection's mqtt-packet parser, which
+ * keeps the CONNECT packet, password included, as its `settings`
+ * (mqtt-packet parser.js). auth.ts trims them to what the parser reads.
+ */
+export function connectionParser (client: Client): Parser | undefined {
+  return (client as unknown as { _parser?: Parser })._parser
+}
+
+/**
+ * The keepalive the client asked for, in seconds (0: none). aedes keeps it
+ * only as its timer's interval, lib/handlers/connect.js,
+ * `client._keepaliveInterval = keepalive * 1500 + 1` (-1 before, lib/client.js).
+ * For the connect log.
+ */
+export function keepaliveSeconds (client: Client): number {
+  const interval = (client as unknown as { _keepaliveInterval?: number })._keepaliveInterval
+  return interval === undefined ? 0 : Math.round((interval - 1) / 1500)
+}
+
+/**
+ * lib/client.js, `this.version`: the MQTT protocol level of the CONNECT
+ * (set by lib/handlers/connect.js). Typed as a number, but null until the
+ * CONNECT is read. For the connect log.
+ */
+export function protocolLevel (client: Client): number | null {
+  return (client as unknown as { version?: number | null }).version ?? null
+}
+
+/**
+ * lib/client.js, `this._disconnected`: set by lib/handlers/index.js when
+ * the client sent DISCONNECT (then its will is not published). For the
+ * disconnect log and the wills published at shutdown.
+ */
+export function sentDisconnect (client: Client): boolean {
+  return (client as unknown as { _disconnected?: boolean })._disconnected === true
+}
+
+/**
+ * lib/client.js, `this.will`: the will aedes publishes when the
+ * connection is lost (set by lib/handlers/connect.js once the client is
+ * accepted; null without one). Shutdown publishes them first.
+ */
+export function pendingWill (client: Client): unknown {
+  return (client as unknown as { will?: unknown }).will ?? null
+}
+
+/**
+ * lib/client.js, `conn.client = this`: the client aedes made for a
+ * connection, when only the connection is at hand (the packet guard and
+ * the write watch, guard.ts, sit on the stream).
+ */
+export function clientOfConnection (conn: Duplex): Client | undefined {
+  return (conn as { client?: Client }).client
+}
+
+// ---------------------------------------------------------------- packets and errors
+
+/**
+ * lib/handlers/subscribe.js sets `packet.brokerId = null` on a retained
+ * message it sends for a new subscription (so that dedupe lets it through);
+ * the typings say brokerId is always a string. The forward hook does not
+ * count such a replay against a slow consumer.
+ */
+export function isRetainedReplay (packet: AedesPublishPacket): boolean {
+  return (packet as { brokerId: string | null }).brokerId === null
+}
+
+/**
+ * lib/handlers/connect.js sets `err.errorCode` to the CONNACK return code
+ * when it refuses a CONNECT (its own checks, or the authenticate hook's).
+ */
+export function connackErrorCode (err: Error): number | undefined {
+  return (err as { errorCode?: number }).errorCode
+}
+
+/**
+ * The error the authenticate hook refuses a login with: aedes answers with
+ * its `returnCode` as the CONNACK code (2 to 5, lib/handlers/connect.js).
+ * The typings declare that code as a const enum, which cannot be used from
+ * here (verbatimModuleSyntax), so the number is cast.
+ */
+export function authenticateError (message: string, returnCode: number): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as unknown as AuthenticateError
+}
