@@ -391,4 +391,3 @@ test('mirror unit: caps, presence kept alive while online, bounded waiting write
   mirror.stored([stored('g:after', 1, Date.now(), ['u'])])
   assert.equal(mirror.pending, 0, 'nothing is issued after close')
 })
-

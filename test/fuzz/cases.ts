@@ -230,7 +230,7 @@ function badShape (r: Rng, id: string): Envelope {
   const bad = [
     `{"t":"req","id":${j(r.pick(['', 'a b', 'x'.repeat(65), 5, null, {}]))},"op":"unread"}`,
     `{"t":"typing","conv":${j(r.pick(['x', 5, null, 'd:b:a']))}}`,
-    `{"t":"typing"}`
+    '{"t":"typing"}'
   ]
   if (!r.bool()) return { json: r.pick(bad), ref: null, outcomes: ['bad_request'] }
   const k = r.int(unknown.length)
