@@ -129,7 +129,7 @@ const target = (x) => x.includes(':') ? { conv: x } : { to: x }
 const stateDir = args.state ?? path.join(os.homedir(), '.warbler-chat')
 const sinceFile = path.join(stateDir, `${me}-${args.device}.since.json`)
 let since = {}
-try { since = JSON.parse(readFileSync(sinceFile, 'utf8')) } catch {}
+try { since = JSON.parse(readFileSync(sinceFile, 'utf8')) } catch { /* no saved state yet (first start): everything */ }
 let sinceTimer = null
 function saveSince () {
   clearTimeout(sinceTimer)
