@@ -164,7 +164,7 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
     startNodeIn(n3, dirs[2] as string, redisAt(n3), ['--bridge', 'off', '--workers', '1'])
   ])
   nodes.push(...started)
-  const [node1, node2] = started as [Node, Node, Node]
+  const [node1, node2] = started
 
   // HAProxy in front, TCP mode, checking /readyz on each node's HTTP port.
   const lbPort = await freePort()

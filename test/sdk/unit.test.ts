@@ -193,7 +193,7 @@ describe('options', () => {
   ]
   for (const [field, change] of bad) {
     test(`a bad ${field} is refused by name (${JSON.stringify(change)})`, () => {
-      const o = { ...good, ...change } as ClientOptions
+      const o = { ...good, ...change }
       assert.throws(() => resolveOptions(o), (e: unknown) => {
         assert.ok(e instanceof InvalidArgumentError, String(e))
         assert.equal(e.code, 'invalid_argument')
