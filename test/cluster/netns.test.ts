@@ -94,6 +94,7 @@ async function connectedClients (ns: Ns): Promise<number> {
   return Number(/^warbler_clients_connected (\d+)$/m.exec(text)?.[1] ?? NaN)
 }
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('three nodes in network namespaces behind HAProxy: a node killed with SIGKILL, its devices reconnect to the others, no acknowledged message is lost', { timeout: 80_000 }, async (t) => {
   const undo: Array<() => unknown> = []
   t.after(async () => {
