@@ -37,14 +37,16 @@ const usage = `usage: node examples/terminal-chat/chat.mjs --user NAME [--passwo
        [--url mqtt://127.0.0.1:1883] [--device term] [--state DIR (default ~/.warbler-chat)]\n\n${HELP}`
 let args
 try {
-  ({ values: args } = parseArgs({ options: {
-    url: { type: 'string', default: process.env.WARBLER_URL ?? 'mqtt://127.0.0.1:1883' },
-    user: { type: 'string', default: process.env.WARBLER_USER },
-    password: { type: 'string' },
-    device: { type: 'string', default: 'term' },
-    state: { type: 'string' },
-    help: { type: 'boolean', short: 'h' }
-  } }))
+  ({ values: args } = parseArgs({
+    options: {
+      url: { type: 'string', default: process.env.WARBLER_URL ?? 'mqtt://127.0.0.1:1883' },
+      user: { type: 'string', default: process.env.WARBLER_USER },
+      password: { type: 'string' },
+      device: { type: 'string', default: 'term' },
+      state: { type: 'string' },
+      help: { type: 'boolean', short: 'h' }
+    }
+  }))
 } catch (e) {
   console.error(`${e.message}\n${usage}`)
   process.exit(2)
@@ -127,7 +129,7 @@ const target = (x) => x.includes(':') ? { conv: x } : { to: x }
 const stateDir = args.state ?? path.join(os.homedir(), '.warbler-chat')
 const sinceFile = path.join(stateDir, `${me}-${args.device}.since.json`)
 let since = {}
-try { since = JSON.parse(readFileSync(sinceFile, 'utf8')) } catch {}
+try { since = JSON.parse(readFileSync(sinceFile, 'utf8')) } catch { /* no saved state yet (first start): everything */ }
 let sinceTimer = null
 function saveSince () {
   clearTimeout(sinceTimer)

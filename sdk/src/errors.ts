@@ -3,7 +3,7 @@
  * Server-side codes are those of `ErrorCodes` (docs/errors.md); the SDK adds
  * its own for what happens on the client side.
  */
-import type { ErrorCode, ErrorFrame } from './protocol.js'
+import type { ErrorCode } from './protocol.js'
 
 /** Codes the SDK itself raises. */
 export const ClientErrorCodes = {
@@ -61,10 +61,6 @@ export class ListenerError extends WarblerError {
   constructor (readonly event: string, cause: unknown) {
     super('listener_failed', `a '${event}' listener threw: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
   }
-}
-
-export function errorFromFrame (f: ErrorFrame): ServerError {
-  return new ServerError(f.code, f.message, f.ref)
 }
 
 /** Server codes after which a send is worth retrying (the request had no effect). */

@@ -9,7 +9,7 @@ const STORE = 'outbox'
 function req<T> (r: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
     r.onsuccess = () => resolve(r.result)
-    r.onerror = () => reject(r.error)
+    r.onerror = () => reject(r.error ?? new Error('IndexedDB request failed'))
   })
 }
 
@@ -24,7 +24,7 @@ export class IndexedDbOutbox implements OutboxStore {
       const r = indexedDB.open(this.name, 1)
       r.onupgradeneeded = () => { r.result.createObjectStore(STORE, { keyPath: 'cid' }) }
       r.onsuccess = () => resolve(r.result)
-      r.onerror = () => reject(r.error)
+      r.onerror = () => reject(r.error ?? new Error(`IndexedDB database '${this.name}' did not open`))
     })
     return this.db
   }

@@ -7,6 +7,7 @@
  *   await client.send({ to: 'bob' }, 'hi')
  */
 import { WarblerClient } from './client.js'
+import type { ClientOptions } from './client-options.js'
 
 export { WarblerClient, newId } from './client.js'
 export type { ClientEvents, MessageStatus, State } from './client.js'
@@ -27,5 +28,5 @@ export type { ConversationSummary, GroupInfo, HistoryPage, Presence, Receipt, Sy
 
 /** The entry point: `await Warbler.connect(options)`. */
 export const Warbler = {
-  connect: WarblerClient.connect
+  connect: (options: ClientOptions): Promise<WarblerClient> => WarblerClient.connect(options)
 } as const

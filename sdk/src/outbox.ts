@@ -25,7 +25,7 @@ export interface OutboxStore {
 
 export class MemoryOutbox implements OutboxStore {
   private readonly entries = new Map<string, OutboxEntry>()
-  async load (): Promise<OutboxEntry[]> { return [...this.entries.values()] }
-  async put (e: OutboxEntry): Promise<void> { this.entries.set(e.cid, e) }
-  async remove (cid: string): Promise<void> { this.entries.delete(cid) }
+  load (): Promise<OutboxEntry[]> { return Promise.resolve([...this.entries.values()]) }
+  put (e: OutboxEntry): Promise<void> { this.entries.set(e.cid, e); return Promise.resolve() }
+  remove (cid: string): Promise<void> { this.entries.delete(cid); return Promise.resolve() }
 }

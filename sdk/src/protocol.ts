@@ -223,7 +223,7 @@ export function isConversationId (conv: string): boolean {
 
 /** Client message ids: 1-64 characters of A-Z a-z 0-9 _ - . : */
 export const CLIENT_MESSAGE_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
-/** Request ids: same alphabet. */
+/** Request ids: same alphabet. @alias */
 export const REQUEST_ID_PATTERN = CLIENT_MESSAGE_ID_PATTERN
 
 export type GroupRole = 'owner' | 'admin' | 'member'

@@ -52,7 +52,7 @@ async function smoke (t: { after: (fn: () => void) => void }, scenario: string, 
     const v = report.summary[target]?.[throughputKey]?.median
     assert.ok(typeof v === 'number' && v > 0, `${target} ${throughputKey} = ${String(v)}`)
   }
-  assert.ok(typeof report.ratios[throughputKey] === 'number' && (report.ratios[throughputKey] as number) > 0, 'a ratio to Mosquitto')
+  assert.ok(typeof report.ratios[throughputKey] === 'number' && (report.ratios[throughputKey]) > 0, 'a ratio to Mosquitto')
   assert.ok(report.limitsRaised.length > 0)
   assert.match(report.generator, /shares the machine/)
   const md = readFileSync(path.join(dir, `bench-${scenario}.md`), 'utf8')

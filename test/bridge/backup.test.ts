@@ -58,6 +58,7 @@ function cleanups (t: { after: (fn: () => Promise<void>) => void }): (fn: () => 
   return (fn) => { stack.push(fn) }
 }
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('backup while chat flows holds everything acknowledged before it; restore refuses a running node, then brings the history back', async (t) => {
   const defer = cleanups(t)
   const dir = tempDir()

@@ -47,6 +47,7 @@ export async function setupArrangement (start: Start, t: { after: (fn: () => Pro
   }
 }
 
+// eslint-disable-next-line max-lines-per-function -- the contract: every case of the chat API in one list, each a few lines
 export function chatContract (name: string, start: Start): void {
   const setup = async (t: { after: (fn: () => Promise<void>) => void }): Promise<{ a: Arrangement, c: Connect }> => await setupArrangement(start, t)
 

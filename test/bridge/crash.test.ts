@@ -147,6 +147,7 @@ class Sender {
   }
 }
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('killing the process with SIGKILL between store and ack loses nothing that was acknowledged', { timeout: 60_000 }, async (t) => {
   const started = Date.now()
   const dataDir = tempDir('warbler-crash-')

@@ -40,7 +40,7 @@ test('batchPayloads: a lone frame as itself; batches cut at the frame and byte l
 
 test('deliveries go to the topics with subscribers, and keep commit order while lookups are pending', async () => {
   const published: Array<{ topic: string, payload: Buffer }> = []
-  const publish = async (topic: string, payload: Buffer): Promise<void> => { published.push({ topic, payload }) }
+  const publish = (topic: string, payload: Buffer): Promise<void> => { published.push({ topic, payload }); return Promise.resolve() }
   // ann reads the feed, bob the inbox; carol's lookups answer late (as a persistence lookup may).
   const audience: Audience = {
     live: () => false,
@@ -68,7 +68,7 @@ test('deliveries go to the topics with subscribers, and keep commit order while 
 
 test('without an audience every frame goes to both topics; acks of one loop turn share one batch frame per device', async () => {
   const published: Array<{ topic: string, payload: Buffer }> = []
-  const f = new Fanout(async (topic, payload) => { published.push({ topic, payload }) }, undefined, { deliveries: 0 })
+  const f = new Fanout((topic, payload) => { published.push({ topic, payload }); return Promise.resolve() }, undefined, { deliveries: 0 })
   await Promise.all(f.deliver([stored('d:ann:bob', 1, ['bob']), stored('d:ann:bob', 2, ['bob'])]).values())
   assert.deepEqual(published.map((p) => p.topic), ['wb/u/bob/inbox', 'wb/u/bob/inbox', 'wb/u/bob/feed'])
   published.length = 0
@@ -87,7 +87,7 @@ test('without an audience every frame goes to both topics; acks of one loop turn
 
 test('a commit\'s receipts follow its messages: in the batch frame on a feed, at QoS 0 on an inbox; a device topic and its feed each get answers when each is read', async () => {
   const published: Array<{ topic: string, payload: Buffer, qos: 0 | 1 }> = []
-  const publish = async (topic: string, payload: Buffer, qos: 0 | 1): Promise<void> => { published.push({ topic, payload, qos }) }
+  const publish = (topic: string, payload: Buffer, qos: 0 | 1): Promise<void> => { published.push({ topic, payload, qos }); return Promise.resolve() }
   // ann reads her feed, bob his inbox; one connection reads ann-pub's device topic, another its feed.
   const live = new Set(['wb/d/ann-pub', 'wb/d/ann-pub/feed', 'wb/d/bob-app/feed'])
   const audience: Audience = { live: (topic) => live.has(topic), any: (topic) => topic === 'wb/u/ann/feed' || topic === 'wb/u/bob/inbox' }

@@ -51,7 +51,7 @@ async function setup (t: { after: (fn: () => Promise<void>) => void }, args: str
   r.on('error', () => {})
   const clients: ChatClient[] = []
   t.after(async () => {
-    try { process.kill(redis.pid, 'SIGCONT') } catch {}
+    try { process.kill(redis.pid, 'SIGCONT') } catch { /* already gone */ }
     for (const x of clients) await x.close().catch(() => {})
     await node.close()
     r.disconnect()
@@ -338,7 +338,7 @@ test('mirror unit: caps, presence kept alive while online, bounded waiting write
   r.on('error', () => {})
   const mirror = await RedisMirror.connect(redis.url, createLogger('error'), { maxPending: 10, onlineTtlS: 1 })
   t.after(async () => {
-    try { process.kill(redis.pid, 'SIGCONT') } catch {}
+    try { process.kill(redis.pid, 'SIGCONT') } catch { /* already gone */ }
     await mirror.close()
     r.disconnect()
     await redis.stop()
@@ -391,4 +391,3 @@ test('mirror unit: caps, presence kept alive while online, bounded waiting write
   mirror.stored([stored('g:after', 1, Date.now(), ['u'])])
   assert.equal(mirror.pending, 0, 'nothing is issued after close')
 })
-

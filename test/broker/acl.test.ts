@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the scenarios of one feature, kept side by side with their shared setup */
 /**
  * Authorization: the pure rules (topicMatches, filterWithin, Acl) and the
  * same rules enforced over MQTT with real clients.
@@ -103,6 +104,7 @@ describe('filterWithin: every topic the filter matches is matched by the pattern
   })
 })
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 describe('Acl decisions', () => {
   const alice = session('alice', 'alice-phone')
   const bob = session('bob', 'bob')
@@ -310,6 +312,7 @@ async function until (cond: () => boolean, ms = 3000): Promise<void> {
   }
 }
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 describe('over MQTT, normal mode', { timeout: 30_000 }, () => {
   let node: TestNode
   before(async () => {

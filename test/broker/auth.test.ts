@@ -410,9 +410,9 @@ test('the identity cache reloads when users or tokens change (any connection), n
 
   // A write through the node's own store is seen at once, without waiting for a poll.
   const { id } = await own.createDeviceToken('frank', 'watch')
-  await eventually('own write seen', async () => cache.tokens.has(id), 500)
+  await eventually('own write seen', () => Promise.resolve(cache.tokens.has(id)), 500)
   await own.revokeDeviceToken(id)
-  await eventually('own revocation seen', async () => cache.tokens.get(id)?.revoked === true, 500)
+  await eventually('own revocation seen', () => Promise.resolve(cache.tokens.get(id)?.revoked === true), 500)
   await other.run('DELETE FROM users WHERE name = ?', ['frank']) // raw SQL from another connection counts too
   await cache.refresh()
   assert.ok(!cache.users.has('frank'))

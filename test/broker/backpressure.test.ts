@@ -134,6 +134,7 @@ test('a QoS 1 subscriber that stops reading is disconnected at slowConsumerBytes
   assert.equal(node.stats.refusals.slow_consumer, 1)
 })
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('a QoS 1 flood is slowed by TCP through the PUBACK gate: at most maxInflight routed at once, bounded memory', async (t) => {
   const maxInflight = 32
   const node = await startNode(['--dev', '--publish-rate', '0', '--max-inflight', String(maxInflight)])

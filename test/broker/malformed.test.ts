@@ -46,6 +46,7 @@ async function healthyTraffic (node: TestNode): Promise<{ stop: () => Promise<{ 
   }
 }
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('malformed packets close only their own connection; a healthy pair keeps talking; counted', async (t) => {
   // No publish rate limit: the healthy publisher sends faster than the default.
   const node = await startNode(['--dev', '--publish-rate', '0'])

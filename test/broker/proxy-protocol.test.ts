@@ -97,7 +97,7 @@ test('a node with --proxy-protocol: the header\'s address is the client\'s, for 
   const node = await startNode(['--proxy-protocol', '--conn-rate', '1', '--conn-burst', '1'], { users })
   t.after(() => node.close())
   const port = node.ports.mqtt as number
-  const login = (id: string): IClientOptions => ({ username: id.split('-')[0] as string, password: PW, clientId: id })
+  const login = (id: string): IClientOptions => ({ username: id.split('-')[0], password: PW, clientId: id })
 
   const a = await viaHeader(port, 'PROXY TCP4 203.0.113.7 127.0.0.1 51000 1883\r\n', login('alice-v1'))
   t.after(() => a.endAsync(true))
@@ -133,7 +133,7 @@ test('a node with --proxy-protocol: the header\'s address is the client\'s, for 
       return s
     }
   })
-  const overWs = new MqttClient(() => createWebSocketStream(ws) as unknown as net.Socket, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 3000, ...login('bob-ws') })
+  const overWs = new MqttClient(() => createWebSocketStream(ws), { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 3000, ...login('bob-ws') })
   t.after(() => overWs.endAsync(true))
   await connected(overWs)
   assert.equal(addressOf(node, 'bob-ws'), '198.51.100.20')

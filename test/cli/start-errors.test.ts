@@ -125,7 +125,7 @@ test('SIGTERM during start-up stops it with exit 0 and releases the data dir', a
       // Signal once it holds the data dir, that is, once it is in start-up proper.
       const deadline = Date.now() + 15_000
       while (Date.now() < deadline) {
-        try { if (readFileSync(path.join(dataDir, 'warbler.pid'), 'utf8').trim() === String(pid)) break } catch {}
+        try { if (readFileSync(path.join(dataDir, 'warbler.pid'), 'utf8').trim() === String(pid)) break } catch { /* no pid file yet */ }
         await new Promise((resolve) => setTimeout(resolve, 50))
       }
       process.kill(pid, 'SIGTERM')

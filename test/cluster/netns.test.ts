@@ -94,6 +94,7 @@ async function connectedClients (ns: Ns): Promise<number> {
   return Number(/^warbler_clients_connected (\d+)$/m.exec(text)?.[1] ?? NaN)
 }
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('three nodes in network namespaces behind HAProxy: a node killed with SIGKILL, its devices reconnect to the others, no acknowledged message is lost', { timeout: 80_000 }, async (t) => {
   const undo: Array<() => unknown> = []
   t.after(async () => {
@@ -164,7 +165,7 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
     startNodeIn(n3, dirs[2] as string, redisAt(n3), ['--bridge', 'off', '--workers', '1'])
   ])
   nodes.push(...started)
-  const [node1, node2] = started as [Node, Node, Node]
+  const [node1, node2] = started
 
   // HAProxy in front, TCP mode, checking /readyz on each node's HTTP port.
   const lbPort = await freePort()

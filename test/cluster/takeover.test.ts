@@ -111,7 +111,7 @@ test('Redis hung under two brokers: each still delivers to its own clients at on
   t.after(async () => { for (const fn of undo.reverse()) await fn() })
   const redis = await startRedis()
   undo.push(() => redis.stop())
-  undo.push(() => { try { process.kill(redis.pid, 'SIGCONT') } catch {} })
+  undo.push(() => { try { process.kill(redis.pid, 'SIGCONT') } catch { /* already gone */ } })
   const args = ['--dev', '--redis', redis.url, '--bridge', 'off', '--publish-rate', '0']
   const a = await startNode(args)
   undo.push(() => a.close())

@@ -50,6 +50,7 @@ test('--workers 2 without --redis is a config error naming the field', async () 
   assert.match(err, /invalid setting workers: 2 workers need redis/)
 })
 
+// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('a 2-worker node: one ready line, chat across workers with one seq authority, $SYS per worker, /metrics summed, dead workers restarted, SIGTERM exits 0', async (t) => {
   const defer = stack(t)
   const redis = await startRedis()

@@ -1,3 +1,4 @@
+/* eslint-disable max-lines -- the scenarios of one feature, kept side by side with their shared setup */
 /**
  * The deploy files, checked by the real tools where this machine has them:
  * promtool (config, rules and rule unit tests), a real Prometheus evaluating

@@ -128,7 +128,7 @@ class AppConn {
       } else if (p.cmd === 'publish') {
         if (p.qos === 1) socket.write(mqttPacket.generate({ cmd: 'puback', messageId: p.messageId as number }))
         let f: ServerFrame | null = null
-        try { f = JSON.parse(p.payload.toString()) as ServerFrame } catch {}
+        try { f = JSON.parse(p.payload.toString()) as ServerFrame } catch { /* not JSON: not a frame */ }
         if (f !== null) onFrame(f, conn)
       } else {
         ready(p)
@@ -176,6 +176,7 @@ class AppConn {
 }
 
 test(`fuzz: ${ONLY.length > 0 ? `cases ${ONLY.join(',')}` : `${CASES} cases`} of hostile MQTT and envelopes; sentinels unharmed, refusals counted, heap bounded, archive clean`,
+  // eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
   { timeout: 60_000 + CASES * 12 }, async (t) => {
     const started = Date.now()
     const replay = `WARBLER_FUZZ_SEED=${SEED} WARBLER_FUZZ_CASES=${CASES} node test/run.mjs fuzz`

@@ -46,12 +46,12 @@ test('a body nested too deep is refused alone; sends batched with it are stored;
     // Published together, so the writer batches them together.
     const [bad, good] = await Promise.all([sendDeep(depth), alice.send({ to: 'bob' }, `next to ${depth}`)])
     assert.equal(bad.t, 'error', `depth ${depth} refused`)
-    assert.deepEqual([(bad as ErrorFrame).code, (bad as ErrorFrame).ref], ['bad_request', `deep-${depth}`])
+    assert.deepEqual([(bad).code, (bad).ref], ['bad_request', `deep-${depth}`])
     assert.equal(good.t, 'ack', `the send next to depth ${depth} is stored: ${JSON.stringify(good)}`)
   }
   const ok = await sendDeep(64)
   assert.equal(ok.t, 'ack')
-  assert.equal((ok as AckFrame).seq, 1, 'the first message of d:bob:mallory')
+  assert.equal((ok).seq, 1, 'the first message of d:bob:mallory')
   assert.equal(node.service?.counters.refusals.internal ?? 0, 0)
 })
 

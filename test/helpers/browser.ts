@@ -19,7 +19,7 @@ import os from 'node:os'
 import path from 'node:path'
 import WebSocket from 'ws'
 
-export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium'
 
 /** Flags known to work headless as root in a container, without any network of its own. */
 const FLAGS = [

@@ -13,7 +13,7 @@ import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
 export const PW = 'password-123'
 
 /** Short timers so that dead links and lost packets show within a test's time. */
-export const FAST: Partial<ClientOptions> = {
+const FAST: Partial<ClientOptions> = {
   keepalive: 2,
   connectTimeout: 2000,
   requestTimeout: 3000,
