@@ -27,6 +27,15 @@ export function connectedClients (b: Aedes): Readonly<Record<string, Client>> {
   return (b as unknown as { clients: Record<string, Client> }).clients
 }
 
+/**
+ * Take a client out of the broker's table and count without the events and
+ * notices of `unregisterClient`: aedes.js, `deleteClient(id)`. Warbler undoes
+ * the registration of a client that closed while it connected (connect-race.ts).
+ */
+export function forgetClient (b: Aedes, clientId: string): void {
+  (b as unknown as { deleteClient: (id: string) => void }).deleteClient(clientId)
+}
+
 type EmitterHandler = (packet: { topic: string, payload: Buffer }, done: () => void) => void
 
 /** The broker's routing emitter (mqemitter or Warbler's shared one, mq.ts). */

@@ -10,6 +10,7 @@
  * Errors aedes emits on the broker (a failing persistence, for one) are
  * logged and never crash the process.
  */
+import { dropGhostRegistrations } from '../broker/connect-race.js'
 import { readFileSync } from 'node:fs'
 import type { Duplex } from 'node:stream'
 import type http from 'node:http'
@@ -154,6 +155,7 @@ function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['on
     log.error('broker error', { error: err.message })
   })
   b.on('clientDisconnect', onDisconnect)
+  dropGhostRegistrations(b, (clientId) => { log.debug('dropped a client that closed while it connected', { clientId }) })
   logConnections(b, log, closing)
   b.on('clientError', (client, err) => {
     const reason = classifyClientError(err)

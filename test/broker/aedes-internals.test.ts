@@ -67,6 +67,8 @@ test('broker fields: clients, mq, persistence.incomingGetPacket', async (t) => {
 
   const clients = connectedClients(b)
   field('Aedes.clients (by client id)', typeof clients === 'object' && clients !== null && clients.one === one, clients === undefined ? undefined : Object.keys(clients))
+  const deleteClient = (b as unknown as { deleteClient?: unknown }).deleteClient
+  field('Aedes.deleteClient(id)', typeof deleteClient === 'function' && deleteClient.length === 1, deleteClient)
 
   const mq = routingEmitter(b)
   field('Aedes.mq.on', typeof mq?.on === 'function', mq?.on)
