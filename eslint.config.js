@@ -147,6 +147,11 @@ export default tseslint.config(
       '@typescript-eslint/prefer-nullish-coalescing': 'error',
       // node:test's test() and describe() return promises the runner itself
       // awaits; awaiting them in a test file changes nothing.
+      // A name that starts with _ is there on purpose: a position in a
+      // signature, or what a destructuring leaves out.
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],
+      // `err !== null ? reject(err) : resolve(x)` in node-style callbacks.
+      '@typescript-eslint/no-unused-expressions': ['error', { allowTernary: true }],
       '@typescript-eslint/no-floating-promises': ['error', {
         allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite'] }]
       }]

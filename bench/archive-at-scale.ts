@@ -221,7 +221,7 @@ async function phase (mode: Mode, run: number, o: Options): Promise<PhaseResult>
     await worker.call('connect')
     let peakRss = 0
     const pid = server.pid
-    const rssTimer = setInterval(() => { try { peakRss = Math.max(peakRss, rssMb(pid)) } catch {} }, 250)
+    const rssTimer = setInterval(() => { try { peakRss = Math.max(peakRss, rssMb(pid)) } catch { /* the server just exited: the peak stays */ } }, 250)
     try {
       await worker.call('go')
       await sleep(o.warmup * 1000)

@@ -267,7 +267,7 @@ async function connectOne (c: Client): Promise<void> {
   if (c.own !== null) {
     const s = c.own
     s.c = lc
-    lc.handlers.onPuback = (id) => { if (s.spec.user === null) acked(s) }
+    lc.handlers.onPuback = (_id) => { if (s.spec.user === null) acked(s) }
   }
   lc.handlers.onClose = () => { k.open-- }
   k.open++

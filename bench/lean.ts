@@ -195,7 +195,7 @@ export class LeanClient {
     } else if (type === 2) {
       const w = this.waiters.get('connack')
       this.waiters.delete('connack')
-      w?.({ rc: b[s + 1] as number })
+      w?.({ rc: b[s + 1] })
     } else if (type === 9) {
       const id = b.readUInt16BE(s)
       const key = `suback:${id}`

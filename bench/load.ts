@@ -73,7 +73,7 @@ let selfCopies = 0
 let errors = 0
 let seqErrors = 0
 let firstError: string | null = null
-let marks: Array<{ snap: Snapshot, elu: EventLoopUtilization }> = []
+const marks: Array<{ snap: Snapshot, elu: EventLoopUtilization }> = []
 const filler = 'x'.repeat(Math.max(0, cfg.payloadBytes))
 
 interface Frame { t: string, seq?: number, from?: string, cid?: string, ref?: string, code?: string, message?: string, frames?: Frame[] }

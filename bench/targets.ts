@@ -298,7 +298,7 @@ export function processTree (pid: number): number[] {
 
 export function machine (): Record<string, string | number> {
   let cpu = os.cpus()[0]?.model ?? 'unknown'
-  try { cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpu } catch {}
+  try { cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpu } catch { /* no /proc (not Linux): os.cpus() says it */ }
   const git = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() ?? ''
   const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).stdout?.trim() !== ''
   const mosq = installed('mosquitto') ? spawnSync('sh', ['-c', 'mosquitto -h 2>&1 | head -1'], { encoding: 'utf8' }).stdout.trim() : 'mosquitto not installed'

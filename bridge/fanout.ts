@@ -92,6 +92,8 @@ export class Fanout {
     }
     this.queued++
     let routed: Promise<unknown> = Promise.resolve()
+    // Some lookups answered at once, others are promises: Promise.all takes both.
+    // eslint-disable-next-line @typescript-eslint/await-thenable
     const ran = this.tail.then(async () => await Promise.all(looked)).then(
       (targets) => { routed = Promise.all(step(targets)) },
       () => { routed = Promise.all(step(users.map(() => BOTH))) } // a failed lookup: publish to both

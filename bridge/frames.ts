@@ -45,7 +45,7 @@ export function bodyText (body: unknown): string {
 }
 
 /** Most levels of arrays and objects a chat body may nest (docs/protocol.md). */
-export const MAX_BODY_DEPTH = 64
+const MAX_BODY_DEPTH = 64
 
 /**
  * Refuse a body nested deeper than MAX_BODY_DEPTH. JSON.parse takes any

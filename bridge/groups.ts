@@ -12,7 +12,7 @@ import { ServiceError } from './archive/errors.js'
 import type { ConvState, Tx } from './archive/tx.js'
 import { members } from './archive/write-ops.js'
 
-export const MAX_GROUP_MEMBERS = 1000
+const MAX_GROUP_MEMBERS = 1000
 const NAME_MAX = 100
 
 export function checkGroupName (name: unknown): string {
@@ -101,7 +101,7 @@ export async function leaveGroup (tx: Tx, user: string, conv: string): Promise<{
   if (role === 'owner' && c.members.size > 1) {
     // Hand the group to an admin, or else a member (first by name).
     const rest = [...c.members.entries()].filter(([u]) => u !== user).sort(([a], [b]) => a < b ? -1 : 1)
-    owner = (rest.find(([, r]) => r === 'admin') ?? rest[0] as [string, GroupRole])[0]
+    owner = (rest.find(([, r]) => r === 'admin') ?? rest[0])?.[0]
   }
   const f = await tx.append(c, user, null, owner === undefined ? { sys: 'left', user } : { sys: 'left', user, owner }, '')
   await members.remove(tx, conv, user)

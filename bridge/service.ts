@@ -52,7 +52,7 @@ export interface ServiceCounters {
 
 /** What an `internal` error answered: a send, a request, a typing notice, or a publish not recognised yet. */
 export const InternalKinds = ['send', 'request', 'typing', 'other'] as const
-export type InternalKind = typeof InternalKinds[number]
+type InternalKind = typeof InternalKinds[number]
 
 export interface ServiceOptions {
   dataDir: string
@@ -71,7 +71,7 @@ export interface ServiceOptions {
   durability?: Durability
 }
 
-export type Durability = 'process' | 'power'
+type Durability = 'process' | 'power'
 
 /** Where a publish failed, for the log line of an internal error: what is known by then. */
 interface Failed { kind: InternalKind, user: string, clientId: string, conv?: string, op?: string, ref?: string | undefined }
@@ -121,6 +121,8 @@ export class MessageService {
     const checkpoints = await Checkpointer.start(writeDb, await Database.open(file), CHECKPOINT_INTERVAL_MS, (err) => {
       opts.log.warn('WAL checkpoint failed', { error: String(err) })
     })
+    // Delivery needs the service, which needs the writer: the writer's callback reads it once it exists.
+    // eslint-disable-next-line prefer-const -- assigned below, after the writer that refers to it
     let svc: MessageService | undefined
     const writer = new ArchiveWriter(writeDb, (stored, receipts) => {
       opts.mirror?.stored(stored)
@@ -257,10 +259,7 @@ export class MessageService {
   async presenceOf (users: string[]): Promise<Array<{ user: string, online: boolean, lastSeen: number | null }>> {
     const out = []
     for (const u of users) {
-      let seen = this.lastSeen.get(u) ?? null
-      if (seen === null) {
-        seen = await this.reader.lastSeen(u)
-      }
+      const seen = this.lastSeen.get(u) ?? await this.reader.lastSeen(u)
       out.push({ user: u, online: this.online.has(u), lastSeen: seen })
     }
     return out

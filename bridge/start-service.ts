@@ -16,7 +16,7 @@ import { RedisMirror } from './redis-mirror.js'
 import { MessageService, type Transport } from './service.js'
 
 /** The settings the service takes, resolved from the settings table (shared/config.ts) by either command. */
-export type ServiceSettings = Pick<Config, 'dataDir' | 'redis' | 'maxPayload' | 'durability' | 'retentionDays' | 'retentionMessages'>
+type ServiceSettings = Pick<Config, 'dataDir' | 'redis' | 'maxPayload' | 'durability' | 'retentionDays' | 'retentionMessages'>
 
 export interface StartServiceOptions {
   settings: ServiceSettings

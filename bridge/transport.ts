@@ -21,7 +21,6 @@ import type { Audience } from './fanout.js'
  */
 export type Ingest = (packet: { topic: string, payload: Buffer | string }) => Promise<void> | undefined
 
-
 /**
  * Publish through an aedes instance in this process. Unless routing is
  * shared with other brokers (`shared`: their clients' subscriptions are not
@@ -74,10 +73,10 @@ export function attachEmbedded (broker: Aedes, service: MessageService, setInges
     if (packet.brokerId !== undefined && packet.brokerId !== broker.id) void handle(packet.topic, packet.payload)
     cb()
   }
-  broker.subscribe(SERVICE_OUT_FILTER, remote as never, () => {})
+  broker.subscribe(SERVICE_OUT_FILTER, remote, () => {})
   return () => new Promise<void>((resolve) => {
     setIngest(null)
-    broker.unsubscribe(SERVICE_OUT_FILTER, remote as never, () => resolve())
+    broker.unsubscribe(SERVICE_OUT_FILTER, remote, () => resolve())
   })
 }
 

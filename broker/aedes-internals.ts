@@ -107,7 +107,7 @@ export function setDuplicateMarks (client: Client, marks: Record<string, number>
 }
 
 /** mqtt-packet's parser settings; after CONNECT, the parsed CONNECT packet itself. */
-export interface ParserSettings { protocolVersion?: number, bridgeMode?: boolean }
+interface ParserSettings { protocolVersion?: number, bridgeMode?: boolean }
 interface Parser { settings?: ParserSettings }
 
 /**
@@ -193,5 +193,5 @@ export function connackErrorCode (err: Error): number | undefined {
  * here (verbatimModuleSyntax), so the number is cast.
  */
 export function authenticateError (message: string, returnCode: number): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as unknown as AuthenticateError
+  return Object.assign(new Error(message), { returnCode })
 }

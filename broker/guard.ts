@@ -117,6 +117,8 @@ function countedWrite (this: Guarded, chunk: unknown, ...rest: unknown[]): boole
 }
 
 export function guardConnection (conn: Duplex, maxPacket: number, stats: Stats, log: Logger): void {
+  // The stream's own methods, kept to be called with the stream as `this` (Function.call).
+  // eslint-disable-next-line @typescript-eslint/unbound-method
   ;(conn as Guarded)[GUARD] = new Guard(conn.read, conn.write as Write, maxPacket, stats, log)
   conn.read = guardedRead as Read
   conn.write = countedWrite as typeof conn.write
@@ -198,6 +200,7 @@ function stopWatch (this: Watched): void { this[WATCH].stop() }
  * `limit` plus the deliveries already on their way when it was crossed.
  */
 export function watchWrites (conn: Duplex, opts: WriteWatchOptions): WriteWatch {
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with the stream as `this` (Function.call)
   const w = new WriteWatch(conn, conn.write as Write, opts)
   ;(conn as Watched)[WATCH] = w
   conn.write = watchedWrite as typeof conn.write

@@ -109,7 +109,7 @@ export function portOf (l: Listener, cfg: Config): number {
 const FLAG: Record<ListenerName | 'http', string> = { mqtt: '--mqtt-port', mqtts: '--mqtts-port', ws: '--ws-port', wss: '--wss-port', http: '--http-port' }
 
 /** What an operator reads when a listener cannot bind: which one, where, why, and the setting that moves it. */
-export function listenError (err: Error, name: ListenerName | 'http', port: number, host: string): Error {
+function listenError (err: Error, name: ListenerName | 'http', port: number, host: string): Error {
   const where = `${host.includes(':') ? `[${host}]` : host}:${port}`
   const flag = FLAG[name]
   switch ((err as NodeJS.ErrnoException).code) {

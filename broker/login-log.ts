@@ -49,8 +49,8 @@ export const failureReasons = [
 export type FailureReason = typeof failureReasons[number]
 
 /** Why a connection ended, as the `reason` field of `client disconnected` says it. */
-export type CloseReason = 'client asked' | 'connection lost' | 'keepalive timeout' | 'takeover' | 'error' |
-'server closing' | 'credential revoked' | 'slow consumer' | 'packet too large' | 'malformed packet'
+export type CloseReason = 'client asked' | 'connection lost' | 'keepalive timeout' | 'takeover' | 'error'
+| 'server closing' | 'credential revoked' | 'slow consumer' | 'packet too large' | 'malformed packet'
 
 const WINDOW_MS = 10_000
 const PER_ADDRESS = 3

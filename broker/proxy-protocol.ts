@@ -12,7 +12,7 @@
  */
 import { isIP, type Socket } from 'node:net'
 
-export const PROXY_HEADER_TIMEOUT_MS = 3000
+const PROXY_HEADER_TIMEOUT_MS = 3000
 
 /** The v2 signature: the first 12 bytes of a v2 header. */
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])

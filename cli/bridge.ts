@@ -95,6 +95,7 @@ async function drain (inflight: Set<Promise<void>>, ms: number): Promise<void> {
   }
 }
 
+// eslint-disable-next-line max-lines-per-function -- the command's life in order: settings, lock, login checks, serve, stop
 export async function runBridge (argv: string[]): Promise<number> {
   const flags = SERVICE_SETTINGS.map((key) => flagName(key).slice(2))
   const p = parseArgs(argv, ['mqtt', 'username', 'password-file', 'data-dir', ...flags], ['help'])

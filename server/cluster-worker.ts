@@ -13,7 +13,7 @@
  * stopping), and exits at once if the primary dies (node:cluster).
  */
 import cluster from 'node:cluster'
-import http from 'node:http'
+import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Config } from '../shared/config.js'
 import { CONFIG_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'

@@ -24,6 +24,7 @@
  *   logged; SIGTERM/SIGINT stop every worker gracefully (bounded), then the
  *   primary exits 0. Workers exit at once if the primary dies (node:cluster).
  */
+/* eslint-disable no-new -- a prom-client metric registers itself with the registry its constructor is given */
 import cluster, { type Worker } from 'node:cluster'
 import http from 'node:http'
 import { fileURLToPath } from 'node:url'

@@ -67,7 +67,7 @@ function refusedBeforeMqtt (log: Logger): (peer: string, reason: string) => void
   }
 }
 
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
 export interface Warbler {
   /** Bound ports by listener name: mqtt, ws, http, and mqtts/wss with TLS. */
@@ -101,7 +101,7 @@ export interface StartOptions {
  * broker (worker of a node) has its own subtree, under `$SYS/broker/` so the
  * admin rules stay as they are: `$SYS/broker/node/{nodeName}/{worker}`.
  */
-export function sysRootOf (cfg: Config, worker: number): string {
+function sysRootOf (cfg: Config, worker: number): string {
   return cfg.redis === '' ? SYS_ROOT : `${SYS_ROOT}/node/${cfg.nodeName}/${worker}`
 }
 
@@ -269,6 +269,8 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   const stats = new Stats()
   const { identity, cache, persistence } = await openStores(cfg, stats, log)
 
+  // The hooks and the limits need the broker, which needs them: they read it once it exists.
+  // eslint-disable-next-line prefer-const -- assigned once the broker is made from the hooks
   let broker: Aedes | undefined
   const connected = (): number => broker?.connectedClients ?? 0
   const gate = new PublishGate(cfg.maxInflight, () => { stats.backpressureWaits++ })

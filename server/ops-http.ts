@@ -24,7 +24,7 @@ export interface HttpDeps {
 }
 
 /** The token of an `Authorization: Bearer TOKEN` header, or null without one. */
-export function bearerToken (req: http.IncomingMessage): string | null {
+function bearerToken (req: http.IncomingMessage): string | null {
   const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')
   return m === null ? null : m[1] as string
 }

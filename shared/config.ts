@@ -115,7 +115,7 @@ type RawValues = Partial<Record<SettingName, unknown>>
  * Split command-line arguments into known settings, plus `--config FILE`.
  * Unknown flags are an error, so that a typo never silently falls back.
  */
-export function parseFlags (argv: readonly string[]): { values: RawValues, config?: string } {
+function parseFlags (argv: readonly string[]): { values: RawValues, config?: string } {
   const values: RawValues = {}
   let config: string | undefined
   for (let i = 0; i < argv.length; i++) {
@@ -213,7 +213,7 @@ function describeJson (v: unknown): string {
  * `"dev": "false"` would be read as a switch the writer may not have meant.
  */
 function checkJsonType (key: SettingName, v: unknown, file: string): void {
-  const kind = settings[key].kind as Kind
+  const kind = settings[key].kind
   const ok = kind === 'int' || kind === 'port' ? typeof v === 'number'
     : kind === 'bool' ? typeof v === 'boolean'
       : kind === 'list' ? Array.isArray(v) && v.every((x) => typeof x === 'string')
@@ -314,7 +314,7 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
     listenHost,
     httpListenHost: cfg.httpHost !== '' ? cfg.httpHost : listenHost,
     tls: cfg.tlsCert !== ''
-  }) as Config
+  })
 }
 
 /**

@@ -30,7 +30,7 @@ export type LockName = 'node' | 'service'
 
 const LOCK_FILE: Record<LockName, string> = { node: 'warbler.lock', service: 'warbler-service.lock' }
 /** Holds the holder's pid while the lock is held; removed at release. */
-export const PID_FILE: Record<LockName, string> = { node: 'warbler.pid', service: 'warbler-service.pid' }
+const PID_FILE: Record<LockName, string> = { node: 'warbler.pid', service: 'warbler-service.pid' }
 const HOLDER: Record<LockName, string> = { node: 'warbler start', service: 'the message service (warbler start or warbler bridge)' }
 
 function code (err: unknown): string {

@@ -32,7 +32,7 @@ function accepted (key: SettingName): string {
  * bridge --durability`): `field` names the setting, the message its flag, as
  * the command's other options are named.
  */
-export class FlagError extends ConfigError {
+class FlagError extends ConfigError {
   constructor (field: SettingName, raw: unknown) {
     super(field, '')
     this.message = `${flagName(field)} must be ${accepted(field)}, got ${JSON.stringify(raw)}`

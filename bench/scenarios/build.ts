@@ -13,8 +13,8 @@ import type { RunContext } from '../run-context.js'
 import { provision, type Target, target } from '../system-under-test.js'
 import { topics } from '@warbler/sdk/protocol'
 
-export type Client = ClientSpec & { slot: number }
-export type Sender = Omit<SenderSpec, 'client'> & { clientId: string }
+type Client = ClientSpec & { slot: number }
+type Sender = Omit<SenderSpec, 'client'> & { clientId: string }
 
 export interface Population { users: string[], clients: Client[], senders: Sender[] }
 

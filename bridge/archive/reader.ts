@@ -10,7 +10,7 @@ import type { Database } from '../../shared/sqlite.js'
 
 type MessageRow = { id: string, conv: string, seq: number, sender: string, cid: string | null, ts: number, body: string }
 
-export function rowToFrame (r: MessageRow): MessageFrame {
+function rowToFrame (r: MessageRow): MessageFrame {
   const f: MessageFrame = { t: 'msg', id: r.id, conv: r.conv, seq: r.seq, from: r.sender, ts: r.ts, body: JSON.parse(r.body) as unknown }
   if (r.cid !== null) f.cid = r.cid
   return f
@@ -22,9 +22,10 @@ export type { ConversationSummary }
 const COLUMNS = 'id, conv, seq, sender, cid, ts, body'
 
 /** Turn free text into an FTS5 query of quoted terms (no operators from users). */
-export function ftsQuery (q: string): string {
+function ftsQuery (q: string): string {
   // Each term quoted, so FTS5 syntax is taken literally; a quote or a NUL (which ends
   // FTS5's query string early: "unterminated string") cannot be quoted, so it goes.
+  // eslint-disable-next-line no-control-regex -- the NUL is the point
   const terms = q.split(/\s+/).map((t) => t.replace(/["\u0000]/g, '')).filter((t) => t.length > 0).slice(0, 16)
   return terms.map((t) => `"${t}"`).join(' ')
 }
@@ -70,7 +71,15 @@ export class ArchiveReader {
   /** The user's conversations, most recently active first, with the last message and unread count. */
   async conversations (user: string, limit: number): Promise<ConversationSummary[]> {
     const rows = await this.db.all<{
-      conv: string, kind: 'direct' | 'group', name: string | null, role: string, last_seq: number, last_ts: number, read_seq: number, delivered_seq: number, unread: number
+      conv: string
+      kind: 'direct' | 'group'
+      name: string | null
+      role: string
+      last_seq: number
+      last_ts: number
+      read_seq: number
+      delivered_seq: number
+      unread: number
     } & Partial<MessageRow>>(
       `SELECT c.id AS conv, c.kind, c.name, mb.role, c.last_seq, c.last_ts, mb.read_seq, mb.delivered_seq,
               ${UNREAD} AS unread,

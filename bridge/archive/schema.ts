@@ -18,7 +18,7 @@ import type { Logger } from '../../shared/log.js'
 import { migrateSchema, tableNames, type Migration, type MigrationOutcome, type SchemaComponent } from '../../shared/migrations.js'
 
 /** Migration 1: the archive as the first release that recorded versions shipped it, exactly. */
-export const SCHEMA_V1 = `
+const SCHEMA_V1 = `
 CREATE TABLE IF NOT EXISTS conversations (
   id TEXT PRIMARY KEY,
   kind TEXT NOT NULL CHECK (kind IN ('direct', 'group')),
@@ -78,7 +78,7 @@ export const ARCHIVE_MIGRATIONS: readonly Migration[] = [
 ]
 
 /** The archive as a part of the database file, with `migrations` (the shipped list unless a test gives its own). */
-export function archiveComponent (migrations: readonly Migration[] = ARCHIVE_MIGRATIONS): SchemaComponent {
+function archiveComponent (migrations: readonly Migration[] = ARCHIVE_MIGRATIONS): SchemaComponent {
   return {
     name: 'archive',
     migrations,

@@ -189,8 +189,7 @@ export class ArchiveWriter {
         const d = v?.ack !== undefined && v.duplicate === false ? routed?.get(v.ack.id) : undefined
         if (d !== undefined) (v as SendResult).delivered = d
         item.resolve(o.value)
-      }
-      else item.reject(o.error)
+      } else item.reject(o.error)
     })
   }
 
@@ -211,6 +210,7 @@ export class ArchiveWriter {
    * - Statement by statement: BEGIN, the duplicate lookup, each item, the
    *   held-back rows, COMMIT. Throws (after ROLLBACK) when storage fails.
    */
+  // eslint-disable-next-line max-lines-per-function -- one transaction, read top to bottom: both ways share the batch's rows, receipts and rollback
   private async apply (batch: Item[], oneStep: boolean, submitted: () => void): Promise<Applied | null> {
     const stored: StoredMessage[] = []
     /** Watermark moves by (conv, user): one receipt each, with where they ended up. */
@@ -271,6 +271,7 @@ export class ArchiveWriter {
         touched.add(c)
         return c
       },
+      // eslint-disable-next-line @typescript-eslint/require-await -- async so that a throw reaches the caller as a rejection, as for every Tx method
       append: async (conv, sender, cid, body, text) => {
         const ts = Date.now()
         const seq = conv.lastSeq + 1

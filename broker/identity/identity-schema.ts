@@ -51,7 +51,7 @@ export const IDENTITY_MIGRATIONS: readonly Migration[] = [
 ]
 
 /** The identity store as a part of the database file, with `migrations` (the shipped list unless a test gives its own). */
-export function identityComponent (migrations: readonly Migration[] = IDENTITY_MIGRATIONS): SchemaComponent {
+function identityComponent (migrations: readonly Migration[] = IDENTITY_MIGRATIONS): SchemaComponent {
   return {
     name: 'identity',
     migrations,

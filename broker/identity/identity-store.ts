@@ -79,7 +79,7 @@ export const DEVICE_TOKEN_PREFIX = 'wbd.'
 export const JWT_SHAPE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 
 /** Whether a secret would be taken for a token (JWT or device token) rather than a password. */
-export function looksLikeToken (secret: string): boolean {
+function looksLikeToken (secret: string): boolean {
   return JWT_SHAPE.test(secret) || parseDeviceToken(secret) !== null
 }
 

@@ -24,10 +24,10 @@ export async function hashPassword (password: string): Promise<string> {
   return `scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`
 }
 
-export interface HashParams { n: number, r: number, p: number, salt: Buffer, key: Buffer }
+interface HashParams { n: number, r: number, p: number, salt: Buffer, key: Buffer }
 
 /** The parts of a stored hash, or null if it is not one this module could have made. */
-export function parseHash (stored: string): HashParams | null {
+function parseHash (stored: string): HashParams | null {
   const parts = stored.split('$')
   if (parts.length !== 6 || parts[0] !== 'scrypt') return null
   const [n, r, p] = [Number(parts[1]), Number(parts[2]), Number(parts[3])]

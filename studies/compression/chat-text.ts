@@ -43,7 +43,7 @@ export function mediumText (g: Gen, lang: Lang): string {
   return s
 }
 
-export function isoTime (ms: number): string { return new Date(ms).toISOString() }
+function isoTime (ms: number): string { return new Date(ms).toISOString() }
 
 export function logPaste (g: Gen, target: number, t0: number): string {
   const modules = ['broker', 'bridge', 'store', 'auth', 'ws', 'http', 'retention', 'sqlite', 'mqtt', 'systemd']

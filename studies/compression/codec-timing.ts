@@ -46,8 +46,8 @@ export async function measure (frames: Uint8Array[], o: TimingOptions, packed: M
     const p = packed.get(c.name) as Array<Uint8Array | null>
     const pairs: Array<[Uint8Array, number]> = []
     frames.forEach((f, i) => { const q = p[i]; if (q !== null && q !== undefined) pairs.push([q, f.length]) })
-    plan.push({ key: c.name + ':comp', items: frames, fn: ((j: Uint8Array) => c.compress(j)) as (x: never) => unknown, async: c.async, reps: 1, runs: [] })
-    plan.push({ key: c.name + ':decomp', items: pairs, fn: (([q, n]: [Uint8Array, number]) => c.decompress(q, n)) as (x: never) => unknown, async: c.async, reps: 1, runs: [] })
+    plan.push({ key: c.name + ':comp', items: frames, fn: (j: Uint8Array) => c.compress(j), async: c.async, reps: 1, runs: [] })
+    plan.push({ key: c.name + ':decomp', items: pairs, fn: ([q, n]: [Uint8Array, number]) => c.decompress(q, n), async: c.async, reps: 1, runs: [] })
   }
   for (const p of plan) p.reps = p.items.length === 0 ? 0 : await calibrate(p.items as never[], p.fn, p.async, o.minMs)
   for (let run = 0; run < o.runs; run++) {

@@ -10,7 +10,7 @@ import { CODECS, MACHINERY } from './payload-codecs.js'
 import type { Measured, Timing, TimingOptions } from './codec-timing.js'
 import { calibrate, measure, median, timeLoop, wire } from './codec-timing.js'
 
-export const BINS = [0, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, Infinity]
+const BINS = [0, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, Infinity]
 const THRESHOLDS = [128, 256, 512, 1024, 2048, 4096]
 
 export const kb = (n: number): string => n >= 1024 ? `${(n / 1024).toFixed(n >= 10240 ? 0 : 1)} KiB` : `${Math.round(n)} B`

@@ -27,7 +27,7 @@ export function machine (): Record<string, string | number> {
   }
 }
 
-export const f0 = (n: number): string => Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-'
+const f0 = (n: number): string => Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-'
 const f1 = (n: number): string => Number.isFinite(n) ? n.toFixed(1) : '-'
 const pct = (n: number): string => Number.isFinite(n) ? `${(n * 100).toFixed(0)} %` : '-'
 const us = (n: number): string => !Number.isFinite(n) ? '-' : n < 10 ? n.toFixed(1) : f0(n)

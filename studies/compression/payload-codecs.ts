@@ -22,7 +22,7 @@ const LZ4_VERSION = ((): string => {
 const lz4Table = new Uint32Array(1 << 16)
 
 /** The SDK's pipe (sdk/src/codec.ts), verbatim. */
-export async function pipe (data: Uint8Array, stream: CompressionStream | DecompressionStream): Promise<Uint8Array> {
+async function pipe (data: Uint8Array, stream: CompressionStream | DecompressionStream): Promise<Uint8Array> {
   const out = new Response(new Blob([data as BlobPart]).stream().pipeThrough(stream))
   return new Uint8Array(await out.arrayBuffer())
 }
@@ -38,7 +38,7 @@ async function pipeLean (data: Uint8Array, stream: CompressionStream | Decompres
   for (;;) {
     const { done, value } = await r.read()
     if (done) break
-    parts.push(value as Uint8Array)
+    parts.push(value)
     n += (value as Uint8Array).length
   }
   if (parts.length === 1) return parts[0] as Uint8Array
@@ -113,6 +113,5 @@ export const MACHINERY: Array<{ name: string, label: string, run: (j: Uint8Array
   { name: 'cs-lean', label: 'CompressionStream, writer/reader directly', run: async (j) => await pipeLean(j, new CompressionStream('deflate-raw')) },
   { name: 'zlib-async', label: 'zlib.deflateRaw (async, libuv pool)', run: async (j) => await new Promise((resolve, reject) => deflateRaw(j, (e, r) => { if (e !== null) reject(e); else resolve(r) })) },
   { name: 'zlib-6', label: 'zlib.deflateRawSync level 6', run: (j) => deflateRawSync(j) },
-  ...(lz4 !== null ? [{ name: 'lz4js', label: 'lz4js compressBlock', run: (j: Uint8Array): unknown => { const l = lz4 as Lz4; lz4Table.fill(0); return l.compressBlock(j, new Uint8Array(l.compressBound(j.length)), 0, j.length, lz4Table) } }] : [])
+  ...(lz4 !== null ? [{ name: 'lz4js', label: 'lz4js compressBlock', run: (j: Uint8Array): unknown => { const l = lz4; lz4Table.fill(0); return l.compressBlock(j, new Uint8Array(l.compressBound(j.length)), 0, j.length, lz4Table) } }] : [])
 ]
-

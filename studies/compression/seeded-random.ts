@@ -24,17 +24,20 @@ export class Gen {
     const i = Math.floor(Math.exp(this.rnd() * Math.log(n + 1))) - 1
     return xs[Math.min(n - 1, Math.max(0, i))] as T
   }
+
   /** Log-normal with the given median. */
   lognormal (median: number, sigma: number): number {
     const u = 1 - this.rnd()
     const v = this.rnd()
     return median * Math.exp(sigma * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v))
   }
+
   weighted<T> (xs: ReadonlyArray<readonly [T, number]>): T {
     let r = this.rnd() * xs.reduce((s, [, w]) => s + w, 0)
     for (const [x, w] of xs) { r -= w; if (r < 0) return x }
     return (xs[xs.length - 1] as readonly [T, number])[0]
   }
+
   token (n: number, alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789'): string {
     let s = ''
     for (let i = 0; i < n; i++) s += alphabet[Math.floor(this.rnd() * alphabet.length)]

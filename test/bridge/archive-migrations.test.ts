@@ -155,7 +155,7 @@ test('a list of migrations out of order is refused before anything runs', async 
   try {
     await withDb(d.file, async (db) => {
       await assert.rejects(migrate(db, { migrations: [ARCHIVE_MIGRATIONS[0] as Migration, { ...V2, version: 3 }] }), /numbered 1, 2, 3.*found 3 at place 2/)
-      assert.deepEqual(await db.all("SELECT name FROM sqlite_master"), [])
+      assert.deepEqual(await db.all('SELECT name FROM sqlite_master'), [])
     })
   } finally { d.done() }
 })

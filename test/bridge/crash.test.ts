@@ -178,7 +178,7 @@ test('killing the process with SIGKILL between store and ack loses nothing that 
   const kills: Array<{ acked: number, unacked: number }> = []
   let storedUnacked = 0
   for (let cycle = 0; cycle < CYCLES; cycle++) {
-    if (node === null) node = await spawn()
+    node ??= await spawn()
     const n: SpawnedNode = node
     for (const s of senders) await s.connect(url(n))
     const running = Promise.all(senders.map(async (s) => await s.run(Date.now() + 8000, false)))

@@ -159,7 +159,7 @@ test('standalone: a bridge started while users are connected knows they are onli
   const tablet = await connect('bob', { device: 'tablet' })
   await s.restart()
   // The new bridge asked the broker for its connected clients at start.
-  const online = async (): Promise<boolean> => ((await alice.req('presence', { users: ['bob'] })) as { users: Array<{ online: boolean }> }).users[0]?.online === true
+  const online = async (): Promise<boolean> => (await alice.req<{ users: Array<{ online: boolean }> }>('presence', { users: ['bob'] })).users[0]?.online === true
   let seen = false
   for (let i = 0; i < 50 && !seen; i++) { seen = await online(); if (!seen) await new Promise((resolve) => setTimeout(resolve, 50)) }
   assert.ok(seen, 'bob is online for a bridge that started after his devices connected')

@@ -24,7 +24,7 @@ const installed = (JSON.parse(readFileSync(path.join(path.dirname(require.resolv
 
 /** Fails naming the aedes field that is not as broker/aedes-internals.ts expects. */
 function field (name: string, ok: boolean, got: unknown): void {
-  const shown = typeof got === 'function' ? 'a function' : got === undefined ? 'undefined' : JSON.stringify(got) ?? String(got)
+  const shown = typeof got === 'function' ? 'a function' : got === undefined ? 'undefined' : JSON.stringify(got) ?? typeof got
   assert.ok(ok, `aedes ${installed} (accessors written for ${AEDES_VERSION}): ${name} is not as broker/aedes-internals.ts reads it; got ${shown}`)
 }
 

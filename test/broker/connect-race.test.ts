@@ -31,7 +31,7 @@ test('a connection closed while its CONNECT is processed leaves no client counte
     if (packet.payload.toString() === 'alice-ghost') notices.push(packet.topic.split('/').slice(2).join('/'))
     cb()
   }
-  for (const f of ['$SYS/+/new/clients', '$SYS/+/disconnect/clients']) await new Promise<void>((resolve) => { node.broker.subscribe(f, onNotice as never, resolve) })
+  for (const f of ['$SYS/+/new/clients', '$SYS/+/disconnect/clients']) await new Promise<void>((resolve) => { node.broker.subscribe(f, onNotice, resolve) })
   const carol: MqttClient = await connect(node.mqttUrl, { username: 'carol', password: PW, clientId: 'carol-ops' })
   t.after(() => carol.endAsync(true))
   await until(() => broker.connectedClients === 1, 'carol to be counted')

@@ -51,6 +51,8 @@ function ok (r: SpawnSyncReturns<string>, what: string): string {
 }
 
 /** A YAML file as plain data, through Debian's python3-yaml (promtool and haproxy do not print what they parsed). */
+// Parsed YAML is read field by field, as the tools that consume it do.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function yaml (file: string): any {
   const r = run('/usr/bin/python3', ['-c', 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))', file])
   assert.equal(r.status, 0, `cannot parse ${file} as YAML (needs: sudo apt-get install -y python3-yaml):\n${r.stderr}`)
@@ -231,6 +233,8 @@ test('a real Prometheus scrapes a node, evaluates every alert rule without error
   let log = ''
   prom.stderr?.on('data', (d: Buffer) => { log += d.toString() })
   t.after(() => stopChild(prom))
+  // Prometheus' JSON answers, read field by field.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const api = async (p: string): Promise<any> => {
     const res = await fetch(`http://127.0.0.1:${port}${p}`)
     return await res.json()
@@ -243,6 +247,7 @@ test('a real Prometheus scrapes a node, evaluates every alert rule without error
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
   }
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const query = async (q: string): Promise<any> => await api(`/api/v1/query?query=${encodeURIComponent(q)}`)
   await until('both targets up', async () => {
     const r = await query('up')
@@ -739,6 +744,7 @@ test('docker-compose config: the compose file is valid, and its limits follow th
   need('docker-compose', 'docker-compose')
   ok(run('docker-compose', ['config', '-q'], { cwd: COMPOSE }), 'docker-compose config')
   ok(run('docker-compose', ['--profile', 'split-bridge', 'config', '-q'], { cwd: COMPOSE }), 'docker-compose --profile split-bridge config')
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const c = yaml(path.join(COMPOSE, 'docker-compose.yml')) as { services: Record<string, any> }
   for (const s of ['warbler', 'bridge', 'redis', 'redis-exporter', 'haproxy', 'prometheus', 'grafana']) assert.ok(c.services[s] !== undefined, `service ${s}`)
   const b = budget('--ram-mb', '4096', '--redis', '--monitoring')

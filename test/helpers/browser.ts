@@ -29,8 +29,11 @@ const FLAGS = [
   '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0'
 ]
 
+// DevTools protocol answers and events are read field by field, per method.
+/* eslint-disable @typescript-eslint/no-explicit-any */
 interface Pending { resolve: (v: any) => void, reject: (e: Error) => void, timer: ReturnType<typeof setTimeout>, method: string }
 type Listener = (params: any, sessionId: string | undefined) => void
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 /** One DevTools WebSocket: commands with ids and timeouts, events by method. */
 class Cdp {
@@ -40,7 +43,7 @@ class Cdp {
 
   constructor (private readonly ws: WebSocket, private readonly timeoutMs: number) {
     ws.on('message', (data) => {
-      const msg = JSON.parse(data.toString()) as { id?: number, result?: unknown, error?: { message: string }, method?: string, params?: unknown, sessionId?: string }
+      const msg = JSON.parse((data as Buffer).toString()) as { id?: number, result?: unknown, error?: { message: string }, method?: string, params?: unknown, sessionId?: string }
       if (msg.id !== undefined) {
         const p = this.pending.get(msg.id)
         if (p === undefined) return
@@ -68,6 +71,7 @@ class Cdp {
     return new Cdp(ws, timeoutMs)
   }
 
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   send<R = any> (method: string, params: object = {}, sessionId?: string, timeoutMs = this.timeoutMs): Promise<R> {
     const id = ++this.id
     return new Promise<R>((resolve, reject) => {
@@ -97,7 +101,7 @@ export class Page {
 
   constructor (private readonly cdp: Cdp, readonly sessionId: string, readonly targetId: string, private readonly timeoutMs: number) {
     cdp.on('Runtime.consoleAPICalled', (p: { type: string, args: Array<{ value?: unknown, description?: string }> }, s) => {
-      if (s === sessionId) this.log.push(`console.${p.type}: ${p.args.map((a) => a.value !== undefined ? String(a.value) : a.description ?? '').join(' ')}`)
+      if (s === sessionId) this.log.push(`console.${p.type}: ${p.args.map((a) => a.value !== undefined ? (typeof a.value === 'string' ? a.value : JSON.stringify(a.value)) : a.description ?? '').join(' ')}`)
     })
     cdp.on('Runtime.exceptionThrown', (p: { exceptionDetails: { text: string, exception?: { description?: string } } }, s) => {
       if (s === sessionId) this.log.push(`uncaught: ${p.exceptionDetails.exception?.description ?? p.exceptionDetails.text}`)

@@ -159,7 +159,7 @@ export function nextMessage (client: MqttClient, filter: (topic: string) => bool
  */
 export async function collectUntil (client: MqttClient, last: (topic: string, payload: Buffer) => boolean, ms = 15_000): Promise<Array<{ topic: string, payload: Buffer }>> {
   const got: Array<{ topic: string, payload: Buffer }> = []
-  let on = (_topic: string, _payload: Buffer): void => {}
+  let on: (topic: string, payload: Buffer) => void = () => {}
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`the end marker did not arrive within ${ms} ms (got ${got.map((m) => m.topic).join(', ')})`)), ms)

@@ -92,7 +92,7 @@ const BAD = [
   "client.on('status', (s) => { void s.ack }) // BAD: ack only on status 'sent'"
 ]
 
-test('a strict TypeScript app compiles against @warbler/sdk and its file-outbox entry; misuses do not', async (t) => {
+test('a strict TypeScript app compiles against @warbler/sdk and its file-outbox entry; misuses do not', (t) => {
   buildSdk()
   const dir = tempDir('warbler-sdk-types-')
   t.after(() => rmSync(dir, { recursive: true, force: true }))

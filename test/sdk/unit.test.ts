@@ -40,7 +40,10 @@ function msg (conv: string, seq: number): MessageFrame {
 
 /** A sequencer over a fake archive: `fill` answers from `archive` (like history `after`, `limit`). */
 function harness (archive: MessageFrame[] = [], initial: Record<string, number> = {}, limit = 200): {
-  seq: Sequencer, got: MessageFrame[], fills: Array<[string, number]>, idle: () => Promise<void>
+  seq: Sequencer
+  got: MessageFrame[]
+  fills: Array<[string, number]>
+  idle: () => Promise<void>
 } {
   const got: MessageFrame[] = []
   const fills: Array<[string, number]> = []
