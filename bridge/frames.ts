@@ -7,7 +7,7 @@ import {
   CLIENT_MESSAGE_ID_PATTERN, type ClientFrame, directConversation, isConversationId, isValidUsername,
   payloadEncoding, REQUEST_ID_PATTERN, type RequestFrame, RequestOps, type SendFrame, type TypingFrame
 } from '@warbler/sdk/protocol'
-import { ServiceError } from './archive/errors.js'
+import { ServiceError } from './archive/archive-errors.js'
 
 /** Decode a payload envelope (plain or deflated JSON) into a JSON value. */
 export function decodePayload (payload: Buffer, maxBytes: number): unknown {

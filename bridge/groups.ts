@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { GroupRole } from '@warbler/sdk/protocol'
-import { ServiceError } from './archive/errors.js'
+import { ServiceError } from './archive/archive-errors.js'
 import type { ConvState, Tx } from './archive/tx.js'
 import { members } from './archive/write-ops.js'
 

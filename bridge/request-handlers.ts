@@ -10,7 +10,7 @@ import { convParam, intParam, stringParam, usersParam } from './frames.js'
 import { RECENT, type RedisMirror } from './redis-mirror.js'
 import type { ArchiveReader } from './archive/reader.js'
 import type { ArchiveWriter } from './archive/writer.js'
-import { ServiceError } from './archive/errors.js'
+import { ServiceError } from './archive/archive-errors.js'
 import { watermarks } from './archive/write-ops.js'
 
 export interface RequestContext {

@@ -24,7 +24,7 @@ import { migrate } from './archive/schema.js'
 import { Checkpointer } from './archive/checkpoint.js'
 import { ArchiveReader } from './archive/reader.js'
 import { ArchiveWriter } from './archive/writer.js'
-import { ServiceError } from './archive/errors.js'
+import { ServiceError } from './archive/archive-errors.js'
 import { lastSeen } from './archive/write-ops.js'
 import { type Audience, Fanout, type Publish } from './fanout.js'
 

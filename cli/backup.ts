@@ -1,6 +1,6 @@
 /**
  * `warbler backup FILE` and `warbler restore FILE`: the commands around
- * bridge/archive/backup.ts, which does the database work.
+ * bridge/archive/backup-files.ts, which does the database work.
  *
  * Backup is online, beside a running service. Restore needs the service
  * stopped: it takes the data dir's locks (shared/data-dir.ts), so it refuses
@@ -12,8 +12,8 @@ import path from 'node:path'
 import { DB_FILE } from '../shared/data-dir.js'
 import { lockAll, prepareDataDir } from '../shared/data-dir.js'
 import { CliError, dataDirOf, parseArgs } from '../shared/args.js'
-import { checkDatabase, replaceDatabase, writeBackup } from '../bridge/archive/backup.js'
-import { BackupError } from '../bridge/archive/errors.js'
+import { checkDatabase, replaceDatabase, writeBackup } from '../bridge/archive/backup-files.js'
+import { BackupError } from '../bridge/archive/archive-errors.js'
 
 const HELP = `Usage:
   warbler backup FILE      Write a consistent copy of the database to FILE, also while

@@ -6,7 +6,7 @@
  */
 import type { Aedes } from 'aedes'
 import type { Config } from '../shared/config.js'
-import type { Ingest } from '../broker/hooks/index.js'
+import type { Ingest } from '../broker/hooks/create-hooks.js'
 import type { Logger } from '../shared/log.js'
 import { announceService } from '../broker/service-watch.js'
 import { getSession } from '../broker/session.js'

@@ -24,7 +24,7 @@
  */
 import type { AckFrame, GroupRole, MessageFrame, ReceiptFrame } from '@warbler/sdk/protocol'
 import type { Database } from '../../shared/sqlite.js'
-import { ServiceError } from './errors.js'
+import { ServiceError } from './archive-errors.js'
 import { newMessageId } from './message-id.js'
 import { jsonParam, SQL_CONV, SQL_CONV_MEMBERS, SQL_CONVS, SQL_EXISTING, SQL_INSERT, SQL_MARKS, SQL_NEW_CONV, SQL_NEW_MEMBER, SQL_USER_EXISTS, wellFormed, withLiteral } from './batch-sql.js'
 import type { ConvState, SendInput, SendResult, StoredMessage, StoredReceipt, Tx, WriterStats } from './tx.js'

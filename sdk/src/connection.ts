@@ -19,7 +19,7 @@ import { receive, type Receivers } from './receive.js'
 import type { Requests } from './pending-requests.js'
 import type { SendQueue } from './send-queue.js'
 import type { Sequencer } from './sequencer.js'
-import { expiresSoon } from './token.js'
+import { expiresSoon } from './token-expiry.js'
 import type * as T from './protocol.js'
 
 /** What the connection uses of its client. */

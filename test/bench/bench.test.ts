@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
-import { CLI, tempDir } from '../helpers/warbler.js'
+import { CLI, tempDir } from '../helpers/test-node.js'
 
 interface Run { code: number | null, stdout: string, stderr: string }
 

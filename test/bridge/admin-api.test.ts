@@ -10,8 +10,8 @@ import { spawnSync } from 'node:child_process'
 import { after, before, test } from 'node:test'
 import { SignJWT } from 'jose'
 import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
-import { ChatClient } from '../helpers/chat.js'
-import { CLI, startNode, type TestNode } from '../helpers/warbler.js'
+import { ChatClient } from '../helpers/chat-client.js'
+import { CLI, startNode, type TestNode } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 let node: TestNode

@@ -22,8 +22,8 @@ import { lockDataDir } from '../../shared/data-dir.js'
 import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { Database } from '../../shared/sqlite.js'
 import { Retention } from '../../bridge/archive/retention.js'
-import { ChatClient } from '../helpers/chat.js'
-import { addUser, CLI, spawnNode, startNode, tempDir } from '../helpers/warbler.js'
+import { ChatClient } from '../helpers/chat-client.js'
+import { addUser, CLI, spawnNode, startNode, tempDir } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 const users = ['alice', 'bob', 'carol'].map((name) => ({ name, password: PW }))

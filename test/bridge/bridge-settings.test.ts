@@ -10,7 +10,7 @@ import { test } from 'node:test'
 import { SERVICE_SETTINGS } from '../../cli/bridge.js'
 import { ConfigError, envName, flagName, type SettingName, settings } from '../../shared/config.js'
 import { resolveSettings } from '../../shared/flag-settings.js'
-import { CLI, tempDir } from '../helpers/warbler.js'
+import { CLI, tempDir } from '../helpers/test-node.js'
 
 /** Run `warbler bridge` to its exit (nothing listens on port 9; a bad setting stops it before it connects). */
 async function bridge (args: string[], env: Record<string, string> = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {

@@ -13,8 +13,8 @@ import type { MqttClient } from 'mqtt'
 import { Database } from '../../shared/sqlite.js'
 import { DB_FILE } from '../../shared/data-dir.js'
 import type { ErrorFrame, ReceiptFrame, SingleFrame } from '../../sdk/src/protocol.js'
-import type { ChatClient } from '../helpers/chat.js'
-import { connect } from '../helpers/warbler.js'
+import type { ChatClient } from '../helpers/chat-client.js'
+import { connect } from '../helpers/test-node.js'
 import { PW, setupArrangement, type Start } from './contract.js'
 
 /** The receipts `x` got about `user`'s watermarks, in arrival order. */

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { deflateRawSync } from 'node:zlib'
 import type { AckFrame, ErrorFrame, MessageFrame } from '../../sdk/src/protocol.js'
-import { ChatClient } from '../helpers/chat.js'
-import type { UserSpec } from '../helpers/warbler.js'
+import { ChatClient } from '../helpers/chat-client.js'
+import type { UserSpec } from '../helpers/test-node.js'
 
 export interface Arrangement {
   mqttUrl: string

@@ -16,8 +16,8 @@ import { test } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { AckFrame, ErrorFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { Database } from '../../shared/sqlite.js'
-import { ChatClient } from '../helpers/chat.js'
-import { addUser, spawnNode, type SpawnedNode, tempDir } from '../helpers/warbler.js'
+import { ChatClient } from '../helpers/chat-client.js'
+import { addUser, spawnNode, type SpawnedNode, tempDir } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 const USERS = ['alice', 'bob', 'carol', 'dave']

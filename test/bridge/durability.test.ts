@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { ConfigError, resolveConfig } from '../../shared/config.js'
-import { spawnNode, startNode } from '../helpers/warbler.js'
+import { spawnNode, startNode } from '../helpers/test-node.js'
 
 /** What SQLite reports for PRAGMA synchronous. */
 const NORMAL = 1

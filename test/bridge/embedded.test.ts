@@ -1,7 +1,7 @@
 import { createLogger } from '../../shared/log.js'
 import { answersContract } from './contract-answers.js'
 import { chatContract, type Start } from './contract.js'
-import { startNode } from '../helpers/warbler.js'
+import { startNode } from '../helpers/test-node.js'
 
 const start: Start = async (users) => {
   // The node's warnings and errors, kept for the tests that read them (and shown with WARBLER_TEST_LOG).

@@ -13,11 +13,11 @@ import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { createLogger } from '../../shared/log.js'
 import { RECENT, RedisMirror } from '../../bridge/redis-mirror.js'
 import type { StoredMessage } from '../../bridge/archive/writer.js'
-import { ChatClient } from '../helpers/chat.js'
+import { ChatClient } from '../helpers/chat-client.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import type { Socket } from 'node:net'
 import { rmSync } from 'node:fs'
-import { startNode, type TestNode, tempDir } from '../helpers/warbler.js'
+import { startNode, type TestNode, tempDir } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 const USERS = ['alice', 'bob', 'carol'].map((name) => ({ name, password: PW }))

@@ -11,7 +11,7 @@ import { Acl, filterWithin, topicMatches } from '../../broker/acl.js'
 import { parseAclRule } from '../../shared/config.js'
 import type { Session } from '../../broker/session.js'
 import { rmSync } from 'node:fs'
-import { addUser, collect, collectUntil, connect, nextMessage, startNode, tempDir, type TestNode, withStore } from '../helpers/warbler.js'
+import { addUser, collect, collectUntil, connect, nextMessage, startNode, tempDir, type TestNode, withStore } from '../helpers/test-node.js'
 
 const L = (s: string): string[] => s.split('/')
 

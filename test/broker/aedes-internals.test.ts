@@ -17,7 +17,7 @@ import {
   connectedClients, connectionParser, incomingStore, isRetainedReplay, keepaliveSeconds, pendingWill,
   protocolLevel, routingEmitter, sentDisconnect
 } from '../../broker/aedes-internals.js'
-import { connackCode, connect } from '../helpers/warbler.js'
+import { connackCode, connect } from '../helpers/test-node.js'
 
 const require = createRequire(import.meta.url)
 const installed = (JSON.parse(readFileSync(path.join(path.dirname(require.resolve('aedes')), 'package.json'), 'utf8')) as { version: string }).version

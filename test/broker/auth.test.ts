@@ -19,7 +19,7 @@ import { DB_FILE } from '../../shared/data-dir.js'
 import { createLogger } from '../../shared/log.js'
 import { startWarbler, type Warbler } from '../../server/node.js'
 import { Database } from '../../shared/sqlite.js'
-import { addUser, connackCode, connect, startNode, tempDir, type TestNode, type UserSpec, withStore } from '../helpers/warbler.js'
+import { addUser, connackCode, connect, startNode, tempDir, type TestNode, type UserSpec, withStore } from '../helpers/test-node.js'
 
 const ALICE: UserSpec = { name: 'alice', password: 'alice-password-1' }
 const BOB: UserSpec = { name: 'bob', password: 'bob-password-22' }

@@ -13,7 +13,7 @@ import vm from 'node:vm'
 import mqtt, { type MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import { connectedClients } from '../../broker/aedes-internals.js'
-import { connect, nextMessage, startNode, type TestNode } from '../helpers/warbler.js'
+import { connect, nextMessage, startNode, type TestNode } from '../helpers/test-node.js'
 import { publishBytes, type RawClient, rawConnect } from '../helpers/raw.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

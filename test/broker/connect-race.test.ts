@@ -8,7 +8,7 @@ import { test } from 'node:test'
 import type { Client } from 'aedes'
 import type { MqttClient } from 'mqtt'
 import { connectPacket, rawSocket } from '../helpers/raw.js'
-import { connect, startNode } from '../helpers/warbler.js'
+import { connect, startNode } from '../helpers/test-node.js'
 
 const PW = 'correct horse battery staple'
 

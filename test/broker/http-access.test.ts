@@ -10,7 +10,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { test } from 'node:test'
 import { ConfigError, resolveConfig } from '../../shared/config.js'
-import { connackCode, spawnNode, startNode, tempDir } from '../helpers/warbler.js'
+import { connackCode, spawnNode, startNode, tempDir } from '../helpers/test-node.js'
 
 const TOKEN = 'c0ffee-metrics-token-0123456789abcdef'
 

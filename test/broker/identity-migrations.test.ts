@@ -19,7 +19,7 @@ import type { Migration } from '../../shared/migrations.js'
 import { EXIT, StartError } from '../../shared/start-error.js'
 import { IdentityStore } from '../../broker/identity/identity-store.js'
 import { IDENTITY_MIGRATIONS, migrateIdentity } from '../../broker/identity/identity-schema.js'
-import { CLI } from '../helpers/warbler.js'
+import { CLI } from '../helpers/test-node.js'
 
 const RELEASE_1 = readFileSync(new URL('../../../test/fixtures/warbler-db-release-1.sql', import.meta.url), 'utf8')
 

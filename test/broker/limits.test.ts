@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { IConnackPacket, ISubackPacket } from 'mqtt-packet'
-import { collect, connackCode, connect, nextMessage, startNode } from '../helpers/warbler.js'
+import { collect, connackCode, connect, nextMessage, startNode } from '../helpers/test-node.js'
 import mqttPacket from 'mqtt-packet'
 import { connectPacket, publishBytes, type RawClient, rawConnect, rawSocket, remainingLength } from '../helpers/raw.js'
 

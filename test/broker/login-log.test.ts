@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { SignJWT } from 'jose'
 import type { IConnackPacket } from 'mqtt-packet'
 import { connectPacket, rawSocket, remainingLength } from '../helpers/raw.js'
-import { connect, startNode, type TestNode, type UserSpec } from '../helpers/warbler.js'
+import { connect, startNode, type TestNode, type UserSpec } from '../helpers/test-node.js'
 
 const ALICE: UserSpec = { name: 'alice', password: 'alice-password-1' }
 const BOB: UserSpec = { name: 'bob', password: 'bob-password-22' }

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
-import { connect, startNode, type TestNode } from '../helpers/warbler.js'
+import { connect, startNode, type TestNode } from '../helpers/test-node.js'
 import { connectPacket, publishBytes, type RawClient, rawConnect, rawSocket, remainingLength } from '../helpers/raw.js'
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

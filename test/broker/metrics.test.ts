@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import { Registry } from 'prom-client'
 import { createHttpServer } from '../../server/ops-http.js'
-import { connect, connackCode, startNode } from '../helpers/warbler.js'
+import { connect, connackCode, startNode } from '../helpers/test-node.js'
 
 const USERS = [
   { name: 'alice', password: 'alice-pw-1' },

@@ -12,7 +12,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import { freePort } from '../helpers/ports.js'
 import { startRedis } from '../helpers/redis.js'
-import { collect, connect, nextMessage, spawnNode, startNode, tempDir } from '../helpers/warbler.js'
+import { collect, connect, nextMessage, spawnNode, startNode, tempDir } from '../helpers/test-node.js'
 
 interface Received { topic: string, payload: string }
 

@@ -15,7 +15,7 @@ import { parseProxyHeader, ProxyHeaderError } from '../../broker/proxy-protocol.
 import { remoteAddress } from '../../broker/session.js'
 import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
-import { startNode, type TestNode } from '../helpers/warbler.js'
+import { startNode, type TestNode } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 const users = [{ name: 'alice', password: PW }, { name: 'bob', password: PW }]

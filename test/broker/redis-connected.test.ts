@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { test } from 'node:test'
 import { startRedis } from '../helpers/redis.js'
-import { startNode } from '../helpers/warbler.js'
+import { startNode } from '../helpers/test-node.js'
 
 async function gauge (httpUrl: string): Promise<number | null> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text()

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { connect, startNode, withStore } from '../helpers/warbler.js'
+import { connect, startNode, withStore } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 

@@ -9,7 +9,7 @@ import { test, type TestContext } from 'node:test'
 import { Redis } from 'ioredis'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { startRedis } from '../helpers/redis.js'
-import { connect, spawnNode, startNode } from '../helpers/warbler.js'
+import { connect, spawnNode, startNode } from '../helpers/test-node.js'
 
 function stack (t: TestContext): (fn: () => unknown) => void {
   const fns: Array<() => unknown> = []

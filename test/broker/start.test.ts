@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { ConfigError, resolveConfig } from '../../shared/config.js'
-import { connackCode, connect, nextMessage, spawnNode, tempDir } from '../helpers/warbler.js'
+import { connackCode, connect, nextMessage, spawnNode, tempDir } from '../helpers/test-node.js'
 
 test('warbler start --dev prints exactly one ready line with the bound ports and stops on SIGTERM with 0', async (t) => {
   const node = await spawnNode(['--dev'])

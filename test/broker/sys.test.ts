@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
-import { collect, connect, nextMessage, startNode, type TestNode } from '../helpers/warbler.js'
+import { collect, connect, nextMessage, startNode, type TestNode } from '../helpers/test-node.js'
 
 const USERS = [
   { name: 'alice', password: 'alice-pw-1' },

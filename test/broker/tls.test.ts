@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
-import { connect, nextMessage, spawnNode, startNode, tempDir } from '../helpers/warbler.js'
+import { connect, nextMessage, spawnNode, startNode, tempDir } from '../helpers/test-node.js'
 
 const dir = tempDir('warbler-tls-')
 const cert = path.join(dir, 'cert.pem')

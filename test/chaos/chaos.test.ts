@@ -33,7 +33,7 @@ import { TcpProxy } from '../helpers/proxy.js'
 import { rawConnect } from '../helpers/raw.js'
 import { type RedisServer, startRedis } from '../helpers/redis.js'
 import { intFrom, Rng, seedFrom } from '../helpers/rng.js'
-import { addUser, CLI, type SpawnedNode, spawnNode, tempDir } from '../helpers/warbler.js'
+import { addUser, CLI, type SpawnedNode, spawnNode, tempDir } from '../helpers/test-node.js'
 import { assertAllArrived, assertComplete, lifo, type Outcome, PW, type Recorded, recorded, sleep, track, until, within } from '../sdk/support.js'
 
 const SEED = seedFrom('WARBLER_CHAOS_SEED')

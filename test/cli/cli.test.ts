@@ -9,7 +9,7 @@ import { existsSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { verifyPassword } from '../../broker/identity/password.js'
-import { CLI, connackCode, spawnNode, tempDir, withStore } from '../helpers/warbler.js'
+import { CLI, connackCode, spawnNode, tempDir, withStore } from '../helpers/test-node.js'
 
 interface Run { code: number | null, stdout: string, stderr: string }
 

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
-import { addUser, CLI, connackCode, spawnNode, tempDir } from '../helpers/warbler.js'
+import { addUser, CLI, connackCode, spawnNode, tempDir } from '../helpers/test-node.js'
 
 /** Run the CLI to its end (bounded). */
 export async function cli (args: string[], opts: { timeoutMs?: number, env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {

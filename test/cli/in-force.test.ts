@@ -12,7 +12,7 @@ import { test } from 'node:test'
 import type { IConnackPacket } from 'mqtt-packet'
 import { connectPacket, rawSocket } from '../helpers/raw.js'
 import { startRedis } from '../helpers/redis.js'
-import { CLI, spawnNode, startNode, tempDir } from '../helpers/warbler.js'
+import { CLI, spawnNode, startNode, tempDir } from '../helpers/test-node.js'
 
 interface Run { code: number | null, stdout: string, stderr: string }
 

@@ -9,7 +9,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import { tempDir } from '../helpers/warbler.js'
+import { tempDir } from '../helpers/test-node.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 /** The server's own shutdown bound is well under this; the rest is a loaded machine's slack. */

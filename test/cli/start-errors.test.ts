@@ -11,7 +11,7 @@ import { test } from 'node:test'
 import { checkBuild, digestSources } from '../../cli/build-info.js'
 import { EXIT } from '../../shared/start-error.js'
 import { Database } from '../../shared/sqlite.js'
-import { CLI, tempDir } from '../helpers/warbler.js'
+import { CLI, tempDir } from '../helpers/test-node.js'
 
 const PORTS = ['--mqtt-port', '0', '--ws-port', '0', '--http-port', '0']
 

@@ -8,7 +8,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { test } from 'node:test'
 import { startRedis } from '../helpers/redis.js'
-import { addUser, CLI, connackCode, spawnNode, tempDir } from '../helpers/warbler.js'
+import { addUser, CLI, connackCode, spawnNode, tempDir } from '../helpers/test-node.js'
 
 const TOKEN = 'cluster-metrics-token-5f1e2d3c4b5a'
 

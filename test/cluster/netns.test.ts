@@ -17,7 +17,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
-import { addUser, CLI, tempDir } from '../helpers/warbler.js'
+import { addUser, CLI, tempDir } from '../helpers/test-node.js'
 import { assertAllArrived, type Outcome, recorded, type Recorded, sleep, track, until, within } from '../sdk/support.js'
 
 const PREFIX = 'wbt'

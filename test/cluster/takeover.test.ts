@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
-import { ChatClient } from '../helpers/chat.js'
+import { ChatClient } from '../helpers/chat-client.js'
 import { startRedis } from '../helpers/redis.js'
-import { connect, startNode } from '../helpers/warbler.js'
+import { connect, startNode } from '../helpers/test-node.js'
 
 async function until (what: string, check: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms

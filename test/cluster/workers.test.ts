@@ -6,10 +6,10 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
-import { ChatClient } from '../helpers/chat.js'
+import { ChatClient } from '../helpers/chat-client.js'
 import { assertAllArrived, type Outcome, recorded, sleep, track, within } from '../sdk/support.js'
 import { startRedis } from '../helpers/redis.js'
-import { addUser, CLI, connect, spawnNode, tempDir } from '../helpers/warbler.js'
+import { addUser, CLI, connect, spawnNode, tempDir } from '../helpers/test-node.js'
 
 type Defer = (fn: () => unknown) => void
 function stack (t: { after: (fn: () => Promise<void>) => void }): Defer {

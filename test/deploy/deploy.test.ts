@@ -24,7 +24,7 @@ import net from 'node:net'
 import { MqttClient } from 'mqtt'
 import { connectedClients } from '../../broker/aedes-internals.js'
 import { remoteAddress } from '../../broker/session.js'
-import { CLI, connect, startNode, tempDir, type TestNode } from '../helpers/warbler.js'
+import { CLI, connect, startNode, tempDir, type TestNode } from '../helpers/test-node.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const DEPLOY = path.join(ROOT, 'deploy')

@@ -9,7 +9,7 @@ import { failureReasons } from '../../broker/login-log.js'
 import { refusalReasons } from '../../broker/stats.js'
 import { ErrorCodes } from '../../sdk/src/protocol.js'
 import { EXIT } from '../../shared/start-error.js'
-import { startNode } from '../helpers/warbler.js'
+import { startNode } from '../helpers/test-node.js'
 
 const doc = (name: string): string => readFileSync(new URL(`../../../docs/${name}`, import.meta.url), 'utf8')
 

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { test } from 'node:test'
 import type { AckFrame, MessageFrame, ReceiptFrame } from '../../sdk/src/protocol.js'
-import { ChatClient } from '../helpers/chat.js'
-import { startNode, type TestNode } from '../helpers/warbler.js'
+import { ChatClient } from '../helpers/chat-client.js'
+import { startNode, type TestNode } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 

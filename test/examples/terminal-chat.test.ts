@@ -6,7 +6,7 @@ import { rmSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { startNode, tempDir } from '../helpers/warbler.js'
+import { startNode, tempDir } from '../helpers/test-node.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 const CHAT = path.join(root, 'examples/terminal-chat/chat.mjs')

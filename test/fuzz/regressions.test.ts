@@ -22,9 +22,9 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqttPacket from 'mqtt-packet'
 import type { AckFrame, ErrorFrame } from '../../sdk/src/protocol.js'
-import { ChatClient } from '../helpers/chat.js'
+import { ChatClient } from '../helpers/chat-client.js'
 import { connectPacket, type RawClient, rawConnect, rawSocket } from '../helpers/raw.js'
-import { startNode } from '../helpers/warbler.js'
+import { startNode } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 const users = ['alice', 'bob', 'mallory'].map((name) => ({ name, password: PW }))

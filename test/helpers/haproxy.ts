@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import { tempDir } from './warbler.js'
+import { tempDir } from './test-node.js'
 
 export interface Haproxy {
   /** What HAProxy wrote to stderr so far. */

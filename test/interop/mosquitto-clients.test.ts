@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { test } from 'node:test'
 import type { AedesPublishPacket, Client, Subscription } from 'aedes'
-import { startNode, type TestNode } from '../helpers/warbler.js'
+import { startNode, type TestNode } from '../helpers/test-node.js'
 
 const USERS = [
   { name: 'alice', password: 'alice-pw-1' },

@@ -11,7 +11,7 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { launchChromium, type Page } from '../helpers/browser.js'
-import { startNode, tempDir } from '../helpers/warbler.js'
+import { startNode, tempDir } from '../helpers/test-node.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 const PW = 'password-123'

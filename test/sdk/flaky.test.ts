@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { directConversation } from '../../sdk/src/protocol.js'
 import { TcpProxy } from '../helpers/proxy.js'
-import { startNode } from '../helpers/warbler.js'
+import { startNode } from '../helpers/test-node.js'
 import { assertAllArrived, assertComplete, assertStates, lifo, type Outcome, PW, recorded, sleep, track, until, within } from './support.js'
 
 test('chat through links that drop and stall repeatedly loses nothing and duplicates nothing', { timeout: 60_000 }, async (t) => {

@@ -8,7 +8,7 @@ import { test } from 'node:test'
 import { WarblerClient } from '../../sdk/src/client.js'
 import { ListenerError, type WarblerError } from '../../sdk/src/errors.js'
 import { directConversation } from '../../sdk/src/protocol.js'
-import { startNode } from '../helpers/warbler.js'
+import { startNode } from '../helpers/test-node.js'
 import { assertComplete, lifo, PW, recorded, until, within } from './support.js'
 
 const users = [{ name: 'alice', password: PW }, { name: 'bob', password: PW }]

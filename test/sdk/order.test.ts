@@ -9,7 +9,7 @@ import { test } from 'node:test'
 import { ServerError } from '../../sdk/src/errors.js'
 import { directConversation } from '../../sdk/src/protocol.js'
 import { TcpProxy } from '../helpers/proxy.js'
-import { startNode } from '../helpers/warbler.js'
+import { startNode } from '../helpers/test-node.js'
 import { lifo, type Outcome, PW, recorded, track, until, within } from './support.js'
 
 const users = [{ name: 'alice', password: PW }, { name: 'bob', password: PW }]

@@ -11,7 +11,7 @@ import { FileOutbox } from '../../sdk/src/file-outbox.js'
 import type { OutboxEntry } from '../../sdk/src/outbox.js'
 import { directConversation, type MessageFrame } from '../../sdk/src/protocol.js'
 import { TcpProxy } from '../helpers/proxy.js'
-import { startNode, tempDir } from '../helpers/warbler.js'
+import { startNode, tempDir } from '../helpers/test-node.js'
 import { assertComplete, lifo, type Outcome, PW, recorded, track, until, within } from './support.js'
 
 test('an app restarted with its FileOutbox sends what the last run left, once, in order, and resumes from since', { timeout: 30_000 }, async (t) => {

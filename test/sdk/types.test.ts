@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } 
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { tempDir } from '../helpers/warbler.js'
+import { tempDir } from '../helpers/test-node.js'
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..')
 const tsc = path.join(root, 'node_modules/typescript/bin/tsc')

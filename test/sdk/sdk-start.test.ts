@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { directConversation } from '../../sdk/src/protocol.js'
 import { TcpProxy } from '../helpers/proxy.js'
-import { startNode } from '../helpers/warbler.js'
+import { startNode } from '../helpers/test-node.js'
 import { assertComplete, lifo, PW, recorded, sleep, until, within } from './support.js'
 
 const users = [{ name: 'alice', password: PW }, { name: 'bob', password: PW }]

@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs'
 import { test } from 'node:test'
 import { directConversation, type MessageFrame } from '../../sdk/src/protocol.js'
 import { TcpProxy } from '../helpers/proxy.js'
-import { addUser, type SpawnedNode, spawnNode, tempDir } from '../helpers/warbler.js'
+import { addUser, type SpawnedNode, spawnNode, tempDir } from '../helpers/test-node.js'
 import { assertAllArrived, assertComplete, lifo, type Outcome, PW, recorded, sleep, track, until, within } from './support.js'
 
 test('SIGKILL of the broker mid-stream: acknowledged messages arrive once, in order; the rest are resent and stored once', { timeout: 60_000 }, async (t) => {

@@ -12,7 +12,7 @@
 import { chmodSync, copyFileSync, existsSync, renameSync, rmSync } from 'node:fs'
 import { Database } from '../../shared/sqlite.js'
 import { backupInto } from '../../shared/online-backup.js'
-import { BackupError } from './errors.js'
+import { BackupError } from './archive-errors.js'
 
 /** Tables every Warbler database has (the identity store creates them). */
 const REQUIRED_TABLES = ['users', 'device_tokens', 'meta']

@@ -6,7 +6,7 @@ import { rmSync } from 'node:fs'
 import { test } from 'node:test'
 import { AuthError, ConnectionLostError } from '../../sdk/src/errors.js'
 import { TcpProxy } from '../helpers/proxy.js'
-import { addUser, startNode, type TestNode, tempDir, withStore } from '../helpers/warbler.js'
+import { addUser, startNode, type TestNode, tempDir, withStore } from '../helpers/test-node.js'
 import { lifo, PW, recorded, sleep, until } from './support.js'
 
 const expiry = (jwt: string): number => (JSON.parse(Buffer.from(jwt.split('.')[1] as string, 'base64url').toString()) as { exp: number }).exp * 1000
