@@ -158,19 +158,6 @@ export default tseslint.config(
     }
   },
   {
-    // Tests read the server's JSON replies (admin API, request answers) as
-    // they come, and assert on their fields: the assertion is the type check,
-    // and a declared type for every reply would only restate the protocol.
-    files: ['test/**/*.ts'],
-    rules: {
-      '@typescript-eslint/no-unsafe-member-access': 'off',
-      '@typescript-eslint/no-unsafe-assignment': 'off',
-      '@typescript-eslint/no-unsafe-call': 'off',
-      '@typescript-eslint/no-unsafe-argument': 'off',
-      '@typescript-eslint/no-unsafe-return': 'off'
-    }
-  },
-  {
     // The browser example runs in a page; its build and server scripts in Node.
     files: ['examples/web/app.js'],
     languageOptions: { globals: { ...globals.browser } }

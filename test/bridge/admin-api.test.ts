@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { after, before, test } from 'node:test'
 import { SignJWT } from 'jose'
-import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
+import type { AckFrame, ConversationSummary, HistoryPage, MessageFrame, Unread } from '../../sdk/src/protocol.js'
 import { ChatClient } from '../helpers/chat-client.js'
 import { CLI, startNode, type TestNode } from '../helpers/test-node.js'
 
@@ -22,17 +22,24 @@ let aliceJwt: string
 let group: string
 const acks: AckFrame[] = []
 
-async function api (path: string, token: string | null = adminJwt, init: RequestInit = {}): Promise<{ status: number, body: any, headers: Headers }> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// The answers' bodies (docs/operations.md; bridge/admin-api.ts sends the archive reader's results).
+interface Refusal { error: { code: string, message: string } }
+interface Members { members: Array<{ user: string, role: string, readSeq: number, deliveredSeq: number }> }
+interface Conversations { conversations: ConversationSummary[] }
+interface Found { messages: MessageFrame[] }
+
+/** GET (or `init`) path; the body is what the test says the route answers. */
+async function api<T = unknown> (path: string, token: string | null = adminJwt, init: RequestInit = {}): Promise<{ status: number, body: T, headers: Headers }> {
   const headers: Record<string, string> = {}
   if (token !== null) headers.authorization = `Bearer ${token}`
   const res = await fetch(node.httpUrl + path, { ...init, headers: { ...headers, ...(init.headers as Record<string, string> | undefined) } })
   const text = await res.text()
   assert.match(res.headers.get('content-type') ?? '', /^application\/json/, `${path}: JSON`)
-  return { status: res.status, body: JSON.parse(text), headers: res.headers }
+  return { status: res.status, body: JSON.parse(text) as T, headers: res.headers }
 }
 
 async function expectError (path: string, status: number, code: string, message: RegExp, token: string | null = adminJwt): Promise<void> {
-  const r = await api(path, token)
+  const r = await api<Refusal>(path, token)
   assert.equal(r.status, status, `${path}: ${JSON.stringify(r.body)}`)
   assert.deepEqual(Object.keys(r.body), ['error'])
   assert.equal(r.body.error.code, code, path)
@@ -76,23 +83,23 @@ after(async () => {
 })
 
 test('admin API: a page of history, with before, after and limit', async () => {
-  const all = await api('/api/v1/conversations/d:alice:bob/messages')
+  const all = await api<HistoryPage>('/api/v1/conversations/d:alice:bob/messages')
   assert.equal(all.status, 200)
   assert.equal(all.headers.get('cache-control'), 'no-store')
   assert.equal(all.body.more, false)
-  const msgs = all.body.messages as MessageFrame[]
+  const msgs = all.body.messages
   assert.deepEqual(msgs.map((m) => [m.seq, m.from, m.body]), [[1, 'alice', 'one'], [2, 'alice', 'two'], [3, 'alice', { text: 'the raspberry is ripe' }], [4, 'alice', 'four']])
   assert.deepEqual(msgs.map((m) => m.id), acks.map((a) => a.id))
-  const newest = await api('/api/v1/conversations/d:alice:bob/messages?limit=2')
+  const newest = await api<HistoryPage>('/api/v1/conversations/d:alice:bob/messages?limit=2')
   assert.deepEqual(newest.body.messages.map((m: MessageFrame) => m.seq), [3, 4])
   assert.equal(newest.body.more, true)
-  const older = await api('/api/v1/conversations/d:alice:bob/messages?before=3&limit=1')
+  const older = await api<HistoryPage>('/api/v1/conversations/d:alice:bob/messages?before=3&limit=1')
   assert.deepEqual(older.body.messages.map((m: MessageFrame) => m.seq), [2])
-  const newer = await api('/api/v1/conversations/d:alice:bob/messages?after=1&limit=2')
+  const newer = await api<HistoryPage>('/api/v1/conversations/d:alice:bob/messages?after=1&limit=2')
   assert.deepEqual(newer.body.messages.map((m: MessageFrame) => m.seq), [2, 3])
   assert.equal(newer.body.more, true)
   // A conversation id with characters that need encoding in a path.
-  const enc = await api(`/api/v1/conversations/${encodeURIComponent('d:alice:bob')}/messages?limit=1`)
+  const enc = await api<HistoryPage>(`/api/v1/conversations/${encodeURIComponent('d:alice:bob')}/messages?limit=1`)
   assert.deepEqual(enc.body.messages.map((m: MessageFrame) => m.seq), [4])
 })
 
@@ -100,7 +107,7 @@ test('admin API: members with roles and watermarks; one message by id', async ()
   const m = await api('/api/v1/conversations/d:alice:bob/members')
   assert.equal(m.status, 200)
   assert.deepEqual(m.body, { members: [{ user: 'alice', role: 'member', readSeq: 4, deliveredSeq: 4 }, { user: 'bob', role: 'member', readSeq: 2, deliveredSeq: 2 }] })
-  const g = await api(`/api/v1/conversations/${group}/members`)
+  const g = await api<Members>(`/api/v1/conversations/${group}/members`)
   assert.deepEqual(g.body.members.map((x: { user: string, role: string }) => [x.user, x.role]), [['alice', 'owner'], ['bob', 'member'], ['carol', 'member']])
   const one = await api(`/api/v1/messages/${acks[2]?.id ?? ''}`)
   assert.equal(one.status, 200)
@@ -108,23 +115,23 @@ test('admin API: members with roles and watermarks; one message by id', async ()
 })
 
 test('admin API: a user\'s conversation list and unread counts', async () => {
-  const list = await api('/api/v1/users/bob/conversations')
+  const list = await api<Conversations>('/api/v1/users/bob/conversations')
   assert.equal(list.status, 200)
-  const convs = list.body.conversations as Array<{ conv: string, kind: string, name: string | null, lastSeq: number, readSeq: number, unread: number, last: MessageFrame | null }>
+  const convs = list.body.conversations
   assert.deepEqual(convs.map((c) => [c.conv, c.kind, c.name, c.lastSeq, c.readSeq, c.unread]), [[group, 'group', 'Pi club', 2, 2, 0], ['d:alice:bob', 'direct', null, 4, 2, 2]])
   assert.equal(convs[0]?.last?.body, 'raspberry pies for all')
-  assert.equal((await api('/api/v1/users/bob/conversations?limit=1')).body.conversations.length, 1)
-  assert.deepEqual((await api('/api/v1/users/bob/unread')).body, { total: 2, conversations: { 'd:alice:bob': 2 } })
-  assert.deepEqual((await api('/api/v1/users/carol/unread')).body, { total: 2, conversations: { [group]: 2 } })
+  assert.equal((await api<Conversations>('/api/v1/users/bob/conversations?limit=1')).body.conversations.length, 1)
+  assert.deepEqual((await api<Unread>('/api/v1/users/bob/unread')).body, { total: 2, conversations: { 'd:alice:bob': 2 } })
+  assert.deepEqual((await api<Unread>('/api/v1/users/carol/unread')).body, { total: 2, conversations: { [group]: 2 } })
 })
 
 test('admin API: search in a user\'s conversations, optionally one of them', async () => {
-  const bob = await api('/api/v1/search?user=bob&q=raspberry')
+  const bob = await api<Found>('/api/v1/search?user=bob&q=raspberry')
   assert.equal(bob.status, 200)
   assert.deepEqual(bob.body.messages.map((m: MessageFrame) => m.body), ['raspberry pies for all', { text: 'the raspberry is ripe' }])
-  const carol = await api('/api/v1/search?user=carol&q=raspberry')
+  const carol = await api<Found>('/api/v1/search?user=carol&q=raspberry')
   assert.deepEqual(carol.body.messages.map((m: MessageFrame) => m.body), ['raspberry pies for all'], 'only in the user\'s conversations')
-  const one = await api('/api/v1/search?user=bob&q=raspberry&conv=d:alice:bob&limit=5')
+  const one = await api<Found>('/api/v1/search?user=bob&q=raspberry&conv=d:alice:bob&limit=5')
   assert.deepEqual(one.body.messages.map((m: MessageFrame) => m.seq), [3])
   assert.deepEqual((await api('/api/v1/search?user=bob&q=nothinglikethis')).body, { messages: [] })
 })
@@ -153,7 +160,7 @@ test('admin API: 401 with WWW-Authenticate: Bearer for no or bad credentials, wh
   ]
   for (const p of ['/api/v1/conversations/d:alice:bob/messages', '/api/v1/users/bob/unread', '/api/v1/nowhere']) {
     for (const [why, authorization] of headers) {
-      const r = await api(p, null, authorization === null ? {} : { headers: { authorization } })
+      const r = await api<Refusal>(p, null, authorization === null ? {} : { headers: { authorization } })
       assert.equal(r.status, 401, `${p}, ${why}: ${JSON.stringify(r.body)}`)
       assert.equal(r.body.error.code, 'not_authorized', `${p}, ${why}`)
       assert.match(r.body.error.message, /admin access or device token/, `${p}, ${why}`)
@@ -170,7 +177,7 @@ test('admin API: 403 forbidden for a valid token of a user who is not an admin; 
   assert.equal(await statusUntil('/api/v1/users/alice/unread', aliceDevice.token, 403), 403, 'a new device token is known within a second')
   for (const token of [aliceJwt, aliceDevice.token]) {
     for (const p of ['/api/v1/conversations/d:alice:bob/messages', '/api/v1/users/alice/unread', '/api/v1/nowhere']) {
-      const r = await api(p, token)
+      const r = await api<Refusal>(p, token)
       assert.equal(r.status, 403, `${p}: ${JSON.stringify(r.body)}`)
       assert.deepEqual(Object.keys(r.body), ['error'])
       assert.equal(r.body.error.code, 'forbidden')
@@ -210,7 +217,7 @@ test('admin API: 400 naming the bad parameter', async () => {
     ['/api/v1/messages/%E0%A4%A', /percent-encoded/]
   ]
   for (const [p, msg] of cases) await expectError(p, 400, 'bad_request', msg)
-  const post = await api('/api/v1/users/bob/unread', adminJwt, { method: 'POST', body: '{}' })
+  const post = await api<Refusal>('/api/v1/users/bob/unread', adminJwt, { method: 'POST', body: '{}' })
   assert.equal(post.status, 400)
   assert.equal(post.body.error.code, 'bad_request')
   assert.equal(post.headers.get('allow'), 'GET')

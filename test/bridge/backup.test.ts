@@ -272,7 +272,7 @@ test('retention by age at start (--retention-days) and by count (--retention-mes
   assert.deepEqual(seqs, [9, 10, 11, 12])
   assert.deepEqual((await alice.req('history', { conv: 'd:alice:carol' })).messages.map((m: MessageFrame) => m.seq), [1, 2, 3, 4])
   const list = await alice.req('convs')
-  assert.equal(list.conversations.find((c: { conv: string }) => c.conv === 'd:alice:bob').last.seq, 12)
+  assert.equal(list.conversations.find((c) => c.conv === 'd:alice:bob')?.last?.seq, 12)
   assert.equal((await alice.sendOk({ to: 'bob' }, 'm13')).seq, 13)
   await alice.close()
   await node.close()

@@ -117,7 +117,7 @@ test('after a chat the documented keys hold the right content, capped and expiri
   // wb:unread:{user}: what SQLite counts, 30 days.
   for (const u of [alice, bob, carol]) {
     const sqlite = await u.req<{ conversations: Record<string, number> }>('unread')
-    const mirrored = Object.fromEntries(Object.entries(await r.hgetall(`wb:unread:${u.user}`)).map(([k, v]) => [k, Number(v)]).filter(([, v]) => v !== 0))
+    const mirrored = Object.fromEntries(Object.entries(await r.hgetall(`wb:unread:${u.user}`)).map(([k, v]): [string, number] => [k, Number(v)]).filter(([, v]) => v !== 0))
     assert.deepEqual(mirrored, sqlite.conversations, `${u.user}: unread counts as in SQLite`)
   }
   assert.deepEqual(await r.hgetall('wb:unread:carol'), { [g]: '4', 'd:alice:carol': '3' })
@@ -251,7 +251,7 @@ test('Redis killed (-9) and restarted while senders keep sending: no send fails,
     await who.sendOk(target, 'after the outage')
     const sqlite = await reader.history(conv, { limit: 20 })
     assert.deepEqual((await who.req('history', { conv, limit: 20 })).messages, sqlite.messages)
-    await waitFor(`${conv} mirrored`, async () => JSON.parse(await r.lindex(`wb:recent:${conv}`, 0) ?? '{}').seq === sqlite.messages[19]?.seq)
+    await waitFor(`${conv} mirrored`, async () => (JSON.parse(await r.lindex(`wb:recent:${conv}`, 0) ?? '{}') as { seq?: number }).seq === sqlite.messages[19]?.seq)
     const hits = mirror.stats.hits
     await waitFor(`${conv} served from Redis`, async () => {
       assert.deepEqual((await who.req('history', { conv, limit: 20 })).messages, sqlite.messages)

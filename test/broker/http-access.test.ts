@@ -99,7 +99,7 @@ test('metricsTokenFile: /metrics answers 401 with WWW-Authenticate: Bearer witho
   assert.equal((await get(`${node.httpUrl}/readyz`)).status, 200)
   const api = await get(`${node.httpUrl}/api/v1/users/root/unread`, `Bearer ${TOKEN}`)
   assert.equal(api.status, 401, 'the metrics token opens /metrics only')
-  assert.equal(JSON.parse(api.body).error.code, 'not_authorized')
+  assert.equal((JSON.parse(api.body) as { error: { code: string } }).error.code, 'not_authorized')
 })
 
 test('metricsTokenFile with warbler start: token and httpHost together; the token is never logged', async (t) => {

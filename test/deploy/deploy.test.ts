@@ -51,12 +51,11 @@ function ok (r: SpawnSyncReturns<string>, what: string): string {
 }
 
 /** A YAML file as plain data, through Debian's python3-yaml (promtool and haproxy do not print what they parsed). */
-// Parsed YAML is read field by field, as the tools that consume it do.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function yaml (file: string): any {
+// Parsed YAML is free-form: each caller says which fields it reads.
+function yaml (file: string): unknown {
   const r = run('/usr/bin/python3', ['-c', 'import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))', file])
   assert.equal(r.status, 0, `cannot parse ${file} as YAML (needs: sudo apt-get install -y python3-yaml):\n${r.stderr}`)
-  return JSON.parse(r.stdout)
+  return JSON.parse(r.stdout) as unknown
 }
 
 function budget (...args: string[]): Record<string, number> {
@@ -129,8 +128,8 @@ interface Rule { alert?: string, record?: string, expr: string, labels?: Record<
 const alertRules = (): Rule[] => (yaml(path.join(COMPOSE, 'prometheus', 'alerts.yml')) as { groups: Array<{ rules: Rule[] }> }).groups.flatMap((g) => g.rules)
 
 interface Panel { type: string, title: string, targets?: Array<{ expr: string }>, panels?: Panel[] }
-const dashboard = (): { panels: Panel[], templating: { list: Array<{ name: string, query: { query: string } | string }> } } =>
-  JSON.parse(read(COMPOSE, 'grafana', 'dashboards', 'warbler.json'))
+interface Dashboard { panels: Panel[], templating: { list: Array<{ name: string, query: { query: string } | string }> } }
+const dashboard = (): Dashboard => JSON.parse(read(COMPOSE, 'grafana', 'dashboards', 'warbler.json')) as Dashboard
 const dashboardExprs = (): Array<{ title: string, expr: string }> =>
   dashboard().panels.flatMap((p) => [p, ...(p.panels ?? [])]).flatMap((p) => (p.targets ?? []).map((t) => ({ title: p.title, expr: t.expr })))
 /** Grafana's variables, as the dashboard's defaults expand them. */
@@ -206,6 +205,10 @@ test('the dashboard and the alert rules use only metrics that a real node and th
   }
 })
 
+/** Prometheus' HTTP API answers this test reads: an instant query, and the rules. */
+interface PromQuery { status: string, data: { result: Array<{ metric: Record<string, string>, value: [number, string] }> } }
+interface PromRules { data: { groups: Array<{ rules: Array<{ name: string, health: string, lastError?: string, state?: string, lastEvaluation: string }> }> } }
+
 test('a real Prometheus scrapes a node, evaluates every alert rule without error and answers every dashboard query', async (t) => {
   need('prometheus', 'prometheus')
   // With --redis, as in the compose stack: the node then exports warbler_redis_connected.
@@ -233,11 +236,10 @@ test('a real Prometheus scrapes a node, evaluates every alert rule without error
   let log = ''
   prom.stderr?.on('data', (d: Buffer) => { log += d.toString() })
   t.after(() => stopChild(prom))
-  // Prometheus' JSON answers, read field by field.
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const api = async (p: string): Promise<any> => {
+  // Prometheus' JSON answers: the caller says which one it asked for.
+  const api = async <T>(p: string): Promise<T> => {
     const res = await fetch(`http://127.0.0.1:${port}${p}`)
-    return await res.json()
+    return await res.json() as T
   }
   const until = async (what: string, fn: () => Promise<boolean>, ms = 30_000): Promise<void> => {
     const end = Date.now() + ms
@@ -247,8 +249,7 @@ test('a real Prometheus scrapes a node, evaluates every alert rule without error
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
   }
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const query = async (q: string): Promise<any> => await api(`/api/v1/query?query=${encodeURIComponent(q)}`)
+  const query = async (q: string): Promise<PromQuery> => await api<PromQuery>(`/api/v1/query?query=${encodeURIComponent(q)}`)
   await until('both targets up', async () => {
     const r = await query('up')
     const up = (r.data?.result ?? []) as Array<{ metric: { job: string }, value: [number, string] }>
@@ -269,18 +270,18 @@ test('a real Prometheus scrapes a node, evaluates every alert rule without error
   assert.equal((await query('redis_up')).data.result[0]?.value[1], '1', 'the Redis exporter reaches Redis')
 
   await until('every rule evaluated', async () => {
-    const r = await api('/api/v1/rules')
-    const rules = (r.data.groups as Array<{ rules: Array<{ lastEvaluation: string }> }>).flatMap((g) => g.rules)
+    const r = await api<PromRules>('/api/v1/rules')
+    const rules = r.data.groups.flatMap((g) => g.rules)
     return rules.length === alertRules().length && rules.every((x) => !x.lastEvaluation.startsWith('0001'))
   })
-  const groups = (await api('/api/v1/rules')).data.groups as Array<{ rules: Array<{ name: string, health: string, lastError?: string, state?: string }> }>
+  const groups = (await api<PromRules>('/api/v1/rules')).data.groups
   for (const rule of groups.flatMap((g) => g.rules)) {
     assert.equal(rule.health, 'ok', `rule ${rule.name}: ${rule.lastError ?? ''}`)
     // A healthy test node with a reachable Redis fires nothing.
     assert.notEqual(rule.state, 'firing', `alert ${rule.name} fires on a healthy node`)
   }
   const budgetNow = await query('warbler:memory_budget_bytes')
-  assert.equal(Number(budgetNow.data.result[0].value[1]), 2272 * 1024 * 1024)
+  assert.equal(Number(budgetNow.data.result[0]?.value[1]), 2272 * 1024 * 1024)
 })
 
 test('a real Prometheus scrapes a node whose /metrics needs a token, with credentials_file as on the Pi; without it the target is down with 401', async (t) => {
@@ -740,12 +741,21 @@ test('the sources install.sh and the Dockerfile copy are enough to build and run
   }
 })
 
+/** The fields of docker-compose.yml this test reads: any service's, and those it checks on three of them. */
+interface ComposeService { mem_limit?: string, environment?: Record<string, string>, command?: string[], volumes?: string[], profiles?: string[] }
+interface Compose {
+  services: Record<string, ComposeService> & {
+    warbler: ComposeService & { mem_limit: string, environment: Record<string, string> }
+    redis: ComposeService & { mem_limit: string, command: string[] }
+    bridge: ComposeService & { profiles: string[] }
+  }
+}
+
 test('docker-compose config: the compose file is valid, and its limits follow the memory budget', () => {
   need('docker-compose', 'docker-compose')
   ok(run('docker-compose', ['config', '-q'], { cwd: COMPOSE }), 'docker-compose config')
   ok(run('docker-compose', ['--profile', 'split-bridge', 'config', '-q'], { cwd: COMPOSE }), 'docker-compose --profile split-bridge config')
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const c = yaml(path.join(COMPOSE, 'docker-compose.yml')) as { services: Record<string, any> }
+  const c = yaml(path.join(COMPOSE, 'docker-compose.yml')) as Compose
   for (const s of ['warbler', 'bridge', 'redis', 'redis-exporter', 'haproxy', 'prometheus', 'grafana']) assert.ok(c.services[s] !== undefined, `service ${s}`)
   const b = budget('--ram-mb', '4096', '--redis', '--monitoring')
   const w = c.services.warbler
@@ -753,25 +763,25 @@ test('docker-compose config: the compose file is valid, and its limits follow th
   assert.equal(w.environment.NODE_OPTIONS, `--max-old-space-size=${b.BROKER_HEAP_MB}`)
   assert.equal(w.environment.WARBLER_WORKERS, '1')
   assert.equal(c.services.redis.mem_limit, `${b.REDIS_MEMORY_MAX_MB}m`)
-  const redisCmd = (c.services.redis.command as string[]).join(' ')
+  const redisCmd = c.services.redis.command.join(' ')
   assert.match(redisCmd, new RegExp(`--maxmemory ${b.REDIS_MAXMEMORY_MB}mb`))
   assert.match(redisCmd, /--maxmemory-policy volatile-lru/)
   assert.match(redisCmd, /--appendonly yes/)
-  const mon = ['prometheus', 'grafana', 'haproxy', 'redis-exporter'].reduce((s, n) => s + Number(/^(\d+)m$/.exec(c.services[n].mem_limit)?.[1]), 0)
+  const mon = ['prometheus', 'grafana', 'haproxy', 'redis-exporter'].reduce((s, n) => s + Number(/^(\d+)m$/.exec(c.services[n]?.mem_limit ?? '')?.[1]), 0)
   assert.equal(mon, b.MONITORING_MB)
   // The alert's budget is the compose broker's.
   const rec = alertRules().find((r) => r.record === 'warbler:memory_budget_bytes')
   assert.equal(rec?.expr, `vector(${b.BROKER_MEMORY_MAX_MB} * 1024 * 1024)`)
   // Mounted files exist.
   for (const [svc, spec] of Object.entries(c.services)) {
-    for (const v of (spec.volumes ?? []) as string[]) {
+    for (const v of spec.volumes ?? []) {
       const src = v.split(':')[0] as string
       if (src.startsWith('.')) assert.ok(existsSync(path.join(COMPOSE, src)), `${svc}: ${src}`)
     }
   }
   assert.equal(c.services.bridge.profiles[0], 'split-bridge')
-  const ds = yaml(path.join(COMPOSE, 'grafana', 'provisioning', 'datasources', 'prometheus.yml'))
-  assert.equal(ds.datasources[0].uid, 'prometheus')
+  const ds = yaml(path.join(COMPOSE, 'grafana', 'provisioning', 'datasources', 'prometheus.yml')) as { datasources: Array<{ uid?: string }> }
+  assert.equal(ds.datasources[0]?.uid, 'prometheus')
   const used = new Set(JSON.stringify(dashboard()).match(/"uid":\s*"[^"]+"/g) ?? [])
   assert.deepEqual([...used].filter((u) => !u.includes('"prometheus"') && !u.includes('"warbler"')), [], 'the dashboard uses the provisioned datasource')
 })

@@ -5,7 +5,30 @@
  * requests, and collects what arrives.
  */
 import mqtt, { type MqttClient } from 'mqtt'
-import type { AckFrame, ErrorFrame, MessageFrame, ServerFrame, SingleFrame } from '../../sdk/src/protocol.js'
+import type {
+  AckFrame, ConversationSummary, ErrorFrame, GroupInfo, HistoryPage, MessageFrame, Presence, Receipt, RequestOp, ServerFrame,
+  SingleFrame, SyncResult, Unread
+} from '../../sdk/src/protocol.js'
+
+/** The `data` of each request's answer (docs/protocol.md, "Requests"), as the SDK's client types them. */
+export interface Answers {
+  history: HistoryPage
+  sync: SyncResult
+  search: { messages: MessageFrame[] }
+  convs: { conversations: ConversationSummary[] }
+  unread: Unread
+  read: { conv: string, seq: number }
+  delivered: { conv: string, seq: number }
+  receipts: { members: Receipt[] }
+  presence: { users: Presence[] }
+  'group.create': { conv: string, seq: number }
+  'group.rename': { seq: number }
+  'group.add': { seq: number | null, added: string[] }
+  'group.remove': { seq: number | null, removed: string[] }
+  'group.leave': { seq: number, owner?: string }
+  'group.role': { seq: number }
+  'group.members': GroupInfo
+}
 
 let counter = 0
 
@@ -80,14 +103,20 @@ export class ChatClient {
     return r
   }
 
-  /** A request; resolves with `data`, or rejects with the error frame's code. */
-  async req<T = any> (op: string, params: Record<string, unknown> = {}): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  /**
+   * A request; resolves with `data`, or rejects with the error frame's code.
+   * A known op's answer has its type; any other op (a test of refusals) or
+   * an explicit type argument gives what the test says it expects.
+   */
+  async req<K extends RequestOp> (op: K, params?: Record<string, unknown>): Promise<Answers[K]>
+  async req<T = unknown> (op: string, params?: Record<string, unknown>): Promise<T>
+  async req (op: string, params: Record<string, unknown> = {}): Promise<unknown> {
     const id = `r${++counter}`
     await this.publishRaw(JSON.stringify({ t: 'req', id, op, ...params }))
     const f = await this.until(() => this.frames.find((x) => (x.frame.t === 'res' && x.frame.id === id) || (x.frame.t === 'error' && x.frame.ref === id))?.frame,
       5000, `reply to ${op}`)
     if (f.t === 'error') throw Object.assign(new Error(`${op}: ${f.code}: ${f.message}`), { code: f.code })
-    return (f as { data: T }).data
+    return (f as { data: unknown }).data
   }
 
   async close (): Promise<void> {
