@@ -71,8 +71,8 @@ class Cdp {
     return new Cdp(ws, timeoutMs)
   }
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  send<R = any> (method: string, params: object = {}, sessionId?: string, timeoutMs = this.timeoutMs): Promise<R> {
+  /** A command; its answer is what the caller says the method returns. */
+  send<R = unknown> (method: string, params: object = {}, sessionId?: string, timeoutMs = this.timeoutMs): Promise<R> {
     const id = ++this.id
     return new Promise<R>((resolve, reject) => {
       const timer = setTimeout(() => { this.pending.delete(id); reject(new Error(`${method}: no answer within ${timeoutMs} ms`)) }, timeoutMs)
