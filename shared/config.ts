@@ -44,7 +44,7 @@ export const settings = {
   tlsKey: { kind: 'string', default: '', doc: 'PEM private key file for tlsCert.' },
   proxyProtocol: { kind: 'bool', default: false, doc: 'Behind a TCP proxy (HAProxy send-proxy or send-proxy-v2): the MQTT and WebSocket listeners read a PROXY protocol header (v1 or v2) first on every connection, and the client address it names is the one limits and logs use; a connection without one is closed. Only the proxy may reach those ports. The TLS listeners are for direct clients.' },
   redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, routing shared by workers and nodes, and the message service\'s mirror of hot data (recent messages, unread counts, presence).' },
-  workers: { kind: 'int', default: 0, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis.' },
+  workers: { kind: 'int', default: 1, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis. Default 1: today one process carries more than several (docs/benchmarks.md, workers).' },
   nodeName: { kind: 'string', default: '', doc: 'This node\'s name in the $SYS tree with redis ($SYS/broker/node/NAME/WORKER/...). Default: the host name.' },
   sysInterval: { kind: 'int', default: 10, min: 0, max: 3600, doc: 'Seconds between $SYS updates (0 = off).' },
   maxPayload: { kind: 'int', default: 256 * KiB, min: 1, max: 256 * MiB, doc: 'Largest publish payload in bytes; larger ones are refused with payload_too_large.' },

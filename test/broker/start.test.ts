@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { test } from 'node:test'
 import { ConfigError, resolveConfig } from '../../shared/config.js'
@@ -45,6 +46,15 @@ test('without --dev anonymous CONNECT is refused with return code 5 and a first 
   const password = /password: (\S+)/.exec(readFileSync(file, 'utf8'))?.[1] as string
   assert.ok(!node.stderr().includes(password), 'the password is never logged')
   assert.equal(await connackCode(`mqtt://127.0.0.1:${node.ports.mqtt}`, { username: 'admin', password, clientId: 'admin-cli' }), 0)
+})
+
+test('one worker by default, with Redis too (more carry less today); 0 asks for one per core', () => {
+  const dir = tempDir()
+  assert.equal(resolveConfig(['--data-dir', dir], {}).workers, 1)
+  assert.equal(resolveConfig(['--data-dir', dir, '--redis', 'redis://127.0.0.1:6379'], {}).workers, 1)
+  assert.equal(resolveConfig(['--data-dir', dir, '--redis', 'redis://127.0.0.1:6379', '--workers', '0'], {}).workers, os.availableParallelism())
+  assert.equal(resolveConfig(['--data-dir', dir, '--workers', '0'], {}).workers, 1)
+  rmSync(dir, { recursive: true, force: true })
 })
 
 test('a bad setting stops the start with a message naming the field', async () => {
