@@ -198,7 +198,7 @@ test('the dashboard and the alert rules use only metrics that a real node and th
     const m = /^label_values\((\w+),\s*(\w+)\)$/.exec(q)
     assert.ok(m !== null && warbler.has(m[1] as string), `variable ${v.name}: ${q}`)
   }
-  // The panels the brief asks for are there.
+  // The panels an operator needs are there.
   const all = dashboardExprs().map((d) => d.expr).join('\n')
   for (const n of ['warbler_clients_connected', 'warbler_messages_received_total', 'warbler_messages_sent_total', 'warbler_refusals_total', 'warbler_store_latency_seconds_bucket', 'warbler_store_batch_size_bucket', 'warbler_nodejs_heap_size_used_bytes', 'warbler_process_resident_memory_bytes', 'warbler_backpressure_waits_total']) {
     assert.ok(all.includes(n), `the dashboard shows ${n}`)
