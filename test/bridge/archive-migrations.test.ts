@@ -6,20 +6,16 @@
  * a failing migration leaves nothing behind.
  */
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
-import os from 'node:os'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
-import { Database } from '../../shared/sqlite.js'
-import { DB_FILE } from '../../shared/data-dir.js'
+import type { Database } from '../../shared/sqlite.js'
 import { createLogger } from '../../shared/log.js'
 import type { Migration } from '../../shared/migrations.js'
 import { EXIT, StartError } from '../../shared/start-error.js'
 import { ARCHIVE_MIGRATIONS, migrate } from '../../bridge/archive/schema.js'
 import { MessageService } from '../../bridge/service.js'
-
-/** A database as the release before schema versions wrote it (users, tokens, a conversation of two messages). */
-const RELEASE_1 = readFileSync(new URL('../../../test/fixtures/warbler-db-release-1.sql', import.meta.url), 'utf8')
+import { backups, dataDir, RELEASE_1, recordedVersion, schemaSql, withDb } from '../helpers/db-files.js'
 
 /** A later migration, for the tests only: a new table and a new column. */
 const V2: Migration = {
@@ -28,32 +24,12 @@ const V2: Migration = {
   up: 'CREATE TABLE reactions (msg TEXT NOT NULL, user TEXT NOT NULL, emoji TEXT NOT NULL, PRIMARY KEY (msg, user, emoji)) WITHOUT ROWID; ALTER TABLE conversations ADD COLUMN topic TEXT'
 }
 
-async function dataDir (sql: string | null): Promise<{ dir: string, file: string, done: () => void }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'warbler-archive-versions-'))
-  const file = path.join(dir, DB_FILE)
-  if (sql !== null) {
-    const db = await Database.open(file)
-    await db.exec(sql)
-    await db.close()
-  }
-  return { dir, file, done: () => rmSync(dir, { recursive: true, force: true }) }
-}
-
-async function withDb<T> (file: string, fn: (db: Database) => Promise<T>): Promise<T> {
-  const db = await Database.open(file)
-  try { return await fn(db) } finally { await db.close() }
-}
-
-const version = (db: Database): Promise<number | undefined> =>
-  db.get<{ version: number }>("SELECT version FROM schema_versions WHERE component = 'archive'").then((r) => r?.version, () => undefined)
-const schemaSql = (db: Database): Promise<string> =>
-  db.all<{ sql: string | null }>("SELECT sql FROM sqlite_master WHERE name NOT LIKE 'schema_versions%' ORDER BY name").then((r) => r.map((x) => x.sql).join('\n'))
+const version = (db: Database): Promise<number | undefined> => recordedVersion(db, 'archive')
 const messages = (db: Database): Promise<Array<{ seq: number, text: string }>> =>
   db.all<{ seq: number, text: string }>("SELECT seq, text FROM messages WHERE conv = 'd:ann:ben' ORDER BY seq")
-const backups = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith(`${DB_FILE}.pre-`))
 
 test('a fresh file gets every migration and records the last version, with no copy made', async () => {
-  const d = await dataDir(null)
+  const d = await dataDir('warbler-archive-versions-', null)
   try {
     await withDb(d.file, async (db) => {
       assert.deepEqual(await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, V2] }), { from: 0, to: 2, backup: null })
@@ -66,7 +42,7 @@ test('a fresh file gets every migration and records the last version, with no co
 })
 
 test('a file of the release before versions is recorded as version 1, its tables and rows unchanged', async () => {
-  const d = await dataDir(RELEASE_1)
+  const d = await dataDir('warbler-archive-versions-', RELEASE_1)
   try {
     const before = await withDb(d.file, schemaSql)
     await withDb(d.file, async (db) => {
@@ -82,7 +58,7 @@ test('a file of the release before versions is recorded as version 1, its tables
 })
 
 test('an older version is upgraded after a copy of the file: data kept, version recorded, the copy named in the log and readable', async () => {
-  const d = await dataDir(RELEASE_1)
+  const d = await dataDir('warbler-archive-versions-', RELEASE_1)
   try {
     const lines: string[] = []
     const log = createLogger('info', (l) => { lines.push(l) })
@@ -113,7 +89,7 @@ test('an older version is upgraded after a copy of the file: data kept, version 
 })
 
 test('a file of a newer version is refused (exit code 5) naming both versions, and left byte for byte as it was', async () => {
-  const d = await dataDir(RELEASE_1)
+  const d = await dataDir('warbler-archive-versions-', RELEASE_1)
   try {
     await withDb(d.file, async (db) => {
       await migrate(db)
@@ -135,7 +111,7 @@ test('a file of a newer version is refused (exit code 5) naming both versions, a
 })
 
 test('a failing migration rolls back: the version stays, no table of it is left half made', async () => {
-  const d = await dataDir(RELEASE_1)
+  const d = await dataDir('warbler-archive-versions-', RELEASE_1)
   try {
     const broken: Migration = { version: 2, what: 'fails half way', up: 'CREATE TABLE half (x INTEGER); ALTER TABLE conversations ADD COLUMN topic TEXT; INSERT INTO no_such_table VALUES (1)' }
     await withDb(d.file, async (db) => {
@@ -151,7 +127,7 @@ test('a failing migration rolls back: the version stays, no table of it is left 
 })
 
 test('a list of migrations out of order is refused before anything runs', async () => {
-  const d = await dataDir(null)
+  const d = await dataDir('warbler-archive-versions-', null)
   try {
     await withDb(d.file, async (db) => {
       await assert.rejects(migrate(db, { migrations: [ARCHIVE_MIGRATIONS[0] as Migration, { ...V2, version: 3 }] }), /numbered 1, 2, 3.*found 3 at place 2/)

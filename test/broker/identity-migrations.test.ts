@@ -8,52 +8,29 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
-import os from 'node:os'
+import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
-import { Database } from '../../shared/sqlite.js'
-import { DB_FILE } from '../../shared/data-dir.js'
+import type { Database } from '../../shared/sqlite.js'
 import { createLogger } from '../../shared/log.js'
 import type { Migration } from '../../shared/migrations.js'
 import { EXIT, StartError } from '../../shared/start-error.js'
 import { IdentityStore } from '../../broker/identity/identity-store.js'
 import { IDENTITY_MIGRATIONS, migrateIdentity } from '../../broker/identity/identity-schema.js'
 import { CLI } from '../helpers/test-node.js'
-
-const RELEASE_1 = readFileSync(new URL('../../../test/fixtures/warbler-db-release-1.sql', import.meta.url), 'utf8')
+import { backups, dataDir, RELEASE_1, recordedVersion, schemaSql, withDb } from '../helpers/db-files.js'
 
 /** The first layout: migration 1 as shipped, and two users. */
 const FIRST_LAYOUT = `${IDENTITY_MIGRATIONS[0]?.up as string};
 INSERT INTO users(name, password_hash, admin, created_at) VALUES ('ann', 'scrypt$placeholder', 1, 1), ('ben', 'scrypt$placeholder', 0, 2);
 INSERT INTO meta(key, value) VALUES ('jwt_key', X'00');`
 
-async function dataDir (sql: string | null): Promise<{ dir: string, file: string, done: () => void }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'warbler-identity-versions-'))
-  const file = path.join(dir, DB_FILE)
-  if (sql !== null) {
-    const db = await Database.open(file)
-    await db.exec(sql)
-    await db.close()
-  }
-  return { dir, file, done: () => rmSync(dir, { recursive: true, force: true }) }
-}
-
-async function withDb<T> (file: string, fn: (db: Database) => Promise<T>): Promise<T> {
-  const db = await Database.open(file)
-  try { return await fn(db) } finally { await db.close() }
-}
-
-const version = (db: Database): Promise<number | undefined> =>
-  db.get<{ version: number }>("SELECT version FROM schema_versions WHERE component = 'identity'").then((r) => r?.version, () => undefined)
-const schemaSql = (db: Database): Promise<string> =>
-  db.all<{ sql: string | null }>("SELECT sql FROM sqlite_master WHERE name NOT LIKE 'schema_versions%' ORDER BY name").then((r) => r.map((x) => x.sql).join('\n'))
+const version = (db: Database): Promise<number | undefined> => recordedVersion(db, 'identity')
 const columns = (db: Database): Promise<string[]> =>
   db.all<{ name: string }>("SELECT name FROM pragma_table_info('users')").then((r) => r.map((x) => x.name))
-const backups = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith(`${DB_FILE}.pre-`))
 
 test('identity: a fresh file gets every migration (users have the service flag) and records version 2', async () => {
-  const d = await dataDir(null)
+  const d = await dataDir('warbler-identity-versions-', null)
   try {
     const store = await IdentityStore.open(d.dir)
     await store.addUser('ann', 'password-1234', false, true)
@@ -65,7 +42,7 @@ test('identity: a fresh file gets every migration (users have the service flag) 
 })
 
 test('identity: a file of the release before versions is recorded as version 2, unchanged', async () => {
-  const d = await dataDir(RELEASE_1)
+  const d = await dataDir('warbler-identity-versions-', RELEASE_1)
   try {
     const before = await withDb(d.file, schemaSql)
     const store = await IdentityStore.open(d.dir)
@@ -81,7 +58,7 @@ test('identity: a file of the release before versions is recorded as version 2, 
 })
 
 test('identity: the first layout is upgraded by migration 2 after a copy of the file, named in the log', async () => {
-  const d = await dataDir(FIRST_LAYOUT)
+  const d = await dataDir('warbler-identity-versions-', FIRST_LAYOUT)
   try {
     const lines: string[] = []
     const store = await IdentityStore.open(d.dir, { log: createLogger('info', (l) => { lines.push(l) }) })
@@ -104,7 +81,7 @@ test('identity: the first layout is upgraded by migration 2 after a copy of the 
 })
 
 test('identity: a file of a newer version is refused (exit code 5), unchanged, also by the CLI', async () => {
-  const d = await dataDir(RELEASE_1)
+  const d = await dataDir('warbler-identity-versions-', RELEASE_1)
   try {
     await (await IdentityStore.open(d.dir)).close()
     await withDb(d.file, async (db) => { await db.run("UPDATE schema_versions SET version = 9 WHERE component = 'identity'") })
@@ -125,7 +102,7 @@ test('identity: a file of a newer version is refused (exit code 5), unchanged, a
 })
 
 test('identity: a failing migration rolls back: the version stays, no column or table of it is left', async () => {
-  const d = await dataDir(FIRST_LAYOUT)
+  const d = await dataDir('warbler-identity-versions-', FIRST_LAYOUT)
   try {
     const broken: Migration = { version: 3, what: 'fails half way', up: 'CREATE TABLE half (x INTEGER); INSERT INTO no_such_table VALUES (1)' }
     await withDb(d.file, async (db) => {
