@@ -124,7 +124,9 @@ export async function startIdentityReplica (dataDir: string, url: string, log: L
   let closed = false
   let seenVersion: string | null = null
   let seenLocal = ''
-  redis.on('error', () => {}) // reported once per outage by the merge that fails
+  let lastError: Error | null = null
+  // Reported at start, or once per outage by the merge that fails (without a listener ioredis prints each).
+  redis.on('error', (err: Error) => { lastError = err })
   sub?.on('error', () => {})
 
   const syncOnce = async (): Promise<void> => {
@@ -180,7 +182,9 @@ export async function startIdentityReplica (dataDir: string, url: string, log: L
   } catch (err) {
     redis.disconnect()
     await store.close()
-    throw new RedisUnavailableError(`cannot connect to redis at ${where} to share users and tokens: ${(err as Error).message}`)
+    // The connection's own error (ECONNREFUSED...) says more than the failed command's.
+    const reason = (lastError ?? (err as Error)).message
+    throw new RedisUnavailableError(`cannot connect to redis at ${where}: ${reason} (sharing users and tokens)`)
   }
 
   const timers = sub === null ? [] : await watch({ redis, sub, store, log, where, background, idle: () => running === null, seen: () => ({ version: seenVersion, local: seenLocal }) })

@@ -41,7 +41,7 @@ type UserRow = { name: string, password_hash: string, admin: number, service: nu
 type TokenRow = { id: string, user: string, name: string, secret_hash: Buffer, created_at: number, revoked_at: number | null }
 
 /** This node's users and device tokens as records. Keys in a fixed order, so equal data is equal text. */
-export async function localRecords (db: Database): Promise<Records> {
+async function localRecords (db: Database): Promise<Records> {
   const users = await db.all<UserRow>('SELECT name, password_hash, admin, service, created_at FROM users')
   const tokens = await db.all<TokenRow>('SELECT id, user, name, secret_hash, created_at, revoked_at FROM device_tokens')
   return {
