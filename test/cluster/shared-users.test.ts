@@ -7,7 +7,8 @@
  * made on a node's data dir while it was down is pushed when it starts; two
  * nodes seeding an empty Redis at once end with one signing key; and while
  * Redis is down, logins are checked against each node's copy and a change
- * made then reaches the other node once Redis is back.
+ * made then reaches the other node once Redis is back; a Redis emptied under
+ * running nodes is filled again from their copies.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -15,6 +16,7 @@ import { existsSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { loginAnswers } from '../helpers/login-poll.js'
+import { Redis } from 'ioredis'
 import { startRedis } from '../helpers/redis.js'
 import { CLI, connackCode, spawnNode, type SpawnedNode, tempDir, withStore } from '../helpers/test-node.js'
 
@@ -81,7 +83,7 @@ test('shared users: changes on either node are in force on the other within a se
   }
 })
 
-test('shared users: two nodes seeding an empty Redis at once end with one signing key and both admins merged', async () => {
+test('shared users: two nodes seeding an empty Redis at once end with one signing key and the users of both', async () => {
   const redis = await startRedis()
   const [dirA, dirB] = [tempDir(), tempDir()]
   const nodes: SpawnedNode[] = []
@@ -132,6 +134,37 @@ test('shared users: with Redis down logins are checked against each node\'s copy
     assert.equal(await connackCode(url(a), { username: 'erin', password: PW, clientId: 'erin' }), 0)
     assert.match(a.stderr(), /identity: cannot merge users and tokens with redis/)
   } finally {
+    for (const n of nodes) await n.stop()
+    await redis.stop()
+    for (const d of [dirA, dirB]) rmSync(d, { recursive: true, force: true })
+  }
+})
+
+test('shared users: a Redis emptied under running nodes is filled again from their copies, and no user is deleted', async () => {
+  const redis = await startRedis()
+  const [dirA, dirB] = [tempDir(), tempDir()]
+  const nodes: SpawnedNode[] = []
+  const r = new Redis(redis.url, { lazyConnect: true })
+  try {
+    cli(dirA, ['user', 'add', 'fay', '--password-stdin'], `${PW}\n`)
+    nodes.push(await start(dirA, redis.url, 'embedded'))
+    nodes.push(await start(dirB, redis.url, 'off'))
+    await r.connect()
+    const key = await r.getBuffer('warbler:identity:jwt_key')
+    assert.ok(key !== null && key.length === 32)
+    // fay made the first admin needless.
+    assert.deepEqual(Object.keys(await r.hgetall('warbler:identity:users')), ['fay'])
+    await r.flushall()
+    // The nodes notice the counter gone within a second and put their records back.
+    const deadline = Date.now() + 3000
+    while ((await r.hlen('warbler:identity:users')) < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.deepEqual(Object.keys(await r.hgetall('warbler:identity:users')), ['fay'])
+    assert.deepEqual(await r.getBuffer('warbler:identity:jwt_key'), key, 'the same key again')
+    for (const n of nodes) assert.equal(await connackCode(url(n), { username: 'fay', password: PW, clientId: 'fay' }), 0)
+    // Only hashes in Redis: no password in any record.
+    assert.ok(!JSON.stringify(await r.hgetall('warbler:identity:users')).includes(PW))
+  } finally {
+    r.disconnect()
     for (const n of nodes) await n.stop()
     await redis.stop()
     for (const d of [dirA, dirB]) rmSync(d, { recursive: true, force: true })
