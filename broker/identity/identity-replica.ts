@@ -76,6 +76,24 @@ async function push (redis: Redis, plan: MergePlan['push']): Promise<string> {
   return version
 }
 
+/** The first node to reach Redis sets the signing key (SET NX); every node then uses the one in Redis. */
+async function shareKey (redis: Redis, store: IdentityStore, shared: Buffer | null, log: Logger): Promise<void> {
+  const own = await localKey(store.db)
+  if (shared === null && own !== undefined) {
+    await redis.set(KEY.jwtKey, own, 'NX')
+    shared = await redis.getBuffer(KEY.jwtKey)
+  }
+  if (shared !== null && shared.length !== 32) {
+    // Not one a node wrote (they are 32 random bytes): keep this node's key rather than sign with it.
+    log.warn('identity: the token-signing key in redis is not 32 bytes; keeping this node\'s own key', { key: KEY.jwtKey, bytes: shared.length })
+    return
+  }
+  if (shared !== null && (own === undefined || !own.equals(shared))) {
+    await adoptKey(store.db, shared)
+    log.info('identity: took the token-signing key shared through redis')
+  }
+}
+
 /** What tells a running node to merge: announcements, the two counters' polls, and Redis coming back. */
 async function watch (w: {
   redis: Redis
@@ -124,6 +142,8 @@ export async function startIdentityReplica (dataDir: string, url: string, log: L
   let closed = false
   let seenVersion: string | null = null
   let seenLocal = ''
+  /** The malformed records last warned of: one warning per change of them, not one per merge. */
+  let reported = ''
   let lastError: Error | null = null
   // Reported at start, or once per outage by the merge that fails (without a listener ioredis prints each).
   redis.on('error', (err: Error) => { lastError = err })
@@ -131,18 +151,13 @@ export async function startIdentityReplica (dataDir: string, url: string, log: L
 
   const syncOnce = async (): Promise<void> => {
     const remote = await readRemote(redis)
-    const own = await localKey(store.db)
-    if (remote.key === null && own !== undefined) {
-      await redis.set(KEY.jwtKey, own, 'NX')
-      remote.key = await redis.getBuffer(KEY.jwtKey)
-    }
-    if (remote.key !== null && (own === undefined || !own.equals(remote.key))) {
-      await adoptKey(store.db, remote.key)
-      log.info('identity: took the token-signing key shared through redis')
-    }
+    await shareKey(redis, store, remote.key, log)
     const localVersion = await store.dataVersion()
     const plan = await merge(store.db, remote.records, remote.version === null)
     const count = plan.push.users.size + plan.push.tokens.size
+    const odd = plan.malformed.join(',')
+    if (odd !== reported && odd !== '') log.warn('identity: records in redis that are not Warbler\'s left alone (neither applied here nor deleted); remove or correct them', { records: plan.malformed })
+    reported = odd
     seenVersion = count > 0 ? await push(redis, plan.push) : remote.version
     if (count > 0) await pushed(store.db, plan.push)
     // Our own applying moved the local counter: that is no change to push.

@@ -24,10 +24,11 @@ export type Records = Record<Kind, Map<string, string>>
 /** Digests by key, of the records both sides last agreed on. */
 type Base = Record<Kind, Map<string, string>>
 
-/** What a merge decided: the changes to push to Redis (null: delete), and how many records it applied here. */
+/** What a merge decided: the changes to push to Redis (null: delete), how many records it applied here, and the records of Redis it left alone as malformed. */
 export interface MergePlan {
   push: Record<Kind, Map<string, string | null>>
   applied: number
+  malformed: string[]
 }
 
 const BASE_KEY = 'replica_base'
@@ -61,6 +62,22 @@ async function writeBase (db: Database, base: Base): Promise<void> {
   await db.run('INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', [BASE_KEY, Buffer.from(text)])
 }
 
+/**
+ * Whether a record from Redis has the shape this code writes. Another program
+ * (or a hand) may have written there: such a record is neither applied nor
+ * taken for a deletion, and the merge of every other record goes on.
+ */
+function wellFormed (kind: Kind, text: string): boolean {
+  let v: unknown
+  try { v = JSON.parse(text) } catch { return false }
+  if (typeof v !== 'object' || v === null) return false
+  const r = v as Record<string, unknown>
+  const time = (x: unknown): boolean => Number.isSafeInteger(x)
+  if (kind === 'users') return typeof r.passwordHash === 'string' && typeof r.admin === 'boolean' && typeof r.service === 'boolean' && time(r.createdAt)
+  return typeof r.user === 'string' && typeof r.name === 'string' && typeof r.secretHash === 'string' && /^[A-Za-z0-9+/]{43}=$/.test(r.secretHash) &&
+    time(r.createdAt) && (r.revokedAt === null || time(r.revokedAt))
+}
+
 /** Write one record from Redis into SQLite (null: delete it). Upserts, so a user's tokens are not cascaded away. */
 async function apply (db: Database, kind: Kind, key: string, text: string | null): Promise<void> {
   if (kind === 'users') {
@@ -90,13 +107,14 @@ export async function merge (db: Database, remote: Records, fresh: boolean): Pro
   return await db.transaction(async () => {
     const local = await localRecords(db)
     const base = fresh ? { users: new Map<string, string>(), tokens: new Map<string, string>() } : await readBase(db)
-    const plan: MergePlan = { push: { users: new Map(), tokens: new Map() }, applied: 0 }
+    const plan: MergePlan = { push: { users: new Map(), tokens: new Map() }, applied: 0, malformed: [] }
     // Users first, so that a token applied here finds its user.
     for (const kind of KINDS) {
       const keys = new Set([...local[kind].keys(), ...remote[kind].keys(), ...base[kind].keys()])
       for (const key of keys) {
         const l = local[kind].get(key) ?? null
         const r = remote[kind].get(key) ?? null
+        if (r !== null && !wellFormed(kind, r)) { plan.malformed.push(`${kind}:${key}`); continue }
         const [ld, rd, bd] = [l === null ? null : digest(l), r === null ? null : digest(r), base[kind].get(key) ?? null]
         if (ld === rd) {
           if (ld === null) base[kind].delete(key)

@@ -8,7 +8,8 @@
  * nodes seeding an empty Redis at once end with one signing key; and while
  * Redis is down, logins are checked against each node's copy and a change
  * made then reaches the other node once Redis is back; a Redis emptied under
- * running nodes is filled again from their copies.
+ * running nodes is filled again from their copies; and a record in Redis that
+ * is not Warbler's is left alone with a warning.
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -163,6 +164,39 @@ test('shared users: a Redis emptied under running nodes is filled again from the
     for (const n of nodes) assert.equal(await connackCode(url(n), { username: 'fay', password: PW, clientId: 'fay' }), 0)
     // Only hashes in Redis: no password in any record.
     assert.ok(!JSON.stringify(await r.hgetall('warbler:identity:users')).includes(PW))
+  } finally {
+    r.disconnect()
+    for (const n of nodes) await n.stop()
+    await redis.stop()
+    for (const d of [dirA, dirB]) rmSync(d, { recursive: true, force: true })
+  }
+})
+
+test('shared users: a record in Redis that is not Warbler\'s is named in a warning, neither applied nor taken for a deletion, and the rest goes on', async () => {
+  const redis = await startRedis()
+  const [dirA, dirB] = [tempDir(), tempDir()]
+  const nodes: SpawnedNode[] = []
+  const r = new Redis(redis.url, { lazyConnect: true })
+  try {
+    cli(dirA, ['user', 'add', 'ivy', '--password-stdin'], `${PW}\n`)
+    const a = await start(dirA, redis.url, 'embedded')
+    nodes.push(a)
+    const b = await start(dirB, redis.url, 'off')
+    nodes.push(b)
+    await r.connect()
+    await r.hset('warbler:identity:users', 'mallory', 'not json', 'ivy', '{"passwordHash":"x"}')
+    await r.hset('warbler:identity:tokens', '00000000000000ff', '{"user":"ivy"}')
+    cli(dirA, ['user', 'add', 'hal', '--password-stdin'], `${PW}\n`)
+    assert.ok(await loginAnswers({ url: url(b), username: 'hal', password: PW }, 0, 1000) <= 1000, 'the other changes still go through')
+    for (const n of nodes) {
+      assert.equal(await connackCode(url(n), { username: 'ivy', password: PW, clientId: 'ivy' }), 0, 'ivy is neither replaced nor deleted')
+      const names = (await withStore(n.dataDir, async (s) => await s.listUsers())).map((u) => u.name)
+      assert.deepEqual(names, ['hal', 'ivy'])
+      assert.deepEqual(await withStore(n.dataDir, async (s) => await s.listDeviceTokens()), [])
+    }
+    const warned = (n: SpawnedNode): boolean => n.stderr().split('\n').some((l) => /records in redis that are not Warbler's left alone/.test(l) &&
+      ['users:mallory', 'users:ivy', 'tokens:00000000000000ff'].every((k) => l.includes(`"${k}"`)))
+    assert.ok(warned(a) || warned(b), `a warning names them:\n${a.stderr()}\n${b.stderr()}`)
   } finally {
     r.disconnect()
     for (const n of nodes) await n.stop()
