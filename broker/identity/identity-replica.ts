@@ -152,7 +152,6 @@ export async function startIdentityReplica (dataDir: string, url: string, log: L
   const syncOnce = async (): Promise<void> => {
     const remote = await readRemote(redis)
     await shareKey(redis, store, remote.key, log)
-    const localVersion = await store.dataVersion()
     const plan = await merge(store.db, remote.records, remote.version === null)
     const count = plan.push.users.size + plan.push.tokens.size
     const odd = plan.malformed.join(',')
@@ -161,7 +160,7 @@ export async function startIdentityReplica (dataDir: string, url: string, log: L
     seenVersion = count > 0 ? await push(redis, plan.push) : remote.version
     if (count > 0) await pushed(store.db, plan.push)
     // Our own applying moved the local counter: that is no change to push.
-    seenLocal = plan.applied > 0 ? await store.dataVersion() : localVersion
+    seenLocal = plan.version
     if (down) log.info('identity: redis reachable again; users and tokens merged', { redis: where })
     down = false
     if (count > 0 || plan.applied > 0) log.debug('identity: merged with redis', { pushed: count, applied: plan.applied })

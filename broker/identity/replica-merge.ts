@@ -29,6 +29,8 @@ export interface MergePlan {
   push: Record<Kind, Map<string, string | null>>
   applied: number
   malformed: string[]
+  /** The store's change counter at the end of the merge: a later value is a change made after it. */
+  version: string
 }
 
 const BASE_KEY = 'replica_base'
@@ -107,7 +109,7 @@ export async function merge (db: Database, remote: Records, fresh: boolean): Pro
   return await db.transaction(async () => {
     const local = await localRecords(db)
     const base = fresh ? { users: new Map<string, string>(), tokens: new Map<string, string>() } : await readBase(db)
-    const plan: MergePlan = { push: { users: new Map(), tokens: new Map() }, applied: 0, malformed: [] }
+    const plan: MergePlan = { push: { users: new Map(), tokens: new Map() }, applied: 0, malformed: [], version: '' }
     // Users first, so that a token applied here finds its user.
     for (const kind of KINDS) {
       const keys = new Set([...local[kind].keys(), ...remote[kind].keys(), ...base[kind].keys()])
@@ -137,6 +139,8 @@ export async function merge (db: Database, remote: Records, fresh: boolean): Pro
       }
     }
     await writeBase(db, base)
+    // Read in the transaction: no other writer comes between the merge and this value.
+    plan.version = String((await db.get<{ value: number }>("SELECT value FROM meta WHERE key = 'identity_version'"))?.value ?? 0)
     return plan
   })
 }
