@@ -21,7 +21,9 @@ Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
 User names: 1-32 of a-z, 0-9, _ and ., starting with a letter.
 Passwords: 8-1024 characters. A change is in force for the next login to a
 running service when the command returns; live connections of a removed user
-are closed within a second.
+are closed within a second. Nodes started with --redis on one Redis share
+users: the node running on this data dir passes the change on to the others
+within a second (when it next starts, if it is not running).
 `
 
 /** Per subcommand: the options it takes, and whether it needs NAME. */

@@ -28,6 +28,7 @@ import { type EmbeddedService, startEmbeddedService } from './embedded-service.j
 import { createHttpServer } from './ops-http.js'
 import { IdentityCache } from '../broker/identity/cache.js'
 import { IdentityStore } from '../broker/identity/identity-store.js'
+import { type IdentityReplica, startIdentityReplica } from '../broker/identity/identity-replica.js'
 import { createListeners, closeServer, type Listener, listen, portOf } from '../broker/listeners.js'
 import { HEARTBEAT_MS } from '../shared/heartbeat.js'
 import { createLogger, type Logger } from '../shared/log.js'
@@ -105,16 +106,27 @@ function sysRootOf (cfg: Config, worker: number): string {
   return cfg.redis === '' ? SYS_ROOT : `${SYS_ROOT}/node/${cfg.nodeName}/${worker}`
 }
 
-/** The identity store, its cache and the MQTT persistence, opened in that order; a failure closes what was opened. */
-async function openStores (cfg: Config, stats: Stats, log: Logger): Promise<{ identity: IdentityStore, cache: IdentityCache, persistence: BrokerPersistence }> {
+interface Stores { identity: IdentityStore, cache: IdentityCache, replica: IdentityReplica | null, persistence: BrokerPersistence }
+
+/**
+ * The identity store (shared with the other nodes through Redis when there is
+ * one: identity-replica.ts, run by worker 0 alone, the others reading the same
+ * file), its cache and the MQTT persistence, opened in that order; a failure
+ * closes what was opened.
+ */
+async function openStores (cfg: Config, stats: Stats, log: Logger, worker: number): Promise<Stores> {
   const identity = await IdentityStore.open(cfg.dataDir)
   const cache = new IdentityCache(identity)
+  let replica: IdentityReplica | null = null
   try {
+    // Merged before the cache's first load: the first login already sees the other nodes' users.
+    if (cfg.redis !== '' && worker === 0) replica = await startIdentityReplica(cfg.dataDir, cfg.redis, log)
     await cache.start()
     const persistence = await createPersistence({ redis: cfg.redis, offlineQueue: cfg.offlineQueue, stats, log })
-    return { identity, cache, persistence }
+    return { identity, cache, replica, persistence }
   } catch (err) {
     cache.stop()
+    await replica?.close()
     await identity.close()
     throw err
   }
@@ -267,7 +279,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   // Read before anything is opened: a bad file stops the start with nothing to undo.
   const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
   const stats = new Stats()
-  const { identity, cache, persistence } = await openStores(cfg, stats, log)
+  const { identity, cache, replica, persistence } = await openStores(cfg, stats, log, opts.worker ?? 0)
 
   // The hooks and the limits need the broker, which needs them: they read it once it exists.
   // eslint-disable-next-line prefer-const -- assigned once the broker is made from the hooks
@@ -283,6 +295,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     await persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
     cache.stop()
     auth.close()
+    await replica?.close()
     await identity.close()
   }
   const undo: Array<() => Promise<void>> = [release]
