@@ -14,7 +14,7 @@ const LABEL: Record<PathName, string> = {
   'uds-single': 'Unix socket, one write a message'
 }
 
-export function median (xs: number[]): number {
+function median (xs: number[]): number {
   const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b)
   if (s.length === 0) return NaN
   const mid = Math.floor(s.length / 2)
@@ -32,7 +32,7 @@ export function medianResult (runs: TrialResult[]): TrialResult {
   }
 }
 
-export function machine (): string {
+function machine (): string {
   const cpus = os.cpus()
   const load = os.loadavg().map((x) => x.toFixed(1)).join(', ')
   return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.versions.node}, load average ${load} at the end`
