@@ -42,6 +42,8 @@ import { SYS_ROOT, SysPublisher } from '../broker/sys.js'
 import { getSession } from '../broker/session.js'
 import type { Registry } from 'prom-client'
 import { adminRoutes } from '../bridge/admin-api.js'
+import { RefreshTokens } from '../broker/identity/refresh-tokens.js'
+import { webSessionRoutes } from '../broker/web-session.js'
 import { registerServiceMetrics, serviceSys } from '../bridge/service-metrics.js'
 import type { MessageService } from '../bridge/service.js'
 
@@ -84,7 +86,7 @@ export interface Warbler {
   readonly sysRoot: string
   /** The Prometheus registry /metrics serves (a cluster's primary aggregates the workers'). */
   readonly registry: Registry
-  /** The message service's admin HTTP API, when the service runs here. */
+  /** The web app's login routes, and the message service's admin HTTP API when the service runs here. */
   readonly routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean
   close: () => Promise<void>
 }
@@ -105,14 +107,15 @@ function sysRootOf (cfg: Config, worker: number): string {
   return cfg.redis === '' ? SYS_ROOT : `${SYS_ROOT}/node/${cfg.nodeName}/${worker}`
 }
 
-/** The identity store, its cache and the MQTT persistence, opened in that order; a failure closes what was opened. */
-async function openStores (cfg: Config, stats: Stats, log: Logger): Promise<{ identity: IdentityStore, cache: IdentityCache, persistence: BrokerPersistence }> {
+/** The identity store, its cache, the web app's refresh tokens and the MQTT persistence, opened in that order; a failure closes what was opened. */
+async function openStores (cfg: Config, stats: Stats, log: Logger): Promise<{ identity: IdentityStore, cache: IdentityCache, refresh: RefreshTokens, persistence: BrokerPersistence }> {
   const identity = await IdentityStore.open(cfg.dataDir)
   const cache = new IdentityCache(identity)
   try {
     await cache.start()
+    const refresh = await RefreshTokens.open(identity.db, { log })
     const persistence = await createPersistence({ redis: cfg.redis, offlineQueue: cfg.offlineQueue, stats, log })
-    return { identity, cache, persistence }
+    return { identity, cache, refresh, persistence }
   } catch (err) {
     cache.stop()
     await identity.close()
@@ -190,7 +193,7 @@ function closeRevokedOnReload (cache: IdentityCache, b: Aedes, auth: Authenticat
 
 interface Observability {
   registry: Registry
-  routes: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined
+  routes: (req: http.IncomingMessage, res: http.ServerResponse) => boolean
   httpServer: http.Server | null
   sys: SysPublisher
   sysRoot: string
@@ -202,6 +205,8 @@ function observe (cfg: Config, o: {
   stats: Stats
   gate: PublishGate
   auth: Authenticator
+  identity: IdentityStore
+  refresh: RefreshTokens
   persistence: BrokerPersistence
   routing: SharedRouting | null
   embedded: EmbeddedService | null
@@ -221,11 +226,13 @@ function observe (cfg: Config, o: {
   })
   const svc: MessageService | null = embedded?.service ?? null
   if (svc !== null) registerServiceMetrics(registry, svc)
-  const routes = svc === null
+  const session = webSessionRoutes({ auth: o.auth, store: o.identity, refresh: o.refresh })
+  const admin = svc === null
     ? undefined
     : adminRoutes({ reader: svc.reader, bearer: async (token) => await o.auth.bearer(token) })
+  const routes = (req: http.IncomingMessage, res: http.ServerResponse): boolean => session(req, res) || (admin?.(req, res) ?? false)
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), ...(routes !== undefined ? { routes } : {}) })
+    ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), routes })
     : null
   const sysRoot = sysRootOf(cfg, o.worker)
   const sys = new SysPublisher(o.b, {
@@ -267,7 +274,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   // Read before anything is opened: a bad file stops the start with nothing to undo.
   const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
   const stats = new Stats()
-  const { identity, cache, persistence } = await openStores(cfg, stats, log)
+  const { identity, cache, refresh, persistence } = await openStores(cfg, stats, log)
 
   // The hooks and the limits need the broker, which needs them: they read it once it exists.
   // eslint-disable-next-line prefer-const -- assigned once the broker is made from the hooks
@@ -327,7 +334,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
 
   let ready = false
   const { registry, routes, httpServer, sys, sysRoot } = observe(cfg, {
-    b, stats, gate, auth, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, connected, ready: () => ready && closing === null
+    b, stats, gate, auth, identity, refresh, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, connected, ready: () => ready && closing === null
   })
   undo.push(async () => {
     await Promise.all(listeners.map((l) => l.close()))
@@ -352,7 +359,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     sys: () => sys.snapshot(),
     sysRoot,
     registry,
-    ...(routes !== undefined ? { routes } : {}),
+    routes,
     close
   }
 }
