@@ -27,7 +27,7 @@ import type { Issued, RefreshTokens } from './identity/refresh-tokens.js'
 import { JWT_SHAPE, parseDeviceToken } from './identity/identity-store.js'
 
 /** Access tokens last a quarter of an hour: the SDK asks for a new one before each reconnect near the end. */
-export const ACCESS_TTL_S = 900
+const ACCESS_TTL_S = 900
 const MAX_BODY = 4096
 
 const STATUS: Partial<Record<ErrorCode, number>> = { bad_request: 400, not_authorized: 401, rate_limited: 429, unavailable: 503, internal: 500 }

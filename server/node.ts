@@ -26,6 +26,7 @@ import { classifyClientError, createHooks } from '../broker/hooks/create-hooks.j
 import { createDeliveryFixes } from '../broker/delivery.js'
 import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
+import { webAppRoutes } from './web-app.js'
 import { IdentityCache } from '../broker/identity/cache.js'
 import { IdentityStore } from '../broker/identity/identity-store.js'
 import { createListeners, closeServer, type Listener, listen, portOf } from '../broker/listeners.js'
@@ -214,6 +215,7 @@ function observe (cfg: Config, o: {
   worker: number
   connected: () => number
   ready: () => boolean
+  ports: () => Readonly<Record<string, number>>
 }): Observability {
   const { stats, gate, persistence, routing, embedded, connected } = o
   const redisReady = persistence.redisReady
@@ -232,7 +234,7 @@ function observe (cfg: Config, o: {
     : adminRoutes({ reader: svc.reader, bearer: async (token) => await o.auth.bearer(token) })
   const routes = (req: http.IncomingMessage, res: http.ServerResponse): boolean => session(req, res) || (admin?.(req, res) ?? false)
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), routes })
+    ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), web: webAppRoutes(o.ports), routes })
     : null
   const sysRoot = sysRootOf(cfg, o.worker)
   const sys = new SysPublisher(o.b, {
@@ -333,14 +335,15 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   }
 
   let ready = false
+  let ports: Record<string, number> = {}
   const { registry, routes, httpServer, sys, sysRoot } = observe(cfg, {
-    b, stats, gate, auth, identity, refresh, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, connected, ready: () => ready && closing === null
+    b, stats, gate, auth, identity, refresh, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, connected, ready: () => ready && closing === null, ports: () => ports
   })
   undo.push(async () => {
     await Promise.all(listeners.map((l) => l.close()))
     if (httpServer !== null) await closeServer(httpServer)
   })
-  const ports = await bindAll(cfg, listeners, httpServer).catch(failed)
+  ports = await bindAll(cfg, listeners, httpServer).catch(failed)
   sys.start()
   embedded?.retention.start()
   ready = true

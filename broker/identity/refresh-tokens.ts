@@ -42,7 +42,7 @@ export type RefreshFailure = 'bad refresh token' | 'refresh token reused' | 'exp
 const SHAPE = /^wbr\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/
 
 /** How long a refresh token lasts unused: a browser idle for longer logs in again. */
-export const REFRESH_TTL_MS = 30 * 86400_000
+const REFRESH_TTL_MS = 30 * 86400_000
 
 export interface Issued { token: string, expiresAt: number }
 
