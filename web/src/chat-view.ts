@@ -33,7 +33,7 @@ export class ChatView {
     logout.addEventListener('click', onLogout)
     const msg = field('message', t.message, { autocomplete: 'off', maxlength: '4000', disabled: '' })
     this.sendInput = msg.input
-    this.sendForm = h('form', { class: 'send', id: 'send' }, msg.wrap, h('button', { type: 'submit' }, t.send))
+    this.sendForm = h('form', { class: 'send', id: 'send-form' }, msg.wrap, h('button', { type: 'submit' }, t.send))
     this.sendForm.addEventListener('submit', (ev) => { ev.preventDefault(); this.send() })
     const back = h('button', { type: 'button', class: 'back', 'aria-label': t.back }, '←')
     back.addEventListener('click', () => { this.root.classList.remove('show-conv') })
@@ -48,7 +48,7 @@ export class ChatView {
 
   private newChatForm (): HTMLFormElement {
     const who = field('new-chat', this.t.newChat, { autocomplete: 'off', autocapitalize: 'none', required: '', pattern: '[a-z][a-z0-9_.]{0,31}' })
-    const form = h('form', { class: 'new-chat', id: 'new-chat' }, who.wrap, h('button', { type: 'submit' }, this.t.open))
+    const form = h('form', { class: 'new-chat', id: 'new-chat-form' }, who.wrap, h('button', { type: 'submit' }, this.t.open))
     form.addEventListener('submit', (ev) => {
       ev.preventDefault()
       const user = who.input.value.trim()
