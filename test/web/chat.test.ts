@@ -59,19 +59,54 @@ async function logIn (t: Tab, base: string, user: keyof typeof PASSWORDS): Promi
 /** What the open conversation shows, message by message. */
 const bodies = async (page: Page): Promise<string[]> => await page.locator('#messages .msg:not(.pending) .body').allTextContents()
 
+/** Alice logs out (the server forgets her login); the Chinese login page; then what each page sent and stored. */
+async function logOutAndAudit (browser: Browser, base: string, alice: Tab, bob: Tab): Promise<void> {
+  // Logging out ends the login on the server too.
+  const kept = await alice.page.evaluate(() => localStorage.getItem('warbler.refresh'))
+  await alice.page.getByRole('button', { name: 'Log out' }).click()
+  await alice.page.getByLabel('User name').waitFor()
+  assert.equal(await alice.page.evaluate(() => localStorage.getItem('warbler.refresh')), null)
+  const again = await fetch(`${base}api/session/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken: kept }) })
+  assert.equal(again.status, 401)
+
+  // Same list at desktop size, and the login in Chinese.
+  await bob.page.setViewportSize(DESKTOP)
+  await shot(bob.page, 'list-desktop')
+  const zh = await tab(browser, PHONE, 'zh-CN')
+  await zh.page.goto(base)
+  await zh.page.getByLabel('用户名').waitFor()
+  assert.equal(await zh.page.getByRole('button', { name: '登录' }).count(), 1)
+  await shot(zh.page, 'login-phone-zh')
+
+  for (const [name, tb] of [['alice', alice], ['bob', bob]] as const) {
+    assert.deepEqual(tb.dialogs, [], `${name}: no dialog opened`)
+    assert.ok(tb.sent.length > 0, `${name}: the page spoke MQTT over WebSocket`)
+    assert.ok(!tb.sent.some((f) => f.includes(PASSWORDS[name])), `${name}: the password never went over the WebSocket`)
+    const stored = await tb.page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }))
+    assert.ok(!stored.includes(PASSWORDS[name]), `${name}: the password is not stored`)
+  }
+  assert.match(await bob.page.evaluate(() => localStorage.getItem('warbler.refresh') ?? ''), /^wbr\./, 'bob keeps only the refresh token')
+}
+
 test('web app: alice and bob log in, chat both ways, page through history; hostile text stays text', { timeout: 120_000 }, async (t) => {
   rmSync(OUT, { recursive: true, force: true })
   mkdirSync(OUT, { recursive: true })
   const dataDir = tempDir('warbler-web-chat-')
   for (const u of ['alice', 'bob', 'carol'] as const) addUser(dataDir, u)
   const node = await spawnNode([], { dataDir })
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu'] })
+  // warbler.test is this machine too, but not a secure context for the browser (unlike
+  // 127.0.0.1): Bob uses it, as someone opening a Pi's address over plain http would.
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--host-resolver-rules=MAP warbler.test 127.0.0.1']
+  })
   t.after(async () => {
     await browser.close()
     await node.stop()
     rmSync(dataDir, { recursive: true, force: true })
   })
   const base = `http://127.0.0.1:${node.ports.http ?? 0}/`
+  const lan = `http://warbler.test:${node.ports.http ?? 0}/`
 
   // Carol wrote to bob before: 45 messages, more than one page of history.
   const carol = await Warbler.connect({ url: `ws://127.0.0.1:${node.ports.ws ?? 0}/mqtt`, username: 'carol', password: PASSWORDS.carol, device: 'node' })
@@ -82,10 +117,11 @@ test('web app: alice and bob log in, chat both ways, page through history; hosti
   const bob = await tab(browser, PHONE)
   await alice.page.goto(base)
   await shot(alice.page, 'login-desktop')
-  await bob.page.goto(base)
+  await bob.page.goto(lan)
   await shot(bob.page, 'login-phone')
   await logIn(alice, base, 'alice')
-  await logIn(bob, base, 'bob')
+  await logIn(bob, lan, 'bob')
+  assert.equal(await bob.page.evaluate(() => window.isSecureContext), false)
 
   // Bob's list: carol's conversation with 45 unread and her last message.
   const carolItem = bob.page.locator('.conv-item', { hasText: 'carol' })
@@ -137,21 +173,5 @@ test('web app: alice and bob log in, chat both ways, page through history; hosti
   await bob.page.locator('#state[data-state="connected"]').waitFor()
   await bob.page.locator('.conv-item', { hasText: 'alice' }).waitFor()
 
-  // Same list at desktop size, and the login in Chinese.
-  await bob.page.setViewportSize(DESKTOP)
-  await shot(bob.page, 'list-desktop')
-  const zh = await tab(browser, PHONE, 'zh-CN')
-  await zh.page.goto(base)
-  await zh.page.getByLabel('用户名').waitFor()
-  assert.equal(await zh.page.getByRole('button', { name: '登录' }).count(), 1)
-  await shot(zh.page, 'login-phone-zh')
-
-  for (const [name, tb] of [['alice', alice], ['bob', bob]] as const) {
-    assert.deepEqual(tb.dialogs, [], `${name}: no dialog opened`)
-    assert.ok(tb.sent.length > 0, `${name}: the page spoke MQTT over WebSocket`)
-    assert.ok(!tb.sent.some((f) => f.includes(PASSWORDS[name])), `${name}: the password never went over the WebSocket`)
-    const stored = await tb.page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }))
-    assert.ok(!stored.includes(PASSWORDS[name]), `${name}: the password is not stored`)
-    assert.match(stored, /wbr\./, `${name}: only the refresh token is kept`)
-  }
+  await logOutAndAudit(browser, base, alice, bob)
 })

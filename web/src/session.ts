@@ -36,11 +36,19 @@ export async function logIn (user: string, password: string): Promise<Grant> {
 }
 
 /** A new access token from the kept refresh token; null when there is none. */
+async function oneTabAtATime<T> (fn: () => Promise<T>): Promise<T> {
+  // lib.dom types it as always there; it is not outside secure contexts.
+  const locks = navigator.locks as LockManager | undefined
+  return locks === undefined ? await fn() : await locks.request(KEY, fn)
+}
+
 export async function refresh (): Promise<Grant | null> {
   // One tab at a time: two tabs using the same refresh token would look like
   // a stolen copy to the server, which then ends the login. Inside the lock
-  // each tab reads the token the one before it stored.
-  return await navigator.locks.request(KEY, async () => {
+  // each tab reads the token the one before it stored. Web Locks exist only
+  // in secure contexts (https, localhost): a page over plain http from
+  // another machine (a Pi on the LAN) goes without.
+  return await oneTabAtATime(async () => {
     const token = localStorage.getItem(KEY)
     if (token === null) return null
     try {
