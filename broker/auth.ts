@@ -10,6 +10,8 @@
  * without checking. Checks in progress count against that budget too: an
  * address never has more credential checks running than it has failures left,
  * the rest wait their turn, so parallel guesses cannot overshoot the limit.
+ * The web app's logins over HTTP (web-session.ts) go through the same rate,
+ * budget and lockout (`httpLogin`): one count per address for both doors.
  * Connection limits (count, per-address rate) are checked first, so a refused
  * client costs almost nothing. Before a credential is checked, the identity
  * cache reads the store's version (cache.ts), so every login sees every user
