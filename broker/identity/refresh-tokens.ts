@@ -8,7 +8,8 @@
  * Each use rotates: the token is marked used and a new one of the same
  * family (one login) is issued. A used token presented again means it was
  * copied, so the whole family is revoked and the holder must log in again.
- * Logging out revokes the family; removing the user removes its rows
+ * Logging out revokes the family, a new password (`warbler user passwd`)
+ * every family of the user; removing the user removes its rows
  * (foreign key, ON DELETE CASCADE). A refresh token is never an MQTT
  * password: the authenticator knows only passwords, JWTs and device tokens.
  */
@@ -106,6 +107,13 @@ export class RefreshTokens {
     if (row === null) return false
     await this.revokeFamily(row.family)
     return true
+  }
+
+  /** A new password ends every web login of the user (`warbler user passwd`); resolves to how many there were. */
+  async revokeUser (user: string): Promise<number> {
+    const row = await this.db.get<{ n: number }>('SELECT count(DISTINCT family) AS n FROM refresh_tokens WHERE user = ? AND revoked_at IS NULL AND expires_at > ?', [user, Date.now()])
+    await this.db.run('UPDATE refresh_tokens SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL', [Date.now(), user])
+    return row?.n ?? 0
   }
 
   private async revokeFamily (family: string): Promise<void> {

@@ -7,11 +7,12 @@
  * one lockout per address.
  */
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { Database } from '../../shared/sqlite.js'
-import { addUser, connackCode, spawnNode, type SpawnedNode, tempDir } from '../helpers/test-node.js'
+import { addUser, CLI, connackCode, spawnNode, type SpawnedNode, tempDir } from '../helpers/test-node.js'
 
 const PW = 'alice-password-1'
 
@@ -89,6 +90,13 @@ test('web session: the access token logs in over WebSocket; the refresh token ro
   assert.deepEqual(out.body, { loggedOut: true })
   assert.equal((await post(node, '/api/session/refresh', { refreshToken: token2 })).status, 401)
   assert.match(node.stderr(), /"reason":"refresh token reused"/)
+
+  // A new password ends the web logins made with the old one.
+  const third = await post(node, '/api/session', { user: 'alice', password: PW })
+  const passwd = spawnSync(process.execPath, [CLI, 'user', 'passwd', 'alice', '--password-stdin', '--data-dir', node.dataDir], { input: 'alice-password-2\n', encoding: 'utf8', timeout: 30_000 })
+  assert.equal(passwd.status, 0, passwd.stderr)
+  assert.match(passwd.stdout, /ended 1 web login of alice/)
+  assert.equal((await post(node, '/api/session/refresh', { refreshToken: third.body.refreshToken })).status, 401)
   assert.ok(!node.stderr().includes(PW) && !node.stderr().includes(refreshToken), 'no secret in the log')
 })
 
