@@ -283,12 +283,22 @@ function connectionHandler (b: Aedes, cfg: Config, stats: Stats, log: Logger, cl
 // One function (about 90 lines) on purpose: it reads top to bottom in the
 // order things are opened, each step a named function above, and `undo`,
 // which a failing step closes in reverse, is visible in one place.
+/** Close what was opened before the broker; for a failed start and the end of close(). */
+async function releaseStores (s: Stores, auth: Authenticator, log: Logger): Promise<void> {
+  await s.persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
+  s.cache.stop()
+  auth.close()
+  await s.replica?.close()
+  await s.identity.close()
+}
+
 export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promise<Warbler> {
   const log = opts.log ?? createLogger(cfg.logLevel as 'info')
   // Read before anything is opened: a bad file stops the start with nothing to undo.
   const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
   const stats = new Stats()
-  const { identity, cache, replica, refresh, persistence } = await openStores(cfg, stats, log, opts.worker ?? 0)
+  const stores = await openStores(cfg, stats, log, opts.worker ?? 0)
+  const { identity, cache, refresh, persistence } = stores
 
   // The hooks and the limits need the broker, which needs them: they read it once it exists.
   // eslint-disable-next-line prefer-const -- assigned once the broker is made from the hooks
@@ -299,14 +309,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev, cfg.bridge === 'off')
   const hooks = createHooks({ cfg, auth, acl, gate, stats, log, broker: () => broker as Aedes })
 
-  /** Close what was opened before the broker; for a failed start and the end of close(). */
-  const release = async (): Promise<void> => {
-    await persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
-    cache.stop()
-    auth.close()
-    await replica?.close()
-    await identity.close()
-  }
+  const release = (): Promise<void> => releaseStores(stores, auth, log)
   const undo: Array<() => Promise<void>> = [release]
   const failed = async (err: unknown): Promise<never> => {
     for (const close of undo.reverse()) await close()
