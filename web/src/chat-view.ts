@@ -18,7 +18,7 @@ import { Notifier } from './notify.js'
 import { Receipts } from './receipts.js'
 import { SearchPanel } from './search-panel.js'
 import type { Strings } from './strings.js'
-import { systemBody } from './system-text.js'
+import { systemBody, systemText } from './system-text.js'
 
 const PAGE = 30
 /** At most one typing notice per this many ms (the service counts one a second). */
@@ -268,7 +268,8 @@ export class ChatView {
   private renderList (): void {
     const items = this.convs.sorted().map((c) => {
       const name = h('span', { class: 'name' }, this.convs.title(c.conv))
-      const lastText = c.last === null ? '' : systemBody(c.last) !== null ? '…' : `${c.last.from === this.me ? this.t.you : c.last.from}: ${bodyText(c.last).slice(0, 200)}`
+      const sys = c.last === null ? null : systemBody(c.last)
+      const lastText = c.last === null ? '' : sys !== null ? systemText(c.last, sys, this.t) : `${c.last.from === this.me ? this.t.you : c.last.from}: ${bodyText(c.last).slice(0, 200)}`
       const button = h('button', { type: 'button', class: 'conv-item', 'data-conv': c.conv }, name, h('span', { class: 'last' }, lastText))
       if (c.unread > 0) button.append(h('span', { class: 'unread', 'aria-label': this.t.unread(c.unread) }, String(c.unread)))
       if (c.conv === this.current) button.setAttribute('aria-current', 'true')
