@@ -9,10 +9,11 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import type { Page } from 'playwright-core'
 import { Warbler } from '../../sdk/src/index.js'
 import { DESKTOP, logIn, nodeAndBrowser, password, PHONE, shot, tab } from './web-session.js'
 
-const systemLines = async (page: import('playwright-core').Page): Promise<string[]> => await page.locator('#messages .system').allTextContents()
+const systemLines = async (page: Page): Promise<string[]> => await page.locator('#messages .system').allTextContents()
 
 test('web app: groups (create, add, remove, rename, leave) with system lines and per-member receipts', { timeout: 150_000 }, async (t) => {
   const env = await nodeAndBrowser(['alice', 'bob', 'carol', 'dave'])

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import type { Page } from 'playwright-core'
 import { Warbler } from '../../sdk/src/index.js'
 import { bodies, DESKTOP, logIn, nodeAndBrowser, password, PHONE, shot, tab } from './web-session.js'
 
@@ -29,6 +30,24 @@ function watchNotifications (): void {
   Object.defineProperty(Fake, 'permission', { get: () => Real.permission })
   Object.defineProperty(Fake, 'requestPermission', { value: Real.requestPermission.bind(Real) })
   window.Notification = Fake
+}
+
+/** How many sends the page's IndexedDB outboxes still hold. */
+async function outboxLeft (page: Page): Promise<number> {
+  return await page.evaluate(async () => {
+    const req = <T>(r: IDBRequest<T> | IDBOpenDBRequest): Promise<T> => new Promise((resolve, reject) => {
+      r.onsuccess = () => { resolve(r.result as T) }
+      r.onerror = () => { reject(new Error(String(r.error))) }
+    })
+    let left = 0
+    for (const d of await indexedDB.databases()) {
+      if (d.name?.startsWith('warbler-outbox-') !== true) continue
+      const db = await req<IDBDatabase>(indexedDB.open(d.name))
+      for (const store of Array.from(db.objectStoreNames)) left += await req<number>(db.transaction(store).objectStore(store).count())
+      db.close()
+    }
+    return left
+  })
 }
 
 test('web app: receipts, typing, presence, notifications while hidden, and a send while offline delivered once', { timeout: 150_000 }, async (t) => {
@@ -114,21 +133,6 @@ test('web app: receipts, typing, presence, notifications while hidden, and a sen
   t.after(async () => { await reader.close() })
   const history = await reader.history('d:alice:bob', { limit: 100 })
   assert.equal(history.messages.filter((m) => m.body === 'written offline').length, 1, 'stored once')
-  assert.deepEqual(await alice.page.evaluate(async () => await new Promise<number>((resolve, reject) => {
-    // The outbox is empty again: nothing left to send twice.
-    const names = indexedDB.databases()
-    void names.then(async (dbs) => {
-      let left = 0
-      for (const d of dbs) {
-        if (d.name?.startsWith('warbler-outbox-') !== true) continue
-        const db = await new Promise<IDBDatabase>((res, rej) => { const r = indexedDB.open(d.name as string); r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error) })
-        for (const store of Array.from(db.objectStoreNames)) {
-          left += await new Promise<number>((res, rej) => { const r = db.transaction(store).objectStore(store).count(); r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error) })
-        }
-        db.close()
-      }
-      resolve(left)
-    }, reject)
-  })), 0)
+  assert.equal(await outboxLeft(alice.page), 0, 'the outbox is empty again: nothing left to send twice')
   assert.deepEqual(alice.dialogs, [])
 })

@@ -186,12 +186,12 @@ export class ChatView {
     this.renderList()
     this.showNotices()
     this.renderMessages(true)
+    this.sendInput.focus()
     const other = conv.startsWith('d:') ? this.convs.title(conv) : null
     if (other !== null) this.client.presence([other]).then(({ users }) => { for (const p of users) this.notices.seen(p) }, () => {})
     this.client.receipts(conv).then(({ members }) => { this.receipts.load(conv, members); if (this.current === conv) this.renderMessages(false) }, () => {})
     if (c.messages.size === 0 && c.lastSeq > 0) await this.loadOlder()
     if (c.lastSeq > 0) await this.client.markRead(conv, c.lastSeq).catch(() => {})
-    this.sendInput.focus()
   }
 
   /** Open a conversation at one message (a search result): older pages load until it is there. */
@@ -276,7 +276,10 @@ export class ChatView {
       button.addEventListener('click', () => { void this.open(c.conv) })
       return h('li', {}, button)
     })
+    // The list is rebuilt: a keyboard user's focus stays on the same conversation.
+    const had = document.activeElement instanceof HTMLElement && this.list.contains(document.activeElement) ? document.activeElement.dataset.conv : undefined
     this.list.replaceChildren(...(items.length > 0 ? items : [h('li', { class: 'empty' }, this.t.noConversations)]))
+    if (had !== undefined) this.list.querySelector<HTMLElement>(`[data-conv="${CSS.escape(had)}"]`)?.focus()
   }
 
   private renderMessages (toBottom: boolean): void {

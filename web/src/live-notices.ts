@@ -7,7 +7,7 @@
 import type { Presence, PresenceFrame, TypingEvent } from '@warbler/sdk'
 
 /** How long "is typing" stays up after the last notice. */
-export const TYPING_SHOWN_MS = 4000
+const TYPING_SHOWN_MS = 4000
 
 export class LiveNotices {
   private readonly typingUntil = new Map<string, Map<string, number>>()
