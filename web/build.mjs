@@ -53,7 +53,7 @@ export async function buildWeb (dir = outdir) {
   writeFileSync(path.join(dir, 'index.html'), html)
   await installable(dir, [named('app', '.js'), named('style', '.css')])
   const sizes = {}
-  for (const name of ['index.html', named('app', '.js'), named('style', '.css')]) {
+  for (const name of ['index.html', named('app', '.js'), named('style', '.css'), 'sw.js', 'manifest.webmanifest']) {
     const body = readFileSync(path.join(dir, name))
     sizes[name] = { bytes: body.length, gzip: gzipSync(body, { level: 9 }).length }
   }
