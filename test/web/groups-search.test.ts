@@ -25,8 +25,8 @@ test('web app: groups (create, add, remove, rename, leave) with system lines and
   await logIn(bob, base, 'bob')
 
   // Create: a name and members.
-  await alice.page.getByText('New group').click()
-  await alice.page.getByLabel('Group name').fill('Climbers')
+  await alice.page.getByText('New group', { exact: true }).click()
+  await alice.page.getByLabel('Group name', { exact: true }).fill('Climbers')
   await alice.page.getByLabel('Members (user names, comma-separated)').fill('bob, carol')
   await shot(alice.page, 'new-group-desktop')
   await alice.page.getByRole('button', { name: 'Create' }).click()
@@ -49,6 +49,7 @@ test('web app: groups (create, add, remove, rename, leave) with system lines and
   await alice.page.locator('#messages .system', { hasText: 'alice added dave' }).waitFor()
   await alice.page.getByRole('button', { name: 'Remove carol' }).click()
   await alice.page.locator('#messages .system', { hasText: 'alice removed carol' }).waitFor()
+  await alice.page.locator('#group-panel .members li', { hasText: 'carol' }).waitFor({ state: 'detached' })
   await alice.page.getByLabel('New group name').fill('Crag')
   await alice.page.getByRole('button', { name: 'Rename' }).click()
   await alice.page.locator('#messages .system', { hasText: 'alice renamed the group to “Crag”' }).waitFor()

@@ -125,7 +125,7 @@ test('web app: by keyboard alone, labelled, with AA contrast; the new controls i
   await zh.page.getByLabel('在聊天中查找').waitFor()
   assert.equal(await zh.page.getByRole('button', { name: '搜索' }).count(), 1)
   await zh.page.getByText('新建群组', { exact: true }).click()
-  await zh.page.getByLabel('群组名称').waitFor()
+  await zh.page.getByLabel('群组名称', { exact: true }).waitFor()
   await zh.page.getByLabel('成员（用户名，以逗号分隔）').waitFor()
   await zh.page.locator('.conv-item', { hasText: 'Readers' }).click()
   await zh.page.locator('#messages .system', { hasText: 'bob 创建了群组“Readers”，成员：alice' }).waitFor()

@@ -42,17 +42,46 @@ export function newGroupForm (client: WarblerClient, t: Strings, created: (conv:
 export class GroupPanel {
   readonly toggle: HTMLButtonElement
   readonly root = h('section', { class: 'group-panel', id: 'group-panel', hidden: '' })
+  private readonly memberList = h('ul', { class: 'members' })
+  private readonly error = h('p', { class: 'error', role: 'alert' })
+  private readonly renameInput: HTMLInputElement
   private conv: string | null = null
 
   constructor (private readonly client: WarblerClient, private readonly me: string, private readonly t: Strings, private readonly left: (conv: string) => void) {
     this.toggle = h('button', { type: 'button', class: 'members-toggle', id: 'members-toggle', 'aria-expanded': 'false', 'aria-controls': 'group-panel', hidden: '' }, t.members)
     this.toggle.addEventListener('click', () => { this.root.hidden ? void this.show() : this.hide() })
+    // The forms are made once: a refresh of the member list (after any change) keeps what is being typed.
+    const add = field('add-member', t.addMember, { autocomplete: 'off', autocapitalize: 'none' })
+    const addForm = h('form', { class: 'inline' }, add.wrap, h('button', { type: 'submit' }, t.add))
+    addForm.addEventListener('submit', (ev) => {
+      ev.preventDefault()
+      const list = users(add.input.value)
+      if ('bad' in list) { this.error.textContent = t.groupFailed(`“${list.bad}”`); return }
+      if (list.ok.length > 0) this.act((conv) => this.client.addMembers(conv, list.ok), () => { add.input.value = '' })
+    })
+    const rename = field('rename-group', t.newName, { autocomplete: 'off', required: '', maxlength: '100' })
+    this.renameInput = rename.input
+    const renameForm = h('form', { class: 'inline' }, rename.wrap, h('button', { type: 'submit' }, t.rename))
+    renameForm.addEventListener('submit', (ev) => {
+      ev.preventDefault()
+      const name = rename.input.value.trim()
+      this.act((conv) => this.client.renameGroup(conv, name), () => {})
+    })
+    const leave = h('button', { type: 'button', class: 'danger', id: 'leave-group' }, t.leave)
+    leave.addEventListener('click', () => {
+      const conv = this.conv
+      if (conv === null) return
+      this.client.leaveGroup(conv).then(() => { this.set(null); this.left(conv) }, (err: unknown) => { this.error.textContent = t.groupFailed(why(err)) })
+    })
+    this.root.append(h('h3', {}, t.members), this.memberList, addForm, renameForm, leave, this.error)
   }
 
   /** The open conversation changed: the toggle shows only for groups. */
   set (conv: string | null): void {
     this.conv = conv
     this.toggle.hidden = conv === null || !conv.startsWith('g:')
+    this.renameInput.value = ''
+    this.error.textContent = ''
     this.hide()
   }
 
@@ -64,40 +93,32 @@ export class GroupPanel {
     this.toggle.setAttribute('aria-expanded', 'false')
   }
 
+  /** A request about the open group; a refusal shows in the panel, success refreshes it. */
+  private act (request: (conv: string) => Promise<unknown>, done: () => void): void {
+    const conv = this.conv
+    if (conv === null) return
+    this.error.textContent = ''
+    request(conv).then(() => { done(); void this.show() }, (err: unknown) => { this.error.textContent = this.t.groupFailed(why(err)) })
+  }
+
   private async show (): Promise<void> {
     const conv = this.conv
     if (conv === null) return
     this.root.hidden = false
     this.toggle.setAttribute('aria-expanded', 'true')
-    const error = h('p', { class: 'error', role: 'alert' })
-    const act = (p: Promise<unknown>): void => { p.then(() => { void this.show() }, (err: unknown) => { error.textContent = this.t.groupFailed(why(err)) }) }
     let info
-    try { info = await this.client.members(conv) } catch (err) { this.root.replaceChildren(h('p', { class: 'error', role: 'alert' }, this.t.groupFailed(why(err)))); return }
+    try { info = await this.client.members(conv) } catch (err) { this.error.textContent = this.t.groupFailed(why(err)); return }
     if (this.conv !== conv) return
     const rows = info.members.map((m) => {
       const li = h('li', {}, h('span', { class: 'who' }, m.user), h('span', { class: 'role' }, m.role))
       if (m.user !== this.me) {
         const rm = h('button', { type: 'button', class: 'small', 'aria-label': this.t.remove(m.user) }, this.t.removeLabel)
-        rm.addEventListener('click', () => { act(this.client.removeMembers(conv, [m.user])) })
+        rm.addEventListener('click', () => { this.act((c) => this.client.removeMembers(c, [m.user]), () => {}) })
         li.append(rm)
       }
       return li
     })
-    const add = field('add-member', this.t.addMember, { autocomplete: 'off', autocapitalize: 'none' })
-    const addForm = h('form', { class: 'inline' }, add.wrap, h('button', { type: 'submit' }, this.t.add))
-    addForm.addEventListener('submit', (ev) => {
-      ev.preventDefault()
-      const list = users(add.input.value)
-      if ('bad' in list) { error.textContent = this.t.groupFailed(`“${list.bad}”`); return }
-      if (list.ok.length > 0) act(this.client.addMembers(conv, list.ok))
-    })
-    const rename = field('rename-group', this.t.newName, { autocomplete: 'off', required: '', maxlength: '100', value: info.name ?? '' })
-    const renameForm = h('form', { class: 'inline' }, rename.wrap, h('button', { type: 'submit' }, this.t.rename))
-    renameForm.addEventListener('submit', (ev) => { ev.preventDefault(); act(this.client.renameGroup(conv, rename.input.value.trim())) })
-    const leave = h('button', { type: 'button', class: 'danger', id: 'leave-group' }, this.t.leave)
-    leave.addEventListener('click', () => {
-      this.client.leaveGroup(conv).then(() => { this.set(null); this.left(conv) }, (err: unknown) => { error.textContent = this.t.groupFailed(why(err)) })
-    })
-    this.root.replaceChildren(h('h3', {}, this.t.members), h('ul', { class: 'members' }, ...rows), addForm, renameForm, leave, error)
+    this.memberList.replaceChildren(...rows)
+    if (this.renameInput.value === '' && document.activeElement !== this.renameInput) this.renameInput.value = info.name ?? ''
   }
 }
