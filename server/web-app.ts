@@ -27,7 +27,10 @@ const TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
   '.map': 'application/json; charset=utf-8',
-  '.svg': 'image/svg+xml'
+  '.svg': 'image/svg+xml',
+  // what makes the app installable (web/build.mjs)
+  '.webmanifest': 'application/manifest+json',
+  '.png': 'image/png'
 }
 
 interface WebFile { body: Buffer, gz: Buffer | null, type: string, etag: string, immutable: boolean }
@@ -73,7 +76,7 @@ function policy (req: http.IncomingMessage, ports: Ports): string {
   const socket = host === null ? '' : (['ws', 'wss'] as const).filter((n) => p[n] !== undefined).map((n) => ` ${n}://${host}:${p[n] as number}`).join('')
   return [
     "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
-    `connect-src 'self'${socket}`, "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"
+    `connect-src 'self'${socket}`, "manifest-src 'self'", "worker-src 'self'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'"
   ].join('; ')
 }
 

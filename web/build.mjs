@@ -10,11 +10,12 @@
 // both get a content hash in their names, so the server may cache them for a
 // year, and index.html is written with those names. Nothing is fetched from
 // elsewhere at run time: the app works with no network but the node's.
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gzipSync } from 'node:zlib'
 import { build } from 'esbuild'
+import { iconPng } from './icons.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '..')
@@ -50,12 +51,36 @@ export async function buildWeb (dir = outdir) {
     .replace('href="/app.css"', `href="/${named('style', '.css')}"`)
     .replace('src="/app.js"', `src="/${named('app', '.js')}"`)
   writeFileSync(path.join(dir, 'index.html'), html)
+  await installable(dir, [named('app', '.js'), named('style', '.css')])
   const sizes = {}
-  for (const name of ['index.html', named('app', '.js'), named('style', '.css')]) {
+  for (const name of ['index.html', named('app', '.js'), named('style', '.css'), 'sw.js', 'manifest.webmanifest']) {
     const body = readFileSync(path.join(dir, name))
     sizes[name] = { bytes: body.length, gzip: gzipSync(body, { level: 9 }).length }
   }
   return sizes
+}
+
+/**
+ * What makes the app installable: the manifest, the icons (the SVG and PNGs
+ * drawn from it) and the service worker, which is told the shell's file names
+ * (and so changes with every build that changes them).
+ */
+async function installable (dir, hashed) {
+  copyFileSync(path.join(here, 'manifest.webmanifest'), path.join(dir, 'manifest.webmanifest'))
+  copyFileSync(path.join(here, 'icon.svg'), path.join(dir, 'icon.svg'))
+  for (const size of [192, 512]) writeFileSync(path.join(dir, `icon-${size}.png`), iconPng(size))
+  const shell = ['/', ...hashed.map((n) => `/${n}`), '/manifest.webmanifest', '/icon.svg', '/icon-192.png', '/icon-512.png']
+  await build({
+    entryPoints: [path.join(here, 'src', 'sw.ts')],
+    bundle: true,
+    format: 'iife',
+    platform: 'browser',
+    target: ['es2022'],
+    minify: true,
+    logLevel: 'warning',
+    define: { SHELL: JSON.stringify(shell), VERSION: JSON.stringify(hashed.join(' ').replace(/[^A-Za-z0-9]+/g, '-')) },
+    outfile: path.join(dir, 'sw.js')
+  })
 }
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

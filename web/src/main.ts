@@ -9,6 +9,7 @@ import { Warbler, type WarblerClient } from '@warbler/sdk'
 import { ChatView } from './chat-view.js'
 import { field, h } from './dom.js'
 import { type Grant, logIn, logOut, refresh, SessionError } from './session.js'
+import { registerServiceWorker } from './pwa.js'
 import { pickStrings } from './strings.js'
 
 const { lang, t } = pickStrings(navigator.language)
@@ -103,4 +104,5 @@ async function boot (): Promise<void> {
   await startChat(grant).catch((err: unknown) => { showLogin(errorText(err)) })
 }
 
+registerServiceWorker()
 void boot()
