@@ -63,7 +63,7 @@ export function incomingStore (b: Aedes): IncomingStore {
 }
 
 /** What aedes' persistence hands over for a session's queue: packets with their routing marks. */
-export type QueueStream = (client: Client) => AsyncIterable<DeliverPacket>
+type QueueStream = (client: Client) => AsyncIterable<DeliverPacket>
 export interface QueueSource { outgoingStream: QueueStream }
 
 /**
