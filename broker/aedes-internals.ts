@@ -62,6 +62,19 @@ export function incomingStore (b: Aedes): IncomingStore {
   return (b as unknown as { persistence: IncomingStore }).persistence
 }
 
+/** What aedes' persistence hands over for a session's queue: packets with their routing marks. */
+type QueueStream = (client: Client) => AsyncIterable<DeliverPacket>
+export interface QueueSource { outgoingStream: QueueStream }
+
+/**
+ * aedes.js, `this.persistence.outgoingStream`: lib/handlers/connect.js
+ * (`emptyQueue`) reads a reconnecting session's queue through it, after
+ * CONNACK. delivery.ts taps it to learn which messages the queue carried.
+ */
+export function queueSource (b: Aedes): QueueSource {
+  return (b as unknown as { persistence: QueueSource }).persistence
+}
+
 // ---------------------------------------------------------------- a client
 
 /** One subscription as aedes keeps it for a client. */
@@ -76,7 +89,7 @@ export function clientSubscriptions (client: Client): Readonly<Record<string, Su
   return (client as unknown as { subscriptions: Record<string, SubscriptionEntry> }).subscriptions
 }
 
-export interface DeliverPacket { qos?: number, brokerId?: string | null, brokerCounter?: number }
+export interface DeliverPacket { qos?: number, brokerId?: string | null, brokerCounter?: number, messageId?: number | null, dup?: boolean }
 export type Deliver = (packet: DeliverPacket, cb: (err?: Error) => void) => void
 export interface ClientDelivery { deliverQoS: Deliver, deliver0: Deliver }
 

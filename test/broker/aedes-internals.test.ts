@@ -15,7 +15,7 @@ import type { MqttClient } from 'mqtt'
 import {
   AEDES_VERSION, authenticateError, clientDelivery, type DeliverPacket, setClientDelivery, setDuplicateMarks, clientOfConnection, clientSubscriptions, connackErrorCode,
   connectedClients, connectionParser, incomingStore, isRetainedReplay, keepaliveSeconds, pendingWill,
-  protocolLevel, routingEmitter, sentDisconnect
+  protocolLevel, queueSource, routingEmitter, sentDisconnect
 } from '../../broker/aedes-internals.js'
 import { connackCode, connect } from '../helpers/test-node.js'
 
@@ -59,7 +59,7 @@ function ready (b: Aedes, clientId: string): Promise<Client> {
   })
 }
 
-test('broker fields: clients, mq, persistence.incomingGetPacket', async (t) => {
+test('broker fields: clients, mq, persistence.incomingGetPacket and outgoingStream', async (t) => {
   const { broker: b, url } = await startBare(t)
   const isReady = ready(b, 'one')
   endClient(t, await connect(url, { clientId: 'one' }))
@@ -92,6 +92,15 @@ test('broker fields: clients, mq, persistence.incomingGetPacket', async (t) => {
   await (store as unknown as { incomingStorePacket: (c: Client, p: PublishPacket) => Promise<void> }).incomingStorePacket(one, packet)
   const hit = await store.incomingGetPacket(one, packet).then(() => true, () => false)
   field('Aedes.persistence.incomingGetPacket resolves a stored packet id', hit, hit)
+
+  // delivery.ts reads a reconnecting session's queue through outgoingStream: packets with their routing marks.
+  const queue = queueSource(b)
+  field('Aedes.persistence.outgoingStream', typeof queue?.outgoingStream === 'function', queue?.outgoingStream)
+  const p = (b as unknown as { persistence: { outgoingEnqueueCombi: (subs: Array<{ clientId: string }>, packet: object) => Promise<void> } }).persistence
+  await p.outgoingEnqueueCombi([{ clientId: 'one' }], { cmd: 'publish', topic: 'q', payload: Buffer.from('x'), qos: 1, retain: false, brokerId: b.id, brokerCounter: 42 })
+  const read: Array<{ brokerId?: string | null, brokerCounter?: number }> = []
+  for await (const q of queue.outgoingStream(one)) read.push(q)
+  field('Aedes.persistence.outgoingStream yields queued packets with brokerId and brokerCounter', read.length === 1 && read[0]?.brokerId === b.id && read[0]?.brokerCounter === 42, read)
 })
 
 test('client fields: subscriptions, deliverQoS, deliver0, duplicates, _parser.settings, _keepaliveInterval, version, will, conn.client', async (t) => {
