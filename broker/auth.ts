@@ -29,7 +29,7 @@ import { verifyPassword } from './identity/password.js'
 import { hashSecret, JWT_SHAPE, parseDeviceToken } from './identity/identity-store.js'
 import { KeyedBuckets, TokenBucket, WindowCounter } from './limits.js'
 import type { Logger } from '../shared/log.js'
-import { FailureLog, type FailureReason } from './login-log.js'
+import { FailureLog, type FailureReason, type RecentFailure } from './login-log.js'
 import { type AuthMethod, remoteAddress, type Session } from './session.js'
 import type { RefusalReason, Stats } from './stats.js'
 
@@ -169,6 +169,11 @@ export class Authenticator {
   async checkPassword (username: string, password: string): Promise<true | Failed> {
     const method = await this.check(username, password)
     return method === 'password' ? true : typeof method === 'string' ? fail('bad password') : method
+  }
+
+  /** The node's last refused logins, as logged (login-log.ts): for the admin console. */
+  recentFailures (): RecentFailure[] {
+    return this.failureLog.recent()
   }
 
   /** A user's admin flag and creation time, from the identity cache; undefined when there is no such user. */

@@ -2,7 +2,7 @@
  * `warbler user add|list|remove|passwd|admin`.
  */
 import { randomPassword } from '../broker/identity/password.js'
-import { RefreshTokens } from '../broker/identity/refresh-tokens.js'
+import { ADMIN_OR_SERVICE, addAccount, changePassword } from '../broker/identity/accounts.js'
 import { IdentityStore } from '../broker/identity/identity-store.js'
 import { CliError, dataDirOf, onlyOptions, parseArgs, readStdinLine } from '../shared/args.js'
 
@@ -52,7 +52,7 @@ export async function runUser (argv: string[]): Promise<number> {
   const unexpected = spec.name ? extra[0] : name
   if (unexpected !== undefined) throw new CliError(`unexpected argument ${JSON.stringify(unexpected)}`)
   if (sub === 'admin' && p.options.has('on') === p.options.has('off')) throw new CliError('user admin needs exactly one of --on and --off')
-  if (p.options.has('admin') && p.options.has('service')) throw new CliError('a user is an admin or a service account, not both')
+  if (p.options.has('admin') && p.options.has('service')) throw new CliError(ADMIN_OR_SERVICE)
   const n = name as string
 
   const password = async (): Promise<{ value: string, generated: boolean }> => {
@@ -65,7 +65,7 @@ export async function runUser (argv: string[]): Promise<number> {
     switch (sub) {
       case 'add': {
         const pw = await password()
-        await store.addUser(n, pw.value, p.options.has('admin'), p.options.has('service'))
+        await addAccount(store, n, { password: pw.value, admin: p.options.has('admin'), service: p.options.has('service') })
         process.stdout.write(`created user ${n}${p.options.has('admin') ? ' (admin)' : p.options.has('service') ? ' (service)' : ''}\n`)
         if (pw.generated) process.stdout.write(`password: ${pw.value}\n`)
         return 0
@@ -82,9 +82,7 @@ export async function runUser (argv: string[]): Promise<number> {
         return 0
       case 'passwd': {
         const pw = await password()
-        await store.setPassword(n, pw.value)
-        // Whoever logged in to the web app with the old password must not stay logged in.
-        const ended = await (await RefreshTokens.open(store.db)).revokeUser(n)
+        const { endedLogins: ended } = await changePassword(store, n, pw.value)
         process.stdout.write(`password changed for ${n}\n`)
         if (ended > 0) process.stdout.write(`ended ${ended} web login${ended === 1 ? '' : 's'} of ${n}\n`)
         if (pw.generated) process.stdout.write(`password: ${pw.value}\n`)
