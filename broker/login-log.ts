@@ -34,6 +34,7 @@ export const failureReasons = [
   'invalid user name',
   'no password',
   'unknown user',
+  'user disabled',
   'bad password',
   'unknown token',
   'wrong token secret',

@@ -10,6 +10,7 @@
  *   DELETE /api/v1/users/{name}
  *   POST   /api/v1/users/{name}/password       {"password"?}  (generated when left out)
  *   PUT    /api/v1/users/{name}/admin          {"admin": true|false}
+ *   PUT    /api/v1/users/{name}/disabled       {"disabled": true|false}
  *   GET    /api/v1/tokens?user=                device tokens (never their secret)
  *   POST   /api/v1/tokens                      {"user","name"}: the token, shown once
  *   DELETE /api/v1/tokens/{id}
@@ -26,7 +27,7 @@ import { clientIdBelongsTo } from '@warbler/sdk/protocol'
 import { adminCaller, fail, send } from '../bridge/admin-api.js'
 import { writeBackup } from '../bridge/archive/backup-files.js'
 import type { Authenticator } from '../broker/auth.js'
-import { addAccount, changePassword, tokensOf } from '../broker/identity/accounts.js'
+import { addAccount, changePassword, setDisabled, tokensOf } from '../broker/identity/accounts.js'
 import { IdentityError, type IdentityStore } from '../broker/identity/identity-store.js'
 import { readJson, RequestError } from '../broker/web-session.js'
 import type { Config } from '../shared/config.js'
@@ -56,6 +57,14 @@ function optional<T extends 'string' | 'boolean'> (body: Body, name: string, typ
 function required (body: Body, name: string, what: string): string {
   const v = body[name]
   if (typeof v !== 'string' || v === '') throw new RequestError('bad_request', `${name} is required (${what})`)
+  return v
+}
+
+/** The one field of a body that sets a flag: `{"NAME": true|false}`. */
+function flag (body: Body, name: string): boolean {
+  only(body, [name])
+  const v = optional(body, name, 'boolean')
+  if (v === undefined) throw new RequestError('bad_request', `${name} is required (true or false)`)
   return v
 }
 
@@ -117,7 +126,7 @@ function routes (d: AdminRoutesDeps): Record<string, Record<string, Handler>> {
   return {
     users: {
       GET: async (_req, res) => {
-        const users = (await store.listUsers()).map((u) => ({ name: u.name, admin: u.admin, service: u.service, createdAt: u.createdAt }))
+        const users = (await store.listUsers()).map((u) => ({ name: u.name, admin: u.admin, service: u.service, disabled: u.disabled, createdAt: u.createdAt }))
         send(res, 200, { users })
       },
       POST: async (req, res) => {
@@ -147,12 +156,16 @@ function routes (d: AdminRoutesDeps): Record<string, Record<string, Handler>> {
     },
     'users/*/admin': {
       PUT: async (req, res, [, name]) => {
-        const body = await readJson(req)
-        only(body, ['admin'])
-        const admin = optional(body, 'admin', 'boolean')
-        if (admin === undefined) throw new RequestError('bad_request', 'admin is required (true or false)')
+        const admin = flag(await readJson(req), 'admin')
         await store.setAdmin(name as string, admin)
         send(res, 200, { user: name, admin })
+      }
+    },
+    'users/*/disabled': {
+      PUT: async (req, res, [, name]) => {
+        const disabled = flag(await readJson(req), 'disabled')
+        const { endedLogins } = await setDisabled(store, name as string, disabled)
+        send(res, 200, { user: name, disabled, endedLogins })
       }
     },
     tokens: {

@@ -29,6 +29,15 @@ export async function changePassword (store: IdentityStore, name: string, given?
   return { password: given === undefined ? password : null, endedLogins }
 }
 
+/**
+ * Disable a user (kept, with its tokens: every login refused, live
+ * connections closed within a second, web app logins ended) or enable it again.
+ */
+export async function setDisabled (store: IdentityStore, name: string, disabled: boolean): Promise<{ endedLogins: number }> {
+  await store.setDisabled(name, disabled)
+  return { endedLogins: disabled ? await (await RefreshTokens.open(store.db)).revokeUser(name) : 0 }
+}
+
 /** The device tokens of one user (who must exist), or of all users. */
 export async function tokensOf (store: IdentityStore, user?: string): Promise<DeviceTokenRecord[]> {
   if (user !== undefined && !(await store.listUsers()).some((u) => u.name === user)) {

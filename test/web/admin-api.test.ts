@@ -10,7 +10,8 @@ import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import { checkDatabase } from '../../bridge/archive/backup-files.js'
-import { connackCode, startNode, type TestNode } from '../helpers/test-node.js'
+import { spawnSync } from 'node:child_process'
+import { CLI, connackCode, connect, startNode, type TestNode } from '../helpers/test-node.js'
 
 const PW = 'password-123'
 let node: TestNode
@@ -18,7 +19,7 @@ let adminJwt: string
 let bobJwt: string
 
 interface Refusal { error: { code: string, message: string } }
-interface User { name: string, admin: boolean, service: boolean, createdAt: number }
+interface User { name: string, admin: boolean, service: boolean, disabled: boolean, createdAt: number }
 interface Token { id: string, user: string, name: string, createdAt: number, revokedAt: number | null }
 
 async function api<T = unknown> (p: string, init: { method?: string, body?: unknown, token?: string | null } = {}): Promise<{ status: number, body: T }> {
@@ -54,7 +55,7 @@ after(async () => { await node.close() })
 test('admin routes: a non-admin is refused (403) on every one, without a token 401', async () => {
   const routes: Array<[string, string, unknown?]> = [
     ['GET', '/api/v1/users'], ['POST', '/api/v1/users', { name: 'eve' }], ['DELETE', '/api/v1/users/root'],
-    ['POST', '/api/v1/users/root/password', {}], ['PUT', '/api/v1/users/bob/admin', { admin: true }],
+    ['POST', '/api/v1/users/root/password', {}], ['PUT', '/api/v1/users/bob/admin', { admin: true }], ['PUT', '/api/v1/users/root/disabled', { disabled: true }],
     ['GET', '/api/v1/tokens'], ['POST', '/api/v1/tokens', { user: 'bob', name: 'x' }], ['DELETE', '/api/v1/tokens/0000000000000000'],
     ['GET', '/api/v1/refusals'], ['GET', '/api/v1/node'], ['GET', '/api/v1/backup'], ['GET', '/api/v1/groups']
   ]
@@ -149,4 +150,53 @@ test('refusals, node, groups and backup', async () => {
   const file = path.join(node.dataDir, 'downloaded.db')
   writeFileSync(file, Buffer.from(await res.arrayBuffer()))
   assert.ok((await checkDatabase(file)).users >= 2, 'the download is a sound Warbler database')
+})
+
+test('users: disable refuses every login and closes live connections, keeping the user and its tokens; enable undoes it', async () => {
+  await api('/api/v1/users', { method: 'POST', body: { name: 'erin', password: 'erin-secret-1' } })
+  const tok = (await api<{ token: string }>('/api/v1/tokens', { method: 'POST', body: { user: 'erin', name: 'phone' } })).body.token
+  const live = await connect(node.mqttUrl, { username: 'erin', password: 'erin-secret-1', clientId: 'erin-live' })
+  const closed = new Promise<void>((resolve) => { live.once('close', () => { resolve() }) })
+  const web = await fetch(`${node.httpUrl}/api/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'erin', password: 'erin-secret-1' }) })
+  const { refreshToken } = await web.json() as { refreshToken: string }
+
+  const off = await api<{ disabled: boolean, endedLogins: number }>('/api/v1/users/erin/disabled', { method: 'PUT', body: { disabled: true } })
+  assert.deepEqual([off.status, off.body.disabled, off.body.endedLogins], [200, true, 1])
+  await closed
+  live.end(true)
+  assert.equal((await users()).find((u) => u.name === 'erin')?.disabled, true)
+  assert.equal(await connackCode(node.mqttUrl, { username: 'erin', password: 'erin-secret-1', clientId: 'erin' }), 4)
+  assert.equal(await connackCode(node.mqttUrl, { username: 'erin', password: tok, clientId: 'erin' }), 4)
+  assert.equal((await fetch(`${node.httpUrl}/api/session/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refreshToken }) })).status, 401)
+  const login = await fetch(`${node.httpUrl}/api/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'erin', password: 'erin-secret-1' }) })
+  assert.equal(login.status, 401)
+  const reasons = (await api<{ refusals: Array<{ reason: string, user: string | null }> }>('/api/v1/refusals')).body.refusals
+  // Newest first: the web login, the refresh of the login that was ended, the device token, the password.
+  assert.deepEqual(reasons.slice(0, 4).map((r) => [r.reason, r.user]), [['user disabled', 'erin'], ['expired refresh token', null], ['user disabled', 'erin'], ['user disabled', 'erin']])
+  // A wrong password gets the same answer as for any user: disabled says nothing to someone without it.
+  assert.equal(await connackCode(node.mqttUrl, { username: 'erin', password: 'not-erins-pw', clientId: 'erin' }), 4)
+  assert.equal((await api<{ refusals: Array<{ reason: string }> }>('/api/v1/refusals')).body.refusals[0]?.reason, 'bad password')
+
+  assert.equal((await api('/api/v1/users/erin/disabled', { method: 'PUT', body: { disabled: false } })).status, 200)
+  assert.equal(await connackCode(node.mqttUrl, { username: 'erin', password: tok, clientId: 'erin' }), 0, 'its device token works again')
+
+  await refused('/api/v1/users/erin/disabled', { method: 'PUT', body: { disabled: 'yes' } }, 400, 'bad_request', /^disabled must be true or false/)
+  await refused('/api/v1/users/erin/disabled', { method: 'PUT', body: {} }, 400, 'bad_request', /^disabled is required/)
+  await refused('/api/v1/users/nobody/disabled', { method: 'PUT', body: { disabled: true } }, 404, 'not_found', /no user nobody/)
+})
+
+test('warbler user disable|enable: the same change from the command line, shown by user list', async () => {
+  const cli = (...args: string[]): { status: number | null, stdout: string, stderr: string } =>
+    spawnSync(process.execPath, [CLI, 'user', ...args, '--data-dir', node.dataDir], { encoding: 'utf8', timeout: 30_000 })
+  const off = cli('disable', 'bob')
+  assert.equal(off.status, 0, off.stderr)
+  assert.equal(off.stdout, 'bob is disabled\n')
+  assert.match(cli('list').stdout, /^bob\tuser\t\S+\tdisabled$/m)
+  assert.equal(await connackCode(node.mqttUrl, { username: 'bob', password: PW, clientId: 'bob' }), 4)
+  assert.equal((await users()).find((u) => u.name === 'bob')?.disabled, true)
+  assert.equal(cli('enable', 'bob').stdout, 'bob is enabled\n')
+  assert.equal(await connackCode(node.mqttUrl, { username: 'bob', password: PW, clientId: 'bob' }), 0)
+  const none = cli('disable', 'nobody')
+  assert.notEqual(none.status, 0)
+  assert.match(none.stderr, /no user nobody/)
 })

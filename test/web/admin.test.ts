@@ -3,7 +3,8 @@
  * playwright-core) against a real `warbler start`: an admin logs in, watches
  * the live figures move, creates a user and a device token (its QR code
  * holds exactly the provisioning JSON), the new user logs in to the chat at
- * `/` and the token connects over MQTT; a backup downloads; a user who is not
+ * `/` and the token connects over MQTT, is refused while the user is disabled;
+ * a backup downloads; a user who is not
  * an admin gets no console, no admin API and no $SYS. Screenshots at desktop
  * and phone sizes are left in test-output/web/admin-*.png.
  */
@@ -74,6 +75,23 @@ async function figuresMove (p: Page, mqttUrl: string): Promise<void> {
   } finally {
     await c.endAsync()
   }
+}
+
+/** The node section: health, retention, the refused logins (a wrong password just now), a backup download. */
+async function nodeSection (p: Page, mqttUrl: string): Promise<void> {
+  assert.equal(await connackCode(mqttUrl, { username: 'dana', password: 'not-the-password', clientId: 'dana' }), 4)
+  await p.locator('#nav-node').click()
+  await p.locator('#node-health', { hasText: 'answers · ready' }).waitFor()
+  assert.match(await p.locator('#node-retention').textContent() ?? '', /messages kept forever/)
+  // A reload stays logged in (the refresh token) and reads the node afresh.
+  await p.reload()
+  await p.locator('#nav-node').click()
+  await p.locator('#refusals-table td', { hasText: 'bad password' }).first().waitFor()
+  const download = p.waitForEvent('download')
+  await p.locator('#backup').click()
+  assert.match((await download).suggestedFilename(), /^warbler-backup-.*\.db$/)
+  await p.locator('#node-status', { hasText: /Backup downloaded \(\d+ bytes\)/ }).waitFor()
+  await shot(p, 'node-phone')
 }
 
 /** Bob, who is not an admin: no console, the admin API refuses him, $SYS is closed to him. */
@@ -167,20 +185,18 @@ test('admin console: an admin manages users and tokens and watches the figures; 
   await dana.page.locator('#state[data-state="connected"]').waitFor()
   await dana.page.context().close()
 
-  // The node: health, retention, the refused logins (a wrong password just now), a backup.
-  assert.equal(await connackCode(mqttUrl, { username: 'dana', password: 'not-the-password', clientId: 'dana' }), 4)
-  await admin.page.locator('#nav-node').click()
-  await admin.page.locator('#node-health', { hasText: 'answers · ready' }).waitFor()
-  assert.match(await admin.page.locator('#node-retention').textContent() ?? '', /messages kept forever/)
-  // A reload stays logged in (the refresh token) and reads the node afresh.
-  await admin.page.reload()
-  await admin.page.locator('#nav-node').click()
-  await admin.page.locator('#refusals-table td', { hasText: 'bad password' }).first().waitFor()
-  const download = admin.page.waitForEvent('download')
-  await admin.page.locator('#backup').click()
-  assert.match((await download).suggestedFilename(), /^warbler-backup-.*\.db$/)
-  await admin.page.locator('#node-status', { hasText: /Backup downloaded \(\d+ bytes\)/ }).waitFor()
-  await shot(admin.page, 'node-phone')
+  // Disabled from the console, dana's device is refused; enabled, it connects again.
+  await admin.page.locator('#nav-users').click()
+  await admin.page.locator('button.toggle-disabled[data-user="dana"]').click()
+  await admin.page.locator('#users-status', { hasText: 'dana is disabled' }).waitFor()
+  await admin.page.locator('#users-table td', { hasText: 'user (disabled)' }).waitFor()
+  assert.equal(await connackCode(mqttUrl, { username: 'dana', password: token, clientId }), 4)
+  await admin.page.locator('button.toggle-disabled[data-user="dana"]', { hasText: 'Enable' }).click()
+  await admin.page.locator('#users-status', { hasText: 'dana may log in again' }).waitFor()
+  assert.equal(await connackCode(mqttUrl, { username: 'dana', password: token, clientId }), 0)
+  await shot(admin.page, 'users-phone')
+
+  await nodeSection(admin.page, mqttUrl)
   await admin.page.locator('#nav-figures').click()
   await shot(admin.page, 'figures-phone')
   assert.deepEqual(admin.dialogs, [])

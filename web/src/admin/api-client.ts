@@ -46,7 +46,7 @@ export class AdminApi {
   get<T> (path: string): Promise<T> { return this.call<T>('GET', path) }
 }
 
-export interface UserRow { name: string, admin: boolean, service: boolean, createdAt: number }
+export interface UserRow { name: string, admin: boolean, service: boolean, disabled: boolean, createdAt: number }
 export interface TokenRow { id: string, user: string, name: string, createdAt: number, revokedAt: number | null }
 export interface NewToken { id: string, user: string, name: string, token: string, clientId: string, mqttPort: number | null, mqttsPort: number | null }
 export interface GroupRow { conv: string, name: string | null, members: number, lastSeq: number, lastTs: number }

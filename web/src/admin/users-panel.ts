@@ -1,4 +1,4 @@
-/** Users: the list, and add, reset password, make or unmake admin, remove (admin API /users). */
+/** Users: the list, and add, disable or enable, reset password, make or unmake admin, remove (admin API /users). */
 import { field, h } from '../dom.js'
 import type { AdminApi, UserRow } from './api-client.js'
 import type { ConsoleStrings } from './console-strings.js'
@@ -38,7 +38,7 @@ export class UsersPanel {
     const t = this.t
     this.list.replaceChildren(table('users-table', [t.name, t.role, t.created, t.actions], users.map((u) => [
       u.name,
-      u.admin ? t.admin : u.service ? t.service : t.plainUser,
+      `${u.admin ? t.admin : u.service ? t.service : t.plainUser}${u.disabled ? ` (${t.disabled})` : ''}`,
       when(u.createdAt, this.lang),
       this.actions(u)
     ]), ''))
@@ -53,6 +53,10 @@ export class UsersPanel {
       await this.api.call('PUT', `users/${encodeURIComponent(u.name)}/admin`, { admin: !u.admin })
       return u.admin ? t.adminOff(u.name) : t.adminOn(u.name)
     })
+    const disable = act(u.disabled ? t.enable : t.disable, async () => {
+      await this.api.call('PUT', `users/${encodeURIComponent(u.name)}/disabled`, { disabled: !u.disabled })
+      return u.disabled ? t.enabledOne(u.name) : t.disabledOne(u.name)
+    })
     const reset = act(t.resetPassword, async () => {
       const r = await this.api.call<{ password: string }>('POST', `users/${encodeURIComponent(u.name)}/password`, {})
       return t.newPassword(u.name, r.password)
@@ -64,7 +68,8 @@ export class UsersPanel {
         .catch((err: unknown) => { this.status.fail(err, t.remove) })
     }, { class: 'danger', 'data-user': u.name })
     admin.classList.add('toggle-admin')
+    disable.classList.add('toggle-disabled')
     reset.classList.add('reset')
-    return h('div', { class: 'actions' }, admin, reset, remove)
+    return h('div', { class: 'actions' }, admin, disable, reset, remove)
   }
 }
