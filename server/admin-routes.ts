@@ -23,6 +23,7 @@ import { createReadStream, rmSync } from 'node:fs'
 import type http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
+import { pipeline } from 'node:stream/promises'
 import { clientIdBelongsTo } from '@warbler/sdk/protocol'
 import { adminCaller, fail, send } from '../bridge/admin-api.js'
 import { writeBackup } from '../bridge/archive/backup-files.js'
@@ -92,10 +93,14 @@ async function backup (cfg: Config, res: http.ServerResponse): Promise<void> {
   }
   const name = `warbler-backup-${new Date().toISOString().replace(/[:.]/g, '-')}.db`
   res.writeHead(200, { 'content-type': 'application/vnd.sqlite3', 'content-disposition': `attachment; filename="${name}"`, 'cache-control': 'no-store' })
-  const stream = createReadStream(file)
-  stream.pipe(res)
-  await new Promise<void>((resolve) => { stream.once('close', resolve) })
-  rmSync(file, { force: true })
+  try {
+    // pipeline, not pipe: a download the browser drops ends the read too, so the file is always removed.
+    await pipeline(createReadStream(file), res)
+  } catch {
+    res.destroy()
+  } finally {
+    rmSync(file, { force: true })
+  }
 }
 
 /** What the console shows about the node: refused logins, settings in force, and a backup. */

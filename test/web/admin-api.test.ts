@@ -6,7 +6,8 @@
  * input with 400 naming the field, and then nothing has changed.
  */
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { readdirSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { after, before, test } from 'node:test'
 import { checkDatabase } from '../../bridge/archive/backup-files.js'
@@ -199,4 +200,15 @@ test('warbler user disable|enable: the same change from the command line, shown 
   const none = cli('disable', 'nobody')
   assert.notEqual(none.status, 0)
   assert.match(none.stderr, /no user nobody/)
+})
+
+test('backup: the temporary copy is removed after the download, also when the client drops it', async () => {
+  const left = (): string[] => readdirSync(os.tmpdir()).filter((f) => f.startsWith(`warbler-backup-${process.pid}-`))
+  const ac = new AbortController()
+  const res = await fetch(`${node.httpUrl}/api/v1/backup`, { headers: { authorization: `Bearer ${adminJwt}` }, signal: ac.signal })
+  assert.equal(res.status, 200)
+  ac.abort()
+  const deadline = Date.now() + 5000
+  while (left().length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.deepEqual(left(), [])
 })

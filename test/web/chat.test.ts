@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, rmSync } from 'node:fs'
+import { mkdirSync, readdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
@@ -89,8 +89,9 @@ async function logOutAndAudit (browser: Browser, base: string, alice: Tab, bob: 
 }
 
 test('web app: alice and bob log in, chat both ways, page through history; hostile text stays text', { timeout: 120_000 }, async (t) => {
-  rmSync(OUT, { recursive: true, force: true })
+  // The admin console's test (admin.test.ts) may be writing its admin-*.png here at the same time.
   mkdirSync(OUT, { recursive: true })
+  for (const f of readdirSync(OUT)) if (!f.startsWith('admin-')) rmSync(path.join(OUT, f), { recursive: true, force: true })
   const dataDir = tempDir('warbler-web-chat-')
   for (const u of ['alice', 'bob', 'carol'] as const) addUser(dataDir, u)
   const node = await spawnNode([], { dataDir })
