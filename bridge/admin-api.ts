@@ -14,6 +14,10 @@
  *   GET /api/v1/users/{user}/conversations?limit=
  *   GET /api/v1/users/{user}/unread
  *   GET /api/v1/search?user=&q=&conv=&limit=
+ *   GET /api/v1/groups?limit=
+ *
+ * The node adds the routes that change users and tokens (server/admin-routes.ts),
+ * behind the same check (adminCaller).
  */
 import type http from 'node:http'
 import { type ErrorCode, isConversationId, isValidUsername } from '@warbler/sdk/protocol'
@@ -25,15 +29,37 @@ export interface AdminApiDeps {
   bearer: (token: string) => Promise<{ user: string, admin: boolean } | null>
 }
 
-const STATUS: Partial<Record<ErrorCode, number>> = { bad_request: 400, not_authorized: 401, forbidden: 403, not_found: 404, internal: 500 }
+const STATUS: Partial<Record<ErrorCode, number>> = { bad_request: 400, not_authorized: 401, forbidden: 403, not_found: 404, conflict: 409, internal: 500 }
 
-function send (res: http.ServerResponse, status: number, body: unknown): void {
+export function send (res: http.ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' })
   res.end(JSON.stringify(body))
 }
 
-function fail (res: http.ServerResponse, code: ErrorCode, message: string): void {
+export function fail (res: http.ServerResponse, code: ErrorCode, message: string): void {
   send(res, STATUS[code] ?? 400, { error: { code, message } })
+}
+
+type Bearer = AdminApiDeps['bearer']
+
+/**
+ * Who calls, when it is an admin; otherwise the request is answered (401
+ * without a valid token, 403 for a user who is not an admin) and null returned.
+ */
+export async function adminCaller (req: http.IncomingMessage, res: http.ServerResponse, bearer: Bearer): Promise<string | null> {
+  const auth = req.headers.authorization ?? ''
+  const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : ''
+  const who = token === '' ? null : await bearer(token)
+  if (who === null) {
+    res.setHeader('www-authenticate', 'Bearer')
+    fail(res, 'not_authorized', 'an admin access or device token is required (Authorization: Bearer TOKEN)')
+    return null
+  }
+  if (!who.admin) {
+    fail(res, 'forbidden', `user ${who.user} is not an admin; the admin API needs an admin's token (warbler user admin NAME --on)`)
+    return null
+  }
+  return who.user
 }
 
 function intQuery (q: URLSearchParams, name: string, min: number, max: number): number | undefined | Error {
@@ -51,15 +77,8 @@ export function adminRoutes (d: AdminApiDeps): (req: http.IncomingMessage, res: 
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (!url.pathname.startsWith('/api/v1/')) return false
-    const auth = req.headers.authorization ?? ''
-    const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : ''
     void (async () => {
-      const who = token === '' ? null : await d.bearer(token)
-      if (who === null) {
-        res.setHeader('www-authenticate', 'Bearer')
-        return fail(res, 'not_authorized', 'an admin access or device token is required (Authorization: Bearer TOKEN)')
-      }
-      if (!who.admin) return fail(res, 'forbidden', `user ${who.user} is not an admin; the admin API needs an admin's token (warbler user admin NAME --on)`)
+      if (await adminCaller(req, res, d.bearer) === null) return
       if (req.method !== 'GET') {
         res.setHeader('allow', 'GET')
         return fail(res, 'bad_request', `${req.method ?? 'this method'} is not supported; the admin API is read-only (GET)`)
@@ -114,6 +133,11 @@ export function adminRoutes (d: AdminApiDeps): (req: http.IncomingMessage, res: 
         const opts: { conv?: string, limit: number } = { limit: limit ?? 20 }
         if (conv !== null) opts.conv = conv
         return send(res, 200, { messages: await d.reader.search(user, text, opts) })
+      }
+      if (parts[0] === 'groups' && parts.length === 1) {
+        const limit = intQuery(q, 'limit', 1, 1000)
+        if (limit instanceof Error) return fail(res, 'bad_request', limit.message)
+        return send(res, 200, { groups: await d.reader.groups(limit ?? 200) })
       }
       fail(res, 'not_found', `no route GET ${url.pathname} (see docs/operations.md)`)
     })().catch((err: unknown) => {

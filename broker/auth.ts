@@ -29,7 +29,7 @@ import { verifyPassword } from './identity/password.js'
 import { hashSecret, JWT_SHAPE, parseDeviceToken } from './identity/identity-store.js'
 import { KeyedBuckets, TokenBucket, WindowCounter } from './limits.js'
 import type { Logger } from '../shared/log.js'
-import { FailureLog, type FailureReason } from './login-log.js'
+import { FailureLog, type FailureReason, type RecentFailure } from './login-log.js'
 import { type AuthMethod, remoteAddress, type Session } from './session.js'
 import type { RefusalReason, Stats } from './stats.js'
 
@@ -171,19 +171,25 @@ export class Authenticator {
     return method === 'password' ? true : typeof method === 'string' ? fail('bad password') : method
   }
 
+  /** The node's last refused logins, as logged (login-log.ts): for the admin console. */
+  recentFailures (): RecentFailure[] {
+    return this.failureLog.recent()
+  }
+
   /** A user's admin flag and creation time, from the identity cache; undefined when there is no such user. */
   user (name: string): { admin: boolean, createdAt: number } | undefined {
     return this.cache.users.get(name)
   }
 
   /**
-   * Whether a session's credential is still good: its user exists and, when
+   * Whether a session's credential is still good: its user exists, is not disabled and, when
    * it came with a device token, the token is not revoked. (A JWT stays good
    * until it expires; a password until the user is removed.)
    */
   stillValid (s: Session): boolean {
     if (s.user === null) return true
-    if (!this.cache.users.has(s.user)) return false
+    const user = this.cache.users.get(s.user)
+    if (user === undefined || user.disabled) return false
     if (s.tokenId === undefined) return true
     const t = this.cache.tokens.get(s.tokenId)
     return t !== undefined && !t.revoked
@@ -236,7 +242,8 @@ export class Authenticator {
       if (!timingSafeEqual(hashSecret(device.secret), t.secretHash)) return fail('wrong token secret')
       if (t.user !== username) return fail('token of another user')
       if (t.revoked) return fail('revoked token')
-      return this.cache.users.has(username) ? 'device_token' : fail('unknown user')
+      const owner = this.cache.users.get(username)
+      return owner === undefined ? fail('unknown user') : owner.disabled ? fail('user disabled') : 'device_token'
     }
     if (JWT_SHAPE.test(secret)) {
       let payload
@@ -255,6 +262,7 @@ export class Authenticator {
       if (payload.sub !== username) return fail('token of another user')
       const user = this.cache.users.get(username)
       if (user === undefined) return fail('unknown user')
+      if (user.disabled) return fail('user disabled')
       // A token issued before the user was (re)created belongs to an earlier user of that name.
       return (payload.iat as number) >= Math.floor(user.createdAt / 1000) ? 'jwt' : fail('token older than the user')
     }
@@ -262,7 +270,8 @@ export class Authenticator {
     // Spend the same time on an unknown user as on a real check, so user
     // names cannot be probed by timing.
     const ok = await this.scrypt(secret, user?.passwordHash ?? DUMMY_HASH)
-    return user === undefined ? fail('unknown user') : ok ? 'password' : fail('bad password')
+    // A disabled user learns so only with the right password: otherwise it would tell which names exist.
+    return user === undefined ? fail('unknown user') : !ok ? fail('bad password') : user.disabled ? fail('user disabled') : 'password'
   }
 
   /**

@@ -34,6 +34,7 @@ export const failureReasons = [
   'invalid user name',
   'no password',
   'unknown user',
+  'user disabled',
   'bad password',
   'unknown token',
   'wrong token secret',
@@ -79,6 +80,12 @@ export interface Failure {
 
 interface Suppressed { count: number, reasons: Partial<Record<FailureReason, number>> }
 
+/** A refused login as the admin API shows it: the same fields the log line has, so never a secret. */
+export interface RecentFailure { at: number, reason: FailureReason, address: string, clientId: string | null, user: string | null }
+
+/** How many refused logins a node keeps for the admin console (newest last). */
+const RECENT = 100
+
 /** The rate-limited `login failed` lines of one node. */
 export class FailureLog {
   /** Lines logged per address in this window. */
@@ -86,10 +93,19 @@ export class FailureLog {
   private readonly suppressed = new Map<string, Suppressed>()
   private total = 0
   private timer: NodeJS.Timeout | null = null
+  // Kept whatever the log's rate limit dropped: the console shows why a device cannot connect.
+  private readonly recentFailures: RecentFailure[] = []
 
   constructor (private readonly log: Logger, private readonly windowMs = WINDOW_MS) {}
 
+  /** The last refused logins, oldest first. */
+  recent (): RecentFailure[] {
+    return [...this.recentFailures]
+  }
+
   note (f: Failure): void {
+    this.recentFailures.push({ at: Date.now(), reason: f.reason, address: f.address, clientId: publicName(f.clientId, false, f.secret), user: publicName(f.user, true, f.secret) })
+    if (this.recentFailures.length > RECENT) this.recentFailures.shift()
     if (this.timer === null) {
       this.timer = setInterval(() => this.flush(), this.windowMs)
       this.timer.unref()

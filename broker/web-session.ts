@@ -43,12 +43,13 @@ function send (res: http.ServerResponse, status: number, body: unknown): void {
   res.end(JSON.stringify(body))
 }
 
-class RequestError extends Error {
+/** A refused request: its code (docs/errors.md) and a message naming what was wrong. */
+export class RequestError extends Error {
   constructor (readonly code: ErrorCode, message: string) { super(message) }
 }
 
 /** The JSON object of a request body, or a RequestError naming what is wrong with it. */
-async function readJson (req: http.IncomingMessage): Promise<Record<string, unknown>> {
+export async function readJson (req: http.IncomingMessage): Promise<Record<string, unknown>> {
   if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
     throw new RequestError('bad_request', 'the body must be JSON with content-type: application/json')
   }

@@ -1,7 +1,8 @@
 /**
  * `warbler token create|list|revoke`.
  */
-import { IdentityError, IdentityStore } from '../broker/identity/identity-store.js'
+import { IdentityStore } from '../broker/identity/identity-store.js'
+import { tokensOf } from '../broker/identity/accounts.js'
 import { CliError, dataDirOf, onlyOptions, parseArgs } from '../shared/args.js'
 
 const HELP = `Usage:
@@ -65,10 +66,7 @@ export async function runToken (argv: string[]): Promise<number> {
         return 0
       }
       case 'list': {
-        if (arg !== undefined && !(await store.listUsers()).some((u) => u.name === arg)) {
-          throw new IdentityError('not_found', `no user ${arg}`)
-        }
-        for (const t of await store.listDeviceTokens(arg)) {
+        for (const t of await tokensOf(store, arg)) {
           const revoked = t.revokedAt === null ? '-' : new Date(t.revokedAt).toISOString()
           process.stdout.write(`${t.id}\t${t.user}\t${t.name}\t${new Date(t.createdAt).toISOString()}\t${revoked}\n`)
         }

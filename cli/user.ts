@@ -1,8 +1,8 @@
 /**
- * `warbler user add|list|remove|passwd|admin`.
+ * `warbler user add|list|remove|passwd|admin|disable|enable`.
  */
 import { randomPassword } from '../broker/identity/password.js'
-import { RefreshTokens } from '../broker/identity/refresh-tokens.js'
+import { ADMIN_OR_SERVICE, addAccount, changePassword, setDisabled } from '../broker/identity/accounts.js'
 import { IdentityStore } from '../broker/identity/identity-store.js'
 import { CliError, dataDirOf, onlyOptions, parseArgs, readStdinLine } from '../shared/args.js'
 
@@ -18,6 +18,11 @@ const HELP = `Usage:
       Ends the user's web app logins (their refresh tokens are revoked).
   warbler user admin NAME --on|--off
       Grant or take away admin rights ($SYS access, admin API).
+  warbler user disable NAME
+      Refuse every login of the user and close its live connections, keeping
+      the user and its device tokens; ends its web app logins.
+  warbler user enable NAME
+      Let a disabled user log in again.
 
 Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
 User names: 1-32 of a-z, 0-9, _ and ., starting with a letter.
@@ -34,7 +39,9 @@ const COMMANDS: Record<string, { options: readonly string[], name: boolean }> = 
   list: { options: [], name: false },
   remove: { options: [], name: true },
   passwd: { options: ['password-stdin'], name: true },
-  admin: { options: ['on', 'off'], name: true }
+  admin: { options: ['on', 'off'], name: true },
+  disable: { options: [], name: true },
+  enable: { options: [], name: true }
 }
 
 export async function runUser (argv: string[]): Promise<number> {
@@ -52,7 +59,7 @@ export async function runUser (argv: string[]): Promise<number> {
   const unexpected = spec.name ? extra[0] : name
   if (unexpected !== undefined) throw new CliError(`unexpected argument ${JSON.stringify(unexpected)}`)
   if (sub === 'admin' && p.options.has('on') === p.options.has('off')) throw new CliError('user admin needs exactly one of --on and --off')
-  if (p.options.has('admin') && p.options.has('service')) throw new CliError('a user is an admin or a service account, not both')
+  if (p.options.has('admin') && p.options.has('service')) throw new CliError(ADMIN_OR_SERVICE)
   const n = name as string
 
   const password = async (): Promise<{ value: string, generated: boolean }> => {
@@ -65,14 +72,14 @@ export async function runUser (argv: string[]): Promise<number> {
     switch (sub) {
       case 'add': {
         const pw = await password()
-        await store.addUser(n, pw.value, p.options.has('admin'), p.options.has('service'))
+        await addAccount(store, n, { password: pw.value, admin: p.options.has('admin'), service: p.options.has('service') })
         process.stdout.write(`created user ${n}${p.options.has('admin') ? ' (admin)' : p.options.has('service') ? ' (service)' : ''}\n`)
         if (pw.generated) process.stdout.write(`password: ${pw.value}\n`)
         return 0
       }
       case 'list': {
         for (const u of await store.listUsers()) {
-          process.stdout.write(`${u.name}\t${u.admin ? 'admin' : u.service ? 'service' : 'user'}\t${new Date(u.createdAt).toISOString()}\n`)
+          process.stdout.write(`${u.name}\t${u.admin ? 'admin' : u.service ? 'service' : 'user'}\t${new Date(u.createdAt).toISOString()}${u.disabled ? '\tdisabled' : ''}\n`)
         }
         return 0
       }
@@ -82,12 +89,17 @@ export async function runUser (argv: string[]): Promise<number> {
         return 0
       case 'passwd': {
         const pw = await password()
-        await store.setPassword(n, pw.value)
-        // Whoever logged in to the web app with the old password must not stay logged in.
-        const ended = await (await RefreshTokens.open(store.db)).revokeUser(n)
+        const { endedLogins: ended } = await changePassword(store, n, pw.value)
         process.stdout.write(`password changed for ${n}\n`)
         if (ended > 0) process.stdout.write(`ended ${ended} web login${ended === 1 ? '' : 's'} of ${n}\n`)
         if (pw.generated) process.stdout.write(`password: ${pw.value}\n`)
+        return 0
+      }
+      case 'disable':
+      case 'enable': {
+        const { endedLogins } = await setDisabled(store, n, sub === 'disable')
+        process.stdout.write(`${n} is ${sub === 'disable' ? 'disabled' : 'enabled'}\n`)
+        if (endedLogins > 0) process.stdout.write(`ended ${endedLogins} web login${endedLogins === 1 ? '' : 's'} of ${n}\n`)
         return 0
       }
       default: { // admin

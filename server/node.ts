@@ -44,6 +44,7 @@ import { SYS_ROOT, SysPublisher } from '../broker/sys.js'
 import { getSession } from '../broker/session.js'
 import type { Registry } from 'prom-client'
 import { adminRoutes } from '../bridge/admin-api.js'
+import { adminIdentityRoutes } from './admin-routes.js'
 import { RefreshTokens } from '../broker/identity/refresh-tokens.js'
 import { webSessionRoutes } from '../broker/web-session.js'
 import { registerServiceMetrics, serviceSys } from '../bridge/service-metrics.js'
@@ -241,14 +242,14 @@ function observe (cfg: Config, o: {
   const svc: MessageService | null = embedded?.service ?? null
   if (svc !== null) registerServiceMetrics(registry, svc)
   const session = webSessionRoutes({ auth: o.auth, store: o.identity, refresh: o.refresh })
-  const admin = svc === null
-    ? undefined
-    : adminRoutes({ reader: svc.reader, bearer: async (token) => await o.auth.bearer(token) })
-  const routes = (req: http.IncomingMessage, res: http.ServerResponse): boolean => session(req, res) || (admin?.(req, res) ?? false)
+  const bearer = async (token: string): Promise<{ user: string, admin: boolean } | null> => await o.auth.bearer(token)
+  const admin = svc === null ? undefined : adminRoutes({ reader: svc.reader, bearer })
+  const sysRoot = sysRootOf(cfg, o.worker)
+  const accounts = adminIdentityRoutes({ cfg, store: o.identity, auth: o.auth, ports: o.ports, ready: o.ready, sysRoot, version: VERSION }, bearer)
+  const routes = (req: http.IncomingMessage, res: http.ServerResponse): boolean => session(req, res) || accounts(req, res) || (admin?.(req, res) ?? false)
   const httpServer = cfg.httpPort !== -1
     ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), web: webAppRoutes(o.ports), routes })
     : null
-  const sysRoot = sysRootOf(cfg, o.worker)
   const sys = new SysPublisher(o.b, {
     stats,
     version: VERSION,

@@ -12,6 +12,9 @@
  *   on the host the page was loaded from. The page learns those ports from a
  *   `<meta name="warbler-ws" content="ws:8083 wss:8084">` tag written into
  *   index.html here.
+ * - `/admin` is the admin console's page (admin.html, web/src/admin/), served
+ *   the same way; it holds no admin data, which comes from the admin API
+ *   once an admin has logged in.
  */
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
@@ -52,7 +55,7 @@ function load (dir: string): Map<string, WebFile> {
     if (type === undefined) continue
     const body = readFileSync(path.join(dir, name))
     const gz = gzipSync(body, { level: 9 })
-    files.set(name === 'index.html' ? '/' : `/${name}`, {
+    files.set(name === 'index.html' ? '/' : name === 'admin.html' ? '/admin' : `/${name}`, {
       body,
       gz: gz.length < body.length ? gz : null,
       type,
@@ -83,7 +86,7 @@ function policy (req: http.IncomingMessage, ports: Ports): string {
 /** A route for createHttpServer that serves the built app; true when it answered. */
 export function webAppRoutes (ports: Ports, dir = WEB_DIR): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
   const files = load(dir)
-  const index = files.get('/')
+  const pages = new Set([files.get('/'), files.get('/admin')])
   return (req, res) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return false
     const p = (req.url ?? '/').split('?')[0] as string
@@ -94,7 +97,7 @@ export function webAppRoutes (ports: Ports, dir = WEB_DIR): (req: http.IncomingM
       res.end('the web app is not built: run `npm run build`\n')
       return true
     }
-    if (f === index) {
+    if (pages.has(f)) {
       // The WebSocket port is known only once the listeners are bound.
       const place = socketPorts(ports)
       const body = Buffer.from(f.body.toString('utf8').replace('<meta name="warbler-ws" content="">', `<meta name="warbler-ws" content="${place}">`))

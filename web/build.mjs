@@ -10,6 +10,8 @@
 // both get a content hash in their names, so the server may cache them for a
 // year, and index.html is written with those names. Nothing is fetched from
 // elsewhere at run time: the app works with no network but the node's.
+// The admin console (web/src/admin/, served at /admin) is built the same way
+// into admin-HASH.js, admin-style-HASH.css and admin.html.
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -26,7 +28,12 @@ export async function buildWeb (dir = outdir) {
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(dir, { recursive: true })
   const result = await build({
-    entryPoints: { app: path.join(here, 'src', 'main.ts'), style: path.join(here, 'src', 'app.css') },
+    entryPoints: {
+      app: path.join(here, 'src', 'main.ts'),
+      style: path.join(here, 'src', 'app.css'),
+      admin: path.join(here, 'src', 'admin', 'console.ts'),
+      'admin-style': path.join(here, 'src', 'admin', 'console.css')
+    },
     entryNames: '[name]-[hash]',
     bundle: true,
     format: 'esm',
@@ -52,8 +59,12 @@ export async function buildWeb (dir = outdir) {
     .replace('src="/app.js"', `src="/${named('app', '.js')}"`)
   writeFileSync(path.join(dir, 'index.html'), html)
   await installable(dir, [named('app', '.js'), named('style', '.css')])
+  const adminHtml = readFileSync(path.join(here, 'admin.html'), 'utf8')
+    .replace('href="/admin.css"', `href="/${named('admin-style', '.css')}"`)
+    .replace('src="/admin.js"', `src="/${named('admin', '.js')}"`)
+  writeFileSync(path.join(dir, 'admin.html'), adminHtml)
   const sizes = {}
-  for (const name of ['index.html', named('app', '.js'), named('style', '.css'), 'sw.js', 'manifest.webmanifest']) {
+  for (const name of ['index.html', named('app', '.js'), named('style', '.css'), 'sw.js', 'manifest.webmanifest', 'admin.html', named('admin', '.js'), named('admin-style', '.css')]) {
     const body = readFileSync(path.join(dir, name))
     sizes[name] = { bytes: body.length, gzip: gzipSync(body, { level: 9 }).length }
   }

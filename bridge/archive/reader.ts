@@ -149,6 +149,14 @@ export class ArchiveReader {
     return rows.map((r) => ({ user: r.user, role: r.role, readSeq: r.read_seq, deliveredSeq: r.delivered_seq }))
   }
 
+  /** Every group, most recently active first, with its member count (the admin console's list). */
+  async groups (limit: number): Promise<Array<{ conv: string, name: string | null, members: number, lastSeq: number, lastTs: number }>> {
+    const rows = await this.db.all<{ conv: string, name: string | null, members: number, last_seq: number, last_ts: number }>(
+      `SELECT c.id AS conv, c.name, (SELECT count(*) FROM members m WHERE m.conv = c.id) AS members, c.last_seq, c.last_ts
+        FROM conversations c WHERE c.kind = 'group' ORDER BY c.last_ts DESC, c.id LIMIT ?`, [limit])
+    return rows.map((r) => ({ conv: r.conv, name: r.name, members: r.members, lastSeq: r.last_seq, lastTs: r.last_ts }))
+  }
+
   async conversation (conv: string): Promise<{ kind: string, name: string | null, lastSeq: number } | null> {
     const r = await this.db.get<{ kind: string, name: string | null, last_seq: number }>('SELECT kind, name, last_seq FROM conversations WHERE id = ?', [conv])
     return r === undefined ? null : { kind: r.kind, name: r.name, lastSeq: r.last_seq }

@@ -16,7 +16,7 @@
  */
 import type { IdentityStore } from './identity-store.js'
 
-export interface CachedUser { admin: boolean, service: boolean, passwordHash: string, createdAt: number }
+export interface CachedUser { admin: boolean, service: boolean, disabled: boolean, passwordHash: string, createdAt: number }
 export interface CachedToken { user: string, secretHash: Buffer, revoked: boolean }
 
 export class IdentityCache {
@@ -55,7 +55,7 @@ export class IdentityCache {
       const v = await this.store.dataVersion() // read before the data: a change after it is seen next time
       if (v === this.version) return
       const [users, tokens, key] = await Promise.all([this.store.listUsers(), this.store.listDeviceTokens(), this.store.jwtKey()])
-      this.users = new Map(users.map((u) => [u.name, { admin: u.admin, service: u.service, passwordHash: u.passwordHash, createdAt: u.createdAt }]))
+      this.users = new Map(users.map((u) => [u.name, { admin: u.admin, service: u.service, disabled: u.disabled, passwordHash: u.passwordHash, createdAt: u.createdAt }]))
       this.tokens = new Map(tokens.map((t) => [t.id, { user: t.user, secretHash: t.secretHash, revoked: t.revokedAt !== null }]))
       this.jwtKey = key
       const first = this.version === ''

@@ -47,6 +47,11 @@ export const IDENTITY_MIGRATIONS: readonly Migration[] = [
     up: async (db) => {
       if (!(await columnNames(db, 'users')).has('service')) await db.exec('ALTER TABLE users ADD COLUMN service INTEGER NOT NULL DEFAULT 0')
     }
+  },
+  {
+    version: 3,
+    what: 'users.disabled: a user kept with its tokens, whose logins are refused',
+    up: 'ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0'
   }
 ]
 

@@ -22,6 +22,8 @@ export interface UserRecord {
   admin: boolean
   /** The message service's own account (`warbler bridge`): reads every out topic, writes inboxes. */
   service: boolean
+  /** Kept, with its tokens, but every login refused and live connections closed (`warbler user disable`). */
+  disabled: boolean
   passwordHash: string
   createdAt: number
 }
@@ -211,15 +213,20 @@ export class IdentityStore {
     if (changes === 0) throw new IdentityError('not_found', `no user ${name}`)
   }
 
+  async setDisabled (name: string, disabled: boolean): Promise<void> {
+    const { changes } = await this.write('UPDATE users SET disabled = ? WHERE name = ?', [disabled ? 1 : 0, name])
+    if (changes === 0) throw new IdentityError('not_found', `no user ${name}`)
+  }
+
   async removeUser (name: string): Promise<void> {
     const { changes } = await this.write('DELETE FROM users WHERE name = ?', [name])
     if (changes === 0) throw new IdentityError('not_found', `no user ${name}`)
   }
 
   async listUsers (): Promise<UserRecord[]> {
-    const rows = await this.db.all<{ name: string, password_hash: string, admin: number, service: number, created_at: number }>(
-      'SELECT name, password_hash, admin, service, created_at FROM users ORDER BY name')
-    return rows.map((r) => ({ name: r.name, admin: r.admin === 1, service: r.service === 1, passwordHash: r.password_hash, createdAt: r.created_at }))
+    const rows = await this.db.all<{ name: string, password_hash: string, admin: number, service: number, disabled: number, created_at: number }>(
+      'SELECT name, password_hash, admin, service, disabled, created_at FROM users ORDER BY name')
+    return rows.map((r) => ({ name: r.name, admin: r.admin === 1, service: r.service === 1, disabled: r.disabled === 1, passwordHash: r.password_hash, createdAt: r.created_at }))
   }
 
   async countUsers (): Promise<number> {

@@ -40,15 +40,16 @@ function digest (text: string): string {
 }
 
 // Type aliases, not interfaces: the database's row type wants an index signature.
-type UserRow = { name: string, password_hash: string, admin: number, service: number, created_at: number }
+type UserRow = { name: string, password_hash: string, admin: number, service: number, disabled: number, created_at: number }
 type TokenRow = { id: string, user: string, name: string, secret_hash: Buffer, created_at: number, revoked_at: number | null }
 
 /** This node's users and device tokens as records. Keys in a fixed order, so equal data is equal text. */
 async function localRecords (db: Database): Promise<Records> {
-  const users = await db.all<UserRow>('SELECT name, password_hash, admin, service, created_at FROM users')
+  const users = await db.all<UserRow>('SELECT name, password_hash, admin, service, disabled, created_at FROM users')
   const tokens = await db.all<TokenRow>('SELECT id, user, name, secret_hash, created_at, revoked_at FROM device_tokens')
   return {
-    users: new Map(users.map((u) => [u.name, JSON.stringify({ passwordHash: u.password_hash, admin: u.admin === 1, service: u.service === 1, createdAt: u.created_at })])),
+    // `disabled` only when set: an enabled user's record is the text nodes without the flag write too.
+    users: new Map(users.map((u) => [u.name, JSON.stringify({ passwordHash: u.password_hash, admin: u.admin === 1, service: u.service === 1, createdAt: u.created_at, ...(u.disabled === 1 ? { disabled: true } : {}) })])),
     tokens: new Map(tokens.map((t) => [t.id, JSON.stringify({ user: t.user, name: t.name, secretHash: t.secret_hash.toString('base64'), createdAt: t.created_at, revokedAt: t.revoked_at })]))
   }
 }
@@ -75,7 +76,7 @@ function wellFormed (kind: Kind, text: string): boolean {
   if (typeof v !== 'object' || v === null) return false
   const r = v as Record<string, unknown>
   const time = (x: unknown): boolean => Number.isSafeInteger(x)
-  if (kind === 'users') return typeof r.passwordHash === 'string' && typeof r.admin === 'boolean' && typeof r.service === 'boolean' && time(r.createdAt)
+  if (kind === 'users') return typeof r.passwordHash === 'string' && typeof r.admin === 'boolean' && typeof r.service === 'boolean' && time(r.createdAt) && (r.disabled === undefined || r.disabled === true)
   return typeof r.user === 'string' && typeof r.name === 'string' && typeof r.secretHash === 'string' && /^[A-Za-z0-9+/]{43}=$/.test(r.secretHash) &&
     time(r.createdAt) && (r.revokedAt === null || time(r.revokedAt))
 }
@@ -84,10 +85,10 @@ function wellFormed (kind: Kind, text: string): boolean {
 async function apply (db: Database, kind: Kind, key: string, text: string | null): Promise<void> {
   if (kind === 'users') {
     if (text === null) { await db.run('DELETE FROM users WHERE name = ?', [key]); return }
-    const u = JSON.parse(text) as { passwordHash: string, admin: boolean, service: boolean, createdAt: number }
-    await db.run(`INSERT INTO users(name, password_hash, admin, service, created_at) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, admin = excluded.admin, service = excluded.service, created_at = excluded.created_at`,
-    [key, u.passwordHash, u.admin ? 1 : 0, u.service ? 1 : 0, u.createdAt])
+    const u = JSON.parse(text) as { passwordHash: string, admin: boolean, service: boolean, createdAt: number, disabled?: true }
+    await db.run(`INSERT INTO users(name, password_hash, admin, service, created_at, disabled) VALUES (?, ?, ?, ?, ?, ?)
+      ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, admin = excluded.admin, service = excluded.service, created_at = excluded.created_at, disabled = excluded.disabled`,
+    [key, u.passwordHash, u.admin ? 1 : 0, u.service ? 1 : 0, u.createdAt, u.disabled === true ? 1 : 0])
     return
   }
   if (text === null) { await db.run('DELETE FROM device_tokens WHERE id = ?', [key]); return }

@@ -179,6 +179,7 @@ export const ErrorCodes = {
   not_member: 'The sender is not a member of the conversation it writes to or reads from.',
   not_found: 'The conversation, group or user does not exist.',
   forbidden: 'The member\'s group role does not allow the operation (for example, a member renaming the group).',
+  conflict: 'The change clashes with what is there (an admin API call: the user already exists, the token is already revoked); nothing changed.',
   unavailable: 'The message service is stopping; retry later (the SDK does this by itself).',
   internal: 'An unexpected server error; the request had no effect and may be retried.'
 } as const
