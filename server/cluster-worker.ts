@@ -16,7 +16,7 @@ import cluster from 'node:cluster'
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Config } from '../shared/config.js'
-import { CONFIG_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
+import { BUS_ENV, CONFIG_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
 import { createHttpServer } from './ops-http.js'
 import { createLogger, type Level, type Logger } from '../shared/log.js'
 import { startWarbler, type Warbler } from './node.js'
@@ -59,7 +59,8 @@ async function main (): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
 
   try {
-    node = await startWarbler(cfg, { log, worker: index })
+    const bus = JSON.parse(process.env[BUS_ENV] ?? 'null') as { dir: string, node: string } | null
+    node = await startWarbler(cfg, { log, worker: index, ...(bus !== null ? { bus } : {}) })
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err))
     log.debug('worker failed to start', { error: e.stack ?? e.message })
