@@ -54,7 +54,7 @@ export interface LocalBusOptions {
 
 export interface PathCounts { sent: number, received: number, dropped: number }
 
-export function socketPath (dir: string, index: number): string {
+function socketPath (dir: string, index: number): string {
   return path.join(dir, `${index}.sock`)
 }
 
