@@ -163,6 +163,15 @@ test('--workers 2: 1,000 messages from one publisher reach a subscriber on the o
   assert.ok(await copies(node, 'received', 'local') >= n + 1)
   assert.equal(await copies(node, 'sent', 'redis'), 0, 'no other node: nothing goes to Redis pub/sub')
   assert.equal(await copies(node, 'dropped', 'local'), droppedBefore)
+  // The same figures per worker in $SYS.
+  const sys = new Map<string, number>()
+  place.admin.on('message', (topic, payload) => {
+    const m = /^\$SYS\/broker\/node\/n1\/(\d)\/warbler\/routing\/(local|redis)\/(sent|received|dropped)$/.exec(topic)
+    if (m !== null) sys.set(`${m[1] as string}/${m[2] as string}/${m[3] as string}`, Number(payload.toString()))
+  })
+  await place.admin.subscribeAsync('$SYS/broker/node/n1/+/warbler/routing/#')
+  await until('$SYS routing figures of both workers', () => (sys.get('0/local/sent') ?? 0) + (sys.get('1/local/sent') ?? 0) >= n + 1 && (sys.get('0/local/received') ?? 0) + (sys.get('1/local/received') ?? 0) >= n + 1)
+  assert.equal((sys.get('0/redis/sent') ?? -1) + (sys.get('1/redis/sent') ?? -1), 0)
 
   assert.equal(await node.stop('SIGTERM'), 0)
   assert.equal(existsSync(dir), false, 'the socket directory is removed at stop')
