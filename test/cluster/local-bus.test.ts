@@ -2,8 +2,9 @@
 // message between clients on different workers arrives exactly once and in
 // order without touching Redis pub/sub; with two nodes on one Redis each
 // subscriber of both gets it once; a killed worker does not stop traffic
-// between the others and gets it again once restarted; the socket directory
-// is private (0700) and removed at stop.
+// between the others and gets it again once restarted; a hung worker holds
+// publishers for about a second at most; the socket directory is private
+// (0700) and removed at stop.
 import assert from 'node:assert/strict'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { test } from 'node:test'
@@ -310,4 +311,59 @@ test('--workers 3: a worker killed with SIGKILL does not stop traffic between th
   assert.equal(log.filter((l) => l.includes('"msg":"local bus to a worker lost') && l.includes(`"to":${index}`)).length, 2)
   assert.ok(log.some((l) => l.includes('"msg":"local bus to a worker is back"') && l.includes(`"to":${index}`)))
   assert.ok(await copies(node, 'dropped', 'local') > 0, 'copies for the dead worker were dropped and counted')
+})
+
+test('--workers 2, the other worker hung (SIGSTOP): publishers wait for it at most about 1 s, then copies for it are dropped, counted and logged once; it gets messages again once it runs', async (t) => {
+  const defer = lifo(t)
+  const redis = await startRedis()
+  defer(() => redis.stop())
+  const node = await spawnNode([...ARGS, '--workers', '2', '--redis', redis.url, '--node-name', 'n1'], { dataDir: await adminDir() })
+  defer(() => node.stop('SIGKILL'))
+  const pids = workerPids(node.stderr())
+  defer(() => { for (const pid of pids.values()) { if (alive(pid)) { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL') } } })
+  const url = `mqtt://127.0.0.1:${node.ports.mqtt}`
+  const place = await Placement.open(url, 2)
+  defer(() => place.admin.end(true))
+  const near = await place.place(() => connect(url, { clientId: 'near' }))
+  let far: { client: MqttClient, where: string } | null = null
+  for (let i = 0; i < 6 && far === null; i++) {
+    const p = await place.place(() => connect(url, { clientId: `far-${i}` }))
+    if (p.where !== near.where) far = p
+    else place.end(p.client)
+  }
+  assert.ok(far !== null, 'a client on the other worker')
+  const farClient = far.client
+  defer(() => { near.client.end(true); farClient.end(true) })
+  const gotNear: string[] = []
+  const gotFar: string[] = []
+  near.client.on('message', (_topic, payload) => { gotNear.push(payload.toString().slice(0, 12)) })
+  farClient.on('message', (_topic, payload) => { gotFar.push(payload.toString().slice(0, 12)) })
+  await near.client.subscribeAsync('room/#', { qos: 1 })
+  await farClient.subscribeAsync('room/#', { qos: 1 })
+  await near.client.publishAsync('room/x', 'before', { qos: 1 })
+  await until('both workers deliver', () => gotNear.includes('before') && gotFar.includes('before'))
+
+  // 3 MB for the hung worker: more than the 1 MiB a sibling may have waiting.
+  const hung = pids.get(Number(far.where.split('/')[1])) as number
+  const before = node.stderr().length
+  process.kill(hung, 'SIGSTOP')
+  const n = 1500
+  const body = 'x'.repeat(2000)
+  const t0 = Date.now()
+  await Promise.all(Array.from({ length: n }, (_, i) => near.client.publishAsync('room/x', `hung ${i} ${body}`, { qos: 1 })))
+  const took = Date.now() - t0
+  assert.ok(took < 5000, `${n} publishes took ${took} ms with a worker hung (publishers are released after 1 s)`)
+  await until('the near worker delivers to its own client meanwhile', () => gotNear.length === n + 1)
+  await until('the outage logged', () => node.stderr().slice(before).includes('"msg":"a worker does not take messages on the local bus'))
+  assert.ok(await copies(node, 'dropped', 'local') > 0, 'copies for the hung worker were dropped and counted')
+
+  process.kill(hung, 'SIGCONT')
+  const deadline = Date.now() + 15_000
+  for (let i = 0; !gotFar.some((m) => m.startsWith('after')); i++) {
+    if (Date.now() > deadline) assert.fail('nothing reached the worker after it ran again')
+    await near.client.publishAsync('room/x', `after ${i}`, { qos: 1 })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  await until('the end of the outage logged', () => node.stderr().slice(before).includes('"msg":"a worker takes messages on the local bus again"'))
+  assert.equal(node.stderr().slice(before).split('\n').filter((l) => l.includes('"msg":"a worker does not take messages on the local bus')).length, 1, 'logged once')
 })
