@@ -6,7 +6,7 @@
 // publishers for about a second at most; the socket directory is private
 // (0700) and removed at stop.
 import assert from 'node:assert/strict'
-import { existsSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { test } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import { lifo } from '../sdk/support.js'
@@ -126,7 +126,7 @@ test('--workers 2: 1,000 messages from one publisher reach a subscriber on the o
   const redis = await startRedis()
   defer(() => redis.stop())
   const node = await spawnNode([...ARGS, '--workers', '2', '--redis', redis.url, '--node-name', 'n1'], { dataDir: await adminDir() })
-  defer(() => node.stop('SIGKILL'))
+  defer(async () => { await node.stop('SIGTERM'); rmSync(busDir(node), { recursive: true, force: true }) })
   const pids = workerPids(node.stderr())
   defer(() => { for (const pid of pids.values()) if (alive(pid)) process.kill(pid, 'SIGKILL') })
   const dir = busDir(node)
@@ -188,7 +188,7 @@ test('two nodes on one Redis, 2 workers each: a message reaches every subscriber
     const node = await spawnNode([...ARGS, '--workers', '2', '--redis', redis.url, '--node-name', name], { dataDir: name === 'na' ? dataDir : tempDir() })
     nodes.push(node)
     const pids = workerPids(node.stderr())
-    defer(() => node.stop('SIGKILL'))
+    defer(async () => { await node.stop('SIGTERM'); rmSync(busDir(node), { recursive: true, force: true }) })
     defer(() => { for (const pid of pids.values()) if (alive(pid)) process.kill(pid, 'SIGKILL') })
   }
   const [a, b] = nodes as [SpawnedNode, SpawnedNode]
@@ -226,6 +226,12 @@ test('two nodes on one Redis, 2 workers each: a message reaches every subscriber
   assert.ok(await copies(a, 'sent', 'local') >= n, 'node a: its workers share on the local bus')
   assert.ok(await copies(a, 'sent', 'redis') >= n, 'node a: copies to the other node through Redis')
   assert.ok(await copies(b, 'received', 'redis') >= n, 'node b: copies from the other node')
+
+  // A primary killed outright: its workers, which exit with it, remove the socket directory.
+  const dirB = busDir(b)
+  assert.equal(existsSync(dirB), true)
+  await b.stop('SIGKILL')
+  await until('the socket directory of the killed node removed', () => !existsSync(dirB))
 })
 
 test('--workers 3: a worker killed with SIGKILL does not stop traffic between the other two, and gets it again once restarted', async (t) => {
@@ -233,7 +239,7 @@ test('--workers 3: a worker killed with SIGKILL does not stop traffic between th
   const redis = await startRedis()
   defer(() => redis.stop())
   const node = await spawnNode([...ARGS, '--workers', '3', '--redis', redis.url, '--node-name', 'n1'], { dataDir: await adminDir() })
-  defer(() => node.stop('SIGKILL'))
+  defer(async () => { await node.stop('SIGTERM'); rmSync(busDir(node), { recursive: true, force: true }) })
   const pids = workerPids(node.stderr())
   defer(() => { for (const pid of workerPids(node.stderr()).values()) if (alive(pid)) process.kill(pid, 'SIGKILL') })
   const url = `mqtt://127.0.0.1:${node.ports.mqtt}`
@@ -318,7 +324,7 @@ test('--workers 2, the other worker hung (SIGSTOP): publishers wait for it at mo
   const redis = await startRedis()
   defer(() => redis.stop())
   const node = await spawnNode([...ARGS, '--workers', '2', '--redis', redis.url, '--node-name', 'n1'], { dataDir: await adminDir() })
-  defer(() => node.stop('SIGKILL'))
+  defer(async () => { await node.stop('SIGTERM'); rmSync(busDir(node), { recursive: true, force: true }) })
   const pids = workerPids(node.stderr())
   defer(() => { for (const pid of pids.values()) { if (alive(pid)) { process.kill(pid, 'SIGCONT'); process.kill(pid, 'SIGKILL') } } })
   const url = `mqtt://127.0.0.1:${node.ports.mqtt}`
