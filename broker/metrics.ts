@@ -6,6 +6,7 @@
  */
 /* eslint-disable no-new -- a prom-client metric registers itself with the registry its constructor is given */
 import client from 'prom-client'
+import type { PathCounts } from './local-bus.js'
 import { refusalReasons, type Stats } from './stats.js'
 
 export interface MetricSources {
@@ -105,4 +106,48 @@ export function createMetrics (src: MetricSources): client.Registry {
   const reportedLogins: Partial<Record<string, number>> = {}
   void logins
   return registry
+}
+
+type RoutingPaths = () => { local: PathCounts | null, redis: PathCounts }
+
+/**
+ * Copies of publishes between brokers, by path: `local` (the local bus
+ * between the workers of one node) and `redis` (pub/sub, to other nodes, or
+ * between workers of a node without a bus).
+ */
+export function registerRoutingMetrics (registry: client.Registry, paths: RoutingPaths): void {
+  const kinds = [
+    ['sent', 'Copies of publishes sent to other brokers, by path (local bus or redis).'],
+    ['received', 'Copies of publishes received from other brokers and delivered here, by path.'],
+    ['dropped', 'Copies of publishes for other brokers dropped (peer away or not taking them), by path.']
+  ] as const
+  for (const [kind, help] of kinds) {
+    const reported = { local: 0, redis: 0 }
+    new client.Counter({
+      name: `warbler_routing_copies_${kind}_total`,
+      help,
+      labelNames: ['path'],
+      registers: [registry],
+      collect () {
+        const now = paths()
+        for (const path of ['local', 'redis'] as const) {
+          const value = now[path]?.[kind]
+          if (value === undefined) continue
+          this.inc({ path }, Math.max(0, value - reported[path]))
+          reported[path] = value
+        }
+      }
+    })
+  }
+}
+
+/** The same figures for $SYS, as `routing/{path}/{sent|received|dropped}`. */
+export function routingSys (now: ReturnType<RoutingPaths>): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const path of ['local', 'redis'] as const) {
+    const c = now[path]
+    if (c === null) continue
+    for (const kind of ['sent', 'received', 'dropped'] as const) out[`routing/${path}/${kind}`] = c[kind]
+  }
+  return out
 }

@@ -26,6 +26,12 @@
  * newcomer at once; a broker that sees no other one sends no copies, so one
  * broker alone on Redis (`--workers 1`) pays nothing for the routing.
  *
+ * The workers of one node (`--workers N`) hand each other their publishes on
+ * the local bus instead (local-bus.ts: Unix sockets, batched binary frames):
+ * a publish goes to every sibling worker there, and to Redis only when a
+ * broker of another node is on the routing. Redis copies carry the node's id
+ * too, so a worker skips those of its own node (its siblings' came on the bus).
+ *
  * Redis pub/sub keeps nothing: a message published while another broker's
  * subscribing connection is down does not reach that broker's clients live;
  * QoS 1/2 messages for persistent sessions are in their queues (the
@@ -42,6 +48,7 @@ import { Redis } from 'ioredis'
 import mqemitter from 'mqemitter'
 import MQEmitterRedis from 'mqemitter-redis'
 import type { Logger } from '../shared/log.js'
+import { LocalBus, type PathCounts } from './local-bus.js'
 import { redactRedisUrl, RedisUnavailableError } from './persistence.js'
 
 const MQ_QUIT_TIMEOUT_MS = 2000
@@ -59,6 +66,10 @@ const HELLO = '$SYS/warbler/routing/hello'
 const SUBSCRIBE_WAIT_MS = 2000
 /** The field a broker marks its remote copies with. */
 const ORIGIN = 'wbOrigin'
+/** Bytes a local bus frame may carry beyond the node's maxPacket (the service's envelope, MQTT 5 properties). */
+export const BUS_FRAME_HEADROOM = 1024 * 1024
+/** The field a worker of a node with a local bus marks its remote copies with: the node's id. */
+const NODE = 'wbNode'
 
 type Packet = Record<string, unknown> & { topic: string }
 type Handler = (packet: Packet, done: () => void) => void
@@ -87,6 +98,17 @@ export interface SharedRouting {
   readonly peers: () => number
   /** Whether both routing connections (publish, subscribe) are ready now. */
   readonly connected: () => boolean
+  /** Copies sent, received and dropped on each path since start (`local`: the local bus, with --workers N > 1). */
+  readonly paths: () => { local: PathCounts | null, redis: PathCounts }
+}
+
+/** The local bus of a node's workers: where the sockets are, who this worker is, the node's id. */
+export interface BusSettings {
+  dir: string
+  index: number
+  count: number
+  node: string
+  maxFrame: number
 }
 
 function connection (url: string, role: string, log: Logger): Redis {
@@ -135,7 +157,7 @@ async function ready (conns: Redis[], url: string): Promise<void> {
  * of local handlers; each of them is short.
  */
 // eslint-disable-next-line max-lines-per-function -- a factory of short closures (see above)
-export async function createSharedRouting (url: string, opts: { concurrency: number, log: Logger }): Promise<SharedRouting> {
+export async function createSharedRouting (url: string, opts: { concurrency: number, log: Logger, bus?: BusSettings }): Promise<SharedRouting> {
   const subConn = connection(url, 'subscribe', opts.log)
   const pubConn = connection(url, 'publish', opts.log)
   await ready([subConn, pubConn], url)
@@ -163,20 +185,36 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
     return once
   }
   const origin = randomUUID()
+  const node = opts.bus?.node ?? null
   let closed = false
+  const redisCounts: PathCounts = { sent: 0, received: 0, dropped: 0 }
+  // What siblings send on the local bus is delivered here as a Redis copy was.
+  let bus: LocalBus | null = null
+  if (opts.bus !== undefined && opts.bus.count > 1) {
+    try {
+      bus = await LocalBus.start({ ...opts.bus, log }, (packet, done) => { local.emit(packet, done) })
+    } catch (err) {
+      subConn.disconnect()
+      pubConn.disconnect()
+      throw err
+    }
+  }
 
-  // -- peers: copies go to Redis only while another broker is there ---------
+  // -- peers: copies go to Redis only while another node's broker is there ---
   const peers = new Map<string, number>()
+  /** Peers of other nodes (a peer without a node id is one process of its own). */
+  const elsewhere = new Set<string>()
   const hello = (ask: boolean): void => {
-    if (!closed) remote.emit({ topic: HELLO, payload: Buffer.from(JSON.stringify({ id: origin, ask })) }, () => {})
+    if (!closed) remote.emit({ topic: HELLO, payload: Buffer.from(JSON.stringify({ id: origin, ask, ...(node !== null ? { node } : {}) })) }, () => {})
   }
   const onHello: Handler = (packet, done) => {
     done()
-    let m: { id?: unknown, ask?: unknown }
+    let m: { id?: unknown, ask?: unknown, node?: unknown }
     try { m = JSON.parse(String(packet.payload)) as typeof m } catch { return }
     if (typeof m.id !== 'string' || m.id === origin) return
     const known = peers.has(m.id)
     peers.set(m.id, Date.now())
+    if (bus === null || m.node !== node) elsewhere.add(m.id)
     if (!known) log.info('another broker shares the routing', { brokers: peers.size + 1 })
     if (m.ask === true) hello(false)
   }
@@ -190,6 +228,7 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
     for (const [id, seen] of peers) {
       if (seen < old) {
         peers.delete(id)
+        elsewhere.delete(id)
         log.info('a broker left the routing', { brokers: peers.size + 1 })
       }
     }
@@ -214,12 +253,17 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
 
   /** The remote-side wrapper of each handler, by topic (one handler may listen on several topics). */
   const wrappers = new WeakMap<Handler, Map<string, Handler[]>>()
+  /** The last Redis copy counted: every handler it matches gets the same object. */
+  let lastIn: Packet | null = null
 
   const instance: Emitter = {
     on (topic, fn, cb) {
       local.on(topic, fn)
       const wrapped: Handler = (packet, done) => {
         if (packet[ORIGIN] === origin) { done(); return } // delivered here already
+        // A sibling's copy: it came on the local bus (or was dropped there, counted).
+        if (node !== null && bus !== null && packet[NODE] === node) { done(); return }
+        if (packet !== lastIn) { lastIn = packet; redisCounts.received++ }
         fn(packet, done)
       }
       let byTopic = wrappers.get(fn)
@@ -242,17 +286,20 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
       remote.removeListener(topic, wrapped, bounded(cb))
     },
     emit (packet, cb) {
-      // The copy first: local handlers may change the packet they get.
-      const copy = closed || peers.size === 0 ? null : { ...packet, [ORIGIN]: origin }
-      let waits = copy === null ? 1 : 2
+      // The copies first: local handlers may change the packet they get.
+      const toBus = bus !== null && !closed
+      const copy = closed || elsewhere.size === 0 ? null : { ...packet, [ORIGIN]: origin, ...(node !== null ? { [NODE]: node } : {}) }
+      let waits = 1 + (copy === null ? 0 : 1) + (toBus ? 1 : 0)
       let error: Error | undefined
       const step = (err?: Error): void => {
         if (err !== undefined) error ??= err
         if (--waits === 0) cb?.(error)
       }
+      if (toBus) (bus as LocalBus).send(packet, () => { step() })
       local.emit(packet, step)
       if (copy === null) return
       if (stalled && pending > 0) { dropped++; step(); return }
+      redisCounts.sent++
       if (pending === 0) lastProgress = Date.now()
       pending++
       let released = false
@@ -281,6 +328,7 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
     },
     close (cb) {
       closed = true
+      bus?.close()
       clearInterval(helloTimer)
       clearInterval(watchdog)
       for (const release of [...held]) release()
@@ -307,6 +355,7 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
     instance,
     dropped: () => dropped,
     peers: () => peers.size,
-    connected: () => subConn.status === 'ready' && pubConn.status === 'ready'
+    connected: () => subConn.status === 'ready' && pubConn.status === 'ready',
+    paths: () => ({ local: bus === null ? null : { ...bus.counts }, redis: { ...redisCounts, dropped } })
   }
 }

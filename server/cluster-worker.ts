@@ -13,10 +13,11 @@
  * stopping), and exits at once if the primary dies (node:cluster).
  */
 import cluster from 'node:cluster'
+import { rmSync } from 'node:fs'
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Config } from '../shared/config.js'
-import { CONFIG_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
+import { BUS_ENV, CONFIG_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
 import { createHttpServer } from './ops-http.js'
 import { createLogger, type Level, type Logger } from '../shared/log.js'
 import { startWarbler, type Warbler } from './node.js'
@@ -59,7 +60,12 @@ async function main (): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
 
   try {
-    node = await startWarbler(cfg, { log, worker: index })
+    const bus = JSON.parse(process.env[BUS_ENV] ?? 'null') as { dir: string, node: string } | null
+    // A primary killed outright cannot remove the bus' directory; its workers exit with it (the IPC channel gone) and do.
+    process.on('exit', () => {
+      if (bus !== null && !process.connected) try { rmSync(bus.dir, { recursive: true, force: true }) } catch { /* a sibling removed it */ }
+    })
+    node = await startWarbler(cfg, { log, worker: index, ...(bus !== null ? { bus } : {}) })
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err))
     log.debug('worker failed to start', { error: e.stack ?? e.message })

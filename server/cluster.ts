@@ -6,10 +6,13 @@
  * - Every worker runs `startWarbler` with the same configuration and listens
  *   on the same MQTT and WebSocket ports; node:cluster's primary accepts the
  *   connections and hands them to the workers in turn (round-robin).
- * - The workers share sessions (aedes-persistence-redis) and routing
- *   (mqemitter-redis, mq.ts) through Redis, so a message published on one
- *   worker reaches subscribers on every worker, and a client id that
- *   connects to a second worker takes its session over from the first.
+ * - The workers share sessions (aedes-persistence-redis) through Redis, and
+ *   hand each other their publishes on the local bus (broker/local-bus.ts:
+ *   Unix sockets in a private directory the primary makes, mode 0700, and
+ *   removes at stop), so a message published on one worker reaches
+ *   subscribers on every worker; Redis pub/sub (mq.ts) carries only what
+ *   goes to other nodes. A client id that connects to a second worker takes
+ *   its session over from the first.
  * - The message service (one authority for seq and storage) runs in worker 0
  *   only, when `bridge` is `embedded`; it gets every worker's
  *   `wb/u/+/out/+` publishes through Redis. The other workers run with
@@ -26,7 +29,11 @@
  */
 /* eslint-disable no-new -- a prom-client metric registers itself with the registry its constructor is given */
 import cluster, { type Worker } from 'node:cluster'
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
+import os from 'node:os'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import client, { AggregatorRegistry, Registry } from 'prom-client'
 
@@ -51,6 +58,8 @@ export type ToWorker = { t: 'stop' } | { t: 'metrics', id: number }
 /** Environment of a forked worker: its index and the primary's resolved configuration. */
 export const WORKER_ENV = 'WARBLER_CLUSTER_WORKER'
 export const CONFIG_ENV = 'WARBLER_CLUSTER_CONFIG'
+/** Environment of a forked worker: the node's local bus, as JSON `{ dir, node }`. */
+export const BUS_ENV = 'WARBLER_CLUSTER_BUS'
 
 /** Restart backoff: first delay, doubled per quick death, capped. */
 const RESTART_MIN_MS = 250
@@ -92,6 +101,8 @@ interface Primary {
   readonly cfg: Config
   readonly log: Logger
   readonly slots: Slot[]
+  /** The local bus' socket directory and the node's id, for every worker. */
+  readonly bus: { dir: string, node: string }
   /** Scrapes waiting for a worker's metrics, by request id. */
   readonly pending: Map<number, (data: MetricJson[]) => void>
   stopping: boolean
@@ -105,7 +116,7 @@ interface Primary {
 /** Fork the worker of a slot, and restart it with backoff when it dies (after the first start). */
 function fork (p: Primary, slot: Slot): void {
   const { cfg, log, slots } = p
-  const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg) })
+  const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg), [BUS_ENV]: JSON.stringify(p.bus) })
   slot.worker = w
   slot.ready = false
   slot.admin = null
@@ -249,9 +260,14 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
   cluster.schedulingPolicy = cluster.SCHED_RR
 
   const slots: Slot[] = Array.from({ length: cfg.workers }, (_, index) => ({ index, worker: null, ready: false, startedAt: 0, failures: 0, restart: null, admin: null }))
-  const p: Primary = { cfg, log, slots, pending: new Map(), stopping: false, started: false, ports: null, restarts: 0, firstStart: null }
+  // mkdtemp makes the directory 0700: only this user reaches the workers' sockets.
+  // In the temp dir, not the data dir: a socket path must stay under ~100 bytes.
+  const bus = { dir: mkdtempSync(path.join(os.tmpdir(), 'warbler-bus-')), node: randomUUID() }
+  const removeBus = (): void => { rmSync(bus.dir, { recursive: true, force: true }) }
+  log.info('local bus between the workers', { dir: bus.dir })
+  const p: Primary = { cfg, log, slots, bus, pending: new Map(), stopping: false, started: false, ports: null, restarts: 0, firstStart: null }
   for (const s of slots) fork(p, s)
-  await firstStart(p)
+  await firstStart(p).catch((err: unknown) => { removeBus(); throw err })
 
   // -- the HTTP port ---------------------------------------------------------
   const httpServer = cfg.httpPort !== -1
@@ -263,6 +279,7 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
       allPorts.http = await listen(httpServer, cfg.httpPort, cfg.httpListenHost, 'http')
     } catch (err) {
       await stopWorkers(p)
+      removeBus()
       throw err
     }
   }
@@ -273,6 +290,7 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
     close: () => {
       closing ??= (async () => {
         await stopWorkers(p)
+        removeBus()
         if (httpServer !== null) await closeServer(httpServer)
       })()
       return closing

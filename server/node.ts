@@ -34,8 +34,8 @@ import { createListeners, closeServer, type Listener, listen, portOf } from '../
 import { HEARTBEAT_MS } from '../shared/heartbeat.js'
 import { createLogger, type Logger } from '../shared/log.js'
 import { logConnections, markClose } from '../broker/login-log.js'
-import { createMetrics } from '../broker/metrics.js'
-import { createSharedRouting, type SharedRouting } from '../broker/mq.js'
+import { createMetrics, registerRoutingMetrics, routingSys } from '../broker/metrics.js'
+import { BUS_FRAME_HEADROOM, createSharedRouting, type SharedRouting } from '../broker/mq.js'
 import { type BrokerPersistence, createPersistence } from '../broker/persistence.js'
 import { answerServiceBirth } from '../broker/service-watch.js'
 import { closeBroker, shutdown } from './shutdown.js'
@@ -98,6 +98,8 @@ export interface StartOptions {
   log?: Logger
   /** This broker's index among the workers of a cluster (`--workers N`); 0 otherwise. */
   worker?: number
+  /** The node's local bus between its workers (cluster.ts): the socket directory and the node's id. */
+  bus?: { dir: string, node: string }
 }
 
 /**
@@ -138,11 +140,13 @@ async function openStores (cfg: Config, stats: Stats, log: Logger, worker: numbe
 }
 
 /** aedes on the persistence, with routing shared through Redis when there is one (mq.ts: by workers and nodes). */
-async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHooks>, 'onDisconnect' | 'setIngest'>, persistence: BrokerPersistence, log: Logger): Promise<{ b: Aedes, mq: SharedRouting | null }> {
+async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHooks>, 'onDisconnect' | 'setIngest'>, persistence: BrokerPersistence, log: Logger, opts: StartOptions): Promise<{ b: Aedes, mq: SharedRouting | null }> {
   const concurrency = Math.max(100, Math.min(cfg.maxInflight, 1000))
   let mq: SharedRouting | null = null
+  // A frame carries one publish: the largest a client may send, with room for what the message service wraps around it.
+  const bus = opts.bus === undefined ? undefined : { ...opts.bus, index: opts.worker ?? 0, count: cfg.workers, maxFrame: cfg.maxPacket + BUS_FRAME_HEADROOM }
   try {
-    if (cfg.redis !== '') mq = await createSharedRouting(cfg.redis, { concurrency, log })
+    if (cfg.redis !== '') mq = await createSharedRouting(cfg.redis, { concurrency, log, ...(bus !== undefined ? { bus } : {}) })
     const b = await Aedes.createBroker({
       ...hooks,
       persistence: persistence.instance,
@@ -241,6 +245,7 @@ function observe (cfg: Config, o: {
   })
   const svc: MessageService | null = embedded?.service ?? null
   if (svc !== null) registerServiceMetrics(registry, svc)
+  if (routing !== null) registerRoutingMetrics(registry, routing.paths)
   const session = webSessionRoutes({ auth: o.auth, store: o.identity, refresh: o.refresh })
   const bearer = async (token: string): Promise<{ user: string, admin: boolean } | null> => await o.auth.bearer(token)
   const admin = svc === null ? undefined : adminRoutes({ reader: svc.reader, bearer })
@@ -257,7 +262,7 @@ function observe (cfg: Config, o: {
     offline: () => persistence.countOffline(),
     retainedCount: () => persistence.retainedCount(),
     inflight: () => gate.active,
-    extra: () => svc === null ? {} : serviceSys(svc)
+    extra: () => ({ ...(routing === null ? {} : routingSys(routing.paths())), ...(svc === null ? {} : serviceSys(svc)) })
   }, cfg.sysInterval, sysRoot)
   return { registry, routes, httpServer, sys, sysRoot }
 }
@@ -318,7 +323,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   }
 
   const { onDisconnect, setIngest: _setIngest, ...aedesHooks } = hooks
-  const { b, mq } = await createBroker(cfg, aedesHooks, persistence, log).catch(failed)
+  const { b, mq } = await createBroker(cfg, aedesHooks, persistence, log, opts).catch(failed)
   broker = b
   let embedded: EmbeddedService | null = null
   const closeService = async (): Promise<void> => { await embedded?.close() }

@@ -1,0 +1,284 @@
+/**
+ * The local bus: how the broker workers of one node (`--workers N`) hand
+ * each other their publishes, over Unix domain sockets in a private
+ * directory instead of Redis pub/sub (about a tenth of the CPU a crossing,
+ * docs/benchmarks.md). mq.ts sends every publish here and delivers what
+ * comes in to its local subscribers.
+ *
+ * - Worker i listens on `{dir}/{i}.sock` and connects to every sibling's
+ *   socket; it writes only on the connections it made and reads only on
+ *   those it accepted, so each direction of a pair is one socket and the
+ *   frames of one publisher arrive in order.
+ * - A publish is encoded once (bus-frames.ts); the frames of one event-loop
+ *   turn go out to each sibling in one write (flushed on setImmediate).
+ * - Back-pressure: past QUEUE_BYTES waiting for one sibling, the publisher's
+ *   callback (its PUBACK) waits until that socket drains. A receiver stops
+ *   reading while more than INFLIGHT_HIGH of its deliveries are unfinished,
+ *   so a slow worker slows its senders' publishers instead of filling memory.
+ *   A sibling that drains nothing for STALL_MS (hung) releases its waiting
+ *   publishers, and copies to it are dropped until it drains (logged once).
+ * - A sibling that dies is reconnected (the primary restarts it on the same
+ *   path); copies to it meanwhile are dropped, counted and logged once per
+ *   outage. A worker that (re)starts connects to each sibling, and a sibling
+ *   that sees it connect connects back at once.
+ */
+import { unlinkSync } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import type { Logger } from '../shared/log.js'
+import { type BusPacket, encodeFrame, FrameReader } from './bus-frames.js'
+
+/** Bytes waiting for one sibling (batch and socket buffer) before publishers wait. */
+const QUEUE_BYTES = 1024 * 1024
+/** Deliveries of one incoming stream unfinished at once before it is paused, and resumed below the low mark. */
+const INFLIGHT_HIGH = 1000
+const INFLIGHT_LOW = 250
+/** No drain from a sibling for this long: stop holding publishers for it. */
+const STALL_MS = 1000
+/** Reconnect delays to a sibling that is away: first, doubled, capped. */
+const RETRY_MIN_MS = 50
+const RETRY_MAX_MS = 1000
+/** At start, how long to wait for the first connection to each sibling. */
+const FIRST_CONNECT_MS = 1000
+
+export interface LocalBusOptions {
+  /** The node's private socket directory (mode 0700, made by the primary). */
+  dir: string
+  /** This worker's index, and how many workers the node has. */
+  index: number
+  count: number
+  /** Largest frame sent or accepted, in bytes. */
+  maxFrame: number
+  log: Logger
+}
+
+export interface PathCounts { sent: number, received: number, dropped: number }
+
+function socketPath (dir: string, index: number): string {
+  return path.join(dir, `${index}.sock`)
+}
+
+interface Sibling {
+  readonly index: number
+  socket: net.Socket | null
+  connecting: boolean
+  retry: NodeJS.Timeout | null
+  delay: number
+  /** Connected once: a later loss is an outage worth a line in the log. */
+  known: boolean
+  down: boolean
+  droppedSinceDown: number
+  batch: Buffer[]
+  batchBytes: number
+  scheduled: boolean
+  held: Array<() => void>
+  stallTimer: NodeJS.Timeout | null
+  stalled: boolean
+}
+
+export class LocalBus {
+  /** Copies sent to, received from and dropped for the siblings since start. */
+  readonly counts: PathCounts = { sent: 0, received: 0, dropped: 0 }
+  private readonly siblings: Sibling[] = []
+  private readonly inbound = new Set<net.Socket>()
+  private closed = false
+  private readonly server: net.Server
+
+  private constructor (private readonly opts: LocalBusOptions, private readonly deliver: (packet: BusPacket, done: () => void) => void) {
+    for (let i = 0; i < opts.count; i++) {
+      if (i === opts.index) continue
+      this.siblings.push({ index: i, socket: null, connecting: false, retry: null, delay: RETRY_MIN_MS, known: false, down: false, droppedSinceDown: 0, batch: [], batchBytes: 0, scheduled: false, held: [], stallTimer: null, stalled: false })
+    }
+    this.server = net.createServer((s) => { this.accept(s) })
+  }
+
+  /** Listen on this worker's socket, then try each sibling once (bounded): those not up yet are retried. */
+  static async start (opts: LocalBusOptions, deliver: (packet: BusPacket, done: () => void) => void): Promise<LocalBus> {
+    const bus = new LocalBus(opts, deliver)
+    const own = socketPath(opts.dir, opts.index)
+    // A previous run of this worker (killed) left its socket file behind.
+    try { unlinkSync(own) } catch { /* none */ }
+    await new Promise<void>((resolve, reject) => {
+      bus.server.once('error', reject)
+      bus.server.listen(own, () => { bus.server.off('error', reject); resolve() })
+    })
+    await Promise.all(bus.siblings.map(async (s) => { await bus.connect(s) }))
+    return bus
+  }
+
+  /**
+   * Send one packet to every sibling. `cb` runs once each sibling took it
+   * (at once, unless one of them has more than QUEUE_BYTES waiting).
+   */
+  send (packet: BusPacket, cb: () => void): void {
+    if (this.closed || this.siblings.length === 0) { cb(); return }
+    const frame = encodeFrame(packet)
+    if (frame.length - 4 > this.opts.maxFrame) {
+      this.counts.dropped += this.siblings.length
+      this.opts.log.warn('a message too large for the local bus was not sent to the other workers', { topic: packet.topic, bytes: frame.length })
+      cb()
+      return
+    }
+    let waits = 1
+    const step = (): void => { if (--waits === 0) cb() }
+    for (const s of this.siblings) {
+      const socket = s.socket
+      if (socket === null || s.stalled) { this.drop(s); continue }
+      s.batch.push(frame)
+      s.batchBytes += frame.length
+      this.counts.sent++
+      if (!s.scheduled) {
+        s.scheduled = true
+        setImmediate(() => { this.flush(s) })
+      }
+      if (s.batchBytes + socket.writableLength > QUEUE_BYTES) {
+        waits++
+        this.hold(s, step)
+      }
+    }
+    step()
+  }
+
+  /** Stop listening, drop the connections and remove this worker's socket file. */
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    this.server.close()
+    for (const s of this.siblings) {
+      if (s.retry !== null) clearTimeout(s.retry)
+      if (s.stallTimer !== null) clearTimeout(s.stallTimer)
+      s.socket?.destroy()
+      s.socket = null
+      this.release(s)
+    }
+    for (const s of this.inbound) s.destroy()
+    try { unlinkSync(socketPath(this.opts.dir, this.opts.index)) } catch { /* gone already */ }
+  }
+
+  private drop (s: Sibling): void {
+    this.counts.dropped++
+    s.droppedSinceDown++
+  }
+
+  private flush (s: Sibling): void {
+    s.scheduled = false
+    const batch = s.batch
+    const bytes = s.batchBytes
+    s.batch = []
+    s.batchBytes = 0
+    if (batch.length === 0) return
+    if (s.socket === null) { for (let i = 0; i < batch.length; i++) this.drop(s); return }
+    s.socket.write(batch.length === 1 ? batch[0] as Buffer : Buffer.concat(batch, bytes))
+  }
+
+  /** Hold a publisher until the sibling drains, or STALL_MS pass without a drain. */
+  private hold (s: Sibling, release: () => void): void {
+    s.held.push(release)
+    if (s.stallTimer !== null) return
+    s.stallTimer = setTimeout(() => {
+      s.stallTimer = null
+      if (s.held.length === 0) return
+      s.stalled = true
+      this.opts.log.warn('a worker does not take messages on the local bus; they are dropped until it does', { to: s.index, waiting: s.held.length })
+      this.release(s)
+    }, STALL_MS)
+  }
+
+  private release (s: Sibling): void {
+    if (s.stallTimer !== null) { clearTimeout(s.stallTimer); s.stallTimer = null }
+    const held = s.held
+    s.held = []
+    for (const r of held) r()
+  }
+
+  private async connect (s: Sibling): Promise<void> {
+    if (this.closed || s.socket !== null || s.connecting) return
+    if (s.retry !== null) { clearTimeout(s.retry); s.retry = null }
+    s.connecting = true
+    const socket = net.createConnection(socketPath(this.opts.dir, s.index))
+    let timer: NodeJS.Timeout | undefined
+    await new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, FIRST_CONNECT_MS)
+      socket.once('connect', () => {
+        s.connecting = false
+        if (this.closed) { socket.destroy(); resolve(); return }
+        socket.setNoDelay(true)
+        // Who we are, so that the sibling connects back at once if it has no connection to us.
+        const hello = Buffer.alloc(2)
+        hello.writeUInt16BE(this.opts.index)
+        socket.write(hello)
+        s.socket = socket
+        s.delay = RETRY_MIN_MS
+        if (s.down) this.opts.log.info('local bus to a worker is back', { to: s.index, dropped: s.droppedSinceDown })
+        s.known = true
+        s.down = false
+        s.stalled = false
+        resolve()
+      })
+      socket.on('drain', () => {
+        if (s.stalled) this.opts.log.info('a worker takes messages on the local bus again', { to: s.index, dropped: s.droppedSinceDown })
+        s.stalled = false
+        this.release(s)
+      })
+      socket.on('error', () => { /* 'close' follows */ })
+      socket.once('close', () => {
+        resolve()
+        s.connecting = false
+        if (s.socket === socket) {
+          s.socket = null
+          this.release(s)
+          if (s.known && !s.down) {
+            s.down = true
+            s.droppedSinceDown = 0
+            this.opts.log.warn('local bus to a worker lost; messages to it are dropped until it is back', { to: s.index })
+          }
+        }
+        if (this.closed) return
+        s.retry = setTimeout(() => { s.retry = null; void this.connect(s) }, s.delay)
+        s.delay = Math.min(RETRY_MAX_MS, s.delay * 2)
+      })
+    })
+    clearTimeout(timer)
+  }
+
+  /** A sibling's connection: its index first, then frames, each delivered here. */
+  private accept (socket: net.Socket): void {
+    if (this.closed) { socket.destroy(); return }
+    this.inbound.add(socket)
+    const reader = new FrameReader(this.opts.maxFrame)
+    let from: number | null = null
+    let head: Buffer = Buffer.alloc(0)
+    let inflight = 0
+    let paused = false
+    const done = (): void => {
+      inflight--
+      if (paused && inflight <= INFLIGHT_LOW) { paused = false; socket.resume() }
+    }
+    const onPacket = (packet: BusPacket): void => {
+      this.counts.received++
+      inflight++
+      this.deliver(packet, done)
+    }
+    socket.on('data', (chunk: Buffer) => {
+      let data = chunk
+      if (from === null) {
+        data = Buffer.concat([head, data])
+        if (data.length < 2) { head = data; return }
+        from = data.readUInt16BE(0)
+        data = data.subarray(2)
+        const s = this.siblings.find((x) => x.index === from)
+        if (s !== undefined && s.socket === null) void this.connect(s)
+      }
+      try {
+        reader.push(data, onPacket)
+      } catch (err) {
+        this.opts.log.error('a worker sent a broken stream on the local bus; its connection is closed', { from, error: (err as Error).message })
+        socket.destroy()
+        return
+      }
+      if (!paused && inflight > INFLIGHT_HIGH) { paused = true; socket.pause() }
+    })
+    socket.on('error', () => { /* 'close' follows */ })
+    socket.once('close', () => { this.inbound.delete(socket) })
+  }
+}
