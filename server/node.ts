@@ -135,6 +135,9 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
       // enforces cfg.maxTopicLevels with SUBACK 0x80 and a refusal notice.
       maxTopicLevels: 100,
       maxClientsIdLength: 64,
+      // MQTT 5: aedes resolves an alias to its topic before authorizePublish,
+      // so the hooks judge every publish by its real topic (test/broker/mqtt5.test.ts).
+      topicAliasMaximum: cfg.topicAliasMaximum,
       // Dead brokers' clients go offline, and their wills out, within 30 s (heartbeat.ts).
       heartbeatInterval: HEARTBEAT_MS,
       concurrency

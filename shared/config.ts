@@ -57,6 +57,7 @@ export const settings = {
   loginFailures: { kind: 'int', default: 10, min: 1, max: 1_000_000, doc: 'Failed logins allowed per source address per minute before login is refused.' },
   maxSubscriptions: { kind: 'int', default: 100, min: 1, max: 1_000_000, doc: 'Subscriptions one client may hold; more get SUBACK 0x80.' },
   maxTopicLevels: { kind: 'int', default: 16, min: 1, max: 100, doc: 'Most levels in a topic name or filter.' },
+  topicAliasMaximum: { kind: 'int', default: 0, min: 0, max: 65535, doc: 'MQTT 5: highest topic alias a client may set on its publishes, said in CONNACK (0 = none; a publish with an alias then closes the connection with reason 0x94).' },
   offlineQueue: { kind: 'int', default: 1000, min: 1, max: 10_000_000, doc: 'Most QoS 1/2 messages queued for one persistent session.' },
   maxInflight: { kind: 'int', default: 2000, min: 1, max: 10_000_000, doc: 'Publishes being routed at once; past it, publishers wait (no PUBACK, socket not read).' },
   slowConsumerBytes: { kind: 'int', default: 1 * MiB, min: 1 * KiB, max: 1024 * MiB, doc: 'Unsent bytes after which a subscriber is slow: it gets no QoS 0 and is disconnected for QoS 1/2 (its session keeps them).' },
