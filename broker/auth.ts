@@ -109,6 +109,13 @@ export class Authenticator {
       // made-up id would be its session's only name.
       throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'empty client id needs clean session', 'a zero-length client id needs clean session')
     }
+    if (client.id in Object.prototype) {
+      // aedes 2.0.0-beta.1 keeps its connected clients in a plain object again
+      // (1.2.0 did not: GHSA-52qw-whmv-87c5), so an id such as `constructor`
+      // finds an inherited member there, and registering it throws out of
+      // aedes and ends the process. Refused before it is registered.
+      throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'client id reserved', 'this client id names a built-in property and cannot be used')
+    }
     if (this.connectedClients() >= this.cfg.maxConnections) {
       throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_limit', 'too many connections', 'too many connections')
     }

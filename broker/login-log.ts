@@ -44,7 +44,8 @@ export const failureReasons = [
   'token of another user',
   'token older than the user',
   'client id not the user\'s',
-  'empty client id needs clean session'
+  'empty client id needs clean session',
+  'client id reserved'
 ] as const
 export type FailureReason = typeof failureReasons[number]
 
