@@ -267,7 +267,7 @@ function boundOfflineQueues (p: Persistence, limit: number, stats: Stats): void 
  * One subscription change at a time per client id, and each SUBSCRIBE's
  * change stored once.
  *
- * aedes 1.2 calls addSubscriptions once per topic of a SUBSCRIBE, each time
+ * aedes (1.2, and still 2.0.0-beta.1) calls addSubscriptions once per topic of a SUBSCRIBE, each time
  * with the packet's whole list; the persistence then broadcasts the change
  * on the broker's routing (`$SYS/sub/add`) and waits for its own broadcast
  * to come back, keyed by client id and first topic. When the broadcast comes
