@@ -6,7 +6,8 @@
 //   - the code's layout, in "standard" style (2 spaces, no semicolons, single
 //     quotes, a space before a function's parentheses), by @stylistic;
 //   - the layout of the folders: no import cycles, and imports run one way
-//     (cli -> server -> broker, bridge -> shared -> the SDK's protocol);
+//     (cli -> server -> broker, bridge -> shared -> the SDK's protocol; the
+//     web app in web/src imports only the SDK);
 //   - size: no file over 400 lines, no function over 80, unless a targeted
 //     disable at that spot says why it must be so.
 import js from '@eslint/js'
@@ -102,7 +103,8 @@ const layers = [
   { target: './bridge', from: ['./broker', './server'], message: 'the message service runs without the broker: pass what it needs in from server/' },
   { target: './broker', from: ['./bridge', './server'], message: 'the broker knows nothing of the message service: server/ wires the two' },
   { target: './shared', from: ['./broker', './bridge', './server', './cli', './bench'], message: 'shared/ is the bottom layer' },
-  { target: './sdk/src', from: '.', except: ['./sdk/src', './node_modules/mqtt'], message: 'the SDK is its own package: it imports only its own files and its dependencies' }
+  { target: './sdk/src', from: '.', except: ['./sdk/src', './node_modules/mqtt'], message: 'the SDK is its own package: it imports only its own files and its dependencies' },
+  { target: './web/src', from: '.', except: ['./web/src', './sdk', './node_modules/@warbler/sdk'], message: 'the web app runs in the browser: it imports only its own files and the SDK' }
 ]
 
 export default tseslint.config(
@@ -158,8 +160,8 @@ export default tseslint.config(
     }
   },
   {
-    // The browser example runs in a page; its build and server scripts in Node.
-    files: ['examples/web/app.js'],
+    // The browser example and the web app run in a page; their build and server scripts in Node.
+    files: ['examples/web/app.js', 'web/src/**/*.ts'],
     languageOptions: { globals: { ...globals.browser } }
   }
 )

@@ -10,6 +10,8 @@
  * without checking. Checks in progress count against that budget too: an
  * address never has more credential checks running than it has failures left,
  * the rest wait their turn, so parallel guesses cannot overshoot the limit.
+ * The web app's logins over HTTP (web-session.ts) go through the same rate,
+ * budget and lockout (`httpLogin`): one count per address for both doors.
  * Connection limits (count, per-address rate) are checked first, so a refused
  * client costs almost nothing. Before a credential is checked, the identity
  * cache reads the store's version (cache.ts), so every login sees every user
@@ -45,8 +47,9 @@ export class AuthRefused extends Error {
 }
 
 /** A credential check that failed, and why. */
-interface Failed { failed: FailureReason }
+export interface Failed { failed: FailureReason }
 const fail = (why: FailureReason): Failed => ({ failed: why })
+const isFailed = (v: unknown): v is Failed => typeof v === 'object' && v !== null && 'failed' in v
 
 /** Password checks (scrypt) running at once; libuv's pool has 4 threads by default. */
 const SCRYPT_RUNNING = 2
@@ -129,21 +132,7 @@ export class Authenticator {
       if (!this.cfg.dev) throw new AuthRefused(ReturnCode.NotAuthorized, 'anonymous', 'anonymous not allowed', 'anonymous access is off (start with --dev to allow it)')
       return this.session(client, null, false, 'anonymous', address)
     }
-    if (!await this.startCheck(address)) {
-      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_rate_limited', 'locked out after failed logins', 'too many failed logins from this address; wait a minute')
-    }
-    let method: AuthMethod | Failed
-    try {
-      // Every change committed before this CONNECT is seen (a user just added, a token just revoked).
-      await this.cache.refresh()
-      method = await this.check(username, password?.toString('utf8') ?? '')
-      if (typeof method !== 'string') this.failures.add(address)
-    } finally {
-      this.endCheck(address)
-    }
-    if (typeof method !== 'string') {
-      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', method.failed, 'bad user name or password')
-    }
+    const method = await this.guarded(address, async () => await this.check(username, password?.toString('utf8') ?? ''))
     if (!this.assigned.has(client) && !clientIdBelongsTo(client.id, username)) {
       throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'client id not the user\'s',
         `client id must be "${username}" or start with "${username}-"`)
@@ -152,6 +141,57 @@ export class Authenticator {
     const session = this.session(client, username, user?.admin === true, method, address, user?.service === true)
     const tokenId = method === 'device_token' ? parseDeviceToken(password?.toString('utf8') ?? '')?.id : undefined
     return tokenId === undefined ? session : { ...session, tokenId }
+  }
+
+  /**
+   * Run one credential check under the address's lockout: refused at once
+   * when its failures in this window reached `loginFailures`, a failed check
+   * counted. MQTT logins and the web app's (web-session.ts) share it, so
+   * neither door gives more guesses than the other.
+   */
+  private async guarded<T> (address: string, check: () => Promise<T | Failed>): Promise<T> {
+    if (!await this.startCheck(address)) {
+      throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_rate_limited', 'locked out after failed logins', 'too many failed logins from this address; wait a minute')
+    }
+    let result: T | Failed
+    try {
+      // Every change committed before this login is seen (a user just added, a token just revoked).
+      await this.cache.refresh()
+      result = await check()
+      if (isFailed(result)) this.failures.add(address)
+    } finally {
+      this.endCheck(address)
+    }
+    if (isFailed(result)) throw new AuthRefused(ReturnCode.BadUsernameOrPassword, 'login_failed', result.failed, 'bad user name or password')
+    return result
+  }
+
+  /**
+   * A login over HTTP (the web app): the same per-address connection rate,
+   * lockout and `login failed` log line as an MQTT CONNECT from that
+   * address. `check` proves the credential; its failure counts.
+   */
+  async httpLogin<T> (address: string, user: string | undefined, secret: string, check: () => Promise<T | Failed>): Promise<T> {
+    try {
+      if (!this.connBuckets.take(address)) {
+        throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_rate', 'too many new connections from the address', 'too many logins from this address; slow down')
+      }
+      return await this.guarded(address, check)
+    } catch (err) {
+      if (err instanceof AuthRefused) this.failureLog.note({ reason: err.why, address, clientId: null, user, secret })
+      throw err
+    }
+  }
+
+  /** Whether `password` proves `username` as a password (never a token: a token must not buy a longer-lived one). */
+  async checkPassword (username: string, password: string): Promise<true | Failed> {
+    const method = await this.check(username, password)
+    return method === 'password' ? true : typeof method === 'string' ? fail('bad password') : method
+  }
+
+  /** A user's admin flag and creation time, from the identity cache; undefined when there is no such user. */
+  user (name: string): { admin: boolean, createdAt: number } | undefined {
+    return this.cache.users.get(name)
   }
 
   /**

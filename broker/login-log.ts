@@ -43,6 +43,9 @@ export const failureReasons = [
   'invalid token',
   'token of another user',
   'token older than the user',
+  'bad refresh token',
+  'refresh token reused',
+  'expired refresh token',
   'client id not the user\'s',
   'empty client id needs clean session',
   'client id reserved'

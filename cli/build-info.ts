@@ -18,8 +18,8 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EXIT, StartError } from '../shared/start-error.js'
 
-/** The product's sources (tsconfig.json compiles these and test/; tests do not change what the CLI runs). */
-const SOURCE_DIRS = ['shared', 'broker', 'bridge', 'server', 'cli', 'bench', 'sdk/src']
+/** The product's sources (tsconfig.json compiles these and test/, web/build.mjs web/src; tests do not change what the CLI runs). */
+const SOURCE_DIRS = ['shared', 'broker', 'bridge', 'server', 'cli', 'bench', 'sdk/src', 'web/src']
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
 const RECORD = path.join(ROOT, 'dist', 'build-info.json')
 

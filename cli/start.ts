@@ -12,7 +12,8 @@ import path from 'node:path'
 import { resolveConfig, startHelp } from '../shared/config.js'
 import { randomPassword } from '../broker/identity/password.js'
 import { IdentityStore } from '../broker/identity/identity-store.js'
-import { createLogger, type Level } from '../shared/log.js'
+import { startIdentityReplica } from '../broker/identity/identity-replica.js'
+import { createLogger, type Level, type Logger } from '../shared/log.js'
 import { startCluster } from '../server/cluster.js'
 import { startWarbler } from '../server/node.js'
 import { lockAll, prepareDataDir } from '../shared/data-dir.js'
@@ -23,9 +24,12 @@ export const INITIAL_ADMIN_FILE = 'initial-admin-password'
 /**
  * On the first start without --dev, with no user at all, create the user
  * `admin` with a random password written to a 0600 file in the data dir
- * (never to the log), so the operator is not locked out.
+ * (never to the log), so the operator is not locked out. With Redis, the
+ * users the other nodes share count: a node joining them takes theirs first
+ * and creates no admin of its own.
  */
-async function ensureFirstAdmin (dataDir: string): Promise<string | null> {
+async function ensureFirstAdmin (dataDir: string, redis: string, log: Logger): Promise<string | null> {
+  if (redis !== '') await (await startIdentityReplica(dataDir, redis, log, { watch: false })).close()
   const store = await IdentityStore.open(dataDir)
   try {
     if (await store.countUsers() > 0) return null
@@ -94,7 +98,7 @@ export async function runStart (argv: string[]): Promise<number> {
     unlock = await lockAll(cfg.dataDir, cfg.bridge === 'embedded' ? ['node', 'service'] : ['node'])
     stage = 'opening the identity store'
     if (!cfg.dev) {
-      const file = await ensureFirstAdmin(cfg.dataDir)
+      const file = await ensureFirstAdmin(cfg.dataDir, cfg.redis, log)
       if (file !== null) {
         log.warn('no users yet: created admin user "admin"; its password is in the file named here. Change it with `warbler user passwd admin` and delete the file.', { file })
       }

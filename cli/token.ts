@@ -17,6 +17,9 @@ const HELP = `Usage:
       Revoke a device token; new connections with it are refused from then on.
 
 Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
+Nodes started with --redis on one Redis share device tokens, revocations and
+the signing key: the node running on this data dir passes a change on to the
+others within a second.
 `
 
 const COMMANDS: Record<string, { options: readonly string[], arg: 'required' | 'optional' }> = {

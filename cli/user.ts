@@ -2,6 +2,7 @@
  * `warbler user add|list|remove|passwd|admin`.
  */
 import { randomPassword } from '../broker/identity/password.js'
+import { RefreshTokens } from '../broker/identity/refresh-tokens.js'
 import { IdentityStore } from '../broker/identity/identity-store.js'
 import { CliError, dataDirOf, onlyOptions, parseArgs, readStdinLine } from '../shared/args.js'
 
@@ -14,6 +15,7 @@ const HELP = `Usage:
   warbler user remove NAME
   warbler user passwd NAME [--password-stdin]
       Set a new password (generated and printed when not read from stdin).
+      Ends the user's web app logins (their refresh tokens are revoked).
   warbler user admin NAME --on|--off
       Grant or take away admin rights ($SYS access, admin API).
 
@@ -21,7 +23,9 @@ Options: --data-dir DIR (env WARBLER_DATA_DIR, default ./data)
 User names: 1-32 of a-z, 0-9, _ and ., starting with a letter.
 Passwords: 8-1024 characters. A change is in force for the next login to a
 running service when the command returns; live connections of a removed user
-are closed within a second.
+are closed within a second. Nodes started with --redis on one Redis share
+users: the node running on this data dir passes the change on to the others
+within a second (when it next starts, if it is not running).
 `
 
 /** Per subcommand: the options it takes, and whether it needs NAME. */
@@ -79,7 +83,10 @@ export async function runUser (argv: string[]): Promise<number> {
       case 'passwd': {
         const pw = await password()
         await store.setPassword(n, pw.value)
+        // Whoever logged in to the web app with the old password must not stay logged in.
+        const ended = await (await RefreshTokens.open(store.db)).revokeUser(n)
         process.stdout.write(`password changed for ${n}\n`)
+        if (ended > 0) process.stdout.write(`ended ${ended} web login${ended === 1 ? '' : 's'} of ${n}\n`)
         if (pw.generated) process.stdout.write(`password: ${pw.value}\n`)
         return 0
       }

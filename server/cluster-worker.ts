@@ -68,8 +68,8 @@ async function main (): Promise<void> {
     return
   }
   if (stopping !== null) return
-  if (node.routes !== undefined) {
-    // The admin API, for the primary only: loopback, a port of its own (not shared through the cluster).
+  if (node.routes !== undefined && index === 0) {
+    // The web app's logins and the admin API, for the primary only (it forwards them to worker 0): loopback, a port of its own (not shared through the cluster).
     // No /metrics here: the primary collects them over IPC, and this port has no metrics token.
     const routes = node.routes
     admin = createHttpServer({ ready: () => stopping === null, routes })

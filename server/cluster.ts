@@ -34,6 +34,7 @@ import client, { AggregatorRegistry, Registry } from 'prom-client'
 type MetricJson = object
 import { type Config, readMetricsToken } from '../shared/config.js'
 import { createHttpServer } from './ops-http.js'
+import { webAppRoutes } from './web-app.js'
 import { closeServer, listen } from '../broker/listeners.js'
 import { EXIT } from '../shared/start-error.js'
 import type { Logger } from '../shared/log.js'
@@ -221,7 +222,7 @@ function clusterMetrics (p: Primary): Pick<Registry, 'contentType' | 'metrics'> 
   }
 }
 
-/** The message service's admin API lives in worker 0: forward to it. */
+/** The web app's logins and the message service's admin API live in worker 0: forward to it. */
 function forwardToAdmin (slots: Slot[]): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
   return (req, res) => {
     const admin = slots[0]?.admin ?? null
@@ -254,7 +255,7 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
 
   // -- the HTTP port ---------------------------------------------------------
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry: clusterMetrics(p), ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !p.stopping && slots.some((s) => s.ready), routes: forwardToAdmin(slots) })
+    ? createHttpServer({ registry: clusterMetrics(p), ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !p.stopping && slots.some((s) => s.ready), web: webAppRoutes(() => p.ports ?? {}), routes: forwardToAdmin(slots) })
     : null
   const allPorts: Record<string, number> = { ...(p.ports ?? {}) }
   if (httpServer !== null) {

@@ -26,8 +26,10 @@ import { classifyClientError, createHooks } from '../broker/hooks/create-hooks.j
 import { createDeliveryFixes } from '../broker/delivery.js'
 import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
+import { webAppRoutes } from './web-app.js'
 import { IdentityCache } from '../broker/identity/cache.js'
 import { IdentityStore } from '../broker/identity/identity-store.js'
+import { type IdentityReplica, startIdentityReplica } from '../broker/identity/identity-replica.js'
 import { createListeners, closeServer, type Listener, listen, portOf } from '../broker/listeners.js'
 import { HEARTBEAT_MS } from '../shared/heartbeat.js'
 import { createLogger, type Logger } from '../shared/log.js'
@@ -42,6 +44,8 @@ import { SYS_ROOT, SysPublisher } from '../broker/sys.js'
 import { getSession } from '../broker/session.js'
 import type { Registry } from 'prom-client'
 import { adminRoutes } from '../bridge/admin-api.js'
+import { RefreshTokens } from '../broker/identity/refresh-tokens.js'
+import { webSessionRoutes } from '../broker/web-session.js'
 import { registerServiceMetrics, serviceSys } from '../bridge/service-metrics.js'
 import type { MessageService } from '../bridge/service.js'
 
@@ -84,7 +88,7 @@ export interface Warbler {
   readonly sysRoot: string
   /** The Prometheus registry /metrics serves (a cluster's primary aggregates the workers'). */
   readonly registry: Registry
-  /** The message service's admin HTTP API, when the service runs here. */
+  /** The web app's login routes, and the message service's admin HTTP API when the service runs here. */
   readonly routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean
   close: () => Promise<void>
 }
@@ -105,16 +109,28 @@ function sysRootOf (cfg: Config, worker: number): string {
   return cfg.redis === '' ? SYS_ROOT : `${SYS_ROOT}/node/${cfg.nodeName}/${worker}`
 }
 
-/** The identity store, its cache and the MQTT persistence, opened in that order; a failure closes what was opened. */
-async function openStores (cfg: Config, stats: Stats, log: Logger): Promise<{ identity: IdentityStore, cache: IdentityCache, persistence: BrokerPersistence }> {
+interface Stores { identity: IdentityStore, cache: IdentityCache, replica: IdentityReplica | null, refresh: RefreshTokens, persistence: BrokerPersistence }
+
+/**
+ * The identity store (shared with the other nodes through Redis when there is
+ * one: identity-replica.ts, run by worker 0 alone, the others reading the same
+ * file), its cache, the web app's refresh tokens (this node's own) and the
+ * MQTT persistence, opened in that order; a failure closes what was opened.
+ */
+async function openStores (cfg: Config, stats: Stats, log: Logger, worker: number): Promise<Stores> {
   const identity = await IdentityStore.open(cfg.dataDir)
   const cache = new IdentityCache(identity)
+  let replica: IdentityReplica | null = null
   try {
+    // Merged before the cache's first load: the first login already sees the other nodes' users.
+    if (cfg.redis !== '' && worker === 0) replica = await startIdentityReplica(cfg.dataDir, cfg.redis, log)
     await cache.start()
+    const refresh = await RefreshTokens.open(identity.db, { log })
     const persistence = await createPersistence({ redis: cfg.redis, offlineQueue: cfg.offlineQueue, stats, log })
-    return { identity, cache, persistence }
+    return { identity, cache, replica, refresh, persistence }
   } catch (err) {
     cache.stop()
+    await replica?.close()
     await identity.close()
     throw err
   }
@@ -193,7 +209,7 @@ function closeRevokedOnReload (cache: IdentityCache, b: Aedes, auth: Authenticat
 
 interface Observability {
   registry: Registry
-  routes: ((req: http.IncomingMessage, res: http.ServerResponse) => boolean) | undefined
+  routes: (req: http.IncomingMessage, res: http.ServerResponse) => boolean
   httpServer: http.Server | null
   sys: SysPublisher
   sysRoot: string
@@ -205,6 +221,8 @@ function observe (cfg: Config, o: {
   stats: Stats
   gate: PublishGate
   auth: Authenticator
+  identity: IdentityStore
+  refresh: RefreshTokens
   persistence: BrokerPersistence
   routing: SharedRouting | null
   embedded: EmbeddedService | null
@@ -212,6 +230,7 @@ function observe (cfg: Config, o: {
   worker: number
   connected: () => number
   ready: () => boolean
+  ports: () => Readonly<Record<string, number>>
 }): Observability {
   const { stats, gate, persistence, routing, embedded, connected } = o
   const redisReady = persistence.redisReady
@@ -224,11 +243,13 @@ function observe (cfg: Config, o: {
   })
   const svc: MessageService | null = embedded?.service ?? null
   if (svc !== null) registerServiceMetrics(registry, svc)
-  const routes = svc === null
+  const session = webSessionRoutes({ auth: o.auth, store: o.identity, refresh: o.refresh })
+  const admin = svc === null
     ? undefined
     : adminRoutes({ reader: svc.reader, bearer: async (token) => await o.auth.bearer(token) })
+  const routes = (req: http.IncomingMessage, res: http.ServerResponse): boolean => session(req, res) || (admin?.(req, res) ?? false)
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), ...(routes !== undefined ? { routes } : {}) })
+    ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), web: webAppRoutes(o.ports), routes })
     : null
   const sysRoot = sysRootOf(cfg, o.worker)
   const sys = new SysPublisher(o.b, {
@@ -265,12 +286,22 @@ function connectionHandler (b: Aedes, cfg: Config, stats: Stats, log: Logger, cl
 // One function (about 90 lines) on purpose: it reads top to bottom in the
 // order things are opened, each step a named function above, and `undo`,
 // which a failing step closes in reverse, is visible in one place.
+/** Close what was opened before the broker; for a failed start and the end of close(). */
+async function releaseStores (s: Stores, auth: Authenticator, log: Logger): Promise<void> {
+  await s.persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
+  s.cache.stop()
+  auth.close()
+  await s.replica?.close()
+  await s.identity.close()
+}
+
 export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promise<Warbler> {
   const log = opts.log ?? createLogger(cfg.logLevel as 'info')
   // Read before anything is opened: a bad file stops the start with nothing to undo.
   const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
   const stats = new Stats()
-  const { identity, cache, persistence } = await openStores(cfg, stats, log)
+  const stores = await openStores(cfg, stats, log, opts.worker ?? 0)
+  const { identity, cache, refresh, persistence } = stores
 
   // The hooks and the limits need the broker, which needs them: they read it once it exists.
   // eslint-disable-next-line prefer-const -- assigned once the broker is made from the hooks
@@ -281,13 +312,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev, cfg.bridge === 'off')
   const hooks = createHooks({ cfg, auth, acl, gate, stats, log, broker: () => broker as Aedes })
 
-  /** Close what was opened before the broker; for a failed start and the end of close(). */
-  const release = async (): Promise<void> => {
-    await persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
-    cache.stop()
-    auth.close()
-    await identity.close()
-  }
+  const release = (): Promise<void> => releaseStores(stores, auth, log)
   const undo: Array<() => Promise<void>> = [release]
   const failed = async (err: unknown): Promise<never> => {
     for (const close of undo.reverse()) await close()
@@ -329,14 +354,15 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   }
 
   let ready = false
+  let ports: Record<string, number> = {}
   const { registry, routes, httpServer, sys, sysRoot } = observe(cfg, {
-    b, stats, gate, auth, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, connected, ready: () => ready && closing === null
+    b, stats, gate, auth, identity, refresh, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, connected, ready: () => ready && closing === null, ports: () => ports
   })
   undo.push(async () => {
     await Promise.all(listeners.map((l) => l.close()))
     if (httpServer !== null) await closeServer(httpServer)
   })
-  const ports = await bindAll(cfg, listeners, httpServer).catch(failed)
+  ports = await bindAll(cfg, listeners, httpServer).catch(failed)
   sys.start()
   embedded?.retention.start()
   ready = true
@@ -355,7 +381,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     sys: () => sys.snapshot(),
     sysRoot,
     registry,
-    ...(routes !== undefined ? { routes } : {}),
+    routes,
     close
   }
 }

@@ -4,7 +4,8 @@
  * stopping) and `/metrics` (Prometheus text format). With a metrics token
  * (`metricsTokenFile`), `/metrics` answers only a request that carries it as
  * `Authorization: Bearer TOKEN`; the probes stay open, since load balancers
- * and supervisors ask them without credentials.
+ * and supervisors ask them without credentials. It also serves the chat web
+ * app at `/` (web-app.ts) and its logins (broker/web-session.ts).
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import http from 'node:http'
@@ -19,7 +20,9 @@ export interface HttpDeps {
   /** The token /metrics requires; none: /metrics is open. */
   metricsToken?: string
   ready: () => boolean
-  /** Extra routes (the message service adds its admin API here). */
+  /** The web app's files (web-app.ts): only GET and HEAD of `/` and the files it names, before the routes below. */
+  web?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean
+  /** Extra routes (the web app's logins, the message service's admin API). */
   routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean
 }
 
@@ -61,6 +64,7 @@ export function createHttpServer (d: HttpDeps): http.Server {
       }, (err: Error) => send(res, 500, `metrics failed: ${err.message}\n`))
       return
     }
+    if (d.web?.(req, res) === true) return
     if (d.routes?.(req, res) === true) return
     send(res, 404, 'not found\n')
   })

@@ -25,17 +25,6 @@ export function jsonParam (v: unknown[]): Buffer {
   return Buffer.from(JSON.stringify(v), 'utf8')
 }
 
-/**
- * A batch statement with its JSON array written into the SQL as a string
- * literal (for a script run in one step, which takes no parameters). Inside
- * an SQLite string literal only the quote is special; it is doubled.
- */
-export function withLiteral (sql: string, v: unknown[]): string {
-  const literal = `'${JSON.stringify(v).replaceAll("'", "''")}'`
-  // A replacer function: a string replacement would give `$` patterns a meaning.
-  return sql.replace('CAST(?1 AS TEXT)', () => literal)
-}
-
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
 
 /**

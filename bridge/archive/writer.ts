@@ -19,14 +19,15 @@
  *
  * Under load the event loop is busy with MQTT work, and every statement's
  * completion waits for the loop's current turn; so a batch of sends goes to
- * SQLite as one script (one trip), and batches are pipelined: the next one
- * is written while the previous one is delivered (see `apply` and `loop`).
+ * SQLite as one INSERT committed on its own (one trip; the schema's trigger
+ * moves conversations and watermarks), and batches are pipelined: the next
+ * one is written while the previous one is delivered (see `apply` and `loop`).
  */
 import type { AckFrame, GroupRole, MessageFrame, ReceiptFrame } from '@warbler/sdk/protocol'
 import type { Database } from '../../shared/sqlite.js'
 import { ServiceError } from './archive-errors.js'
 import { newMessageId } from './message-id.js'
-import { jsonParam, SQL_CONV, SQL_CONV_MEMBERS, SQL_CONVS, SQL_EXISTING, SQL_INSERT, SQL_MARKS, SQL_NEW_CONV, SQL_NEW_MEMBER, SQL_USER_EXISTS, wellFormed, withLiteral } from './batch-sql.js'
+import { jsonParam, SQL_CONV, SQL_CONV_MEMBERS, SQL_CONVS, SQL_EXISTING, SQL_INSERT, SQL_MARKS, SQL_NEW_CONV, SQL_NEW_MEMBER, SQL_USER_EXISTS, wellFormed } from './batch-sql.js'
 import type { ConvState, SendInput, SendResult, StoredMessage, StoredReceipt, Tx, WriterStats } from './tx.js'
 
 export type { ConvState, SendInput, SendResult, StoredMessage, StoredReceipt, Tx, WriterStats } from './tx.js'
@@ -199,13 +200,13 @@ export class ArchiveWriter {
    * - In one step (`oneStep`, a batch of sends): the items run against the
    *   in-memory state (reads go to the database, outside any transaction:
    *   this connection is the archive's only writer), then the whole
-   *   transaction goes to SQLite as one script, so it costs one trip through
-   *   the event loop instead of one per statement (under load, each trip
-   *   waits for the loop's current turn: measured, that waiting was most of a
-   *   commit's latency). Duplicates from earlier batches are not looked up:
-   *   the unique index on (sender, cid) fails the script instead. Returns null,
-   *   with nothing written and the in-memory state as before, when the
-   *   script fails or an item needs a statement run inside the transaction
+   *   transaction is one INSERT of the batch's rows, so it costs one trip
+   *   through the event loop instead of one per statement (under load, each
+   *   trip waits for the loop's current turn: measured, that waiting was most
+   *   of a commit's latency). Duplicates from earlier batches are not looked
+   *   up: the unique index on (sender, cid) fails the INSERT instead. Returns
+   *   null, with nothing written and the in-memory state as before, when the
+   *   INSERT fails or an item needs a statement run inside the transaction
    *   (a new conversation); the batch then runs statement by statement.
    * - Statement by statement: BEGIN, the duplicate lookup, each item, the
    *   held-back rows, COMMIT. Throws (after ROLLBACK) when storage fails.
@@ -318,23 +319,24 @@ export class ArchiveWriter {
     const convRows = (): unknown[][] => [...touched].map((c) => [c.id, c.lastSeq, c.lastTs, wellFormed(c.name)])
 
     if (oneStep) {
-      let began = false
       try {
         await runItems(new Map())
-        const script = ['BEGIN IMMEDIATE']
-        if (rows.length > 0) script.push(withLiteral(SQL_INSERT, rows))
-        if (marks.size > 0) script.push(withLiteral(SQL_MARKS, [...marks.values()]))
-        if (touched.size > 0) script.push(withLiteral(SQL_CONVS, convRows()))
-        script.push('COMMIT')
-        began = true
-        const done = db.exec(script.join(';\n'))
-        submitted()
-        await done
+        // Sends only: their rows are the whole batch. The schema's trigger
+        // moves each conversation and its sender's watermarks as the rows go
+        // in (what `markRead` and the conversation rows held here say, the
+        // same values), so one prepared INSERT, committed on its own, is the
+        // transaction: no script to parse, no BEGIN/COMMIT, no statement
+        // journal. It fails whole, as the script did.
+        if (rows.length > 0) {
+          const insert = await db.prepare(SQL_INSERT)
+          const done = insert.run([jsonParam(rows)])
+          submitted()
+          await done
+        }
         this.stats.oneStep++
         return { stored, receipts: receipts(), after, outcomes }
       } catch {
-        // The script stops at its first failing statement, inside the transaction.
-        if (began) await db.exec('ROLLBACK').catch(() => {})
+        // The statement committed nothing: it ran outside any transaction.
         for (const [c, [seq, ts]] of before) {
           c.lastSeq = seq
           c.lastTs = ts

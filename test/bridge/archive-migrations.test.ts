@@ -17,9 +17,13 @@ import { ARCHIVE_MIGRATIONS, migrate } from '../../bridge/archive/schema.js'
 import { MessageService } from '../../bridge/service.js'
 import { backups, dataDir, RELEASE_1, recordedVersion, schemaSql, withDb } from '../helpers/db-files.js'
 
+/** The newest version Warbler ships, and the first release's migration alone. */
+const LATEST = ARCHIVE_MIGRATIONS.length
+const RELEASE_1_MIGRATIONS = ARCHIVE_MIGRATIONS.slice(0, 1)
+
 /** A later migration, for the tests only: a new table and a new column. */
-const V2: Migration = {
-  version: 2,
+const NEXT: Migration = {
+  version: LATEST + 1,
   what: 'reactions, conversations.topic',
   up: 'CREATE TABLE reactions (msg TEXT NOT NULL, user TEXT NOT NULL, emoji TEXT NOT NULL, PRIMARY KEY (msg, user, emoji)) WITHOUT ROWID; ALTER TABLE conversations ADD COLUMN topic TEXT'
 }
@@ -32,8 +36,8 @@ test('a fresh file gets every migration and records the last version, with no co
   const d = await dataDir('warbler-archive-versions-', null)
   try {
     await withDb(d.file, async (db) => {
-      assert.deepEqual(await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, V2] }), { from: 0, to: 2, backup: null })
-      assert.equal(await version(db), 2)
+      assert.deepEqual(await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, NEXT] }), { from: 0, to: LATEST + 1, backup: null })
+      assert.equal(await version(db), LATEST + 1)
       const tables = new Set((await db.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'")).map((r) => r.name))
       for (const t of ['conversations', 'members', 'messages', 'last_seen', 'messages_fts', 'reactions']) assert.ok(tables.has(t), t)
     })
@@ -46,12 +50,12 @@ test('a file of the release before versions is recorded as version 1, its tables
   try {
     const before = await withDb(d.file, schemaSql)
     await withDb(d.file, async (db) => {
-      assert.deepEqual(await migrate(db), { from: 1, to: 1, backup: null })
+      assert.deepEqual(await migrate(db, { migrations: RELEASE_1_MIGRATIONS }), { from: 1, to: 1, backup: null })
       assert.equal(await version(db), 1)
       assert.equal(await schemaSql(db), before)
       assert.deepEqual(await messages(db), [{ seq: 1, text: 'hello ben' }, { seq: 2, text: 'lunch at noon?' }])
       // Opened again: nothing to do.
-      assert.deepEqual(await migrate(db), { from: 1, to: 1, backup: null })
+      assert.deepEqual(await migrate(db, { migrations: RELEASE_1_MIGRATIONS }), { from: 1, to: 1, backup: null })
     })
     assert.deepEqual(backups(d.dir), [])
   } finally { d.done() }
@@ -63,8 +67,8 @@ test('an older version is upgraded after a copy of the file: data kept, version 
     const lines: string[] = []
     const log = createLogger('info', (l) => { lines.push(l) })
     const out = await withDb(d.file, async (db) => {
-      const o = await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, V2], log })
-      assert.equal(await version(db), 2)
+      const o = await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, NEXT], log })
+      assert.equal(await version(db), LATEST + 1)
       assert.deepEqual(await messages(db), [{ seq: 1, text: 'hello ben' }, { seq: 2, text: 'lunch at noon?' }])
       // The new column and table work; the full-text index still finds old messages.
       await db.run("UPDATE conversations SET topic = 'plans' WHERE id = 'd:ann:ben'")
@@ -73,10 +77,10 @@ test('an older version is upgraded after a copy of the file: data kept, version 
       return o
     })
     assert.equal(out.from, 1)
-    assert.equal(out.to, 2)
+    assert.equal(out.to, LATEST + 1)
     assert.ok(out.backup !== null && existsSync(out.backup), 'the copy exists')
     assert.equal(path.dirname(out.backup), d.dir, 'the copy is in the data dir')
-    assert.match(path.basename(out.backup), /^warbler\.db\.pre-archive-v2-/)
+    assert.match(path.basename(out.backup), new RegExp(`^warbler\\.db\\.pre-archive-v${LATEST + 1}-`))
     assert.ok(lines.some((l) => l.includes(out.backup as string)), 'the log names the copy')
     // The copy is the file as it was: version 1's tables, every row.
     await withDb(out.backup, async (db) => {
@@ -93,15 +97,15 @@ test('a file of a newer version is refused (exit code 5) naming both versions, a
   try {
     await withDb(d.file, async (db) => {
       await migrate(db)
-      await db.run("UPDATE schema_versions SET version = 7 WHERE component = 'archive'")
+      await db.run("UPDATE schema_versions SET version = 70 WHERE component = 'archive'")
     })
     const bytes = readFileSync(d.file)
     const listing = readdirSync(d.dir).sort()
     await assert.rejects(MessageService.open({ dataDir: d.dir, transport: { publish: async () => {} }, log: createLogger('error', () => {}), maxPayload: 65536 }), (err: unknown) => {
       assert.ok(err instanceof StartError)
       assert.equal(err.exitCode, EXIT.dataDir)
-      assert.match(err.message, /archive schema version 7/)
-      assert.match(err.message, /versions up to 1\b/)
+      assert.match(err.message, /archive schema version 70/)
+      assert.match(err.message, new RegExp(`versions up to ${LATEST}\\b`))
       assert.match(err.message, /Upgrade Warbler/)
       return true
     })
@@ -113,12 +117,12 @@ test('a file of a newer version is refused (exit code 5) naming both versions, a
 test('a failing migration rolls back: the version stays, no table of it is left half made', async () => {
   const d = await dataDir('warbler-archive-versions-', RELEASE_1)
   try {
-    const broken: Migration = { version: 2, what: 'fails half way', up: 'CREATE TABLE half (x INTEGER); ALTER TABLE conversations ADD COLUMN topic TEXT; INSERT INTO no_such_table VALUES (1)' }
+    const broken: Migration = { version: LATEST + 1, what: 'fails half way', up: 'CREATE TABLE half (x INTEGER); ALTER TABLE conversations ADD COLUMN topic TEXT; INSERT INTO no_such_table VALUES (1)' }
     await withDb(d.file, async (db) => {
       await migrate(db)
       const before = await schemaSql(db)
       await assert.rejects(migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, broken] }), /no_such_table/)
-      assert.equal(await version(db), 1)
+      assert.equal(await version(db), LATEST)
       assert.equal(await schemaSql(db), before)
       assert.deepEqual(await db.all("SELECT name FROM sqlite_master WHERE name = 'half'"), [])
       assert.deepEqual(await messages(db), [{ seq: 1, text: 'hello ben' }, { seq: 2, text: 'lunch at noon?' }])
@@ -130,7 +134,7 @@ test('a list of migrations out of order is refused before anything runs', async 
   const d = await dataDir('warbler-archive-versions-', null)
   try {
     await withDb(d.file, async (db) => {
-      await assert.rejects(migrate(db, { migrations: [ARCHIVE_MIGRATIONS[0] as Migration, { ...V2, version: 3 }] }), /numbered 1, 2, 3.*found 3 at place 2/)
+      await assert.rejects(migrate(db, { migrations: [ARCHIVE_MIGRATIONS[0] as Migration, { ...NEXT, version: 3 }] }), /numbered 1, 2, 3.*found 3 at place 2/)
       assert.deepEqual(await db.all('SELECT name FROM sqlite_master'), [])
     })
   } finally { d.done() }

@@ -219,7 +219,8 @@ test('/healthz and /readyz answer 200 when up; unknown paths and methods are ref
     assert.equal(res.status, 200, p)
     await res.text()
   }
-  for (const p of ['/', '/metricsx', '/healthz/x']) {
+  // `/` is the web app (test/web); other paths are refused.
+  for (const p of ['/index.html', '/metricsx', '/healthz/x']) {
     const res = await fetch(`${node.httpUrl}${p}`)
     assert.equal(res.status, 404, p)
     await res.text()

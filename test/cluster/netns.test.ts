@@ -1,7 +1,8 @@
 // Several nodes, each in its own network namespace (its own addresses and
 // ports, as separate machines would have), on one Redis, behind a real
 // HAProxy in TCP mode with health checks on /readyz. SDK devices chat through
-// the balancer; one node (a 2-worker cluster) is killed with SIGKILL; its
+// the balancer; users and tokens changed on one node are in force on another
+// within a second; one node (a 2-worker cluster) is killed with SIGKILL; its
 // devices reconnect to the other nodes, and no acknowledged message is lost:
 // each is in the archive and reached its recipient once, in order.
 //
@@ -17,7 +18,8 @@ import path from 'node:path'
 import { test } from 'node:test'
 import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
-import { addUser, CLI, tempDir } from '../helpers/test-node.js'
+import { loginAnswers } from '../helpers/login-poll.js'
+import { addUser, CLI, connackCode, tempDir } from '../helpers/test-node.js'
 import { assertAllArrived, type Outcome, recorded, type Recorded, sleep, track, until, within } from '../sdk/support.js'
 
 const PREFIX = 'wbt'
@@ -94,6 +96,36 @@ async function connectedClients (ns: Ns): Promise<number> {
   return Number(/^warbler_clients_connected (\d+)$/m.exec(text)?.[1] ?? NaN)
 }
 
+/** `warbler user|token ...` on a node's data dir (the CLI needs no namespace: it only opens the file); its stdout. */
+function warbler (dataDir: string, args: string[], input = ''): string {
+  const r = spawnSync(process.execPath, [CLI, ...args, '--data-dir', dataDir], { input, encoding: 'utf8', timeout: 30_000 })
+  assert.equal(r.status, 0, `warbler ${args.join(' ')}: exit ${String(r.status)}, stderr: ${r.stderr}`)
+  return r.stdout
+}
+
+/**
+ * Users and tokens are shared through Redis: a user added on A logs in on B,
+ * a device token revoked on B is refused on A, and after a password change
+ * on B the old password is refused on A, each within a second (measured).
+ */
+async function sharedIdentity (a: { ns: Ns, dir: string }, b: { ns: Ns, dir: string }): Promise<number[]> {
+  const at = (x: { ns: Ns }): string => `mqtt://${x.ns.host}:1883`
+  const PW2 = 'password-456'
+  warbler(a.dir, ['user', 'add', 'grace', '--password-stdin'], `${PW}\n`)
+  const added = await loginAnswers({ url: at(b), username: 'grace', password: PW }, 0, 1000)
+  const created = warbler(a.dir, ['token', 'create', 'grace', '--device', 'sensor'])
+  const token = /token: (\S+)/.exec(created)?.[1] as string
+  await loginAnswers({ url: at(b), username: 'grace', password: token }, 0, 1000)
+  warbler(b.dir, ['token', 'revoke', /id: (\S+)/.exec(created)?.[1] as string])
+  const revoked = await loginAnswers({ url: at(a), username: 'grace', password: token }, 4, 1000)
+  warbler(b.dir, ['user', 'passwd', 'grace', '--password-stdin'], `${PW2}\n`)
+  const changed = await loginAnswers({ url: at(a), username: 'grace', password: PW }, 4, 1000)
+  assert.equal(await connackCode(at(a), { username: 'grace', password: PW2, clientId: 'grace' }), 0, 'the new password is good on A')
+  const took = [added, revoked, changed]
+  for (const ms of took) assert.ok(ms <= 1000, `in force on the other node within a second (${took.join('/')} ms)`)
+  return took
+}
+
 // eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('three nodes in network namespaces behind HAProxy: a node killed with SIGKILL, its devices reconnect to the others, no acknowledged message is lost', { timeout: 80_000 }, async (t) => {
   const undo: Array<() => unknown> = []
@@ -166,6 +198,9 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
   ])
   nodes.push(...started)
   const [node1, node2] = started
+
+  // Users are shared through Redis (node 2, two workers, authenticates on either).
+  const took = await sharedIdentity({ ns: n1, dir: dirs[0] as string }, { ns: n2, dir: dirs[1] as string })
 
   // HAProxy in front, TCP mode, checking /readyz on each node's HTTP port.
   const lbPort = await freePort()
@@ -240,5 +275,6 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
     assert.deepEqual(archived, Array.from({ length: last }, (_, k) => k + 1), `${conv}: the archive holds all ${last} messages`)
   }
   assert.match(node1.err(), /"msg":"started"/)
+  t.diagnostic(`user added, token revoked, password changed: in force on the other node after ${took.join(', ')} ms`)
   t.diagnostic(`sent ${total()} messages; ${atKill} before the kill; devices per node before: ${perNode.join('/')}, after: ${after.join('/')} (nodes 1 and 3)`)
 })

@@ -37,7 +37,7 @@ test('docs/operations.md lists exactly the reasons a refused login is logged wit
   const text = doc('operations.md')
   const section = text.slice(text.indexOf('### Why can\'t my device connect?'))
   const table = section.slice(0, section.indexOf('\n\n', section.indexOf('| `')))
-  const documented = [...table.matchAll(/^\| `([^`]+)` \(\d\) \|/gm)].map((m) => m[1])
+  const documented = [...table.matchAll(/^\| `([^`]+)` \((?:\d|HTTP \d{3})\) \|/gm)].map((m) => m[1])
   assert.deepEqual([...documented].sort(), [...failureReasons].sort())
 })
 

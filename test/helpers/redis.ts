@@ -14,8 +14,8 @@ export interface RedisServer {
   readonly url: string
   readonly dir: string
   readonly pid: number
-  /** Stop (SIGTERM, or SIGKILL with kill=true) and start again on the same port and data. */
-  restart: (opts?: { kill?: boolean }) => Promise<void>
+  /** Stop (SIGTERM, or SIGKILL with kill=true) and start again on the same port and data; `whileDown` runs in between. */
+  restart: (opts?: { kill?: boolean, whileDown?: () => Promise<void> }) => Promise<void>
   stop: () => Promise<void>
 }
 
@@ -57,6 +57,7 @@ export async function startRedis (): Promise<RedisServer> {
     get pid () { return child.pid ?? -1 },
     restart: async (opts = {}) => {
       await stop(opts.kill === true ? 'SIGKILL' : 'SIGTERM')
+      await opts.whileDown?.()
       await launch()
     },
     stop: async () => {
