@@ -59,6 +59,7 @@ export const settings = {
   maxTopicLevels: { kind: 'int', default: 16, min: 1, max: 100, doc: 'Most levels in a topic name or filter.' },
   topicAliasMaximum: { kind: 'int', default: 0, min: 0, max: 65535, doc: 'MQTT 5: highest topic alias a client may set on its publishes, said in CONNACK (0 = none; a publish with an alias then closes the connection with reason 0x94).' },
   offlineQueue: { kind: 'int', default: 1000, min: 1, max: 10_000_000, doc: 'Most QoS 1/2 messages queued for one persistent session.' },
+  maxInflightInbound: { kind: 'int', default: 100, min: 1, max: 65535, doc: 'QoS 2 publishes one client may have stored and not yet released (PUBREL); one more is refused with awaiting_pubrel and closes an MQTT 3 connection.' },
   maxInflight: { kind: 'int', default: 2000, min: 1, max: 10_000_000, doc: 'Publishes being routed at once; past it, publishers wait (no PUBACK, socket not read).' },
   slowConsumerBytes: { kind: 'int', default: 1 * MiB, min: 1 * KiB, max: 1024 * MiB, doc: 'Unsent bytes after which a subscriber is slow: it gets no QoS 0 and is disconnected for QoS 1/2 (its session keeps them).' },
   drainTimeout: { kind: 'int', default: 10, min: 1, max: 3600, doc: 'Seconds a subscriber may take to drain its socket before it is disconnected.' },
