@@ -5,6 +5,7 @@
  * without PUBREL, against the in-memory persistence and a real Redis.
  */
 import assert from 'node:assert/strict'
+import net from 'node:net'
 import { type TestContext, test } from 'node:test'
 import memoryPersistence from 'aedes-persistence'
 import { Redis } from 'ioredis'
@@ -151,4 +152,27 @@ test('a clean session that ends leaves no inbound QoS 2 keys in Redis; a persist
   await until('the persistent session\'s connection to be gone', () => node.broker.connectedClients === 0)
   assert.equal(node.inbound.held('kept-one'), 2)
   assert.deepEqual(await keys(), ['incoming:kept-one:1', 'incoming:kept-one:2'])
+})
+
+test('maxInflightInbound with MQTT 5: one more QoS 2 publish is answered PUBREC 0x87 and not stored', async (t) => {
+  const node = await started(t, [])
+  const socket = net.connect({ port: node.ports.mqtt as number, host: '127.0.0.1' })
+  t.after(() => { socket.destroy() })
+  const parser = mqttPacket.parser({ protocolVersion: 5 })
+  const got: Packet[] = []
+  parser.on('packet', (p: Packet) => { got.push(p) })
+  socket.on('data', (d: Buffer) => { parser.parse(d) })
+  const v5 = { protocolVersion: 5 } as const
+  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId: 'five', keepalive: 60 }, v5))
+  const parts: Buffer[] = []
+  for (let id = 1; id <= 6; id++) parts.push(mqttPacket.generate({ cmd: 'publish', topic: 'flood/x', payload: Buffer.from('held'), qos: 2, messageId: id, dup: false, retain: false }, v5))
+  socket.write(Buffer.concat(parts))
+  await until('six PUBRECs', () => got.filter((p) => p.cmd === 'pubrec').length === 6)
+  const refused = got.filter((p) => p.cmd === 'pubrec' && (p as { reasonCode?: number }).reasonCode === 0x87)
+  assert.equal(refused.length, 1)
+  assert.equal((refused[0] as { messageId?: number }).messageId, 6)
+  assert.equal(node.inbound.held('five'), 5)
+  assert.equal(await stored(node, 'five', 6), false)
+  assert.equal(node.stats.refusals.awaiting_pubrel, 1)
+  assert.equal(socket.destroyed, false, 'an MQTT 5 connection stays open')
 })
