@@ -1,7 +1,7 @@
 /**
  * Every part of aedes that Warbler reads or replaces and that aedes' typings
  * do not declare, each behind one typed function. All of them are of aedes
- * 1.2.0 (node_modules/aedes; files named below are inside it); an upgrade
+ * 2.0.0-beta.1 (node_modules/aedes; files named below are inside it); an upgrade
  * that moves one fails test/broker/aedes-internals.test.ts, which names the
  * field, instead of failing somewhere in the broker at run time.
  *
@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream'
 import type { Aedes, AedesPublishPacket, AuthenticateError, Client, PublishPacket } from 'aedes'
 
 /** The aedes version these accessors were written against (a test checks the installed one). */
-export const AEDES_VERSION = '1.2.0'
+export const AEDES_VERSION = '2.0.0-beta.1'
 
 // ---------------------------------------------------------------- the broker
 
@@ -192,8 +192,9 @@ export function isRetainedReplay (packet: AedesPublishPacket): boolean {
 }
 
 /**
- * lib/handlers/connect.js sets `err.errorCode` to the CONNACK return code
- * when it refuses a CONNECT (its own checks, or the authenticate hook's).
+ * lib/handlers/connect.js sets `err.errorCode` to the MQTT 3.1.1 CONNACK
+ * return code when it refuses a CONNECT (its own checks, or the authenticate
+ * hook's), for an MQTT 5 client too (which is sent the matching reason code).
  */
 export function connackErrorCode (err: Error): number | undefined {
   return (err as { errorCode?: number }).errorCode

@@ -78,8 +78,15 @@ export class Authenticator {
   }
 
   /** Called by preConnect, before aedes assigns an id to an empty one. */
-  noteConnect (client: Client, clientId: string): void {
-    if (clientId === '') this.assigned.add(client)
+  noteConnect (client: Client, packet: { clientId: string, clean?: boolean, protocolVersion?: number, username?: string, password?: Buffer }): void {
+    if (packet.clientId !== '') return
+    this.assigned.add(client)
+    if (packet.clean === false && (packet.protocolVersion ?? 4) < 5) {
+      // aedes 2 refuses this CONNECT itself right after preConnect
+      // (lib/handlers/connect.js, CONNACK 2, counted as client_id_rejected by
+      // its error), so the authenticate hook never sees it: log it here.
+      this.failureLog.note({ reason: 'empty client id needs clean session', address: remoteAddress(client), clientId: null, user: packet.username, secret: packet.password?.toString('utf8') ?? '' })
+    }
   }
 
   async authenticate (client: Client, username: string | undefined, password: Buffer | undefined): Promise<Session> {
@@ -98,8 +105,19 @@ export class Authenticator {
 
   private async login (client: Client, address: string, username: string | undefined, password: Buffer | undefined): Promise<Session> {
     if (this.assigned.has(client) && !client.clean) {
-      // [MQTT-3.1.3-8]: a zero-length client id needs a clean session.
+      // [MQTT-3.1.3-8]: a zero-length client id needs a clean session. MQTT
+      // 3.1.1 never gets here (aedes refuses it, noteConnect). An MQTT 5
+      // client does when it asks for a session that outlives the connection
+      // (aedes' client.clean is then false): refused too, as the broker's
+      // made-up id would be its session's only name.
       throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'empty client id needs clean session', 'a zero-length client id needs clean session')
+    }
+    if (client.id in Object.prototype) {
+      // aedes 2.0.0-beta.1 keeps its connected clients in a plain object again
+      // (1.2.0 did not: GHSA-52qw-whmv-87c5), so an id such as `constructor`
+      // finds an inherited member there, and registering it throws out of
+      // aedes and ends the process. Refused before it is registered.
+      throw new AuthRefused(ReturnCode.IdentifierRejected, 'client_id_rejected', 'client id reserved', 'this client id names a built-in property and cannot be used')
     }
     if (this.connectedClients() >= this.cfg.maxConnections) {
       throw new AuthRefused(ReturnCode.ServerUnavailable, 'connection_limit', 'too many connections', 'too many connections')

@@ -2,7 +2,7 @@
  * A connection that closes while aedes is still processing its CONNECT,
  * after authentication and before the client is registered (while the
  * session's persistence steps run: clean subscriptions, store the will),
- * leaves a ghost behind in aedes 1.x: `close()` finds nothing to unregister
+ * leaves a ghost behind in aedes 1.x and 2.0.0-beta.1: `close()` finds nothing to unregister
  * (lib/client.js checks `broker.clients[id]`), and the registration that
  * follows (aedes.js `registerClient`) counts the closed client as connected
  * and keeps it in `broker.clients` for good. It never gets a CONNACK nor a

@@ -1,5 +1,5 @@
 /**
- * Two fixes to how aedes 1.2 hands messages to a connected client. server/node.ts
+ * Two fixes to how aedes (1.2, and still 2.0.0-beta.1) hands messages to a connected client. server/node.ts
  * applies them to every Client that `aedes.handle()` returns, before the
  * client's subscriptions exist (aedes reads `client.deliverQoS` and
  * `client.deliver0` when it subscribes).

@@ -48,7 +48,8 @@ export const failureReasons = [
   'refresh token reused',
   'expired refresh token',
   'client id not the user\'s',
-  'empty client id needs clean session'
+  'empty client id needs clean session',
+  'client id reserved'
 ] as const
 export type FailureReason = typeof failureReasons[number]
 

@@ -23,7 +23,9 @@
  *   them, so the store is flushed), bounded by REDIS_QUIT_TIMEOUT_MS in case
  *   Redis is down, then drops the connection so the process can exit.
  *
- * Either way the injected persistence instance is decorated with a bound on
+ * Either way the inbound QoS 2 packets of each client id are tracked so that
+ * they can be bounded and cleared (inbound-qos2.ts), and the injected
+ * persistence instance is decorated with a bound on
  * each session's offline queue (`offlineQueue`): past it, new QoS 1/2
  * messages for that session are not queued and `offline_queue_full` is
  * counted. The count is kept in memory per process; after a restart with
@@ -34,6 +36,7 @@ import { Readable } from 'node:stream'
 import memoryPersistence from 'aedes-persistence'
 import { Redis } from 'ioredis'
 import type { Logger } from '../shared/log.js'
+import { type IncomingPersistence, type InboundQos2, trackInbound } from './inbound-qos2.js'
 import type { Stats } from './stats.js'
 
 const REDIS_START_TIMEOUT_MS = 5000
@@ -44,7 +47,7 @@ const REDIS_MAX_RETRIES = 20
 const SUBSCRIPTION_BROADCAST_TIMEOUT_MS = 10_000
 
 /** The part of the aedes persistence interface the decorators touch. */
-interface Persistence {
+interface Persistence extends IncomingPersistence {
   addSubscriptions: (client: { id: string }, subs: unknown[]) => Promise<unknown>
   removeSubscriptions: (client: { id: string }, subs: unknown[]) => Promise<unknown>
   outgoingEnqueueCombi: (subs: Array<{ clientId: string }>, packet: unknown) => Promise<void>
@@ -60,6 +63,8 @@ interface Persistence {
 export interface BrokerPersistence {
   /** What aedes gets as its `persistence` option. */
   readonly instance: unknown
+  /** The inbound QoS 2 packets each client id holds (inbound-qos2.ts). */
+  readonly inbound: InboundQos2
   countOffline: () => Promise<{ subsCount: number, clientsCount: number }>
   retainedCount: () => Promise<number>
   /** With Redis: whether its connection is ready now (commands go through). */
@@ -147,10 +152,12 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
   }
   boundOfflineQueues(p, opts.offlineQueue, opts.stats)
   serializeSubscriptionChanges(p, opts.log)
+  const inbound = trackInbound(p, redis === null)
   let closing: Promise<void> | null = null
   const conn = redis
   return {
     instance: p,
+    inbound,
     ...(conn !== null ? { redisReady: () => conn.status === 'ready' } : {}),
     countOffline: () => p.countOffline(),
     retainedCount: async () => {
@@ -267,7 +274,7 @@ function boundOfflineQueues (p: Persistence, limit: number, stats: Stats): void 
  * One subscription change at a time per client id, and each SUBSCRIBE's
  * change stored once.
  *
- * aedes 1.2 calls addSubscriptions once per topic of a SUBSCRIBE, each time
+ * aedes (1.2, and still 2.0.0-beta.1) calls addSubscriptions once per topic of a SUBSCRIBE, each time
  * with the packet's whole list; the persistence then broadcasts the change
  * on the broker's routing (`$SYS/sub/add`) and waits for its own broadcast
  * to come back, keyed by client id and first topic. When the broadcast comes

@@ -21,7 +21,8 @@ export const refusalReasons = [
   'subscribe_denied',
   'too_many_subscriptions',
   'slow_consumer',
-  'offline_queue_full'
+  'offline_queue_full',
+  'awaiting_pubrel'
 ] as const
 export type RefusalReason = typeof refusalReasons[number]
 

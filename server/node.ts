@@ -36,6 +36,7 @@ import { createLogger, type Logger } from '../shared/log.js'
 import { logConnections, markClose } from '../broker/login-log.js'
 import { createMetrics, registerRoutingMetrics, routingSys } from '../broker/metrics.js'
 import { BUS_FRAME_HEADROOM, createSharedRouting, type SharedRouting } from '../broker/mq.js'
+import type { InboundQos2 } from '../broker/inbound-qos2.js'
 import { type BrokerPersistence, createPersistence } from '../broker/persistence.js'
 import { answerServiceBirth } from '../broker/service-watch.js'
 import { closeBroker, shutdown } from './shutdown.js'
@@ -79,6 +80,8 @@ export interface Warbler {
   readonly ports: Readonly<Record<string, number>>
   readonly broker: Aedes
   readonly stats: Stats
+  /** The inbound QoS 2 packets each client id holds (for tests). */
+  readonly inbound: InboundQos2
   readonly identity: IdentityStore
   readonly log: Logger
   /** The embedded message service; null with `--bridge off`. */
@@ -156,6 +159,9 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
       // enforces cfg.maxTopicLevels with SUBACK 0x80 and a refusal notice.
       maxTopicLevels: 100,
       maxClientsIdLength: 64,
+      // MQTT 5: aedes resolves an alias to its topic before authorizePublish,
+      // so the hooks judge every publish by its real topic (test/broker/mqtt5.test.ts).
+      topicAliasMaximum: cfg.topicAliasMaximum,
       // Dead brokers' clients go offline, and their wills out, within 30 s (heartbeat.ts).
       heartbeatInterval: HEARTBEAT_MS,
       concurrency
@@ -313,7 +319,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   const gate = new PublishGate(cfg.maxInflight, () => { stats.backpressureWaits++ })
   const auth = new Authenticator(cfg, cache, stats, log, connected)
   const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev, cfg.bridge === 'off')
-  const hooks = createHooks({ cfg, auth, acl, gate, stats, log, broker: () => broker as Aedes })
+  const hooks = createHooks({ cfg, auth, acl, gate, inbound: persistence.inbound, stats, log, broker: () => broker as Aedes })
 
   const release = (): Promise<void> => releaseStores(stores, auth, log)
   const undo: Array<() => Promise<void>> = [release]
@@ -378,6 +384,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     ports: Object.freeze({ ...ports }),
     broker: b,
     stats,
+    inbound: persistence.inbound,
     identity,
     log,
     service: embedded?.service ?? null,

@@ -15,8 +15,10 @@ const MALFORMED = /^(cannot parse|connect flag|invalid|malformed|not supported|p
 export function classifyClientError (err: Error): RefusalReason | null {
   if (MALFORMED.test(err.message)) return 'malformed_packet'
   // Refused by aedes itself at CONNECT, before the authenticate hook sees it:
-  // CONNACK 1 (a protocol level other than 3 or 4, such as MQTT 5), and
-  // CONNACK 2 for an MQTT 3.1 client id over maxClientsIdLength (64).
+  // CONNACK 1 (a protocol level aedes does not speak: since aedes 2 accepts 3,
+  // 4 and 5, the only ones mqtt-packet parses, no CONNECT reaches it), and
+  // CONNACK 2 for an MQTT 3.1 client id over maxClientsIdLength (64), or for
+  // an empty MQTT 3.1/3.1.1 client id without clean session.
   if (err.message === 'unacceptable protocol version') return 'protocol_version'
   if (err.message === 'identifier rejected') return 'client_id_rejected'
   return null

@@ -31,7 +31,7 @@ export function createConnectHooks (d: HookDeps, states: ConnectionStates): Conn
 
   return {
     preConnect (client, packet, done) {
-      auth.noteConnect(client, packet.clientId)
+      auth.noteConnect(client, packet)
       states.of(client).watch = watchWrites(client.conn, watchOptions)
       done(null, true)
     },

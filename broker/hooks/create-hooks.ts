@@ -7,6 +7,7 @@
  * (connection-state.ts).
  */
 import type { AedesOptions, Client } from 'aedes'
+import { connectedClients } from '../aedes-internals.js'
 import { createConnectHooks } from './connect.js'
 import { ConnectionStates } from './connection-state.js'
 import type { HookDeps } from './deps.js'
@@ -18,6 +19,22 @@ import { createSubscribeHooks } from './subscribe.js'
 export { classifyClientError } from './client-errors.js'
 export type { HookDeps } from './deps.js'
 export type { Ingest } from './publish.js'
+
+/**
+ * A clean session ends with its connection (MQTT 5: Session Expiry Interval
+ * 0; aedes sets `client.clean` so for every version): its inbound QoS 2
+ * packets go, which aedes 2.0.0-beta.1 no longer does itself. Not when a
+ * connection with the same client id already took over: that one owns the
+ * client id's store now.
+ */
+function endCleanSession (d: HookDeps, client: Client): void {
+  if (!client.clean) return
+  const current = connectedClients(d.broker())[client.id]
+  if (current !== undefined && current !== client) return
+  d.inbound.cleanIncoming(client.id).catch((err: unknown) => {
+    d.log.warn('could not clear the inbound QoS 2 packets of an ended clean session', { clientId: client.id, error: (err as Error).message })
+  })
+}
 
 type Hooks = Required<Pick<AedesOptions, 'preConnect' | 'authenticate' | 'authorizePublish' | 'authorizeSubscribe' | 'authorizeForward' | 'published'>>
 
@@ -33,6 +50,7 @@ export function createHooks (d: HookDeps): Hooks & { onDisconnect: (client: Clie
     onDisconnect (client) {
       states.clear(client)
       d.gate.drop(client)
+      endCleanSession(d, client)
     }
   }
 }

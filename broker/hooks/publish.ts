@@ -104,6 +104,15 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
         waiting.push(() => { done(null) })
         return
       }
+      if (!d.inbound.reserve(client.id, id, cfg.maxInflightInbound)) {
+        // As aedes 1.2 (maxInflightInbound): refused before it is stored.
+        // aedes closes an MQTT 3 connection on the error; an MQTT 5 client
+        // gets PUBREC 0x87 with the message as reason string, nothing stored.
+        stats.refuse('awaiting_pubrel')
+        stats.publishDropped++
+        done(new Error(`${cfg.maxInflightInbound} QoS 2 publishes already wait for PUBREL (maxInflightInbound)`))
+        return
+      }
       state.qos2Ids ??= new Map()
       state.qos2Ids.set(id, [])
       admit(client, packet, done)

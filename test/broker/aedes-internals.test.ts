@@ -17,7 +17,11 @@ import {
   connectedClients, connectionParser, incomingStore, isRetainedReplay, keepaliveSeconds, pendingWill,
   protocolLevel, queueSource, routingEmitter, sentDisconnect
 } from '../../broker/aedes-internals.js'
+import { rawSocket } from '../helpers/raw.js'
 import { connackCode, connect } from '../helpers/test-node.js'
+
+/** An MQTT 3.1.1 CONNECT with an empty client id and clean session 0, no user name. */
+const EMPTY_ID_PERSISTENT_CONNECT = Buffer.from([0x10, 12, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x00, 0, 60, 0, 0])
 
 const require = createRequire(import.meta.url)
 const installed = (JSON.parse(readFileSync(path.join(path.dirname(require.resolve('aedes')), 'package.json'), 'utf8')) as { version: string }).version
@@ -202,17 +206,24 @@ test('a refused CONNECT carries its CONNACK code as err.errorCode; authenticate 
   b.on('clientError', (_client, err) => { refusals.push({ message: err.message, code: connackErrorCode(err) }) })
   b.on('connectionError', (_client, err) => { refusals.push({ message: err.message, code: connackErrorCode(err) }) })
 
-  // Refused by aedes itself: MQTT 5 is not supported (CONNACK 1)...
+  // MQTT 5 is accepted since aedes 2 ...
   const v5 = await connackCode(url, { protocolVersion: 5, clientId: 'five' }).catch((err: unknown) => err)
-  field('CONNACK of an MQTT 5 CONNECT', v5 !== 0, v5)
+  field('CONNACK of an MQTT 5 CONNECT (accepted)', v5 === 0, v5)
+  // ... and refused by aedes itself: an empty MQTT 3.1.1 client id without clean session (CONNACK 2) ...
+  // By hand: mqtt.js and mqtt-packet will not build it.
+  const raw = await rawSocket(Number(new URL(url).port))
+  raw.send(EMPTY_ID_PERSISTENT_CONNECT)
+  const empty = (await raw.next((x) => x.cmd === 'connack') as { returnCode?: number }).returnCode
+  raw.destroy()
+  field('CONNACK of an empty client id without clean session', empty === 2, empty)
   // ... and by the authenticate hook, through authenticateError (CONNACK 4).
   const code = await connackCode(url, { clientId: 'nobody', username: 'nobody', password: 'x' })
   field('AuthenticateError.returnCode as the CONNACK code', code === 4, code)
 
   const deadline = Date.now() + 5000
   while (refusals.length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
-  const version = refusals.find((r) => r.message === 'unacceptable protocol version')
-  field('err.errorCode of a CONNECT aedes refuses (lib/handlers/connect.js)', version?.code === 1, refusals)
+  const version = refusals.find((r) => r.message === 'identifier rejected')
+  field('err.errorCode of a CONNECT aedes refuses (lib/handlers/connect.js)', version?.code === 2, refusals)
   const auth = refusals.find((r) => r.message === 'bad user name or password')
   field('err.errorCode of a CONNECT the authenticate hook refuses', auth?.code === 4, refusals)
 })

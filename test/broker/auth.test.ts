@@ -418,3 +418,14 @@ test('the identity cache reloads when users or tokens change (any connection), n
   assert.ok(!cache.users.has('frank'))
   assert.ok(!cache.tokens.has(id), 'its tokens went with it')
 })
+
+test('a client id naming a built-in property (constructor, __proto__, toString) is refused with 2, and the node keeps serving', async (t) => {
+  const n = await startNode(['--dev', ...OPEN], { users: [{ name: 'constructor', password: 'constructor-pw-1' }] })
+  t.after(() => n.close())
+  for (const clientId of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+    assert.equal(await connackCode(n.mqttUrl, { clientId }), 2, clientId)
+  }
+  // A user of that name too: its plain name is no usable client id, a suffixed one is.
+  assert.equal(await connackCode(n.mqttUrl, { clientId: 'constructor', username: 'constructor', password: 'constructor-pw-1' }), 2)
+  assert.equal(await connackCode(n.mqttUrl, { clientId: 'constructor-phone', username: 'constructor', password: 'constructor-pw-1' }), 0)
+})

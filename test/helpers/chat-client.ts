@@ -49,9 +49,12 @@ export class ChatClient {
     })
   }
 
-  static async connect (url: string, user: string, password: string, opts: { device?: string, clean?: boolean, feed?: boolean } = {}): Promise<ChatClient> {
+  static async connect (url: string, user: string, password: string, opts: { device?: string, clean?: boolean, feed?: boolean, protocolVersion?: 4 | 5, rejectUnauthorized?: boolean } = {}): Promise<ChatClient> {
     const clientId = `${user}-${opts.device ?? `t${++counter}`}`
-    const client = mqtt.connect(url, { username: user, password, clientId, clean: opts.clean ?? true, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 })
+    const client = mqtt.connect(url, {
+      username: user, password, clientId, clean: opts.clean ?? true, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: opts.protocolVersion ?? 4,
+      ...(opts.rejectUnauthorized !== undefined ? { rejectUnauthorized: opts.rejectUnauthorized } : {})
+    })
     // Listen before CONNACK: a persistent session's queued messages follow it at once.
     const chat = new ChatClient(client, user, clientId)
     await new Promise<void>((resolve, reject) => {
