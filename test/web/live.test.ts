@@ -9,7 +9,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { Page } from 'playwright-core'
+import mqtt from 'mqtt'
 import { Warbler } from '../../sdk/src/index.js'
+import type { SpawnedNode } from '../helpers/test-node.js'
 import { bodies, DESKTOP, logIn, nodeAndBrowser, password, PHONE, shot, tab } from './web-session.js'
 
 /**
@@ -48,6 +50,30 @@ async function outboxLeft (page: Page): Promise<number> {
     }
     return left
   })
+}
+
+/**
+ * Chromium's offline mode holds an open WebSocket rather than closing it, so
+ * the link is cut for real too: another connection takes the tab's client id
+ * over and the broker closes the tab's connection, which cannot come back
+ * while the browser is offline. What is typed then can only go from the
+ * outbox, after a reconnect. Returns the tab's connections so far and a
+ * counter of them, from the node's log.
+ */
+async function cutTheLink (node: SpawnedNode, page: Page): Promise<{ before: number, connects: () => number }> {
+  const device = await page.evaluate(() => sessionStorage.getItem('warbler.device'))
+  assert.ok(device !== null, 'the tab has a device name')
+  const tabId = `"clientId":"alice-${device}"`
+  const lines = (what: string): string[] => (node.stdout() + node.stderr()).split('\n').filter((l) => l.includes(what) && l.includes(tabId))
+  const connects = (): number => lines('client connected').length
+  const before = connects()
+  const kick = await mqtt.connectAsync(`mqtt://127.0.0.1:${node.ports.mqtt ?? 0}`, { clientId: `alice-${device}`, username: 'alice', password: password('alice'), protocolVersion: 4, reconnectPeriod: 0 })
+  await kick.endAsync()
+  for (const deadline = Date.now() + 10_000; !lines('client disconnected').some((l) => l.includes('takeover'));) {
+    assert.ok(Date.now() < deadline, 'the tab\'s connection was taken over')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  return { before, connects }
 }
 
 test('web app: receipts, typing, presence, notifications while hidden, and a send while offline delivered once', { timeout: 150_000 }, async (t) => {
@@ -116,6 +142,7 @@ test('web app: receipts, typing, presence, notifications while hidden, and a sen
   // Offline: the network goes, the bar says so, a message waits as pending...
   await alice.context.setOffline(true)
   await alice.page.locator('#state[data-state="offline"]').waitFor()
+  const cut = await cutTheLink(node, alice.page)
   await alice.page.getByLabel('Message').fill('written offline')
   await alice.page.getByRole('button', { name: 'Send' }).click()
   const pending = alice.page.locator('#messages .msg.pending', { hasText: 'written offline' })
@@ -128,6 +155,8 @@ test('web app: receipts, typing, presence, notifications while hidden, and a sen
   await pending.waitFor({ state: 'detached' })
   await bob.page.locator('#messages .body', { hasText: 'written offline' }).waitFor()
   await alice.page.locator('#state[data-state="connected"]').waitFor()
+  // The tab connected again (the takeover's connection and the tab's own new one): the send went from the outbox.
+  assert.ok(cut.connects() >= cut.before + 2, 'the tab reconnected after the cut')
   assert.equal((await bodies(bob.page)).filter((b) => b === 'written offline').length, 1, 'bob shows it once')
   const reader = await Warbler.connect({ url: ws, username: 'bob', password: password('bob'), device: 'check' })
   t.after(async () => { await reader.close() })
