@@ -39,8 +39,8 @@ function category (id: number): string {
     cur = parent.get(cur)
   }
   if (f.functionName === 'writev' || f.functionName === 'writeBuffer' || /stream_base_commons|internal\/streams|node:net/.test(url)) return 'socket writes (system calls, streams)'
-  if (/bridge\/writer|broker\/sqlite|node_modules\/sqlite3/.test(url)) return 'archive writer and node-sqlite3 calls'
-  if (/bridge\/(service|frames|transport|mirror|requests)|sdk\/src/.test(url)) return 'service: JSON, validation, publish calls'
+  if (/bridge\/archive\/|shared\/sqlite|node_modules\/sqlite3/.test(url)) return 'archive writer and node-sqlite3 calls'
+  if (/bridge\//.test(url)) return 'service: JSON, validation, publish calls'
   return 'MQTT: aedes, mqtt-packet, routing, hooks'
 }
 
