@@ -10,6 +10,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
 import { tempDir } from '../helpers/test-node.js'
+import { alive } from '../helpers/cluster-procs.js'
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 /** The server's own shutdown bound is well under this; the rest is a loaded machine's slack. */
@@ -34,10 +35,6 @@ async function npmStart (dataDir: string): Promise<NpmStart> {
   // The server names itself in the data dir while it holds it.
   const serverPid = Number(readFileSync(path.join(dataDir, 'warbler.pid'), 'utf8').trim())
   return { npm, serverPid, ports, stderr: () => err }
-}
-
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch { return false }
 }
 
 async function gone (pid: number, ms: number): Promise<boolean> {

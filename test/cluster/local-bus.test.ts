@@ -12,6 +12,7 @@ import type { MqttClient } from 'mqtt'
 import { lifo } from '../sdk/support.js'
 import { startRedis } from '../helpers/redis.js'
 import { addUser, connect, spawnNode, type SpawnedNode, tempDir } from '../helpers/test-node.js'
+import { alive, workerPids } from '../helpers/cluster-procs.js'
 
 async function until (what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms
@@ -19,21 +20,6 @@ async function until (what: string, check: () => boolean | Promise<boolean>, ms 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
-}
-
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch { return false }
-}
-
-/** Worker pids by index, from the primary's "worker started" log lines (the latest per index). */
-function workerPids (stderr: string): Map<number, number> {
-  const out = new Map<number, number>()
-  for (const line of stderr.split('\n')) {
-    if (!line.includes('"worker started"')) continue
-    const j = JSON.parse(line) as { worker: number, pid: number }
-    out.set(j.worker, j.pid)
-  }
-  return out
 }
 
 function busDir (node: SpawnedNode): string {

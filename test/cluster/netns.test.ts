@@ -21,6 +21,7 @@ import { freePort, waitForPort } from '../helpers/ports.js'
 import { loginAnswers } from '../helpers/login-poll.js'
 import { addUser, CLI, connackCode, tempDir } from '../helpers/test-node.js'
 import { assertAllArrived, type Outcome, recorded, type Recorded, sleep, track, until, within } from '../sdk/support.js'
+import { alive } from '../helpers/cluster-procs.js'
 
 const PREFIX = 'wbt'
 const PW = 'password-123'
@@ -33,10 +34,6 @@ function sh (cmd: string, args: string[]): { ok: boolean, out: string } {
 function must (cmd: string, args: string[]): void {
   const r = sh(cmd, args)
   if (!r.ok) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.out}`)
-}
-
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch { return false }
 }
 
 /** Namespaces left by an earlier run of this test that died (its pid is in the name). */

@@ -10,6 +10,7 @@ import { ChatClient } from '../helpers/chat-client.js'
 import { assertAllArrived, type Outcome, recorded, sleep, track, within } from '../sdk/support.js'
 import { startRedis } from '../helpers/redis.js'
 import { addUser, CLI, connect, spawnNode, tempDir } from '../helpers/test-node.js'
+import { alive, workerPids } from '../helpers/cluster-procs.js'
 
 type Defer = (fn: () => unknown) => void
 function stack (t: { after: (fn: () => Promise<void>) => void }): Defer {
@@ -24,21 +25,6 @@ async function until (what: string, check: () => boolean | Promise<boolean>, ms 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
-}
-
-function alive (pid: number): boolean {
-  try { process.kill(pid, 0); return true } catch { return false }
-}
-
-/** Worker pids by index, from the primary's "worker started" log lines (the latest per index). */
-function workerPids (stderr: string): Map<number, number> {
-  const out = new Map<number, number>()
-  for (const line of stderr.split('\n')) {
-    if (!line.includes('"worker started"')) continue
-    const j = JSON.parse(line) as { worker: number, pid: number }
-    out.set(j.worker, j.pid)
-  }
-  return out
 }
 
 test('--workers 2 without --redis is a config error naming the field', async () => {
