@@ -146,6 +146,37 @@ export function payloadEncoding (payload: Uint8Array): EncodingName | null {
   return null
 }
 
+// ---------------------------------------------------------------------------
+// MQTT 5 publish properties (docs/protocol.md, "MQTT 5")
+// ---------------------------------------------------------------------------
+
+/**
+ * MQTT 5 user properties as mqtt.js and mqtt-packet carry them: a repeated
+ * key holds its values in a list, in order.
+ */
+export type UserProperties = Record<string, string | string[]>
+
+/** The MQTT 5 properties of a publish the message service reads or writes (mqtt-packet's names). */
+export interface PublishProperties {
+  /** A request's answer goes here instead of the device topic. */
+  responseTopic?: string
+  /** Echoed with the answer on the response topic. */
+  correlationData?: Uint8Array
+  /** Kept with a chat message and delivered with it (bounded: USER_PROPERTIES_MAX_*). */
+  userProperties?: UserProperties
+  /** Seconds before a broker drops the message from a session's queue. */
+  messageExpiryInterval?: number
+}
+
+/** Message Expiry Interval of typing notices, seconds: a notice older than this means nothing. */
+export const TYPING_EXPIRY_S = 5
+/** Message Expiry Interval of presence notices, seconds: a later change or a `presence` request says more. */
+export const PRESENCE_EXPIRY_S = 60
+/** Most user property pairs one chat message may carry. */
+export const USER_PROPERTIES_MAX_PAIRS = 16
+/** Most UTF-8 bytes of one chat message's user property keys and values together. */
+export const USER_PROPERTIES_MAX_BYTES = 1024
+
 /** A notice the service sends to one connection on `wb/d/{clientId}`. */
 export interface ErrorFrame {
   t: 'error'
@@ -276,6 +307,8 @@ export interface MessageFrame {
   /** The sender's client message id (not on system messages). */
   cid?: string
   body: unknown
+  /** The MQTT 5 user properties the sender gave the message, when it gave any. */
+  props?: UserProperties
 }
 
 /** Sent to the sending connection once a message is stored. */
