@@ -203,9 +203,9 @@ export interface ErrorFrame {
 export const ErrorCodes = {
   payload_too_large: 'The publish payload is larger than the configured maximum (`maxPayload`); it was not routed.',
   rate_limited: 'The client publishes faster than its allowed rate (`publishRate`, `publishBurst`); the message was not routed.',
-  not_authorized: 'The client may not publish to this topic; the message was not routed.',
+  not_authorized: 'The client may not publish to this topic; the message was not routed. Also: a request\'s MQTT 5 Response Topic is not a device topic of the requester\'s own; the request was not carried out.',
   too_many_subscriptions: 'The client already holds the maximum number of subscriptions (`maxSubscriptions`).',
-  bad_request: 'The payload or request is malformed: not JSON, not an object, or a field is missing or mistyped (the message names it). Nothing was stored.',
+  bad_request: 'The payload or request is malformed: not JSON, not an object, a field is missing or mistyped, or a chat message\'s MQTT 5 user properties are over their limits (the message names it). Nothing was stored.',
   unknown_type: 'The envelope has a type `t` or a request `op` the message service does not know.',
   not_member: 'The sender is not a member of the conversation it writes to or reads from.',
   not_found: 'The conversation, group or user does not exist.',
