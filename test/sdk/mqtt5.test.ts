@@ -11,6 +11,8 @@ import { InvalidArgumentError, ServerError } from '../../sdk/src/errors.js'
 import { resolveOptions } from '../../sdk/src/client-options.js'
 import { openLink, publishBytes, type Link } from '../../sdk/src/link.js'
 import { connackReturnCode, pubackErrorCode } from '../../sdk/src/reason-codes.js'
+import { MemoryOutbox } from '../../sdk/src/outbox.js'
+import { SendQueue } from '../../sdk/src/send-queue.js'
 import { startNode } from '../helpers/test-node.js'
 import { lifo, PW, recorded, until, within } from './support.js'
 
@@ -65,6 +67,38 @@ test('a publish refused in its MQTT 5 PUBACK fails at once with the server\'s co
     return true
   })
   assert.ok(Date.now() - started < 2000, 'at once, not after a timeout')
+})
+
+test('a send whose PUBACK refuses it fails with that error and leaves the outbox; a retryable refusal sends it again', async () => {
+  const outbox = new MemoryOutbox()
+  const link = { gen: 1, ready: true } as unknown as Link
+  const published: string[] = []
+  let answer = (cid: string): Promise<void> => Promise.reject(new ServerError('not_authorized', 'refused in the PUBACK', cid))
+  const queue = new SendQueue({
+    outbox,
+    requestTimeout: 60_000,
+    link: () => link,
+    closed: () => false,
+    handOff: (_link, _frame, id) => { published.push(id); return Promise.resolve({ acked: answer(id) }) },
+    status: () => {},
+    error: (e) => { throw e }
+  })
+  const entry = { cid: 'c1', target: { to: 'bob' }, body: 'x', createdAt: 1 }
+  await outbox.put(entry)
+  const sent = queue.add(entry)
+  void queue.pump()
+  await assert.rejects(within(sent, 2000, 'the refusal'), (e: unknown) => e instanceof ServerError && e.code === 'not_authorized' && e.ref === 'c1')
+  assert.deepEqual(await outbox.load(), [])
+  // rate_limited (0x97): not failed, sent again after a backoff; then acknowledged.
+  const later = { cid: 'c2', target: { to: 'bob' }, body: 'y', createdAt: 2 }
+  await outbox.put(later)
+  answer = (cid) => { answer = () => Promise.resolve(); return Promise.reject(new ServerError('rate_limited', 'quota', cid)) }
+  const retried = queue.add(later)
+  void queue.pump()
+  await until(() => published.filter((id) => id === 'c2').length === 2, 5000, 'the second publish of c2')
+  void queue.acked({ t: 'ack', cid: 'c2', conv: 'd:alice:bob', seq: 1, id: 'm', ts: 1 })
+  assert.equal((await within(retried, 2000, 'the ack')).seq, 1)
+  queue.close(new ServerError('internal', 'closed'))
 })
 
 for (const protocolVersion of [5, 4] as const) {
