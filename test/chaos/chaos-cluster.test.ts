@@ -1,0 +1,171 @@
+/**
+ * Chaos on one node of two workers (`warbler start --workers 2 --redis URL`):
+ * the six SDK devices of chaos.test.ts and eight plain MQTT devices
+ * (plain-feed.ts: persistent sessions, QoS 1, two numbered publishers), each
+ * behind its own proxy, while, in every cycle and in a seeded order, at a
+ * random moment under that load, one of these is killed with SIGKILL:
+ * - worker 1 (the primary restarts it; its clients reconnect to a worker);
+ * - worker 0, which runs the message service (restarted the same way);
+ * - Redis (restarted on its port with its append-only file);
+ * - the whole node, primary and workers at once (restarted on the same data
+ *   dir, on new ports; the proxies are pointed at it).
+ * The checks are chaos.test.ts' for the SDK devices (each acknowledged send
+ * archived once, seqs 1..n, every device saw each conversation whole, once,
+ * in order, and each device's sends archived in the order sent) and
+ * plain-feed.ts' for the plain ones (each acknowledged message at every
+ * receiver, each publisher's sequence in order, a repeat only flagged DUP,
+ * nothing that was not sent).
+ *
+ * `--offline-queue 1000000`: a persistent session's queue bound is never hit
+ * in this run (a few thousand messages in all), so a missing message is a
+ * loss, not a refusal. CYCLES and the seed as in chaos.test.ts.
+ */
+import assert from 'node:assert/strict'
+import { readFileSync, rmSync } from 'node:fs'
+import { test } from 'node:test'
+import { alive, workerPids } from '../helpers/cluster-procs.js'
+import { type RedisServer, startRedis } from '../helpers/redis.js'
+import { intFrom, Rng, seedFrom } from '../helpers/rng.js'
+import { type SpawnedNode, spawnNode } from '../helpers/test-node.js'
+import { lifo, PW, sleep, until } from '../sdk/support.js'
+import { setupDataDir, World } from './chat-world.js'
+import { PLAIN_ACL, PLAIN_USER, PlainFeed } from './plain-feed.js'
+
+const SEED = seedFrom('WARBLER_CHAOS_SEED')
+const CYCLES = intFrom('WARBLER_CHAOS_CYCLES', 2)
+
+console.log(`# chaos (cluster) seed ${SEED}, ${CYCLES} cycles: replay with WARBLER_CHAOS_SEED=${SEED} WARBLER_CHAOS_CYCLES=${CYCLES} node test/run.mjs chaos`)
+
+type Fault = 'worker' | 'service' | 'redis' | 'node'
+const FAULTS: readonly Fault[] = ['worker', 'service', 'redis', 'node']
+
+/** Dead, or a zombie nobody reaps yet (a worker whose primary was killed is reparented). */
+function gone (pid: number): boolean {
+  if (!alive(pid)) return true
+  try { return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')) } catch { return true }
+}
+
+/** Kill one worker by its pid; wait until the primary has a new one ready in its place. */
+async function killWorker (node: SpawnedNode, index: number): Promise<void> {
+  const pid = workerPids(node.stderr()).get(index) as number
+  const before = node.stderr().length
+  process.kill(pid, 'SIGKILL')
+  await until(() => {
+    const now = workerPids(node.stderr()).get(index)
+    return now !== undefined && now !== pid && node.stderr().slice(before).includes(`"msg":"worker ready","worker":${index}`)
+  }, 20_000, `worker ${index} restarted after SIGKILL`)
+}
+
+/** Every process of a node at once: the primary and its workers. */
+async function killNode (node: SpawnedNode): Promise<void> {
+  const pids = [node.pid, ...workerPids(node.stderr()).values()]
+  for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL')
+  assert.equal(await node.stop('SIGKILL'), null, 'the primary is killed by the signal')
+  await until(() => pids.every(gone), 10_000, `the node's processes ${pids.join(', ')} to be gone`)
+}
+
+/** The local bus' socket directory, which a node killed outright leaves in the temp dir. */
+function busDir (node: SpawnedNode): string | null {
+  const line = node.stderr().split('\n').find((l) => l.includes('"local bus between the workers"'))
+  return line === undefined ? null : (JSON.parse(line) as { dir: string }).dir
+}
+
+test('chaos: two workers with Redis, a worker, the message service\'s worker, Redis and the whole node killed with SIGKILL under SDK and plain MQTT load', { timeout: 60_000 + CYCLES * 30_000 }, async (t) => {
+  const started = Date.now()
+  const rng = new Rng(SEED).fork(4)
+  const defer = lifo(t)
+  const redis: RedisServer = await startRedis()
+  defer(() => redis.stop())
+  const dataDir = await setupDataDir([{ name: PLAIN_USER, password: PW }])
+  defer(() => rmSync(dataDir, { recursive: true, force: true }))
+  const nodes: SpawnedNode[] = []
+  defer(async () => {
+    for (const n of nodes) {
+      await n.stop('SIGKILL')
+      for (const pid of workerPids(n.stderr()).values()) if (alive(pid)) process.kill(pid, 'SIGKILL')
+      const dir = busDir(n)
+      if (dir !== null) rmSync(dir, { recursive: true, force: true })
+    }
+  })
+  // Info level: the primary's "worker started" lines name the workers' pids.
+  const args = ['--workers', '2', '--redis', redis.url, '--offline-queue', '1000000', '--acl', PLAIN_ACL, '--publish-rate', '0', '--drain-timeout', '2', '--log-level', 'info']
+  const startNode = async (): Promise<SpawnedNode> => {
+    const n = await spawnNode(args, { dataDir, timeoutMs: 30_000 })
+    nodes.push(n)
+    return n
+  }
+  let node = await startNode()
+  const world = new World(rng)
+  defer(() => world.halt())
+  const feed = new PlainFeed(rng, PW)
+  await world.connect(node.ports.mqtt as number, defer)
+  await feed.connect(node.ports.mqtt as number, defer)
+  world.start()
+  feed.start()
+
+  const flowing = async (what: string): Promise<void> => {
+    const plain = feed.acked + 20
+    await world.flowing(10, what)
+    await until(() => feed.acked >= plain, 30_000, () => `${what}: plain messages acknowledged (${feed.acked}/${plain})`)
+  }
+  const kills: string[] = []
+  for (let cycle = 0; cycle < CYCLES; cycle++) {
+    const order = [...FAULTS]
+    for (let i = order.length - 1; i > 0; i--) { const k = rng.int(i + 1); [order[i], order[k]] = [order[k] as Fault, order[i] as Fault] }
+    for (const fault of order) {
+      await flowing(`before killing ${fault} (cycle ${cycle + 1})`)
+      const runMs = rng.range(0, 1000)
+      await sleep(runMs)
+      const at = `${fault} at ${Date.now() - started} ms, after ${runMs} ms of load (${world.acked} + ${feed.acked} acked)`
+      feed.phase = `sent while ${fault} was killed (${cycle + 1})`
+      if (fault === 'worker') await killWorker(node, 1)
+      else if (fault === 'service') await killWorker(node, 0)
+      else if (fault === 'redis') await redis.restart({ kill: true, whileDown: () => sleep(rng.range(0, 1000)) })
+      else {
+        await killNode(node)
+        await sleep(rng.range(0, 1000))
+        node = await startNode()
+        world.retarget(node.ports.mqtt as number)
+        feed.retarget(node.ports.mqtt as number)
+      }
+      kills.push(`${at}, back at ${Date.now() - started} ms`)
+      feed.phase = `sent before the kill after ${fault} (${cycle + 1})`
+    }
+  }
+  await flowing('after the last kill')
+  const sent = await world.stop(40_000)
+  await feed.stop(10_000)
+  // Each check is a subtest of its own, so that one failing does not hide what the others found.
+  const summary: string[] = []
+  await t.test('SDK devices: every acknowledged send archived once, seqs 1..n, every device saw each conversation whole, once, in order', async () => {
+    summary.push(await world.verify(dataDir, 'cluster'))
+  })
+  // TODO, fails in every run so far: when worker 0 (the message service) is
+  // killed, sends of devices on worker 1 that worker 1 acknowledged (PUBACK) and
+  // put on the local bus for worker 0 die with it; the devices' later sends are
+  // stored by the new worker 0, the lost ones only when the SDK sends them again
+  // after requestTimeout (docs/architecture.md, "Sends in flight when worker 0
+  // dies"), so they get later seqs. Seed 3110167837: dave-phone #154 (seq 87)
+  // archived before #145 (seq 92), bob-phone #140 (seq 146) before #130 (seq 205),
+  // breaks in 3 of 5 conversations; seed 778954534: alice-laptop #92 (seq 122)
+  // before #79 (seq 123). Every send is still archived once (the check above).
+  await t.test('SDK devices: each device\'s sends archived in the order sent, per conversation', { todo: 'lost with worker 0 and sent again after requestTimeout, a send is archived after later ones' }, async () => {
+    assert.deepEqual(await world.archiveOrderBreaks(dataDir), [], 'cluster: archive order = send order')
+  })
+  // TODO, fails in every run so far. aedes writes a QoS 1 PUBACK before it
+  // publishes the message (lib/handlers/publish.js: write(PubAck), then
+  // broker.publish, which queues it in Redis for each persistent session and
+  // routes it). A worker or the node killed in between, or Redis killed while
+  // the queueing waits, loses messages the publisher has a PUBACK for: seed
+  // 3277509564 lost 3 to 18 consecutive messages of each publisher at each of the
+  // 8 kills, at every receiver. A message queued in Redis for a session on the
+  // other worker whose live copy died with the publisher's worker (on the local
+  // bus) reaches that session only at its next reconnect, after later ones:
+  // seed 3110167837, plain-r1 got p0 168..179 after 514. Seed 431738708 also
+  // showed one repeat without DUP (plain-r4, p1 796).
+  await t.test('plain MQTT devices: every acknowledged message at every receiver, in order, a repeat only flagged DUP, nothing never sent', { todo: 'aedes acknowledges a QoS 1 publish before it queues and routes it: a SIGKILL in between loses or delays it' }, async () => {
+    summary.push(await feed.verify('cluster'))
+  })
+  assert.equal(await node.stop('SIGTERM'), 0, 'a clean stop at the end')
+  t.diagnostic(`seed ${SEED}: ${sent} sends; SIGKILLs: ${kills.join('; ')}; ${summary.join('; ')}; ${Date.now() - started} ms`)
+})
