@@ -174,6 +174,9 @@ function readQueuesAgain (broker: Aedes, resuming: WeakMap<object, Resume>): voi
           // the packet id but not the flag).
           if (p.messageId !== undefined && p.messageId !== null) p.dup = true
           yield p
+          // A long read (Redis: a round trip or two per message) would hold
+          // all that is routed while it lasts: read again from here instead.
+          if (fresh >= READ_CHUNK) break
         }
         if (fresh === 0) return
       }
@@ -185,9 +188,10 @@ function readQueuesAgain (broker: Aedes, resuming: WeakMap<object, Resume>): voi
  * A session's queue being sent on a new connection. Live copies are held
  * meanwhile; with the store being slow to read (Redis: a round trip or two
  * per message) and a steady flow, they grew without bound, in memory. Now the
- * queue is read again after each read, and each read drops the held copies
- * the store has; only what was routed during the last read (which found
- * nothing new) is still held when the connection is ready.
+ * queue is read again after each read (of at most READ_CHUNK messages), and
+ * each read drops the held copies the store has; only what was routed during
+ * the last read (which found nothing new) is still held when the connection
+ * is ready.
  */
 interface Resume {
   /** The routing keys the reads sent. */
@@ -195,8 +199,10 @@ interface Resume {
   beforeRead: () => void
 }
 
+/** Messages one read of a resuming session's queue sends at most before it reads again. */
+const READ_CHUNK = 200
 /** Reads of a resuming session's queue at most, before what is routed meanwhile is simply held (a flow the reads never catch up with). */
-const MAX_QUEUE_READS = 20
+const MAX_QUEUE_READS = 500
 
 /** A message's identity across the routing: the broker that routed it and its counter there. */
 function routingKey (p: DeliverPacket): string | null {
