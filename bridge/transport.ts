@@ -38,9 +38,8 @@ interface RoutedPacket { topic: string, payload: Buffer | string, properties?: P
  * every connection's subscriptions, its persistence those of persistent
  * sessions, connected or not (with Redis, every broker's). While another
  * broker shares it, every frame goes to both of a user's or device's topics.
- * `shared` is asked at each lookup: a broker of another node can join later.
- * (Asked once at start, as before, a lone worker with Redis published every
- * message to the inboxes nobody read: most of what Redis mode added to chat.)
+ * `shared` is asked at each lookup: a broker of another node can join later,
+ * and a lone worker with Redis should not pay for topics nobody reads.
  */
 export function embeddedTransport (broker: Aedes, shared: () => boolean): Transport {
   const publish = (topic: string, payload: Buffer, qos: 0 | 1, props?: PublishProperties): Promise<void> => new Promise<void>((resolve) => {
