@@ -347,6 +347,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
       broker: b,
       log,
       shared: mq !== null,
+      crowded: () => mq !== null && (cfg.workers > 1 || mq.peers() > 0),
       setIngest: hooks.setIngest,
       isService: (user) => cache.users.get(user)?.service === true
     }).catch(failed)
