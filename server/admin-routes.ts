@@ -14,7 +14,7 @@
  *   GET    /api/v1/tokens?user=                device tokens (never their secret)
  *   POST   /api/v1/tokens                      {"user","name"}: the token, shown once
  *   DELETE /api/v1/tokens/{id}
- *   GET    /api/v1/refusals                    the node's last refused logins
+ *   GET    /api/v1/refusals                    the node's last refused logins (every worker's)
  *   GET    /api/v1/node                        settings in force, ports, readiness
  *   GET    /api/v1/backup                      a consistent copy of the database
  */
@@ -31,6 +31,7 @@ import type { Authenticator } from '../broker/auth.js'
 import { addAccount, changePassword, setDisabled, tokensOf } from '../broker/identity/accounts.js'
 import { IdentityError, type IdentityStore } from '../broker/identity/identity-store.js'
 import { readJson, RequestError } from '../broker/web-session.js'
+import type { RecentFailure } from '../broker/login-log.js'
 import type { Config } from '../shared/config.js'
 import { DB_FILE } from '../shared/data-dir.js'
 
@@ -42,6 +43,8 @@ export interface AdminRoutesDeps {
   ready: () => boolean
   sysRoot: string
   version: string
+  /** The node's refused logins, oldest first: this process's, or with `--workers N` every worker's. */
+  refusals: () => Promise<RecentFailure[]>
 }
 
 type Body = Record<string, unknown>
@@ -106,7 +109,7 @@ async function backup (cfg: Config, res: http.ServerResponse): Promise<void> {
 /** What the console shows about the node: refused logins, settings in force, and a backup. */
 function nodeRoutes (d: AdminRoutesDeps): Record<string, Record<string, Handler>> {
   return {
-    refusals: { GET: (_req, res) => { send(res, 200, { refusals: d.auth.recentFailures().reverse() }) } },
+    refusals: { GET: async (_req, res) => { send(res, 200, { refusals: (await d.refusals()).reverse() }) } },
     node: {
       GET: (_req, res) => {
         const { cfg } = d
