@@ -278,7 +278,7 @@ function observe (cfg: Config, o: {
   const bearer = async (token: string): Promise<{ user: string, admin: boolean } | null> => await o.auth.bearer(token)
   const admin = svc === null ? undefined : adminRoutes({ reader: svc.reader, bearer })
   const sysRoot = sysRootOf(cfg, o.worker)
-  const accounts = adminIdentityRoutes({ cfg, store: o.identity, auth: o.auth, ports: o.ports, ready: o.ready, sysRoot, version: VERSION, refusals: o.refusals ?? (() => Promise.resolve(o.auth.recentFailures())) }, bearer)
+  const accounts = adminIdentityRoutes({ cfg, store: o.identity, auth: o.auth, ports: o.ports, ready: o.ready, sysRoot, version: VERSION, logins: o.logins.refresh, refusals: o.refusals ?? (() => Promise.resolve(o.auth.recentFailures())) }, bearer)
   const routes = (req: http.IncomingMessage, res: http.ServerResponse): boolean => session(req, res) || accounts(req, res) || (admin?.(req, res) ?? false)
   const httpServer = cfg.httpPort !== -1
     ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), web: webAppRoutes(o.ports), routes })

@@ -92,6 +92,7 @@ test('two nodes on one Redis: refresh anywhere, logout and password reset end th
   const closed2 = closedWithin(live2, 3000)
   const reset = await post(a, '/api/v1/users/alice/password', { password: 'alice-password-2' }, { authorization: `Bearer ${rootGrant.accessToken}` })
   assert.equal(reset.status, 200, JSON.stringify(reset.body))
+  assert.equal(reset.body.endedLogins, 2, 'the two web logins of alice kept in Redis')
   assert.ok(await closed2 <= 3000, 'the live connection on B is closed')
   assert.equal(await api(b, h.accessToken), 401)
   assert.ok(await loginAnswers({ url: ws(b), username: 'alice', password: h.accessToken, clientId: 'alice-web2' }, 4, 2000) <= 2000)
