@@ -26,6 +26,9 @@ export async function openWebLogins (redisUrl: string, db: Database, log: Logger
   if (redisUrl === '') {
     return { refresh: await RefreshTokens.open(db, { log }), revocations: await SessionRevocations.open(null, log), close: async () => {} }
   }
+  // The table is brought to this code's version at start all the same: `warbler user passwd` and the admin API
+  // end the logins kept there, and a migration is better run now than by the CLI beside a running node.
+  await RefreshTokens.open(db, { log })
   const main = new Redis(redisUrl, { lazyConnect: true, connectTimeout: CONNECT_TIMEOUT_MS, maxRetriesPerRequest: 1, retryStrategy: (times) => Math.min(times * 100, 2000) })
   const sub = main.duplicate()
   // Reported by the failing request (a login answers 500 naming it); without a listener ioredis prints each.
