@@ -110,8 +110,14 @@ export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (clien
         setImmediate(cb)
         return
       }
-      if ((packet.qos ?? 0) > 0) bound.delivering(packet, client.id)
+      if ((packet.qos ?? 0) > 0 && held !== null && bound.refused(packet, client.id, false)) {
+        // Refused by the queue bound while the session reconnects: after its
+        // queue it would come after messages queued later. Refused it stays.
+        setImmediate(cb)
+        return
+      }
       if (held === null) {
+        if ((packet.qos ?? 0) > 0) bound.refused(packet, client.id, true)
         deliver(packet, cb)
         return
       }
