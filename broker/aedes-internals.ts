@@ -76,11 +76,11 @@ export function queueSource (b: Aedes): QueueSource {
 }
 
 /** The part of the persistence that forgets a packet sent to a session (as a PUBACK does). */
-export interface OutgoingStore { outgoingDelPacket: (client: Client, packet: { messageId?: number }) => Promise<unknown> }
+export interface OutgoingStore { outgoingClearMessageId: (client: Client, packet: { messageId?: number }) => Promise<unknown> }
 
 /**
- * aedes.js, `this.persistence.outgoingDelPacket`: lib/handlers/puback.js
- * calls it when a client acknowledges a packet. packet-size.ts calls it for
+ * aedes.js, `this.persistence.outgoingClearMessageId`: lib/handlers/puback.js
+ * calls it when a client acknowledges a packet (by its packet id). packet-size.ts calls it for
  * a packet it does not send.
  */
 export function outgoingStore (b: Aedes): OutgoingStore {

@@ -67,6 +67,6 @@ function tooLarge (packet: Packet, max: number, opts?: { protocolVersion?: numbe
 
 function discard (broker: Aedes, client: Client, packet: Packet): void {
   if ((packet.qos ?? 0) > 0 && !client.clean) {
-    outgoingStore(broker).outgoingDelPacket(client, packet).catch(() => {})
+    outgoingStore(broker).outgoingClearMessageId(client, packet).catch(() => {})
   }
 }

@@ -110,8 +110,9 @@ test('a message matching two subscriptions of a client carries both Subscription
   assert.equal((await one).properties?.subscriptionIdentifier, 3)
 })
 
-test('a PUBLISH larger than the Maximum Packet Size a client gave is not sent to it; smaller ones are', { timeout: 30_000 }, async (t) => {
-  const small = await rawV5(port, { clientId: 'fix-max', properties: { maximumPacketSize: 64 } })
+test('a PUBLISH larger than the Maximum Packet Size a client gave is not sent to it, nor kept for its session; smaller ones are', { timeout: 30_000 }, async (t) => {
+  const connect = { clientId: 'fix-max', properties: { maximumPacketSize: 64, sessionExpiryInterval: 300 } }
+  const small = await rawV5(port, connect)
   t.after(() => { small.destroy() })
   small.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fixm/t', qos: 1 }] })
   await small.next('suback')
@@ -121,4 +122,13 @@ test('a PUBLISH larger than the Maximum Packet Size a client gave is not sent to
   const p = await small.next('publish') as IPublishPacket
   assert.equal(String(p.payload), 'y'.repeat(10))
   assert.deepEqual(small.received.filter((r: Packet) => r.cmd === 'publish' || r.cmd === 'disconnect'), [])
+  // The session resumed without a maximum: the large message was not kept to be sent again.
+  small.send({ cmd: 'disconnect', reasonCode: 0 })
+  await small.closed
+  const again = await rawV5(port, { clientId: 'fix-max', clean: false, properties: { sessionExpiryInterval: 300 } })
+  t.after(() => { again.destroy() })
+  assert.equal((again.connack as { sessionPresent: boolean }).sessionPresent, true)
+  await pub.publishAsync('fixm/t', 'z'.repeat(10), { qos: 1 })
+  const q = await again.next('publish') as IPublishPacket
+  assert.equal(String(q.payload), 'z'.repeat(10))
 })
