@@ -29,6 +29,8 @@ function addMatchingIds (client: Client, packet: RoutedPacket): void {
   const topic = packet.topic
   if (topic === undefined) return
   const subs = clientSubscriptions(client)
+  // Most clients (the SDK's) give no identifiers: then no topic is matched at all.
+  if (!hasIdentifier(subs)) return
   const levels = topic.split('/')
   // A filter that starts with a wildcard never matches a `$` topic (MQTT-4.7.2-1).
   const dollar = topic.startsWith('$')
@@ -44,4 +46,9 @@ function addMatchingIds (client: Client, packet: RoutedPacket): void {
   if (ids === null || matching < 2) return
   // aedes may share the properties object between copies (a frozen one): a new one.
   packet.properties = { ...packet.properties, subscriptionIdentifier: ids.length === 1 ? ids[0] : ids }
+}
+
+function hasIdentifier (subs: ReturnType<typeof clientSubscriptions>): boolean {
+  for (const filter in subs) if (subs[filter]?.si !== undefined) return true
+  return false
 }

@@ -15,6 +15,8 @@ import type { Migration } from '../../shared/migrations.js'
 import { EXIT, StartError } from '../../shared/start-error.js'
 import { ARCHIVE_MIGRATIONS, migrate } from '../../bridge/archive/schema.js'
 import { MessageService } from '../../bridge/service.js'
+import { IdentityStore } from '../../broker/identity/identity-store.js'
+import { IDENTITY_MIGRATIONS } from '../../broker/identity/identity-schema.js'
 import { backups, dataDir, RELEASE_1, recordedVersion, schemaSql, withDb } from '../helpers/db-files.js'
 
 /** The newest version Warbler ships, and the first release's migration alone. */
@@ -137,5 +139,46 @@ test('a list of migrations out of order is refused before anything runs', async 
       await assert.rejects(migrate(db, { migrations: [ARCHIVE_MIGRATIONS[0] as Migration, { ...NEXT, version: 3 }] }), /numbered 1, 2, 3.*found 3 at place 2/)
       assert.deepEqual(await db.all('SELECT name FROM sqlite_master'), [])
     })
+  } finally { d.done() }
+})
+
+test('migration 3 keeps the MQTT 5 user properties of messages: the messages of an older file have none, a new one keeps its own', async () => {
+  const d = await dataDir('warbler-archive-versions-', RELEASE_1)
+  try {
+    const svc = await MessageService.open({ dataDir: d.dir, transport: { publish: async () => {} }, log: createLogger('error', () => {}), maxPayload: 65536 })
+    try {
+      const old = await svc.reader.history('d:ann:ben', { limit: 10 })
+      assert.deepEqual(old.messages.map((m) => [m.seq, m.props]), [[1, undefined], [2, undefined]])
+      await svc.writer.send({ user: 'ann', cid: 'p1', conv: 'd:ann:ben', peer: 'ben', body: 'tagged', text: 'tagged', props: { k: ['1', '2'], one: 'x' } })
+      const page = await svc.reader.history('d:ann:ben', { after: 2, limit: 10 })
+      assert.deepEqual(page.messages.map((m) => m.props), [{ k: ['1', '2'], one: 'x' }])
+    } finally { await svc.close() }
+    assert.equal(backups(d.dir).length, 1, 'the upgrade copied the file first')
+  } finally { d.done() }
+})
+
+test('a start that upgrades both the identity store and the archive copies the file once, and that copy holds both as they were', async () => {
+  const d = await dataDir('warbler-upgrade-copy-', RELEASE_1)
+  try {
+    const before = await withDb(d.file, schemaSql)
+    // The order of a start: the identity store first, then the message service.
+    const store = await IdentityStore.open(d.dir)
+    await store.close()
+    const svc = await MessageService.open({ dataDir: d.dir, transport: { publish: async () => {} }, log: createLogger('error', () => {}), maxPayload: 65536 })
+    await svc.close()
+    const copies = backups(d.dir)
+    assert.equal(copies.length, 1, `one copy, not one per part: ${copies.join(', ')}`)
+    await withDb(path.join(d.dir, copies[0] as string), async (db) => {
+      assert.equal(await schemaSql(db), before, 'the copy holds both parts as they were')
+    })
+    await withDb(d.file, async (db) => {
+      assert.equal(await recordedVersion(db, 'identity'), IDENTITY_MIGRATIONS.length)
+      assert.equal(await recordedVersion(db, 'archive'), LATEST)
+    })
+    // A part upgraded again is copied again: the first copy no longer holds it as it is now.
+    await withDb(d.file, async (db) => {
+      await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, NEXT] })
+    })
+    assert.equal(backups(d.dir).length, 2)
   } finally { d.done() }
 })
