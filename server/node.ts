@@ -23,6 +23,7 @@ import { type Config, parseAclRule, readMetricsToken } from '../shared/config.js
 import { PublishGate } from '../broker/flow.js'
 import { guardConnection } from '../broker/guard.js'
 import { classifyClientError, createHooks } from '../broker/hooks/create-hooks.js'
+import { createAedesFixes } from '../broker/aedes-fixes.js'
 import { createDeliveryFixes } from '../broker/delivery.js'
 import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
@@ -307,10 +308,14 @@ async function bindAll (cfg: Config, listeners: Listener[], httpServer: http.Ser
 function connectionHandler (b: Aedes, persistence: BrokerPersistence, cfg: Config, stats: Stats, log: Logger, closing: () => boolean): (conn: Duplex, req?: http.IncomingMessage) => void {
   // CONNACK before any message, and no message lost to aedes' dedupe (delivery.ts).
   const fixDelivery = createDeliveryFixes(b, persistence.offlineBound)
+  // aedes 2 beta's MQTT 5 bugs (aedes-fixes.ts): after fixDelivery, so its wrappers run first.
+  const fixAedes = createAedesFixes(b)
   return (conn, req) => {
     if (closing()) { conn.destroy(); return }
     guardConnection(conn, cfg.maxPacket, stats, log)
-    fixDelivery(b.handle(conn, req), conn)
+    const client = b.handle(conn, req)
+    fixDelivery(client, conn)
+    fixAedes(client, conn)
   }
 }
 

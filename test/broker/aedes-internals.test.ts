@@ -15,7 +15,7 @@ import type { MqttClient } from 'mqtt'
 import {
   AEDES_VERSION, authenticateError, clientDelivery, type DeliverPacket, setClientDelivery, setDuplicateMarks, clientOfConnection, clientSubscriptions, connackErrorCode,
   connectedClients, connectionParser, incomingStore, isRetainedReplay, keepaliveSeconds, pendingWill,
-  protocolLevel, queueSource, routingEmitter, sentDisconnect
+  protocolLevel, queueSource, routingEmitter, sentDisconnect, cleanStartRequested, outgoingStore, willPaths
 } from '../../broker/aedes-internals.js'
 import { rawSocket } from '../helpers/raw.js'
 import { connackCode, connect } from '../helpers/test-node.js'
@@ -254,4 +254,22 @@ test('aedes delivers through the deliverQoS and deliver0 set right after handle(
   field('Client.deliverQoS (read by lib/handlers/subscribe.js when subscribing)', calls.deliverQoS > 0, calls)
   field('Client.deliver0 (read by lib/handlers/subscribe.js when subscribing)', calls.deliver0 > 0, calls)
   field('Client.duplicates (written by dedupe in lib/client.js)', Object.keys(marks).length > 0, marks)
+})
+
+test('the fields aedes-fixes.ts reads: _cleanStart, clean, Subscription.si, publishWill, persistence.streamWill and outgoingClearMessageId', async (t) => {
+  const { broker: b, url } = await startBare(t)
+  const isReady = ready(b, 'v5')
+  const c = await connect(url, { clientId: 'v5', protocolVersion: 5, clean: false })
+  endClient(t, c)
+  const client = await isReady
+  field('Client._cleanStart (Clean Start 0)', cleanStartRequested(client) === false && (client as unknown as { _cleanStart?: unknown })._cleanStart === false, (client as unknown as { _cleanStart?: unknown })._cleanStart)
+  field('Client.clean (Session Expiry Interval 0)', client.clean, client.clean)
+  await c.subscribeAsync('si/t', { qos: 1, properties: { subscriptionIdentifier: 9 } })
+  const sub = clientSubscriptions(client)['si/t']
+  field('Client.subscriptions[filter].si', sub?.si === 9, sub)
+  const { publisher, store } = willPaths(b)
+  field('Aedes.publishWill(client, will)', typeof publisher.publishWill === 'function' && publisher.publishWill.length === 2, publisher.publishWill)
+  field('Aedes.persistence.streamWill', typeof store?.streamWill === 'function', store?.streamWill)
+  const out = outgoingStore(b)
+  field('Aedes.persistence.outgoingClearMessageId', typeof out?.outgoingClearMessageId === 'function', out?.outgoingClearMessageId)
 })
