@@ -91,10 +91,11 @@ export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (clien
     resuming.set(client, {
       carried,
       beforeRead: () => {
-        // Every QoS 1/2 copy held so far was queued for this session before
-        // it was routed, so the read about to start carries it: keep only
-        // what the store does not have (QoS 0; all of it for a clean session).
-        if (held !== null && !client.clean) held = held.filter((h) => (h.packet.qos ?? 0) === 0)
+        // What the reads so far carried is not sent again at release: let go
+        // of it now. (A copy routed during one read is carried by the next
+        // one when the store has it; what it does not have, QoS 0, retained
+        // messages, a clean session's, stays held until release.)
+        if (held !== null) held = held.filter((h) => { const k = routingKey(h.packet); return k === null || !carried.has(k) })
       }
     })
     const run = (deliver: Deliver, packet: DeliverPacket, cb: (err?: Error) => void): void => {
@@ -189,9 +190,8 @@ function readQueuesAgain (broker: Aedes, resuming: WeakMap<object, Resume>): voi
  * meanwhile; with the store being slow to read (Redis: a round trip or two
  * per message) and a steady flow, they grew without bound, in memory. Now the
  * queue is read again after each read (of at most READ_CHUNK messages), and
- * each read drops the held copies the store has; only what was routed during
- * the last read (which found nothing new) is still held when the connection
- * is ready.
+ * each read lets go of the held copies earlier reads carried: what is held
+ * is what two reads take to send, and what the store does not have.
  */
 interface Resume {
   /** The routing keys the reads sent. */
