@@ -196,7 +196,8 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
         return done(new Error('malformed topic: not well-formed UTF-8, or holds U+0000'))
       }
       stats.messagesReceived++
-      if (packet.qos === 1 && isMqtt5(client) && unacked(client) + d.inbound.held(client.id) >= cfg.maxInflightInbound) {
+      // Not a will (its client is gone): it was never in the client's window.
+      if (packet.qos === 1 && client.connected && !client.closed && isMqtt5(client) && unacked(client) + d.inbound.held(client.id) >= cfg.maxInflightInbound) {
         overReceiveMaximum(client, packet, done)
         return
       }
