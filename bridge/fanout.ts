@@ -22,7 +22,7 @@
  * Deliveries go out in commit order: a batch whose subscriber lookups are
  * still pending holds the ones after it.
  */
-import { type AckFrame, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, topics } from '@warbler/sdk/protocol'
+import { type AckFrame, BATCH_MAX_BYTES, BATCH_MAX_FRAMES, type PublishProperties, topics } from '@warbler/sdk/protocol'
 import type { StoredMessage, StoredReceipt } from './archive/writer.js'
 
 export interface Audience {
@@ -32,7 +32,8 @@ export interface Audience {
   live: (topic: string) => boolean
 }
 
-export type Publish = (topic: string, payload: Buffer, qos: 0 | 1) => Promise<void>
+/** `props`: MQTT 5 properties of the publish (MQTT 3.1.1 subscribers get the publish without them). */
+export type Publish = (topic: string, payload: Buffer, qos: 0 | 1, props?: PublishProperties) => Promise<void>
 
 /** Which of a user's two topics to publish to. */
 interface Targets { inbox: boolean, feed: boolean }
@@ -131,13 +132,18 @@ export class Fanout {
     receipts.forEach((r, j) => { for (const user of r.recipients) add(user, stored.length + j) })
     /** Messages at QoS 1; receipts, which a later one supersedes, at QoS 0. */
     const qos = (i: number): 0 | 1 => i < stored.length ? 1 : 0
+    /** A message's user properties go on its inbox publish too, for MQTT 5 clients that read them there (on a feed they are in the frames only). */
+    const inboxProps = (i: number): PublishProperties | undefined => {
+      const props = stored[i]?.frame.props
+      return props === undefined ? undefined : { userProperties: props }
+    }
     const users = [...byUser.keys()]
     const routed = this.inOrder(users, (targets) => {
       const sent: Array<Promise<void>> = []
       users.forEach((user, u) => {
         const t = targets[u] as Targets
         const mine = byUser.get(user) as number[]
-        if (t.inbox) for (const i of mine) sent.push(this.publish(topics.inbox(user), payloads[i] ??= Buffer.from(texts[i] as string), qos(i)))
+        if (t.inbox) for (const i of mine) sent.push(this.publish(topics.inbox(user), payloads[i] ??= Buffer.from(texts[i] as string), qos(i), inboxProps(i)))
         if (t.feed) {
           // The members of a group get the same messages: one set of batch frames for them all.
           const key = mine.join(',')
@@ -153,16 +159,16 @@ export class Fanout {
     return out
   }
 
-  /** An event (receipt, typing, presence) to users, on each of their topics that has subscribers. */
-  toUsers (users: Iterable<string>, frame: object, qos: 0 | 1): Promise<unknown> {
+  /** An event (receipt, typing, presence) to users, on each of their topics that has subscribers; `props` go with each publish. */
+  toUsers (users: Iterable<string>, frame: object, qos: 0 | 1, props?: PublishProperties): Promise<unknown> {
     const payload = Buffer.from(JSON.stringify(frame))
     const list = [...users]
     return this.inOrder(list, (targets) => {
       const sent: Array<Promise<void>> = []
       list.forEach((user, i) => {
         const t = targets[i] as Targets
-        if (t.inbox) sent.push(this.publish(topics.inbox(user), payload, qos))
-        if (t.feed) sent.push(this.publish(topics.feed(user), payload, qos))
+        if (t.inbox) sent.push(this.publish(topics.inbox(user), payload, qos, props))
+        if (t.feed) sent.push(this.publish(topics.feed(user), payload, qos, props))
       })
       return sent
     })
@@ -190,6 +196,11 @@ export class Fanout {
     if (t.plain) sent.push(this.publish(topics.device(clientId), payload, qos))
     if (t.feed) sent.push(this.publish(topics.deviceFeed(clientId), payload, qos))
     return Promise.all(sent)
+  }
+
+  /** An answer on a topic the requester named (an MQTT 5 Response Topic, checked by the caller), with its properties. */
+  toTopic (topic: string, frame: object, qos: 0 | 1, props: PublishProperties): Promise<unknown> {
+    return this.publish(topic, Buffer.from(JSON.stringify(frame)), qos, props)
   }
 
   /**

@@ -4,8 +4,9 @@
  */
 import { inflateRawSync } from 'node:zlib'
 import {
-  CLIENT_MESSAGE_ID_PATTERN, type ClientFrame, directConversation, isConversationId, isValidUsername,
-  payloadEncoding, REQUEST_ID_PATTERN, type RequestFrame, RequestOps, type SendFrame, type TypingFrame
+  CLIENT_MESSAGE_ID_PATTERN, type ClientFrame, clientIdBelongsTo, directConversation, isConversationId, isValidUsername,
+  parseChatTopic, payloadEncoding, REQUEST_ID_PATTERN, type RequestFrame, RequestOps, type SendFrame, type TypingFrame,
+  USER_PROPERTIES_MAX_BYTES, USER_PROPERTIES_MAX_PAIRS, type UserProperties
 } from '@warbler/sdk/protocol'
 import { ServiceError } from './archive/archive-errors.js'
 
@@ -145,4 +146,44 @@ export function usersParam (r: RequestFrame, name = 'users', max = 500): string[
     throw new ServiceError('bad_request', `${name} must be a list of 1 to ${max} user names`)
   }
   return [...new Set(v as string[])]
+}
+
+/**
+ * An MQTT 5 Response Topic the service may answer a request of `user` on:
+ * the device topic (or device feed) of one of the user's own client ids,
+ * which only that user may read. Anything else (another user's topic, the
+ * user's inbox or out topic, a topic outside wb/) is refused: the service
+ * never publishes a reply where someone else could read it, and the broker
+ * lets the service write only inboxes and device topics.
+ */
+export function checkResponseTopic (user: string, topic: string): void {
+  const chat = parseChatTopic(topic)
+  if (chat?.kind === 'device' && clientIdBelongsTo(chat.clientId, user)) return
+  throw new ServiceError('not_authorized', `response topic ${JSON.stringify(topic)} is not one of ${user}'s: use wb/d/{clientId} (or wb/d/{clientId}/feed) of a client id of ${user} (${user} or ${user}-...)`)
+}
+
+/**
+ * The MQTT 5 user properties of a chat send, checked: at most
+ * USER_PROPERTIES_MAX_PAIRS pairs and USER_PROPERTIES_MAX_BYTES bytes of
+ * keys and values (they are stored with the message and delivered with it
+ * to every member, every time). Undefined when there are none.
+ */
+export function checkUserProperties (props: unknown): UserProperties | undefined {
+  if (props === undefined || props === null) return undefined
+  if (!isObject(props)) throw new ServiceError('bad_request', 'user properties must be string pairs')
+  let pairs = 0
+  let bytes = 0
+  const out: UserProperties = {}
+  for (const [key, v] of Object.entries(props)) {
+    const values = Array.isArray(v) ? v : [v]
+    for (const value of values) {
+      if (typeof value !== 'string') throw new ServiceError('bad_request', `user property ${JSON.stringify(key)} must have string values`)
+      pairs++
+      bytes += Buffer.byteLength(key) + Buffer.byteLength(value)
+    }
+    out[key] = Array.isArray(v) ? [...values as string[]] : v as string
+  }
+  if (pairs > USER_PROPERTIES_MAX_PAIRS) throw new ServiceError('bad_request', `${pairs} user properties, more than the limit of ${USER_PROPERTIES_MAX_PAIRS}`)
+  if (bytes > USER_PROPERTIES_MAX_BYTES) throw new ServiceError('bad_request', `user properties of ${bytes} bytes (keys and values), over the limit of ${USER_PROPERTIES_MAX_BYTES}`)
+  return pairs === 0 ? undefined : out
 }

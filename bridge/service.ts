@@ -6,18 +6,24 @@
  *   to the inbox of every member (QoS 1), then acknowledged to the sending
  *   connection with its seq. Nothing is delivered or acknowledged before it is
  *   committed; a retry with the same client message id gets the first ack.
- * - Requests are answered on the sender's device topic.
- * - Typing notices and presence are ephemeral (QoS 0, never stored).
+ * - Requests are answered on the sender's device topic, or on the MQTT 5
+ *   Response Topic the request names (one of the sender's device topics),
+ *   with its Correlation Data.
+ * - Typing notices and presence are ephemeral (QoS 0, never stored, with an
+ *   MQTT 5 Message Expiry Interval so that no queue keeps them long).
  *
  * The service does not know how it is connected: a Transport publishes for
  * it (in the broker's process, or as an MQTT client of one or more brokers).
  */
 import path from 'node:path'
-import { type ErrorCode, type ErrorFrame, type PresenceFrame, type RequestFrame, type TypingEvent } from '@warbler/sdk/protocol'
+import {
+  type ErrorCode, type ErrorFrame, type PresenceFrame, PRESENCE_EXPIRY_S, type PublishProperties, type RequestFrame, type ResultFrame,
+  TYPING_EXPIRY_S, type TypingEvent
+} from '@warbler/sdk/protocol'
 import { Database } from '../shared/sqlite.js'
 import { DB_FILE } from '../shared/data-dir.js'
 import type { Logger } from '../shared/log.js'
-import { bodyText, checkBody, decodePayload, frameRef, parseFrame, resolveSend } from './frames.js'
+import { bodyText, checkBody, checkResponseTopic, checkUserProperties, decodePayload, frameRef, parseFrame, resolveSend } from './frames.js'
 import { handleRequest, type RequestContext } from './request-handlers.js'
 import type { RedisMirror } from './redis-mirror.js'
 import { migrate } from './archive/schema.js'
@@ -73,8 +79,11 @@ export interface ServiceOptions {
 
 type Durability = 'process' | 'power'
 
+/** Where the answers to one publish go: its device topic, or the MQTT 5 Response Topic of a request, with its Correlation Data. */
+interface Reply { clientId: string, topic?: string, correlationData?: Uint8Array }
+
 /** Where a publish failed, for the log line of an internal error: what is known by then. */
-interface Failed { kind: InternalKind, user: string, clientId: string, conv?: string, op?: string, ref?: string | undefined }
+interface Failed { kind: InternalKind, user: string, reply: Reply, conv?: string, op?: string, ref?: string | undefined }
 
 /** How often the WAL is checkpointed (ms): see checkpoint.ts. */
 const CHECKPOINT_INTERVAL_MS = 1000
@@ -132,11 +141,17 @@ export class MessageService {
     return svc
   }
 
-  private refuse (clientId: string, code: ErrorCode, message: string, ref?: string): void {
+  private refuse (reply: Reply, code: ErrorCode, message: string, ref?: string): void {
     this.counters.refusals[code] = (this.counters.refusals[code] ?? 0) + 1
     const frame: ErrorFrame = { t: 'error', code, message }
     if (ref !== undefined) frame.ref = ref
-    void this.fanout.toDevice(clientId, frame, 1)
+    void this.answer(reply, frame)
+  }
+
+  /** An answer or refusal to where `reply` says (QoS 1). */
+  private answer (reply: Reply, frame: ErrorFrame | ResultFrame): Promise<unknown> {
+    if (reply.topic === undefined) return this.fanout.toDevice(reply.clientId, frame, 1)
+    return this.fanout.toTopic(reply.topic, frame, 1, reply.correlationData === undefined ? {} : { correlationData: reply.correlationData })
   }
 
   /**
@@ -144,9 +159,10 @@ export class MessageService {
    * send: stored and acknowledged), which is what paces the broker's routing.
    * A refusal names the send or request it answers (`ref`) whenever the
    * publish is an object with a well-formed `cid` or `id`, however bad the rest.
+   * `props` are the publish's MQTT 5 properties, when it had any.
    */
-  async handle (user: string, clientId: string, payload: Buffer): Promise<void> {
-    const at: Failed = { kind: 'other', user, clientId }
+  async handle (user: string, clientId: string, payload: Buffer, props?: PublishProperties): Promise<void> {
+    const at: Failed = { kind: 'other', user, reply: { clientId } }
     try {
       const value = decodePayload(payload, this.opts.maxPayload)
       at.ref = frameRef(value)
@@ -159,7 +175,8 @@ export class MessageService {
           throw new ServiceError('bad_request', 'body.sys is reserved for system messages')
         }
         checkBody(frame.body)
-        const { ack, duplicate, delivered } = await this.writer.send({ user, cid: frame.cid, conv: send.conv, peer: send.peer, body: frame.body, text: bodyText(frame.body) })
+        const userProps = checkUserProperties(props?.userProperties)
+        const { ack, duplicate, delivered } = await this.writer.send({ user, cid: frame.cid, conv: send.conv, peer: send.peer, body: frame.body, text: bodyText(frame.body), props: userProps })
         if (duplicate) this.counters.duplicates++
         else this.counters.sends++
         // Hold the sender until its message is routed to every recipient, so a
@@ -169,7 +186,13 @@ export class MessageService {
         at.kind = 'request'
         at.op = frame.op
         if (typeof frame.conv === 'string') at.conv = frame.conv
-        await this.request(user, clientId, frame)
+        if (props?.responseTopic !== undefined) {
+          // Refused (on the device topic) unless it is one of the user's own device topics.
+          checkResponseTopic(user, props.responseTopic)
+          at.reply = { clientId, topic: props.responseTopic }
+          if (props.correlationData !== undefined) at.reply.correlationData = props.correlationData
+        }
+        await this.request(user, at.reply, frame)
       } else {
         at.kind = 'typing'
         at.conv = frame.conv
@@ -177,7 +200,7 @@ export class MessageService {
       }
     } catch (err) {
       if (err instanceof ServiceError && err.code !== 'internal') {
-        this.refuse(clientId, err.code, err.message, at.ref)
+        this.refuse(at.reply, err.code, err.message, at.ref)
         return
       }
       this.internal(at, err)
@@ -191,7 +214,7 @@ export class MessageService {
    */
   private internal (at: Failed, err: unknown): void {
     this.counters.internal[at.kind] = (this.counters.internal[at.kind] ?? 0) + 1
-    const fields: Record<string, unknown> = { kind: at.kind, user: at.user, clientId: at.clientId }
+    const fields: Record<string, unknown> = { kind: at.kind, user: at.user, clientId: at.reply.clientId }
     if (at.conv !== undefined) fields.conv = at.conv
     if (at.op !== undefined) fields.op = at.op
     if (at.ref !== undefined) fields.ref = at.ref
@@ -199,12 +222,12 @@ export class MessageService {
     // A storage failure is explained by its message; anything else is a bug, whose stack says where.
     if (!(err instanceof ServiceError) && err instanceof Error && err.stack !== undefined) fields.stack = err.stack
     this.opts.log.error('internal error in the message service', fields)
-    this.refuse(at.clientId, 'internal', at.kind === 'send'
+    this.refuse(at.reply, 'internal', at.kind === 'send'
       ? 'the server failed to store the message; send it again with the same cid (it is never stored twice)'
       : 'the request failed on the server; it had no effect', at.ref)
   }
 
-  private async request (user: string, clientId: string, r: RequestFrame): Promise<void> {
+  private async request (user: string, reply: Reply, r: RequestFrame): Promise<void> {
     this.counters.requests++
     this.counters.byOp[r.op] = (this.counters.byOp[r.op] ?? 0) + 1
     if (r.op === 'sync') this.counters.syncRequests++
@@ -217,7 +240,7 @@ export class MessageService {
       presence: async (users) => await this.presenceOf(users)
     }
     const data = await handleRequest(ctx, r)
-    await this.fanout.toDevice(clientId, { t: 'res', id: r.id, data }, 1)
+    await this.answer(reply, { t: 'res', id: r.id, data })
   }
 
   private async typing (user: string, conv: string): Promise<void> {
@@ -229,7 +252,7 @@ export class MessageService {
     if (members === null || !members.has(user)) throw new ServiceError('not_member', `${user} is not a member of ${conv}`)
     this.counters.typing++
     const frame: TypingEvent = { t: 'typing', conv, user }
-    void this.fanout.toUsers([...members.keys()].filter((m) => m !== user), frame, 0)
+    void this.fanout.toUsers([...members.keys()].filter((m) => m !== user), frame, 0, { messageExpiryInterval: TYPING_EXPIRY_S })
   }
 
   /** A device of `user` connected (online) or disconnected. Presence changes on the first and last device. */
@@ -252,7 +275,7 @@ export class MessageService {
     }
     const frame: PresenceFrame = { t: 'presence', user, online: n > 0, lastSeen: now }
     this.reader.directPeers(user).then((peers) => {
-      void this.fanout.toUsers(peers, frame, 0)
+      void this.fanout.toUsers(peers, frame, 0, { messageExpiryInterval: PRESENCE_EXPIRY_S })
     }, () => {})
   }
 

@@ -5,11 +5,17 @@
  * - MQTT: as a privileged MQTT client of a broker (`warbler bridge`).
  * Both feed `MessageService.handle` with (user, clientId, payload) from
  * `wb/u/{user}/out/{clientId}`, which the broker derives from the
- * authenticated connection, and both publish its replies and deliveries.
+ * authenticated connection, and the publish's MQTT 5 properties (a request's
+ * Response Topic and Correlation Data, a send's user properties); both
+ * publish its replies and deliveries, with their properties. The properties
+ * travel with the packet everywhere it goes: aedes keeps them on the packet
+ * it routes, the local bus between workers carries them in its frames'
+ * extras (broker/bus-frames.ts), the Redis emitter in its encoding of the
+ * packet, and `warbler bridge` connects with MQTT 5 to receive them.
  */
 import type { Aedes } from 'aedes'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { parseStampedOut, SERVICE_OUT_FILTER } from '@warbler/sdk/protocol'
+import { parseStampedOut, type PublishProperties, SERVICE_OUT_FILTER } from '@warbler/sdk/protocol'
 import type { MessageService, Transport } from './service.js'
 import type { Audience } from './fanout.js'
 
@@ -19,7 +25,10 @@ import type { Audience } from './fanout.js'
  * the broker's ingest hook. The promise paces the publisher; undefined when
  * the publish was not for the service.
  */
-export type Ingest = (packet: { topic: string, payload: Buffer | string }) => Promise<void> | undefined
+export type Ingest = (packet: RoutedPacket) => Promise<void> | undefined
+
+/** A publish as aedes routes it: MQTT 5 properties when the publisher (an MQTT 5 client) gave any. */
+interface RoutedPacket { topic: string, payload: Buffer | string, properties?: PublishProperties }
 
 /**
  * Publish through an aedes instance in this process. Unless routing is
@@ -29,8 +38,10 @@ export type Ingest = (packet: { topic: string, payload: Buffer | string }) => Pr
  * persistent sessions, connected or not.
  */
 export function embeddedTransport (broker: Aedes, shared: boolean): Transport {
-  const publish = (topic: string, payload: Buffer, qos: 0 | 1): Promise<void> => new Promise<void>((resolve) => {
-    broker.publish({ cmd: 'publish', topic, payload, qos, retain: false, dup: false }, () => resolve())
+  const publish = (topic: string, payload: Buffer, qos: 0 | 1, props?: PublishProperties): Promise<void> => new Promise<void>((resolve) => {
+    const packet = { cmd: 'publish' as const, topic, payload, qos, retain: false, dup: false }
+    // Only when there are some: a packet without properties stays as small as before on the bus.
+    broker.publish(props === undefined ? packet : { ...packet, properties: props as Record<string, unknown> }, () => resolve())
   })
   const inside = broker as unknown as {
     mq: { _matcher?: { match?: (topic: string) => unknown[] } }
@@ -63,14 +74,15 @@ export function embeddedTransport (broker: Aedes, shared: boolean): Transport {
  * whose callback returns at once.
  */
 export function attachEmbedded (broker: Aedes, service: MessageService, setIngest: (fn: Ingest | null) => void): () => Promise<void> {
-  const handle = (topic: string, payload: Buffer | string): Promise<void> | undefined => {
-    const who = parseStampedOut(topic)
+  const handle = (packet: RoutedPacket): Promise<void> | undefined => {
+    const who = parseStampedOut(packet.topic)
     if (who === null) return undefined
-    return service.handle(who.user, who.clientId, typeof payload === 'string' ? Buffer.from(payload) : payload)
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
+    return service.handle(who.user, who.clientId, payload, packet.properties)
   }
-  setIngest((packet) => handle(packet.topic, packet.payload))
-  const remote = (packet: { topic: string, payload: Buffer | string, brokerId?: string }, cb: () => void): void => {
-    if (packet.brokerId !== undefined && packet.brokerId !== broker.id) void handle(packet.topic, packet.payload)
+  setIngest(handle)
+  const remote = (packet: RoutedPacket & { brokerId?: string }, cb: () => void): void => {
+    if (packet.brokerId !== undefined && packet.brokerId !== broker.id) void handle(packet)
     cb()
   }
   broker.subscribe(SERVICE_OUT_FILTER, remote, () => {})
@@ -84,7 +96,10 @@ export function attachEmbedded (broker: Aedes, service: MessageService, setInges
  * Connect to a broker as the service's MQTT client: a persistent session
  * (`clean: false`), so what users send while the service is away is queued
  * for it by the broker and handed over when it is back; QoS 1 both ways;
- * reconnects by itself after the first connection.
+ * reconnects by itself after the first connection. MQTT 5, so that the
+ * properties of what users publish reach the service; its session never
+ * expires (Session Expiry Interval 0xFFFFFFFF), as an MQTT 3.1.1 persistent
+ * session does not.
  *
  * `onMessage` is attached before the connection opens: a persistent
  * session's queued messages follow CONNACK at once, and mqtt.js acknowledges
@@ -94,15 +109,16 @@ export function attachEmbedded (broker: Aedes, service: MessageService, setInges
  * Rejects when the first connection fails (unreachable broker, refused
  * login), with the reason, and leaves nothing open.
  */
-export async function mqttTransport (url: string, opts: IClientOptions, onMessage: (topic: string, payload: Buffer) => void): Promise<{ transport: Transport, client: MqttClient }> {
+export async function mqttTransport (url: string, opts: IClientOptions, onMessage: (topic: string, payload: Buffer, props: PublishProperties | undefined) => void): Promise<{ transport: Transport, client: MqttClient }> {
   const client = mqtt.connect(url, {
-    protocolVersion: 4,
+    protocolVersion: 5,
+    properties: { sessionExpiryInterval: 0xFFFFFFFF },
     clean: false,
     reconnectPeriod: 1000,
     connectTimeout: 10_000,
     ...opts
   })
-  client.on('message', onMessage)
+  client.on('message', (topic, payload, packet) => { onMessage(topic, payload, packet.properties) })
   await new Promise<void>((resolve, reject) => {
     const done = (err?: Error): void => {
       client.off('connect', onConnect)
@@ -123,8 +139,8 @@ export async function mqttTransport (url: string, opts: IClientOptions, onMessag
   // After the first connection, errors are transient: mqtt.js reconnects.
   client.on('error', () => {})
   const transport: Transport = {
-    publish: (topic, payload, qos) => new Promise<void>((resolve) => {
-      client.publish(topic, payload, { qos }, () => resolve())
+    publish: (topic, payload, qos, props) => new Promise<void>((resolve) => {
+      client.publish(topic, payload, props === undefined ? { qos } : { qos, properties: props as Record<string, unknown> }, () => resolve())
     })
   }
   return { transport, client }
@@ -138,6 +154,6 @@ export async function mqttTransport (url: string, opts: IClientOptions, onMessag
  */
 export function laterTransport (): { transport: Transport, bind: (t: Transport) => void } {
   let bound: Transport | undefined
-  const transport: Transport = { publish: async (topic, payload, qos) => { await bound?.publish(topic, payload, qos) } }
+  const transport: Transport = { publish: async (topic, payload, qos, props) => { await bound?.publish(topic, payload, qos, props) } }
   return { transport, bind: (t) => { bound = t } }
 }

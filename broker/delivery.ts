@@ -21,9 +21,9 @@
  *    (sent twice it was a duplicate, and its PUBACK'd queue entry gone, the
  *    second send failed with "no such packet" and aedes closed the
  *    connection, leaving the session subscribed to nothing until its next
- *    reconnect: the test's subscriber stalled). Not all of it yet: on a
- *    quiet machine a subscriber is still cut off by "no such packet" now and
- *    then, so that test runs as a todo until the doubled send is found.
+ *    reconnect: the test's subscriber stalled). A message the queue bound
+ *    refused is held and sent the same way; offline-bound.ts keeps its
+ *    packet id out of the store.
  *
  * 2. Exact de-duplication. aedes drops a message for a client unless its
  *    per-broker counter is above the highest counter already delivered to
@@ -40,6 +40,7 @@
  */
 import type { Duplex } from 'node:stream'
 import type { Aedes, Client } from 'aedes'
+import type { OfflineBound } from './offline-bound.js'
 import { clientDelivery, type Deliver, type DeliverPacket, queueSource, setClientDelivery, setDuplicateMarks } from './aedes-internals.js'
 
 /** Deliveries remembered per client for de-duplication. */
@@ -53,7 +54,7 @@ const NEVER_SEEN = new Proxy<Record<string, number>>(Object.create(null) as Reco
 })
 
 /** Returns the function that fixes one client's delivery; call it right after `broker.handle()`. */
-export function createDeliveryFixes (broker: Aedes): (client: Client, conn: Duplex) => void {
+export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (client: Client, conn: Duplex) => void {
   const releases = new WeakMap<object, () => void>()
   broker.on('clientReady', (client) => { releases.get(client)?.() })
   /** What each reconnecting session's queue carried, by client, until its held deliveries are released. */
@@ -109,7 +110,14 @@ export function createDeliveryFixes (broker: Aedes): (client: Client, conn: Dupl
         setImmediate(cb)
         return
       }
+      if ((packet.qos ?? 0) > 0 && held !== null && bound.refused(packet, client.id, false)) {
+        // Refused by the queue bound while the session reconnects: after its
+        // queue it would come after messages queued later. Refused it stays.
+        setImmediate(cb)
+        return
+      }
       if (held === null) {
+        if ((packet.qos ?? 0) > 0) bound.refused(packet, client.id, true)
         deliver(packet, cb)
         return
       }

@@ -26,17 +26,17 @@
  * Either way the inbound QoS 2 packets of each client id are tracked so that
  * they can be bounded and cleared (inbound-qos2.ts), and the injected
  * persistence instance is decorated with a bound on
- * each session's offline queue (`offlineQueue`): past it, new QoS 1/2
- * messages for that session are not queued and `offline_queue_full` is
- * counted. The count is kept in memory per process; after a restart with
- * Redis it starts from zero, so a queue can briefly hold up to twice the
- * bound.
+ * each session's offline queue (`offlineQueue`, offline-bound.ts): past it,
+ * new QoS 1/2 messages for that session are not queued and
+ * `offline_queue_full` is counted. With Redis the count is read again from
+ * Redis before a refusal, since other processes queue and clear too.
  */
 import { Readable } from 'node:stream'
 import memoryPersistence from 'aedes-persistence'
 import { Redis } from 'ioredis'
 import type { Logger } from '../shared/log.js'
 import { type IncomingPersistence, type InboundQos2, trackInbound } from './inbound-qos2.js'
+import { boundOfflineQueues, type OfflineBound, type OutgoingPersistence } from './offline-bound.js'
 import type { Stats } from './stats.js'
 
 const REDIS_START_TIMEOUT_MS = 5000
@@ -47,12 +47,9 @@ const REDIS_MAX_RETRIES = 20
 const SUBSCRIPTION_BROADCAST_TIMEOUT_MS = 10_000
 
 /** The part of the aedes persistence interface the decorators touch. */
-interface Persistence extends IncomingPersistence {
+interface Persistence extends IncomingPersistence, OutgoingPersistence {
   addSubscriptions: (client: { id: string }, subs: unknown[]) => Promise<unknown>
   removeSubscriptions: (client: { id: string }, subs: unknown[]) => Promise<unknown>
-  outgoingEnqueueCombi: (subs: Array<{ clientId: string }>, packet: unknown) => Promise<void>
-  outgoingClearMessageId: (client: { id: string }, packet: unknown) => Promise<unknown>
-  cleanSubscriptions: (client: { id: string }, ...rest: unknown[]) => Promise<unknown>
   countOffline: () => Promise<{ subsCount: number, clientsCount: number }>
   createRetainedStream: (pattern: string) => AsyncIterable<unknown>
   createRetainedStreamCombi: (patterns: string[]) => Readable
@@ -65,6 +62,8 @@ export interface BrokerPersistence {
   readonly instance: unknown
   /** The inbound QoS 2 packets each client id holds (inbound-qos2.ts). */
   readonly inbound: InboundQos2
+  /** The offline queue bound, which delivery.ts tells about deliveries (offline-bound.ts). */
+  readonly offlineBound: OfflineBound
   countOffline: () => Promise<{ subsCount: number, clientsCount: number }>
   retainedCount: () => Promise<number>
   /** With Redis: whether its connection is ready now (commands go through). */
@@ -145,12 +144,23 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
     redis = await connectRedis(opts.redis, opts.log)
     // `conn` must be an ioredis instance; the persistence does not own its
     // lifecycle beyond disconnect() in destroy(), so close() below quits it.
-    p = (redisPersistence as unknown as (o: unknown) => Persistence)({ conn: redis, maxSessionDelivery: 1000 })
+    // maxSessionDelivery is how much of a session's queue is sent when it
+    // resumes (the rest waits for its next connection, out of order with
+    // what is live meanwhile): the whole bounded queue, with room for what
+    // other processes queued past the bound before they read it again.
+    p = (redisPersistence as unknown as (o: unknown) => Persistence)({ conn: redis, maxSessionDelivery: opts.offlineQueue * 2 })
   } else {
     p = (memoryPersistence as unknown as () => Persistence)()
     indexRetained(p)
   }
-  boundOfflineQueues(p, opts.offlineQueue, opts.stats)
+  const conn0 = redis
+  const offlineBound = boundOfflineQueues(p, {
+    limit: opts.offlineQueue,
+    stats: opts.stats,
+    // aedes-persistence-redis keeps each session's queue as the list
+    // `outgoing:<client id>` (its asyncPersistence.js, outgoingKey).
+    ...(conn0 !== null ? { queueLength: (id: string) => conn0.llen(`outgoing:${encodeURIComponent(id)}`) } : {})
+  })
   serializeSubscriptionChanges(p, opts.log)
   const inbound = trackInbound(p, redis === null)
   let closing: Promise<void> | null = null
@@ -158,6 +168,7 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
   return {
     instance: p,
     inbound,
+    offlineBound,
     ...(conn !== null ? { redisReady: () => conn.status === 'ready' } : {}),
     countOffline: () => p.countOffline(),
     retainedCount: async () => {
@@ -181,16 +192,6 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
   }
 }
 
-/**
- * The per-session bound on queued QoS 1/2 messages. aedes queues a message
- * for every persistent subscriber, online or not, and clears it on PUBACK;
- * so the count is "queued and not yet acknowledged".
- *
- * Past the bound a message is not queued. An online session still gets it
- * live (without a copy in the store): aedes then looks for it in the queue
- * to record its packet id, and that lookup failing would otherwise make
- * aedes drop the whole connection.
- */
 /**
  * aedes asks the persistence for the retained messages matching each filter
  * of every SUBSCRIBE. The in-memory store answers by building a matcher for
@@ -217,56 +218,6 @@ function indexRetained (p: Persistence): void {
   p.createRetainedStreamCombi = (patterns) => {
     const wanted = patterns.filter((f) => topics.has(f) || f.includes('+') || f.includes('#'))
     return wanted.length > 0 ? combi(wanted) : new Readable({ objectMode: true, read () { this.push(null) } })
-  }
-}
-
-function boundOfflineQueues (p: Persistence, limit: number, stats: Stats): void {
-  const queued = new Map<string, number>()
-  const enqueue = p.outgoingEnqueueCombi.bind(p)
-  const clear = p.outgoingClearMessageId.bind(p)
-  const clean = p.cleanSubscriptions.bind(p)
-  const withUpdate = p as Persistence & { outgoingUpdate: (client: { id: string }, packet: unknown) => Promise<unknown> }
-  const update = withUpdate.outgoingUpdate.bind(p)
-  p.outgoingEnqueueCombi = async (subs, packet) => {
-    let keep = subs
-    for (let i = 0; i < subs.length; i++) {
-      const id = (subs[i] as { clientId: string }).clientId
-      const n = queued.get(id) ?? 0
-      if (n >= limit) {
-        stats.refuse('offline_queue_full')
-        if (keep === subs) keep = subs.slice(0, i)
-        continue
-      }
-      queued.set(id, n + 1)
-      if (keep !== subs) keep.push(subs[i] as { clientId: string })
-    }
-    if (keep.length > 0) await enqueue(keep, packet)
-  }
-  p.outgoingClearMessageId = async (client, packet) => {
-    const removed = await clear(client, packet)
-    // Only what was in the queue counts down (a PUBACK for a message
-    // delivered live past the bound, or for an unknown id, removes nothing).
-    if (removed != null) {
-      const n = queued.get(client.id)
-      if (n !== undefined) {
-        if (n <= 1) queued.delete(client.id)
-        else queued.set(client.id, n - 1)
-      }
-    }
-    return removed
-  }
-  withUpdate.outgoingUpdate = async (client, packet) => {
-    try {
-      return await update(client, packet)
-    } catch (err) {
-      // Past the bound the message was never queued: deliver it live.
-      if ((queued.get(client.id) ?? 0) >= limit) return undefined
-      throw err
-    }
-  }
-  p.cleanSubscriptions = async (client, ...rest) => {
-    queued.delete(client.id)
-    return await clean(client, ...rest)
   }
 }
 

@@ -26,7 +26,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { MqttClient } from 'mqtt'
-import { isValidUsername, parseStampedOut, SERVICE_OUT_FILTER, topics } from '@warbler/sdk/protocol'
+import { isValidUsername, parseStampedOut, type PublishProperties, SERVICE_OUT_FILTER, topics } from '@warbler/sdk/protocol'
 import { IdentityStore } from '../broker/identity/identity-store.js'
 import { createLogger } from '../shared/log.js'
 import { type DataDirLock, lockDataDir, prepareDataDir } from '../shared/data-dir.js'
@@ -127,23 +127,23 @@ export async function runBridge (argv: string[]): Promise<number> {
   let client: MqttClient | null = null
   let running: RunningService | null = null
   let live = false
-  const held: Array<[string, Buffer]> = []
+  const held: Array<[string, Buffer, PublishProperties | undefined]> = []
   const inflight = new Set<Promise<void>>()
   let onEcho = (): void => {}
   let foreignAnswer = false
 
-  const dispatch = (topic: string, payload: Buffer): void => {
+  const dispatch = (topic: string, payload: Buffer, props?: PublishProperties): void => {
     const r = running as RunningService
     const who = parseStampedOut(topic)
     if (who !== null) {
-      const done = r.service.handle(who.user, who.clientId, payload)
+      const done = r.service.handle(who.user, who.clientId, payload, props)
       inflight.add(done)
       void done.finally(() => inflight.delete(done))
       return
     }
     r.notice(topic, payload)
   }
-  const route = (topic: string, payload: Buffer): void => {
+  const route = (topic: string, payload: Buffer, props: PublishProperties | undefined): void => {
     if (topic === topics.device(clientId)) {
       // Only another message service answers our probe (broker notices carry no ref).
       try {
@@ -158,8 +158,8 @@ export async function runBridge (argv: string[]): Promise<number> {
       if (who.clientId === clientId && payload.includes(probeId)) onEcho()
       return
     }
-    if (live) dispatch(topic, payload)
-    else held.push([topic, payload])
+    if (live) dispatch(topic, payload, props)
+    else held.push([topic, payload, props])
   }
 
   const release = async (): Promise<void> => {
@@ -214,7 +214,7 @@ export async function runBridge (argv: string[]): Promise<number> {
   }
 
   live = true
-  for (const [topic, payload] of held.splice(0)) dispatch(topic, payload)
+  for (const [topic, payload, props] of held.splice(0)) dispatch(topic, payload, props)
   // The clients connected before this start (or while the connection was
   // down, when their notices went by): every broker answers with its list.
   const askForClients = (c: MqttClient): Promise<unknown> => c.publishAsync(SERVICE_BIRTH, `${clientId}:${Date.now()}`, { qos: 0 }).catch(() => {})

@@ -291,9 +291,9 @@ async function bindAll (cfg: Config, listeners: Listener[], httpServer: http.Ser
 }
 
 /** How a new connection is taken: refused while closing, guarded, handed to aedes with the delivery fixes. */
-function connectionHandler (b: Aedes, cfg: Config, stats: Stats, log: Logger, closing: () => boolean): (conn: Duplex, req?: http.IncomingMessage) => void {
+function connectionHandler (b: Aedes, persistence: BrokerPersistence, cfg: Config, stats: Stats, log: Logger, closing: () => boolean): (conn: Duplex, req?: http.IncomingMessage) => void {
   // CONNACK before any message, and no message lost to aedes' dedupe (delivery.ts).
-  const fixDelivery = createDeliveryFixes(b)
+  const fixDelivery = createDeliveryFixes(b, persistence.offlineBound)
   return (conn, req) => {
     if (closing()) { conn.destroy(); return }
     guardConnection(conn, cfg.maxPacket, stats, log)
@@ -363,7 +363,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   closeRevokedOnReload(cache, b, auth, log)
 
   let closing: Promise<void> | null = null
-  const handle = connectionHandler(b, cfg, stats, log, () => closing !== null)
+  const handle = connectionHandler(b, persistence, cfg, stats, log, () => closing !== null)
   let listeners: Listener[] = []
   try {
     listeners = createListeners(cfg, handle, refusedBeforeMqtt(log))

@@ -13,8 +13,8 @@
  */
 export const SQL_EXISTING = `SELECT m.sender, m.cid, m.conv, m.seq, m.id, m.ts FROM json_each(CAST(?1 AS TEXT)) AS k
   CROSS JOIN messages AS m ON m.sender = k.value->>0 AND m.cid = k.value->>1 AND m.cid IS NOT NULL`
-export const SQL_INSERT = `INSERT INTO messages(conv, seq, id, sender, cid, ts, body, text)
-  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 FROM json_each(CAST(?1 AS TEXT))`
+export const SQL_INSERT = `INSERT INTO messages(conv, seq, id, sender, cid, ts, body, text, props)
+  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8 FROM json_each(CAST(?1 AS TEXT))`
 export const SQL_MARKS = `UPDATE members SET read_seq = v.value->>2, delivered_seq = v.value->>2
   FROM json_each(CAST(?1 AS TEXT)) AS v WHERE members.conv = v.value->>0 AND members.user = v.value->>1`
 export const SQL_CONVS = `UPDATE conversations SET last_seq = v.value->>1, last_ts = v.value->>2, name = v.value->>3

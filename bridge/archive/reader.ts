@@ -4,22 +4,23 @@
  * read never sees the writer's uncommitted batch (WAL gives it the last
  * committed state) and never waits for it.
  */
-import type { MessageFrame } from '@warbler/sdk/protocol'
+import type { MessageFrame, UserProperties } from '@warbler/sdk/protocol'
 import type { ConversationSummary } from '@warbler/sdk/protocol'
 import type { Database } from '../../shared/sqlite.js'
 
-type MessageRow = { id: string, conv: string, seq: number, sender: string, cid: string | null, ts: number, body: string }
+type MessageRow = { id: string, conv: string, seq: number, sender: string, cid: string | null, ts: number, body: string, props: string | null }
 
 function rowToFrame (r: MessageRow): MessageFrame {
   const f: MessageFrame = { t: 'msg', id: r.id, conv: r.conv, seq: r.seq, from: r.sender, ts: r.ts, body: JSON.parse(r.body) as unknown }
   if (r.cid !== null) f.cid = r.cid
+  if (r.props != null) f.props = JSON.parse(r.props) as UserProperties
   return f
 }
 
 /** The same shape the SDK types, so the reply and the SDK's type cannot drift apart. */
 export type { ConversationSummary }
 
-const COLUMNS = 'id, conv, seq, sender, cid, ts, body'
+const COLUMNS = 'id, conv, seq, sender, cid, ts, body, props'
 
 /** Turn free text into an FTS5 query of quoted terms (no operators from users). */
 function ftsQuery (q: string): string {
@@ -83,7 +84,7 @@ export class ArchiveReader {
     } & Partial<MessageRow>>(
       `SELECT c.id AS conv, c.kind, c.name, mb.role, c.last_seq, c.last_ts, mb.read_seq, mb.delivered_seq,
               ${UNREAD} AS unread,
-              m.id, m.seq, m.sender, m.cid, m.ts, m.body
+              m.id, m.seq, m.sender, m.cid, m.ts, m.body, m.props
          FROM members mb JOIN conversations c ON c.id = mb.conv
          LEFT JOIN messages m ON m.conv = c.id AND m.seq = c.last_seq
         WHERE mb.user = ? ORDER BY c.last_ts DESC LIMIT ?`, [user, limit])
@@ -97,7 +98,7 @@ export class ArchiveReader {
       readSeq: r.read_seq,
       deliveredSeq: r.delivered_seq,
       unread: r.unread,
-      last: r.id == null ? null : rowToFrame({ id: r.id, conv: r.conv, seq: r.seq as number, sender: r.sender as string, cid: r.cid ?? null, ts: r.ts as number, body: r.body as string })
+      last: r.id == null ? null : rowToFrame({ id: r.id, conv: r.conv, seq: r.seq as number, sender: r.sender as string, cid: r.cid ?? null, ts: r.ts as number, body: r.body as string, props: r.props ?? null })
     }))
   }
 
@@ -136,7 +137,7 @@ export class ArchiveReader {
     const match = ftsQuery(q)
     if (match === '') return []
     const rows = await this.db.all<MessageRow>(
-      `SELECT m.id, m.conv, m.seq, m.sender, m.cid, m.ts, m.body FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
+      `SELECT m.id, m.conv, m.seq, m.sender, m.cid, m.ts, m.body, m.props FROM messages_fts f JOIN messages m ON m.rowid = f.rowid
         WHERE messages_fts MATCH ? AND m.conv IN (SELECT conv FROM members WHERE user = ?) ${opts.conv !== undefined ? 'AND m.conv = ?' : ''}
         ORDER BY m.ts DESC LIMIT ?`,
       opts.conv !== undefined ? [match, user, opts.conv, opts.limit] : [match, user, opts.limit])

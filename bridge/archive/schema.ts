@@ -86,13 +86,23 @@ CREATE TRIGGER messages_send_moves AFTER INSERT ON messages BEGIN
 END;
 `
 
+/**
+ * Migration 3: the MQTT 5 user properties a sender gave a chat message, as
+ * the JSON of mqtt.js's object (NULL when none), delivered with it in every
+ * reply. Adding a nullable column rewrites no row; the copy of the file made
+ * before any upgrade (shared/migrations.ts) is still taken, so an archive
+ * needs its own size free on disk once.
+ */
+const USER_PROPERTIES_V3 = 'ALTER TABLE messages ADD COLUMN props TEXT;'
+
 /** The tables of migration 1: a file with all of them and no recorded version is at version 1. */
 const V1_TABLES = ['conversations', 'members', 'messages', 'last_seen', 'messages_fts']
 
 /** The archive's migrations, in order; a new one goes at the end. */
 export const ARCHIVE_MIGRATIONS: readonly Migration[] = [
   { version: 1, what: 'conversations, members, messages, last_seen and the full-text index', up: SCHEMA_V1 },
-  { version: 2, what: 'a send moves its conversation and its sender\'s watermarks in the same statement', up: SEND_TRIGGER_V2 }
+  { version: 2, what: 'a send moves its conversation and its sender\'s watermarks in the same statement', up: SEND_TRIGGER_V2 },
+  { version: 3, what: 'messages keep the MQTT 5 user properties of their sender', up: USER_PROPERTIES_V3 }
 ]
 
 /** The archive as a part of the database file, with `migrations` (the shipped list unless a test gives its own). */

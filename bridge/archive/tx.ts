@@ -3,7 +3,7 @@
  * state it keeps in memory, the transaction handle an operation gets
  * (`Tx`), and what a committed batch hands to delivery.
  */
-import type { AckFrame, GroupRole, MessageFrame, ReceiptFrame } from '@warbler/sdk/protocol'
+import type { AckFrame, GroupRole, MessageFrame, ReceiptFrame, UserProperties } from '@warbler/sdk/protocol'
 
 /** A conversation as the writer keeps it in memory. */
 export interface ConvState {
@@ -39,8 +39,8 @@ export interface Tx {
   /** The conversation, loaded into the cache if needed; null if it does not exist. */
   conv: (id: string) => Promise<ConvState | null>
   createConversation: (id: string, kind: 'direct' | 'group', name: string | null, members: ReadonlyArray<readonly [string, GroupRole]>) => Promise<ConvState>
-  /** Append a message: allocates the next seq, inserts it, queues its delivery after COMMIT. */
-  append: (conv: ConvState, sender: string, cid: string | null, body: unknown, text: string) => Promise<MessageFrame>
+  /** Append a message (with the sender's MQTT 5 user properties, if any): allocates the next seq, inserts it, queues its delivery after COMMIT. */
+  append: (conv: ConvState, sender: string, cid: string | null, body: unknown, text: string, props?: UserProperties) => Promise<MessageFrame>
   /**
    * Set a member's read and delivered watermarks to `seq`, past both (written
    * with the batch, in order); the members get a receipt for the move.
@@ -62,6 +62,8 @@ export interface SendInput {
   peer: string | null
   body: unknown
   text: string
+  /** MQTT 5 user properties, checked (frames.ts: checkUserProperties). */
+  props?: UserProperties | undefined
 }
 
 export type SendResult = { ack: AckFrame, duplicate: boolean, delivered: Promise<unknown> }

@@ -88,7 +88,7 @@ export class ArchiveWriter {
         conv = await tx.createConversation(input.conv, 'direct', null, [[input.user, 'member'], [input.peer, 'member']])
       }
       if (!conv.members.has(input.user)) throw new ServiceError('not_member', `${input.user} is not a member of ${input.conv}`)
-      const frame = await tx.append(conv, input.user, input.cid, input.body, input.text)
+      const frame = await tx.append(conv, input.user, input.cid, input.body, input.text, input.props)
       // What one sends, one has read (and so has had delivered).
       tx.markRead(conv, input.user, frame.seq)
       const ack: AckFrame = { t: 'ack', cid: input.cid, conv: frame.conv, seq: frame.seq, id: frame.id, ts: frame.ts }
@@ -273,11 +273,11 @@ export class ArchiveWriter {
         return c
       },
       // eslint-disable-next-line @typescript-eslint/require-await -- async so that a throw reaches the caller as a rejection, as for every Tx method
-      append: async (conv, sender, cid, body, text) => {
+      append: async (conv, sender, cid, body, text, props) => {
         const ts = Date.now()
         const seq = conv.lastSeq + 1
         const id = newMessageId(ts)
-        rows.push([conv.id, seq, id, sender, cid, ts, JSON.stringify(body), wellFormed(text)])
+        rows.push([conv.id, seq, id, sender, cid, ts, JSON.stringify(body), wellFormed(text), props === undefined ? null : JSON.stringify(props)])
         if (!before.has(conv)) before.set(conv, [conv.lastSeq, conv.lastTs])
         conv.lastSeq = seq
         conv.lastTs = ts
@@ -285,6 +285,7 @@ export class ArchiveWriter {
         // The body is a JSON value already (parsed from a payload, or built by the service).
         const frame: MessageFrame = { t: 'msg', id, conv: conv.id, seq, from: sender, ts, body }
         if (cid !== null) frame.cid = cid
+        if (props !== undefined) frame.props = props
         stored.push({ frame, recipients: [...conv.members.keys()] })
         return frame
       },

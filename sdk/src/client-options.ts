@@ -45,6 +45,12 @@ export interface ClientOptions {
   /** Messages fetched per conversation by the sync on each connect. Default 100. */
   syncLimit?: number
   /**
+   * The MQTT protocol: 5 (MQTT 5, the default) or 4 (MQTT 3.1.1, for a
+   * broker or proxy on the way that speaks only that). With 5, a publish the
+   * server refuses in its PUBACK fails at once with the server's code.
+   */
+  protocolVersion?: 4 | 5
+  /**
    * Keep retrying when the first connection attempt fails, instead of rejecting
    * connect(). Default false. (Once a first login succeeded, connect() waits
    * through reconnects until the first sync is done.)
@@ -69,6 +75,7 @@ export interface ResolvedOptions {
   readonly compressThreshold: number
   readonly syncLimit: number
   readonly waitOnFirstConnect: boolean
+  readonly protocolVersion: 4 | 5
 }
 
 function int (name: string, v: number | undefined, def: number, min: number, max: number): number {
@@ -97,6 +104,8 @@ export function resolveOptions (o: ClientOptions): ResolvedOptions {
   const startAt = o.startAt ?? 'beginning'
   if (startAt !== 'beginning' && startAt !== 'now') throw new InvalidArgumentError("startAt must be 'beginning' or 'now'")
   if (o.waitOnFirstConnect !== undefined && typeof o.waitOnFirstConnect !== 'boolean') throw new InvalidArgumentError('waitOnFirstConnect must be a boolean')
+  const protocolVersion = o.protocolVersion ?? 5
+  if (protocolVersion !== 4 && protocolVersion !== 5) throw new InvalidArgumentError('protocolVersion must be 5 (MQTT 5) or 4 (MQTT 3.1.1)')
   const device = o.device ?? 'sdk'
   if (!/^[A-Za-z0-9_.:-]{1,30}$/.test(device)) throw new InvalidArgumentError('device must be 1-30 of A-Z a-z 0-9 _ . : -')
   const minDelay = int('reconnect.minDelay', o.reconnect?.minDelay, 250, 1, 600_000)
@@ -118,6 +127,7 @@ export function resolveOptions (o: ClientOptions): ResolvedOptions {
     requestTimeout: int('requestTimeout', o.requestTimeout, 10_000, 100, 600_000),
     compressThreshold: int('compressThreshold', o.compressThreshold, 1024, 0, 1 << 30),
     syncLimit: int('syncLimit', o.syncLimit, 100, 1, 500),
-    waitOnFirstConnect: o.waitOnFirstConnect ?? false
+    waitOnFirstConnect: o.waitOnFirstConnect ?? false,
+    protocolVersion
   })
 }

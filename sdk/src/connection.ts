@@ -69,7 +69,8 @@ export class Connection {
       username: o.username,
       password: this.password,
       keepalive: o.keepalive,
-      connectTimeout: o.connectTimeout
+      connectTimeout: o.connectTimeout,
+      protocolVersion: o.protocolVersion
     }, {
       payload: async (link, payload) => { await receive(link, payload, this.c.receivers) },
       failed: (err) => { this.c.error(asWarblerError(err)) },

@@ -5,7 +5,8 @@
  * a link started ends when it closes; nothing waits on a dead link.
  */
 import mqtt, { type MqttClient } from 'mqtt'
-import { ConnectionLostError } from './errors.js'
+import { ConnectionLostError, ServerError } from './errors.js'
+import { connackReturnCode, pubackErrorCode } from './reason-codes.js'
 
 export const noop = (): void => {}
 
@@ -21,7 +22,7 @@ export interface Link {
   subscribed: boolean
   /** Synced: live messages go straight to the sequencer, and the outbox is sent. */
   ready: boolean
-  /** The CONNACK return code of a refused login. */
+  /** The CONNACK return code of a refused login (MQTT 3.1.1's 1-5, whatever the protocol: reason-codes.ts). */
   refused: number | null
   /** Incoming frames are handled one after the other, in arrival order. */
   frames: Promise<void>
@@ -39,6 +40,8 @@ export interface LinkOptions {
   keepalive: number
   /** Milliseconds. */
   connectTimeout: number
+  /** 5 (MQTT 5) or 4 (MQTT 3.1.1). */
+  protocolVersion: 4 | 5
 }
 
 /** What the client is told about a link. */
@@ -60,7 +63,10 @@ export function openLink (gen: number, o: LinkOptions, on: LinkHandlers): Link {
     username: o.username,
     password: o.password,
     clean: false,
-    protocolVersion: 4,
+    protocolVersion: o.protocolVersion,
+    // An MQTT 5 session ends with its connection unless it says otherwise: it
+    // never expires here, as an MQTT 3.1.1 persistent session does not.
+    ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 0xFFFFFFFF } } : {}),
     keepalive: o.keepalive,
     reconnectPeriod: 0, // our own policy (backoff.ts), one attempt in flight
     connectTimeout: o.connectTimeout,
@@ -88,8 +94,8 @@ export function openLink (gen: number, o: LinkOptions, on: LinkHandlers): Link {
     on.connected(link)
   })
   client.on('error', (err: Error & { code?: unknown }) => {
-    // A refused CONNACK (1-5); other errors (sockets, protocol) just close the link.
-    if (!link.connacked && typeof err.code === 'number' && err.code >= 1 && err.code <= 5) link.refused = err.code
+    // A refused CONNACK (1-5, or MQTT 5's 0x80 and up); other errors (sockets, protocol) just close the link.
+    if (!link.connacked && typeof err.code === 'number') link.refused = connackReturnCode(err.code)
   })
   client.on('close', () => { on.closed(link) })
   return link
@@ -104,7 +110,8 @@ export async function untilClosed<R> (link: Link, p: Promise<R>): Promise<R> {
 /**
  * Publish encoded bytes on a link; `id` (a cid or request id, QoS 1 only) is
  * remembered under the packet id it goes out with. Returns the promise of its
- * PUBACK, which rejects once the link is gone (nobody needs to wait for it).
+ * PUBACK, which rejects once the link is gone (nobody needs to wait for it),
+ * or with a ServerError naming `id` when an MQTT 5 PUBACK refuses the publish.
  */
 export function publishBytes (link: Link, topic: string, bytes: Uint8Array, id: string | undefined, qos: 0 | 1): Promise<void> {
   // Node's Buffer when there is one; browsers' mqtt.js takes the bytes as they are.
@@ -112,13 +119,23 @@ export function publishBytes (link: Link, topic: string, bytes: Uint8Array, id: 
   const payload = (B === undefined ? bytes : B.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) as Buffer
   if (id !== undefined && qos === 1) link.payloads.set(payload, id)
   const acked = new Promise<void>((resolve, reject) => {
-    link.client.publish(topic, payload, { qos }, (err) => {
+    link.client.publish(topic, payload, { qos }, (err, ack) => {
       link.payloads.delete(payload)
-      if (err !== undefined && err !== null) reject(new ConnectionLostError(String(err)))
-      else resolve()
+      if (err === undefined || err === null) { resolve(); return }
+      const code = (err as Error & { code?: unknown }).code
+      if (typeof code === 'number' && code >= 0x80) reject(refusal(code, err, ack, id))
+      else reject(new ConnectionLostError(String(err)))
     })
   })
   const done = untilClosed(link, acked)
   done.catch(noop) // the caller may not wait for it
   return done
+}
+
+/** A refusing PUBACK as the server's error; its Reason String, when the server sent one, is the message. */
+function refusal (reasonCode: number, err: Error, ack: unknown, id: string | undefined): ServerError {
+  const hex = `0x${reasonCode.toString(16)}`
+  const packet = ack as { properties?: { reasonString?: unknown } } | undefined
+  const why = typeof packet?.properties?.reasonString === 'string' ? packet.properties.reasonString : err.message
+  return new ServerError(pubackErrorCode(reasonCode), `the server refused the publish (PUBACK ${hex}): ${why}`, id)
 }

@@ -146,6 +146,37 @@ export function payloadEncoding (payload: Uint8Array): EncodingName | null {
   return null
 }
 
+// ---------------------------------------------------------------------------
+// MQTT 5 publish properties (docs/protocol.md, "MQTT 5")
+// ---------------------------------------------------------------------------
+
+/**
+ * MQTT 5 user properties as mqtt.js and mqtt-packet carry them: a repeated
+ * key holds its values in a list, in order.
+ */
+export type UserProperties = Record<string, string | string[]>
+
+/** The MQTT 5 properties of a publish the message service reads or writes (mqtt-packet's names). */
+export interface PublishProperties {
+  /** A request's answer goes here instead of the device topic. */
+  responseTopic?: string
+  /** Echoed with the answer on the response topic. */
+  correlationData?: Uint8Array
+  /** Kept with a chat message and delivered with it (bounded: USER_PROPERTIES_MAX_*). */
+  userProperties?: UserProperties
+  /** Seconds before a broker drops the message from a session's queue. */
+  messageExpiryInterval?: number
+}
+
+/** Message Expiry Interval of typing notices, seconds: a notice older than this means nothing. */
+export const TYPING_EXPIRY_S = 5
+/** Message Expiry Interval of presence notices, seconds: a later change or a `presence` request says more. */
+export const PRESENCE_EXPIRY_S = 60
+/** Most user property pairs one chat message may carry. */
+export const USER_PROPERTIES_MAX_PAIRS = 16
+/** Most UTF-8 bytes of one chat message's user property keys and values together. */
+export const USER_PROPERTIES_MAX_BYTES = 1024
+
 /** A notice the service sends to one connection on `wb/d/{clientId}`. */
 export interface ErrorFrame {
   t: 'error'
@@ -172,9 +203,9 @@ export interface ErrorFrame {
 export const ErrorCodes = {
   payload_too_large: 'The publish payload is larger than the configured maximum (`maxPayload`); it was not routed.',
   rate_limited: 'The client publishes faster than its allowed rate (`publishRate`, `publishBurst`); the message was not routed.',
-  not_authorized: 'The client may not publish to this topic; the message was not routed.',
+  not_authorized: 'The client may not publish to this topic; the message was not routed. Also: a request\'s MQTT 5 Response Topic is not a device topic of the requester\'s own; the request was not carried out.',
   too_many_subscriptions: 'The client already holds the maximum number of subscriptions (`maxSubscriptions`).',
-  bad_request: 'The payload or request is malformed: not JSON, not an object, or a field is missing or mistyped (the message names it). Nothing was stored.',
+  bad_request: 'The payload or request is malformed: not JSON, not an object, a field is missing or mistyped, or a chat message\'s MQTT 5 user properties are over their limits (the message names it). Nothing was stored.',
   unknown_type: 'The envelope has a type `t` or a request `op` the message service does not know.',
   not_member: 'The sender is not a member of the conversation it writes to or reads from.',
   not_found: 'The conversation, group or user does not exist.',
@@ -276,6 +307,8 @@ export interface MessageFrame {
   /** The sender's client message id (not on system messages). */
   cid?: string
   body: unknown
+  /** The MQTT 5 user properties the sender gave the message, when it gave any. */
+  props?: UserProperties
 }
 
 /** Sent to the sending connection once a message is stored. */

@@ -8,7 +8,7 @@
  */
 import { backoffDelay } from './backoff.js'
 import type { MessageStatus } from './events.js'
-import { ConnectionLostError, isRetryable, type ServerError, WarblerError } from './errors.js'
+import { ConnectionLostError, isRetryable, ServerError, WarblerError } from './errors.js'
 import { type Link, noop } from './link.js'
 import type { OutboxEntry, OutboxStore } from './outbox.js'
 import type { AckFrame } from './protocol.js'
@@ -94,7 +94,12 @@ export class SendQueue {
           s.sentOn = link.gen
           s.sentAt = Date.now()
           // Handed over one after the other, in outbox order; their PUBACKs are awaited a window at a time.
-          batch.push((await this.host.handOff(link, { t: 'msg', cid: entry.cid, ...entry.target, body: entry.body }, entry.cid, 1)).acked)
+          const { acked } = await this.host.handOff(link, { t: 'msg', cid: entry.cid, ...entry.target, body: entry.body }, entry.cid, 1)
+          // An MQTT 5 PUBACK that refuses it answers it at once, as the notice would.
+          batch.push(acked.catch(async (err: unknown) => {
+            if (!(err instanceof ServerError)) throw err
+            await this.refused(link, entry.cid, err)
+          }))
           if (batch.length >= WINDOW) { await Promise.all(batch); batch = [] }
         }
         await Promise.all(batch)

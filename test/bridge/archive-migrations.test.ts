@@ -139,3 +139,18 @@ test('a list of migrations out of order is refused before anything runs', async 
     })
   } finally { d.done() }
 })
+
+test('migration 3 keeps the MQTT 5 user properties of messages: the messages of an older file have none, a new one keeps its own', async () => {
+  const d = await dataDir('warbler-archive-versions-', RELEASE_1)
+  try {
+    const svc = await MessageService.open({ dataDir: d.dir, transport: { publish: async () => {} }, log: createLogger('error', () => {}), maxPayload: 65536 })
+    try {
+      const old = await svc.reader.history('d:ann:ben', { limit: 10 })
+      assert.deepEqual(old.messages.map((m) => [m.seq, m.props]), [[1, undefined], [2, undefined]])
+      await svc.writer.send({ user: 'ann', cid: 'p1', conv: 'd:ann:ben', peer: 'ben', body: 'tagged', text: 'tagged', props: { k: ['1', '2'], one: 'x' } })
+      const page = await svc.reader.history('d:ann:ben', { after: 2, limit: 10 })
+      assert.deepEqual(page.messages.map((m) => m.props), [{ k: ['1', '2'], one: 'x' }])
+    } finally { await svc.close() }
+    assert.equal(backups(d.dir).length, 1, 'the upgrade copied the file first')
+  } finally { d.done() }
+})

@@ -27,7 +27,7 @@ export type Start = (users: UserSpec[]) => Promise<Arrangement>
 export const PW = 'password-123'
 const users = ['alice', 'bob', 'carol', 'dave'].map((name) => ({ name, password: PW }))
 
-export type Connect = (u: string, opts?: { device?: string, clean?: boolean, feed?: boolean }) => Promise<ChatClient>
+export type Connect = (u: string, opts?: { device?: string, clean?: boolean, feed?: boolean, protocolVersion?: 4 | 5 }) => Promise<ChatClient>
 
 /** Start the arrangement with alice, bob, carol and dave; it and the chat clients made with `c` are closed after the test. */
 export async function setupArrangement (start: Start, t: { after: (fn: () => Promise<void>) => void }): Promise<{ a: Arrangement, c: Connect }> {

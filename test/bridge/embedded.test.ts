@@ -1,6 +1,7 @@
 import { createLogger } from '../../shared/log.js'
 import { answersContract } from './contract-answers.js'
 import { chatContract, type Start } from './contract.js'
+import { mqtt5Contract } from './contract-mqtt5.js'
 import { startNode } from '../helpers/test-node.js'
 
 const start: Start = async (users) => {
@@ -22,3 +23,4 @@ const start: Start = async (users) => {
 
 chatContract('embedded', start)
 answersContract('embedded', start)
+mqtt5Contract('embedded', start)

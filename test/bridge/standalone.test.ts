@@ -16,6 +16,7 @@ import { ChatClient } from '../helpers/chat-client.js'
 import { CLI, startNode, tempDir, type TestNode, type UserSpec } from '../helpers/test-node.js'
 import { answersContract } from './contract-answers.js'
 import { chatContract, type Start } from './contract.js'
+import { mqtt5Contract } from './contract-mqtt5.js'
 
 const BRIDGE_PW = 'bridge-password-123'
 const PW = 'password-123'
@@ -104,6 +105,7 @@ const start: Start = async (users) => {
 
 chatContract('standalone', start)
 answersContract('standalone', start)
+mqtt5Contract('standalone', start)
 
 const people = ['alice', 'bob'].map((name) => ({ name, password: PW }))
 

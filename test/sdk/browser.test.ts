@@ -67,27 +67,41 @@ interface Seen { seq: number, from: string, conv: string, text: string }
 const seen = async (page: Page): Promise<Seen[]> =>
   await page.eval<Seen[]>('got.map((m) => ({ seq: m.seq, from: m.from, conv: m.conv, text: typeof m.body === "string" ? m.body : "{" + (m.body.text ?? "").length + " chars}" }))')
 
-/** The payloads of the MQTT PUBLISH packets in a byte stream (what the page sent over its WebSocket). */
-function publishes (stream: Buffer): Array<{ topic: string, payload: Buffer }> {
+/** A variable byte integer of MQTT at `at`: its value and where it ends. */
+function varint (buf: Buffer, at: number): { value: number, end: number } {
+  let value = 0
+  let mul = 1
+  let j = at
+  for (;;) {
+    const b = buf[j++] as number
+    value += (b & 127) * mul
+    mul *= 128
+    if ((b & 128) === 0) return { value, end: j }
+  }
+}
+
+/**
+ * The payloads of the MQTT PUBLISH packets in a byte stream (what the page
+ * sent over its WebSocket); `v5`: MQTT 5 packets, whose properties come
+ * before the payload (the SDK's default protocol).
+ */
+function publishes (stream: Buffer, v5: boolean): Array<{ topic: string, payload: Buffer }> {
   const out: Array<{ topic: string, payload: Buffer }> = []
   let i = 0
   while (i < stream.length) {
     const type = (stream[i] as number) >> 4
     const qos = ((stream[i] as number) >> 1) & 3
-    let len = 0
-    let mul = 1
-    let j = i + 1
-    for (;;) {
-      const b = stream[j++] as number
-      len += (b & 127) * mul
-      mul *= 128
-      if ((b & 128) === 0) break
-    }
+    const { value: len, end: j } = varint(stream, i + 1)
     const body = stream.subarray(j, j + len)
     if (type === 3) {
       const tlen = body.readUInt16BE(0)
       const topic = body.subarray(2, 2 + tlen).toString()
-      out.push({ topic, payload: body.subarray(2 + tlen + (qos > 0 ? 2 : 0)) })
+      let at = 2 + tlen + (qos > 0 ? 2 : 0)
+      if (v5) {
+        const props = varint(body, at)
+        at = props.end + props.value
+      }
+      out.push({ topic, payload: body.subarray(at) })
     }
     i = j + len
   }
@@ -138,7 +152,7 @@ test('alice and bob chat in Chromium through the browser bundle, with an Indexed
   assert.equal(ack3.seq, 3)
   await bob.waitFor('got.length >= 3', 10_000, 'bob to receive the large message')
   assert.equal(await bob.eval<boolean>(`got[2].body.text === ${JSON.stringify(big)} && got[2].body.kind === "big"`), true)
-  const sent = publishes(Buffer.concat(alice.sentFrames.filter((f) => f.opcode === 2).map((f) => f.data)))
+  const sent = publishes(Buffer.concat(alice.sentFrames.filter((f) => f.opcode === 2).map((f) => f.data)), true)
   const msgs = sent.filter((p) => p.topic === 'wb/u/alice/out' && p.payload.length > 0)
   const large = msgs.find((p) => p.payload[0] === 0x01)
   assert.ok(large !== undefined, `no compressed publish among ${msgs.length} (first bytes ${msgs.map((p) => p.payload[0]).join(',')})`)
