@@ -9,7 +9,8 @@
  * routed: its topic is rewritten to a sink nobody can subscribe to, and the
  * sender gets an error notice on its device topic `wb/d/{clientId}`. An
  * MQTT 5 client is answered with the refusal's own reason code instead
- * (PUBACK/PUBREC 0x87 or 0x97; reason-codes.ts), and the publish is
+ * (PUBACK/PUBREC 0x87; not yet for the rate or a payload over maxPayload:
+ * reason-codes.ts), and the publish is
  * neither acknowledged again nor routed; the notice goes out as well.
  *
  * MQTT 5 Receive Maximum (maxInflightInbound, said in the CONNACK): an MQTT 5
@@ -53,8 +54,9 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
     const frame: ErrorFrame = { t: 'error', code, message, topic: packet.topic }
     if (packet.messageId !== undefined) frame.mid = packet.messageId
     notify(s, frame)
-    if (isMqtt5(client)) {
-      answerRefused(client, packet, publishReason(reason), message)
+    const reasonCode = isMqtt5(client) ? publishReason(reason) : null
+    if (reasonCode !== null) {
+      answerRefused(client, packet, reasonCode, message)
       markAnswered(packet)
     }
     // Still rewritten: should aedes route it after all, it goes nowhere.

@@ -25,7 +25,7 @@ test('docs/errors.md gives each error code the MQTT 5 reason code the broker ans
   assert.equal(rows.length, Object.keys(ErrorCodes).length)
   for (const [, code, column] of rows) {
     const reason = (noticeReasonCodes as Record<string, number>)[code as string]
-    if (reason === undefined) assert.equal(column, 'none', code)
+    if (reason === undefined) assert.ok((column as string).startsWith('none'), `${code}: ${column as string}`)
     else assert.ok((column as string).includes(`0x${reason.toString(16).toUpperCase()}`), `${code}: ${column as string}`)
   }
 })
