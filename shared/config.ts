@@ -42,6 +42,7 @@ export const settings = {
   wssPort: { kind: 'port', default: 8084, doc: 'MQTT over secure WebSocket port, used when tlsCert and tlsKey are set (-1 = off).' },
   tlsCert: { kind: 'string', default: '', doc: 'PEM certificate file; enables the TLS listeners together with tlsKey.' },
   tlsKey: { kind: 'string', default: '', doc: 'PEM private key file for tlsCert.' },
+  httpTrustedProxies: { kind: 'list', default: [], doc: 'IP addresses of reverse proxies in front of the HTTP port: from these peers alone, the web app\'s logins take the client address (for the per-address login limits and the log) from the last X-Forwarded-For entry. Default: none, X-Forwarded-For is ignored.' },
   proxyProtocol: { kind: 'bool', default: false, doc: 'Behind a TCP proxy (HAProxy send-proxy or send-proxy-v2): the MQTT and WebSocket listeners read a PROXY protocol header (v1 or v2) first on every connection, and the client address it names is the one limits and logs use; a connection without one is closed. Only the proxy may reach those ports. The TLS listeners are for direct clients.' },
   redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, routing between nodes, and the message service\'s mirror of hot data (recent messages, unread counts, presence).' },
   workers: { kind: 'int', default: 1, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis (sessions); the workers of a node route to each other on local sockets. Default 1: on 2 vCPUs, 2 workers carried about what one process does for plain routing and less for chat (docs/benchmarks.md, workers).' },
@@ -306,6 +307,9 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
     throw new ConfigError('mqttPort', 'at least one of mqttPort and wsPort must be on')
   }
   for (const rule of cfg.acl) parseAclRule(rule)
+  for (const a of cfg.httpTrustedProxies) {
+    if (isIP(a) === 0) throw new ConfigError('httpTrustedProxies', `${JSON.stringify(a)} is not an IP address (give each proxy's address, no names or ranges)`)
+  }
   if (cfg.httpHost !== '' && isIP(cfg.httpHost) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(cfg.httpHost)) {
     throw new ConfigError('httpHost', `${JSON.stringify(cfg.httpHost)} is not an IP address or host name`)
   }

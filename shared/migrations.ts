@@ -17,7 +17,11 @@
  *   `detect` tells its version from its tables, and it is recorded as such,
  *   its tables unchanged;
  * - an older version is upgraded in one transaction, after an online copy of
- *   the file (`warbler.db.pre-<part>-v<N>-<time>` beside it), named in the log;
+ *   the file (`warbler.db.pre-<part>-v<N>-<time>` beside it), named in the log.
+ *   One copy serves every part a start upgrades: the identity store and the
+ *   archive upgrade one after the other at start, and a second copy of the
+ *   whole file (on a Pi's SD card, the whole archive) bought nothing, since
+ *   the first already holds the second part as it was (see `sameStart`);
  * - a newer version than this code knows is refused (exit code 5) with
  *   nothing changed: a newer Warbler wrote it, and older code would misread it.
  */
@@ -98,6 +102,28 @@ function backupName (db: Database, c: SchemaComponent, to: number): string {
 }
 
 /**
+ * The copies this process made before an upgrade, by file: which parts were
+ * upgraded since (the copy holds every other part as it was) and when. A part
+ * not upgraded since, within COPY_REUSE_MS, is upgraded on the same copy.
+ */
+const sameStart = new Map<string, { path: string, upgraded: Set<string>, at: number }>()
+const COPY_REUSE_MS = 10 * 60_000
+
+/** The copy to make or reuse before upgrading `component`, and whether it is reused. */
+async function copyBefore (db: Database, component: SchemaComponent, to: number): Promise<{ path: string, reused: boolean }> {
+  const earlier = sameStart.get(db.file)
+  if (earlier !== undefined && !earlier.upgraded.has(component.name) && Date.now() - earlier.at < COPY_REUSE_MS && existsSync(earlier.path)) {
+    earlier.upgraded.add(component.name)
+    return { path: earlier.path, reused: true }
+  }
+  // VACUUM INTO cannot run inside a transaction: the copy is taken first.
+  const path = backupName(db, component, to)
+  await backupInto(db, path)
+  sameStart.set(db.file, { path, upgraded: new Set([component.name]), at: Date.now() })
+  return { path, reused: false }
+}
+
+/**
  * Bring `component`'s tables in `db` to the newest version of its list (see
  * the top of this file). `db` must not be inside a transaction. Another
  * process may open the same file at the same time: the version is read again
@@ -111,10 +137,10 @@ export async function migrateSchema (db: Database, component: SchemaComponent, l
   if (known === latest) return { from: found, to: latest, backup: null }
   let backup: string | null = null
   if (found > 0 && found < latest) {
-    // VACUUM INTO cannot run inside a transaction: the copy is taken first.
-    backup = backupName(db, component, latest)
-    await backupInto(db, backup)
-    log?.info('database copied before a schema upgrade', { component: component.name, from: found, to: latest, backup })
+    const copy = await copyBefore(db, component, latest)
+    backup = copy.path
+    if (copy.reused) log?.info('the database copy made before this start\'s first schema upgrade holds this part as it was too', { component: component.name, from: found, to: latest, backup })
+    else log?.info('database copied before a schema upgrade', { component: component.name, from: found, to: latest, backup })
   }
   const from = await db.transaction(async () => {
     const now = await recorded(db, component.name) ?? await component.detect(db)

@@ -15,6 +15,8 @@ import type { Migration } from '../../shared/migrations.js'
 import { EXIT, StartError } from '../../shared/start-error.js'
 import { ARCHIVE_MIGRATIONS, migrate } from '../../bridge/archive/schema.js'
 import { MessageService } from '../../bridge/service.js'
+import { IdentityStore } from '../../broker/identity/identity-store.js'
+import { IDENTITY_MIGRATIONS } from '../../broker/identity/identity-schema.js'
 import { backups, dataDir, RELEASE_1, recordedVersion, schemaSql, withDb } from '../helpers/db-files.js'
 
 /** The newest version Warbler ships, and the first release's migration alone. */
@@ -152,5 +154,31 @@ test('migration 3 keeps the MQTT 5 user properties of messages: the messages of 
       assert.deepEqual(page.messages.map((m) => m.props), [{ k: ['1', '2'], one: 'x' }])
     } finally { await svc.close() }
     assert.equal(backups(d.dir).length, 1, 'the upgrade copied the file first')
+  } finally { d.done() }
+})
+
+test('a start that upgrades both the identity store and the archive copies the file once, and that copy holds both as they were', async () => {
+  const d = await dataDir('warbler-upgrade-copy-', RELEASE_1)
+  try {
+    const before = await withDb(d.file, schemaSql)
+    // The order of a start: the identity store first, then the message service.
+    const store = await IdentityStore.open(d.dir)
+    await store.close()
+    const svc = await MessageService.open({ dataDir: d.dir, transport: { publish: async () => {} }, log: createLogger('error', () => {}), maxPayload: 65536 })
+    await svc.close()
+    const copies = backups(d.dir)
+    assert.equal(copies.length, 1, `one copy, not one per part: ${copies.join(', ')}`)
+    await withDb(path.join(d.dir, copies[0] as string), async (db) => {
+      assert.equal(await schemaSql(db), before, 'the copy holds both parts as they were')
+    })
+    await withDb(d.file, async (db) => {
+      assert.equal(await recordedVersion(db, 'identity'), IDENTITY_MIGRATIONS.length)
+      assert.equal(await recordedVersion(db, 'archive'), LATEST)
+    })
+    // A part upgraded again is copied again: the first copy no longer holds it as it is now.
+    await withDb(d.file, async (db) => {
+      await migrate(db, { migrations: [...ARCHIVE_MIGRATIONS, NEXT] })
+    })
+    assert.equal(backups(d.dir).length, 2)
   } finally { d.done() }
 })
