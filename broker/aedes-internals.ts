@@ -259,3 +259,35 @@ export function connackErrorCode (err: Error): number | undefined {
 export function authenticateError (message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode })
 }
+
+// ---------------------------------------------------------------- MQTT 5 answers
+
+/**
+ * lib/handlers/connect.js, `client._requestProblemInformation`: false when an
+ * MQTT 5 client asked for no Reason String on acknowledgements
+ * ([MQTT-3.1.2-29]; CONNACK and DISCONNECT may still carry one).
+ */
+export function wantsProblemInformation (client: Client): boolean {
+  return (client as unknown as { _requestProblemInformation?: boolean })._requestProblemInformation !== false
+}
+
+/**
+ * lib/handlers/publish.js, `packet._notAuthorized`: its enqueuePublish
+ * neither acknowledges nor routes a packet so marked (aedes' own MQTT 5
+ * refusal sets it after writing PUBACK/PUBREC 0x87). The publish hook sets it
+ * when it has written the acknowledgement with its own reason code.
+ */
+export function markAnswered (packet: PublishPacket): void {
+  (packet as { _notAuthorized?: boolean })._notAuthorized = true
+}
+
+/**
+ * lib/handlers/connect.js, `client._serverKeepAlive`: when set before its
+ * init() runs (preConnect), setKeepAlive uses it instead of the client's
+ * keep alive and doConnack sends it as Server Keep Alive. aedes sets it itself
+ * only from `keepaliveLimit`, which Warbler leaves off (it would refuse MQTT
+ * 3.1.1 clients with a CONNACK code 3.1.1 does not have).
+ */
+export function setServerKeepAlive (client: Client, seconds: number): void {
+  (client as unknown as { _serverKeepAlive?: number })._serverKeepAlive = seconds
+}

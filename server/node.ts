@@ -21,6 +21,7 @@ import { connackErrorCode, connectedClients } from '../broker/aedes-internals.js
 import { Authenticator } from '../broker/auth.js'
 import { type Config, parseAclRule, readMetricsToken } from '../shared/config.js'
 import { PublishGate } from '../broker/flow.js'
+import { sayKeepAliveTimeout } from '../broker/reason-codes.js'
 import { guardConnection } from '../broker/guard.js'
 import { classifyClientError, createHooks } from '../broker/hooks/create-hooks.js'
 import { createAedesFixes } from '../broker/aedes-fixes.js'
@@ -176,6 +177,13 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
       // MQTT 5: aedes resolves an alias to its topic before authorizePublish,
       // so the hooks judge every publish by its real topic (test/broker/mqtt5.test.ts).
       topicAliasMaximum: cfg.topicAliasMaximum,
+      // MQTT 5 CONNACK: what the broker takes. The packet guard (guard.ts)
+      // refuses a larger packet before aedes reads it; the publish hook
+      // enforces the Receive Maximum (aedes only advertises it); aedes clamps
+      // the Session Expiry Interval and says so.
+      maximumPacketSize: cfg.maxPacket,
+      receiveMaximum: cfg.maxInflightInbound,
+      sessionExpiryIntervalLimit: cfg.maxSessionExpiry,
       // Dead brokers' clients go offline, and their wills out, within 30 s (heartbeat.ts).
       heartbeatInterval: HEARTBEAT_MS,
       concurrency
@@ -196,6 +204,7 @@ function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['on
     log.error('broker error', { error: err.message })
   })
   b.on('clientDisconnect', onDisconnect)
+  sayKeepAliveTimeout(b)
   dropGhostRegistrations(b, (clientId) => { log.debug('dropped a client that closed while it connected', { clientId }) })
   logConnections(b, log, closing)
   b.on('clientError', (client, err) => {
