@@ -4,7 +4,7 @@
  * on every wait on the network.
  */
 
-export const SCENARIOS = ['conns', 'chat', 'group', 'overload', 'soak'] as const
+export const SCENARIOS = ['conns', 'chat', 'group', 'overload', 'soak', 'workers'] as const
 export type Scenario = typeof SCENARIOS[number]
 /** What Warbler can be compared with (`--against`): Debian's Mosquitto, a bare aedes (bench/aedes.ts). */
 export const REFERENCES = ['mosquitto', 'aedes'] as const
@@ -29,6 +29,8 @@ export interface BenchOptions {
   senders: number
   payload: number
   workers: number
+  /** workers: Warbler is measured in one process, then with 1..maxWorkers workers and Redis. */
+  maxWorkers: number
   generators: number
   sources: number
   connectConcurrency: number

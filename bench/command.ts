@@ -5,6 +5,7 @@
  */
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { spawnSync } from 'node:child_process'
+import os from 'node:os'
 import path from 'node:path'
 import { CliError, parseArgs } from '../shared/args.js'
 import { type BenchOptions, REFERENCES, type Reference, SCENARIOS, type Scenario, type TargetName } from './bench-options.js'
@@ -17,10 +18,11 @@ import { conns, WARMUP } from './scenarios/conns.js'
 import { group } from './scenarios/group.js'
 import { overload } from './scenarios/overload.js'
 import { soak } from './scenarios/soak.js'
+import { workers } from './scenarios/workers.js'
 import type { ScenarioDef } from './scenarios/scenario.js'
 import { installed, machine } from './targets.js'
 
-const DEFS: Record<Scenario, ScenarioDef> = { conns, chat, group, overload, soak }
+const DEFS: Record<Scenario, ScenarioDef> = { conns, chat, group, overload, soak, workers }
 
 export const BENCH_HELP = `Usage: warbler bench <scenario> [options]
 
@@ -36,6 +38,8 @@ Scenarios:
   group      fan-out to the members of one group: deliveries/s, latency
   overload   chat at twice the measured saturation: delivered vs peak, memory, no loss
   soak       steady mixed load for --duration seconds: RSS over time, errors
+  workers    saturated 1:1 chat on one process, then on 1..--max-workers workers with Redis
+             (a fresh node each): throughput, latency, CPU and Redis commands per message
 
 Options:
   --against LIST        also run the scenario against mosquitto and/or aedes (comma-separated:
@@ -43,7 +47,7 @@ Options:
   --bridge off          conns: Warbler without its message service (default embedded)
   --runs N              runs per target, medians reported (default 3)
   --sessions N          conns: sessions (default 5000)
-  --pairs N             chat, overload, soak: sender/receiver pairs (default 16)
+  --pairs N             chat, overload, soak, workers: sender/receiver pairs (default 16; workers 32)
   --window N            unacknowledged messages per sender (default 16; group 8)
   --rate N              chat, soak: fixed total rate in msg/s (default 5000; soak 1000)
   --members N           group, soak: group members (default 500; soak 50)
@@ -52,6 +56,7 @@ Options:
   --warmup S            seconds before measuring (default 2)
   --payload N           message body size in bytes (default 64)
   --workers N           Warbler broker processes (--workers N; more than 1 starts a redis-server)
+  --max-workers N       workers: the most workers measured (default: the machine's cores)
   --generators N        load generator threads (default 2)
   --sources N           loopback source addresses 127.0.0.2... (default 8)
   --connect-concurrency N  connects in flight at once (default 128)
@@ -63,20 +68,23 @@ Options:
                         read it with node dist/bench/profile.js FILE)
 `
 
-const VALUED = ['against', 'bridge', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out', 'cpu-prof'] as const
+const VALUED = ['against', 'bridge', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'max-workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out', 'cpu-prof'] as const
 
 /** Options that only some scenarios use (the others refuse them rather than ignore them). */
 const ONLY: Record<string, readonly Scenario[]> = {
   sessions: ['conns'],
   bridge: ['conns'],
-  pairs: ['chat', 'overload', 'soak'],
-  window: ['chat', 'group', 'overload', 'soak'],
+  pairs: ['chat', 'overload', 'soak', 'workers'],
+  window: ['chat', 'group', 'overload', 'soak', 'workers'],
   rate: ['chat', 'soak'],
   members: ['group', 'soak'],
   senders: ['group'],
-  duration: ['chat', 'group', 'overload', 'soak'],
-  warmup: ['chat', 'group', 'overload', 'soak'],
-  payload: ['chat', 'group', 'overload', 'soak']
+  duration: ['chat', 'group', 'overload', 'soak', 'workers'],
+  warmup: ['chat', 'group', 'overload', 'soak', 'workers'],
+  payload: ['chat', 'group', 'overload', 'soak', 'workers'],
+  'max-workers': ['workers'],
+  // The workers scenario sets the workers of each configuration itself.
+  workers: ['conns', 'chat', 'group', 'overload', 'soak']
 }
 
 function int (p: Map<string, string | true>, name: string, dflt: number, min: number, max: number): number {
@@ -137,7 +145,7 @@ export function parseBench (argv: string[]): BenchOptions | 'help' {
     bridge: bridgeOf(p.options.get('bridge')),
     runs: int(p.options, 'runs', 3, 1, 50),
     sessions: int(p.options, 'sessions', 5000, 1, 200_000),
-    pairs: int(p.options, 'pairs', 16, 1, 5000),
+    pairs: int(p.options, 'pairs', scenario === 'workers' ? 32 : 16, 1, 5000),
     window: int(p.options, 'window', scenario === 'group' ? 8 : 16, 1, 10_000),
     rate: int(p.options, 'rate', scenario === 'soak' ? 1000 : 5000, 1, 10_000_000),
     members: int(p.options, 'members', scenario === 'soak' ? 50 : 500, 1, 990),
@@ -146,6 +154,7 @@ export function parseBench (argv: string[]): BenchOptions | 'help' {
     warmup: int(p.options, 'warmup', 2, 0, 600),
     payload: int(p.options, 'payload', 64, 0, 100_000),
     workers: int(p.options, 'workers', 0, 0, 64),
+    maxWorkers: int(p.options, 'max-workers', os.availableParallelism(), 1, 64),
     generators: int(p.options, 'generators', 2, 1, 64),
     sources: int(p.options, 'sources', 8, 1, 250),
     connectConcurrency: int(p.options, 'connect-concurrency', 128, 1, 10_000),
@@ -197,7 +206,7 @@ export async function runBench (argv: string[]): Promise<number> {
     process.stderr.write('warbler: --against mosquitto: mosquitto is not installed (on Debian: apt-get install mosquitto)\n')
     return 1
   }
-  if (o.workers > 1 && !installed('redis-server')) {
+  if ((o.workers > 1 || o.scenario === 'workers') && !installed('redis-server')) {
     process.stderr.write('warbler: --workers needs redis-server, which is not installed (on Debian: apt-get install redis-server)\n')
     return 1
   }
@@ -235,7 +244,8 @@ export async function runBench (argv: string[]): Promise<number> {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }
-  const report = buildReport({ o, about: def.about, command: shownCommand(argv), machine: machine(), metrics: def.metrics, targets, runs: results })
+  const metrics = typeof def.metrics === 'function' ? def.metrics(o) : def.metrics
+  const report = buildReport({ o, about: def.about, command: shownCommand(argv), machine: machine(), metrics, targets, runs: results })
   const md = markdown(report)
   process.stdout.write(md)
   for (const f of [o.json, o.md, o.svg]) if (f !== null) mkdirSync(path.dirname(f), { recursive: true })

@@ -49,6 +49,8 @@ export interface PhaseSpec {
   duration: number
   /** Called once a second during the phase (soak's reconnects). */
   onTick?: (second: number) => void
+  /** Called as the measured window starts and as it ends (the workers scenario reads Redis there). */
+  onWindow?: (edge: 'start' | 'end') => Promise<void>
 }
 
 /** Run a phase: warm up, then measure `duration` seconds, sampling once a second. */
@@ -71,6 +73,7 @@ export async function measure (gens: Generators, target: Target, progress: Progr
   }
   const w0 = performance.now()
   for (let i = 0; i < spec.warmup; i++) await tick(`${spec.name} warmup`, w0)
+  await spec.onWindow?.('start')
   const c0 = cpuTicks(target)
   const m0 = await gens.all<Mark>('mark', true)
   const t0 = performance.now()
@@ -82,6 +85,7 @@ export async function measure (gens: Generators, target: Target, progress: Progr
   const m1 = await gens.all<Mark>('mark', false)
   const t1 = performance.now()
   const c1 = cpuTicks(target)
+  await spec.onWindow?.('end')
   rssPeak = Math.max(rssPeak, rssOf(target))
   const lat = latencyOf(await gens.all<Float64Array>('latencies'))
   const a = sumCounters(m0.map((m) => m.counters))

@@ -24,7 +24,12 @@ export interface Target {
    * Null where memory can only be read as it is (Mosquitto, Warbler's workers).
    */
   gcMemory: (() => Promise<NodeJS.MemoryUsage | null>) | null
+  /** The redis-server started with Warbler's workers, if any (its PID and URL). */
+  redis: { pid: number, url: string } | null
 }
+
+/** How Warbler is started: its `--workers` (0: one process) and whether a redis-server comes with it. */
+export interface Shape { workers: number, redis: boolean, cpuProfDir?: string }
 
 export const PASSWORD = 'bench-password-1'
 
@@ -53,22 +58,23 @@ export async function provision (dataDir: string, users: string[], admins: strin
 }
 
 /** Start the system under test for one run, in `dir`. */
-export async function startTarget (name: TargetName, dir: string, o: BenchOptions): Promise<Target> {
+export async function startTarget (name: TargetName, dir: string, o: BenchOptions, shape: Shape = { workers: o.workers, redis: o.workers > 1 }): Promise<Target> {
   if (name === 'mosquitto') {
     const m = await spawnMosquitto(dir)
-    return { name, port: m.port, httpPort: null, pids: () => [m.pid], stop: m.stop, errTail: () => m.err(), gcMemory: null }
+    return { name, port: m.port, httpPort: null, pids: () => [m.pid], stop: m.stop, errTail: () => m.err(), gcMemory: null, redis: null }
   }
   if (name === 'aedes') {
     const a = await spawnAedes(GC_NODE_ARGS)
-    return { name, port: a.port, httpPort: null, pids: () => [a.pid], stop: a.stop, errTail: () => a.err().trim().split('\n').slice(-8).join('\n'), gcMemory: () => gcMemory(a.child) }
+    return { name, port: a.port, httpPort: null, pids: () => [a.pid], stop: a.stop, errTail: () => a.err().trim().split('\n').slice(-8).join('\n'), gcMemory: () => gcMemory(a.child), redis: null }
   }
   let redis: (Proc & { url: string }) | null = null
-  if (o.workers > 1) redis = await spawnRedis(dir)
+  if (shape.redis) redis = await spawnRedis(dir)
   // The conns scenario reads memory after a full GC (one process only: a primary cannot collect its workers' garbage).
-  const gc = o.scenario === 'conns' && o.workers <= 1
+  const gc = o.scenario === 'conns' && shape.workers <= 1
   try {
-    const nodeArgs = [...(gc ? GC_NODE_ARGS : []), ...(o.cpuProf !== null ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProf] : [])]
-    const w = await spawnWarbler({ dataDir: dir, bridge: o.bridge, workers: o.workers > 0 ? o.workers : undefined, redis: redis?.url, readyTimeoutMs: 60_000, nodeArgs, ...(gc ? { ipc: true } : {}) })
+    const prof = shape.cpuProfDir ?? o.cpuProf
+    const nodeArgs = [...(gc ? GC_NODE_ARGS : []), ...(prof !== null ? ['--cpu-prof', '--cpu-prof-dir', prof] : [])]
+    const w = await spawnWarbler({ dataDir: dir, bridge: o.bridge, workers: shape.workers > 0 ? shape.workers : undefined, redis: redis?.url, readyTimeoutMs: 60_000, nodeArgs, ...(gc ? { ipc: true } : {}) })
     let tree = processTree(w.pid)
     let treeAt = Date.now()
     return {
@@ -81,7 +87,8 @@ export async function startTarget (name: TargetName, dir: string, o: BenchOption
       },
       stop: async () => { await w.stop(); await redis?.stop() },
       errTail: () => w.err().trim().split('\n').slice(-8).join('\n'),
-      gcMemory: gc ? () => gcMemory(w.child) : null
+      gcMemory: gc ? () => gcMemory(w.child) : null,
+      redis: redis === null ? null : { pid: redis.pid, url: redis.url }
     }
   } catch (err) {
     await redis?.stop()

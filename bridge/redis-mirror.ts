@@ -29,6 +29,7 @@ import { Redis } from 'ioredis'
 import type { MessageFrame } from '@warbler/sdk/protocol'
 import type { Logger } from '../shared/log.js'
 import type { StoredMessage } from './archive/writer.js'
+import { gatherBatch } from './mirror-batch.js'
 
 export const RECENT = 50
 const RECENT_TTL_S = 7 * 86400
@@ -131,21 +132,29 @@ export class RedisMirror {
     p.then(() => { this.inflight-- }, () => { this.inflight--; this.stats.errors++ })
   }
 
-  /** After a commit: recent lists, conversation lists and unread counters. */
+  /** After a commit: recent lists, conversation lists and unread counters, gathered per key (mirror-batch.ts). */
   stored (messages: StoredMessage[]): void {
     if (messages.length === 0 || !this.admit()) return
+    const b = gatherBatch(messages)
     const m = this.redis.multi()
-    for (const { frame, recipients } of messages) {
-      const recent = `wb:recent:${frame.conv}`
-      m.lpush(recent, JSON.stringify(frame)).ltrim(recent, 0, RECENT - 1).expire(recent, RECENT_TTL_S)
-      for (const user of recipients) {
-        const convs = `wb:convs:${user}`
-        const unread = `wb:unread:${user}`
-        m.zadd(convs, frame.ts, frame.conv).zremrangebyrank(convs, 0, -CONVS_CAP - 1).expire(convs, CONVS_TTL_S)
-        // As in SQLite: a chat message one sends, one has read (system messages are not).
-        if (user === frame.from && frame.cid !== undefined) m.hdel(unread, frame.conv)
-        else m.hincrby(unread, frame.conv, 1).expire(unread, UNREAD_TTL_S)
+    for (const [conv, frames] of b.recent) {
+      const recent = `wb:recent:${conv}`
+      m.lpush(recent, ...frames).ltrim(recent, 0, RECENT - 1).expire(recent, RECENT_TTL_S)
+    }
+    for (const [user, byConv] of b.convs) {
+      const convs = `wb:convs:${user}`
+      const scores: Array<number | string> = []
+      for (const [conv, ts] of byConv) scores.push(ts, conv)
+      m.zadd(convs, ...scores).zremrangebyrank(convs, 0, -CONVS_CAP - 1).expire(convs, CONVS_TTL_S)
+    }
+    for (const [user, byConv] of b.unread) {
+      const unread = `wb:unread:${user}`
+      let counted = false
+      for (const [conv, u] of byConv) {
+        if (u.reset) m.hdel(unread, conv)
+        if (u.add > 0) { m.hincrby(unread, conv, u.add); counted = true }
       }
+      if (counted) m.expire(unread, UNREAD_TTL_S)
     }
     this.run(m.exec())
   }

@@ -31,13 +31,17 @@ export type Ingest = (packet: RoutedPacket) => Promise<void> | undefined
 interface RoutedPacket { topic: string, payload: Buffer | string, properties?: PublishProperties }
 
 /**
- * Publish through an aedes instance in this process. Unless routing is
- * shared with other brokers (`shared`: their clients' subscriptions are not
- * known here), the service learns who subscribes to what from aedes: its
- * emitter holds every connection's subscriptions, its persistence those of
- * persistent sessions, connected or not.
+ * Publish through an aedes instance in this process. While no other broker
+ * shares the routing (`shared()` false: another worker of this node or a
+ * broker of another node, whose clients' subscriptions are not known here),
+ * the service learns who subscribes to what from aedes: its emitter holds
+ * every connection's subscriptions, its persistence those of persistent
+ * sessions, connected or not (with Redis, every broker's). While another
+ * broker shares it, every frame goes to both of a user's or device's topics.
+ * `shared` is asked at each lookup: a broker of another node can join later,
+ * and a lone worker with Redis should not pay for topics nobody reads.
  */
-export function embeddedTransport (broker: Aedes, shared: boolean): Transport {
+export function embeddedTransport (broker: Aedes, shared: () => boolean): Transport {
   const publish = (topic: string, payload: Buffer, qos: 0 | 1, props?: PublishProperties): Promise<void> => new Promise<void>((resolve) => {
     const packet = { cmd: 'publish' as const, topic, payload, qos, retain: false, dup: false }
     // Only when there are some: a packet without properties stays as small as before on the bus.
@@ -49,11 +53,12 @@ export function embeddedTransport (broker: Aedes, shared: boolean): Transport {
   }
   const matcher = inside.mq._matcher
   // mqemitter's subscription table; if a version of it ever hides it, publish to both topics.
-  if (shared || typeof matcher?.match !== 'function') return { publish }
+  if (typeof matcher?.match !== 'function') return { publish }
   const live = (topic: string): boolean => (matcher.match as (topic: string) => unknown[])(topic).length > 0
+  // Shared: `any` true puts a user's frames on both topics; `live` false for both of a device's topics does the same.
   const audience: Audience = {
-    live,
-    any: (topic) => live(topic) || inside.persistence.subscriptionsByTopic(topic).then((subs) => subs.length > 0)
+    live: (topic) => !shared() && live(topic),
+    any: (topic) => shared() || live(topic) || inside.persistence.subscriptionsByTopic(topic).then((subs) => subs.length > 0)
   }
   return { publish, audience }
 }

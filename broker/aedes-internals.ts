@@ -75,10 +75,25 @@ export function queueSource (b: Aedes): QueueSource {
   return (b as unknown as { persistence: QueueSource }).persistence
 }
 
+/** The part of the persistence that forgets a packet sent to a session (as a PUBACK does). */
+export interface OutgoingStore { outgoingClearMessageId: (client: Client, packet: { messageId?: number }) => Promise<unknown> }
+
+/**
+ * aedes.js, `this.persistence.outgoingClearMessageId`: lib/handlers/puback.js
+ * calls it when a client acknowledges a packet (by its packet id). packet-size.ts calls it for
+ * a packet it does not send.
+ */
+export function outgoingStore (b: Aedes): OutgoingStore {
+  return (b as unknown as { persistence: OutgoingStore }).persistence
+}
+
 // ---------------------------------------------------------------- a client
 
-/** One subscription as aedes keeps it for a client. */
-export interface SubscriptionEntry { qos: number }
+/**
+ * One subscription as aedes keeps it for a client: lib/handlers/subscribe.js,
+ * `class Subscription` (`si`: its MQTT 5 Subscription Identifier, if any).
+ */
+export interface SubscriptionEntry { qos: number, si?: number }
 
 /**
  * lib/client.js, `this.subscriptions` (filter -> { qos, ... }): the
@@ -179,6 +194,41 @@ export function clientOfConnection (conn: Duplex): Client | undefined {
   return (conn as { client?: Client }).client
 }
 
+/**
+ * lib/handlers/connect.js, `client._cleanStart`: whether the CONNECT asked
+ * for a new session (MQTT 5 Clean Start, MQTT 3 clean session). aedes-fixes.ts
+ * tells a resumed session from a new one by it.
+ */
+export function cleanStartRequested (client: Client): boolean {
+  return (client as unknown as { _cleanStart?: boolean })._cleanStart === true
+}
+
+/**
+ * lib/client.js, `this.clean`: whether the session ends with the connection
+ * (set by lib/handlers/connect.js from the Session Expiry Interval). The
+ * typings make it read-only; aedes-fixes.ts lifts it while a resumed
+ * session's queue is sent.
+ */
+export function setSessionClean (client: Client, clean: boolean): void {
+  (client as unknown as { clean: boolean }).clean = clean
+}
+
+/** What aedes.js does with a will: publish it (`publishWill`), or sweep stored ones (`persistence.streamWill`). */
+export interface WillPublisher { publishWill: (client: Client, will: WillPacket) => void }
+export interface WillPacket { topic: string, properties?: Record<string, unknown> }
+export interface WillStore { streamWill: (brokers: unknown) => AsyncIterable<WillPacket> }
+
+/**
+ * aedes.js, `publishWill(client, will)` (a lost connection's will, at once
+ * or after its Will Delay Interval), and `this.persistence.streamWill`, read
+ * by the sweep that publishes the wills of brokers that died
+ * (`_clearWillInterval`). aedes-fixes.ts wraps both.
+ */
+export function willPaths (b: Aedes): { publisher: WillPublisher, store: WillStore } {
+  const broker = b as unknown as WillPublisher & { persistence: WillStore }
+  return { publisher: broker, store: broker.persistence }
+}
+
 // ---------------------------------------------------------------- packets and errors
 
 /**
@@ -208,4 +258,36 @@ export function connackErrorCode (err: Error): number | undefined {
  */
 export function authenticateError (message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode })
+}
+
+// ---------------------------------------------------------------- MQTT 5 answers
+
+/**
+ * lib/handlers/connect.js, `client._requestProblemInformation`: false when an
+ * MQTT 5 client asked for no Reason String on acknowledgements
+ * ([MQTT-3.1.2-29]; CONNACK and DISCONNECT may still carry one).
+ */
+export function wantsProblemInformation (client: Client): boolean {
+  return (client as unknown as { _requestProblemInformation?: boolean })._requestProblemInformation !== false
+}
+
+/**
+ * lib/handlers/publish.js, `packet._notAuthorized`: its enqueuePublish
+ * neither acknowledges nor routes a packet so marked (aedes' own MQTT 5
+ * refusal sets it after writing PUBACK/PUBREC 0x87). The publish hook sets it
+ * when it has written the acknowledgement with its own reason code.
+ */
+export function markAnswered (packet: PublishPacket): void {
+  (packet as { _notAuthorized?: boolean })._notAuthorized = true
+}
+
+/**
+ * lib/handlers/connect.js, `client._serverKeepAlive`: when set before its
+ * init() runs (preConnect), setKeepAlive uses it instead of the client's
+ * keep alive and doConnack sends it as Server Keep Alive. aedes sets it itself
+ * only from `keepaliveLimit`, which Warbler leaves off (it would refuse MQTT
+ * 3.1.1 clients with a CONNACK code 3.1.1 does not have).
+ */
+export function setServerKeepAlive (client: Client, seconds: number): void {
+  (client as unknown as { _serverKeepAlive?: number })._serverKeepAlive = seconds
 }

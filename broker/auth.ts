@@ -26,12 +26,13 @@ import { clientIdBelongsTo, isValidUsername, topics } from '@warbler/sdk/protoco
 import type { Config } from '../shared/config.js'
 import type { IdentityCache } from './identity/cache.js'
 import { verifyPassword } from './identity/password.js'
-import { hashSecret, JWT_SHAPE, parseDeviceToken } from './identity/identity-store.js'
+import { hashSecret, JWT_SHAPE, parseDeviceToken, passwordFingerprint } from './identity/identity-store.js'
 import { KeyedBuckets, TokenBucket, WindowCounter } from './limits.js'
 import type { Logger } from '../shared/log.js'
 import { FailureLog, type FailureReason, type RecentFailure } from './login-log.js'
 import { type AuthMethod, remoteAddress, type Session } from './session.js'
 import type { RefusalReason, Stats } from './stats.js'
+import type { SessionRevocations } from './identity/session-revocations.js'
 
 /** MQTT 3.1.1 CONNACK return codes. */
 export const enum ReturnCode {
@@ -64,6 +65,8 @@ export class Authenticator {
   /** Credential checks running per source address, and the logins waiting for one to end. */
   private readonly checking = new Map<string, { running: number, waiting: Array<() => void> }>()
   private readonly failureLog: FailureLog
+  /** Access tokens cut off before they expire (logouts, new passwords); set by the node. */
+  revocations: SessionRevocations | null = null
 
   constructor (
     private readonly cfg: Config,
@@ -140,6 +143,7 @@ export class Authenticator {
     const user = this.cache.users.get(username)
     const session = this.session(client, username, user?.admin === true, method, address, user?.service === true)
     const tokenId = method === 'device_token' ? parseDeviceToken(password?.toString('utf8') ?? '')?.id : undefined
+    if (method === 'jwt') return { ...session, jwt: jwtSession(password?.toString('utf8') ?? '') }
     return tokenId === undefined ? session : { ...session, tokenId }
   }
 
@@ -208,9 +212,16 @@ export class Authenticator {
     if (s.user === null) return true
     const user = this.cache.users.get(s.user)
     if (user === undefined || user.disabled) return false
+    if (s.jwt !== undefined && !this.jwtStillValid(s.jwt, user.passwordHash)) return false
     if (s.tokenId === undefined) return true
     const t = this.cache.tokens.get(s.tokenId)
     return t !== undefined && !t.revoked
+  }
+
+  /** An access token stays good while its password is the user's and its web login was not logged out. */
+  private jwtStillValid (j: { pwv?: string, sid?: string }, passwordHash: string): boolean {
+    if (j.pwv !== undefined && j.pwv !== passwordFingerprint(passwordHash)) return false
+    return j.sid === undefined || this.revocations?.revoked(j.sid) !== true
   }
 
   /**
@@ -281,6 +292,7 @@ export class Authenticator {
       const user = this.cache.users.get(username)
       if (user === undefined) return fail('unknown user')
       if (user.disabled) return fail('user disabled')
+      if (!this.jwtStillValid(jwtSession(secret), user.passwordHash)) return fail('revoked session')
       // A token issued before the user was (re)created belongs to an earlier user of that name.
       return (payload.iat as number) >= Math.floor(user.createdAt / 1000) ? 'jwt' : fail('token older than the user')
     }
@@ -359,6 +371,12 @@ export class Authenticator {
     this.failures.close()
     this.failureLog.close()
   }
+}
+
+/** A verified JWT's password fingerprint (`pwv`) and web login (`sid`); tokens made before they existed have neither. */
+function jwtSession (token: string): { pwv?: string, sid?: string } {
+  const p = decodeJwt(token)
+  return { ...(typeof p.pwv === 'string' ? { pwv: p.pwv } : {}), ...(typeof p.sid === 'string' ? { sid: p.sid } : {}) }
 }
 
 /**

@@ -57,25 +57,9 @@ const NEVER_SEEN = new Proxy<Record<string, number>>(Object.create(null) as Reco
 export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (client: Client, conn: Duplex) => void {
   const releases = new WeakMap<object, () => void>()
   broker.on('clientReady', (client) => { releases.get(client)?.() })
-  /** What each reconnecting session's queue carried, by client, until its held deliveries are released. */
-  const queued = new WeakMap<object, Set<string>>()
-  const source = queueSource(broker)
-  const stream = source.outgoingStream.bind(source)
-  source.outgoingStream = (client) => {
-    const seen = queued.get(client)
-    if (seen === undefined) return stream(client)
-    return (async function * tap () {
-      for await (const p of stream(client)) {
-        const k = routingKey(p)
-        if (k !== null) seen.add(k)
-        // Sent on an earlier connection and never acknowledged: this is a
-        // re-delivery, which MQTT-3.3.1-1 says must carry DUP (aedes keeps
-        // the packet id but not the flag).
-        if (p.messageId !== undefined && p.messageId !== null) p.dup = true
-        yield p
-      }
-    })()
-  }
+  /** Each reconnecting session's queue reads, by client, until its held deliveries are released. */
+  const resuming = new WeakMap<object, Resume>()
+  readQueuesAgain(broker, resuming)
 
   return (client, conn) => {
     const { deliverQoS, deliver0 } = clientDelivery(client)
@@ -104,7 +88,16 @@ export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (clien
 
     let held: Array<{ deliver: Deliver, packet: DeliverPacket }> | null = []
     const carried = new Set<string>()
-    queued.set(client, carried)
+    resuming.set(client, {
+      carried,
+      beforeRead: () => {
+        // What the reads so far carried is not sent again at release: let go
+        // of it now. (A copy routed during one read is carried by the next
+        // one when the store has it; what it does not have, QoS 0, retained
+        // messages, a clean session's, stays held until release.)
+        if (held !== null) held = held.filter((h) => { const k = routingKey(h.packet); return k === null || !carried.has(k) })
+      }
+    })
     const run = (deliver: Deliver, packet: DeliverPacket, cb: (err?: Error) => void): void => {
       if (duplicate(packet)) {
         setImmediate(cb)
@@ -143,7 +136,7 @@ export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (clien
       const waiting = held
       held = null
       releases.delete(client)
-      queued.delete(client)
+      resuming.delete(client)
       for (const h of waiting) {
         const k = routingKey(h.packet)
         // The queue carried it; otherwise deliver (a failed write is aedes'
@@ -155,6 +148,61 @@ export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (clien
     conn.once('close', release)
   }
 }
+
+/** Wraps the store's queue reads for resuming sessions (see Resume). */
+function readQueuesAgain (broker: Aedes, resuming: WeakMap<object, Resume>): void {
+  const source = queueSource(broker)
+  const stream = source.outgoingStream.bind(source)
+  source.outgoingStream = (client) => {
+    const r = resuming.get(client)
+    if (r === undefined) return stream(client)
+    return (async function * tap () {
+      // The queue is read again until a read finds nothing new: what was
+      // queued while it was sent comes from the store, in order, rather than
+      // held in memory (see Resume).
+      for (let read = 0; read < MAX_QUEUE_READS; read++) {
+        r.beforeRead()
+        let fresh = 0
+        for await (const p of stream(client)) {
+          const k = routingKey(p)
+          if (k !== null) {
+            if (r.carried.has(k)) continue
+            r.carried.add(k)
+          }
+          fresh++
+          // Sent on an earlier connection and never acknowledged: this is a
+          // re-delivery, which MQTT-3.3.1-1 says must carry DUP (aedes keeps
+          // the packet id but not the flag).
+          if (p.messageId !== undefined && p.messageId !== null) p.dup = true
+          yield p
+          // A long read (Redis: a round trip or two per message) would hold
+          // all that is routed while it lasts: read again from here instead.
+          if (fresh >= READ_CHUNK) break
+        }
+        if (fresh === 0) return
+      }
+    })()
+  }
+}
+
+/**
+ * A session's queue being sent on a new connection. Live copies are held
+ * meanwhile; with the store being slow to read (Redis: a round trip or two
+ * per message) and a steady flow, they grew without bound, in memory. Now the
+ * queue is read again after each read (of at most READ_CHUNK messages), and
+ * each read lets go of the held copies earlier reads carried: what is held
+ * is what two reads take to send, and what the store does not have.
+ */
+interface Resume {
+  /** The routing keys the reads sent. */
+  carried: Set<string>
+  beforeRead: () => void
+}
+
+/** Messages one read of a resuming session's queue sends at most before it reads again. */
+const READ_CHUNK = 200
+/** Reads of a resuming session's queue at most, before what is routed meanwhile is simply held (a flow the reads never catch up with). */
+const MAX_QUEUE_READS = 500
 
 /** A message's identity across the routing: the broker that routed it and its counter there. */
 function routingKey (p: DeliverPacket): string | null {

@@ -4,7 +4,7 @@
  *
  * It reads the fixed header of each packet as the bytes arrive (type byte and
  * remaining length, MQTT 3.1.1 section 2.2) and closes the connection as soon
- * as a packet declares a remaining length above `maxPacket` or a malformed
+ * as a packet declares a size (with its fixed header) above `maxPacket` or a malformed
  * length, before the body is buffered, so an attacker cannot make the broker
  * hold a huge packet. It also counts bytes in and out for $SYS and /metrics.
  *
@@ -23,6 +23,7 @@ import type { Duplex } from 'node:stream'
 import { clientOfConnection } from './aedes-internals.js'
 import type { Logger } from '../shared/log.js'
 import { markClose } from './login-log.js'
+import { isMqtt5, Reason, sendDisconnect } from './reason-codes.js'
 import type { Stats } from './stats.js'
 
 /**
@@ -60,8 +61,13 @@ type Guarded = Duplex & { [GUARD]: Guard }
 function refuse (conn: Duplex, g: Guard, reason: 'packet_too_large' | 'malformed_packet', detail: Record<string, unknown>): null {
   g.dead = true
   g.stats.refuse(reason)
-  markClose(clientOfConnection(conn), reason === 'packet_too_large' ? 'packet too large' : 'malformed packet')
+  const client = clientOfConnection(conn)
+  markClose(client, reason === 'packet_too_large' ? 'packet too large' : 'malformed packet')
   g.log.info('connection closed', { reason, ...detail })
+  // An MQTT 5 client is told why first (its CONNACK said the Maximum Packet Size).
+  if (reason === 'packet_too_large' && client?.connected === true && isMqtt5(client)) {
+    sendDisconnect(client, Reason.packetTooLarge, `packet of ${String(detail.size)} bytes is over the limit of ${g.maxPacket}`)
+  }
   conn.destroy()
   return null
 }
@@ -102,7 +108,10 @@ function guardedRead (this: Guarded, size?: number): Buffer | null {
       if (g.lenBytes === 4) return refuse(this, g, 'malformed_packet', { detail: 'remaining length longer than 4 bytes' })
       continue
     }
-    if (g.length > g.maxPacket) return refuse(this, g, 'packet_too_large', { size: g.length, max: g.maxPacket })
+    // The whole packet (type byte, length bytes, body): MQTT 5's Maximum
+    // Packet Size, which the CONNACK says is maxPacket.
+    const size = 1 + g.lenBytes + g.length
+    if (size > g.maxPacket) return refuse(this, g, 'packet_too_large', { size, max: g.maxPacket })
     g.skip = g.length
     g.phase = 0
   }

@@ -41,6 +41,7 @@ export const failureReasons = [
   'revoked token',
   'bad token signature',
   'expired token',
+  'revoked session',
   'invalid token',
   'token of another user',
   'token older than the user',
@@ -82,7 +83,15 @@ export interface Failure {
 interface Suppressed { count: number, reasons: Partial<Record<FailureReason, number>> }
 
 /** A refused login as the admin API shows it: the same fields the log line has, so never a secret. */
-export interface RecentFailure { at: number, reason: FailureReason, address: string, clientId: string | null, user: string | null }
+export interface RecentFailure {
+  at: number
+  reason: FailureReason
+  address: string
+  clientId: string | null
+  user: string | null
+  /** The worker that refused it, in the node-wide list of `--workers N` (server/cluster.ts). */
+  worker?: number
+}
 
 /** How many refused logins a node keeps for the admin console (newest last). */
 const RECENT = 100

@@ -7,7 +7,7 @@
 /* eslint-disable no-new -- a prom-client metric registers itself with the registry its constructor is given */
 import client from 'prom-client'
 import type { PathCounts } from './local-bus.js'
-import { refusalReasons, type Stats } from './stats.js'
+import { connectCaps, refusalReasons, type Stats } from './stats.js'
 
 export interface MetricSources {
   stats: Stats
@@ -90,6 +90,7 @@ export function createMetrics (src: MetricSources): client.Registry {
   })
   const reportedRefusals: Partial<Record<string, number>> = {}
   void refused
+  capsMetric(registry, s)
   const logins = new client.Counter({
     name: 'warbler_logins_total',
     help: 'Successful logins by method.',
@@ -150,4 +151,25 @@ export function routingSys (now: ReturnType<RoutingPaths>): Record<string, numbe
     for (const kind of ['sent', 'received', 'dropped'] as const) out[`routing/${path}/${kind}`] = c[kind]
   }
   return out
+}
+
+/** warbler_mqtt5_caps_total: MQTT 5 CONNECT values replaced by the broker's limits (hooks/connect-caps.ts). */
+function capsMetric (registry: client.Registry, s: Stats): void {
+  const reportedCaps: Partial<Record<string, number>> = {}
+  const counter = new client.Counter({
+    name: 'warbler_mqtt5_caps_total',
+    help: 'MQTT 5 CONNECT values the broker replaced with its own limit (keep alive, session expiry), by limit.',
+    labelNames: ['cap'],
+    registers: [registry],
+    collect () {
+      for (const c of connectCaps) {
+        const now = s.caps[c]
+        const prev = reportedCaps[c] ?? 0
+        if (now > prev) this.inc({ cap: c }, now - prev)
+        else if (prev === 0) this.inc({ cap: c }, 0)
+        reportedCaps[c] = now
+      }
+    }
+  })
+  void counter
 }

@@ -79,6 +79,13 @@ interface Emitter {
   removeListener: (topic: string, fn: Handler, cb?: () => void) => void
   emit: (packet: Packet, cb?: (err?: Error) => void) => void
   close: (cb: () => void) => void
+  /**
+   * The subscriptions of this broker's own clients (the local table), where
+   * an MQEmitter keeps them: the embedded message service reads it to publish
+   * only to the topics someone reads while no other broker shares the routing
+   * (bridge/transport.ts).
+   */
+  _matcher?: unknown
 }
 
 interface RemoteEmitter extends Emitter {
@@ -257,6 +264,7 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
   let lastIn: Packet | null = null
 
   const instance: Emitter = {
+    _matcher: (local as unknown as { _matcher?: unknown })._matcher,
     on (topic, fn, cb) {
       local.on(topic, fn)
       const wrapped: Handler = (packet, done) => {

@@ -82,21 +82,10 @@ export function boundOfflineQueues (p: OutgoingPersistence, opts: OfflineBoundOp
   const clear = p.outgoingClearMessageId.bind(p)
   const clean = p.cleanSubscriptions.bind(p)
 
-  const resync = async (ids: string[]): Promise<void> => {
-    if (queueLength === undefined) return
-    const now = Date.now()
-    const due = ids.filter((id) => now - (synced.get(id) ?? 0) >= RESYNC_MS)
-    await Promise.all(due.map(async (id) => {
-      synced.set(id, now)
-      const n = await queueLength(id)
-      if (n > 0) queued.set(id, n)
-      else queued.delete(id)
-    }))
-  }
+  const resync = resyncer(queued, synced, queueLength)
 
-  const enqueueBounded = async (subs: Array<{ clientId: string }>, packet: unknown): Promise<void> => {
-    const full = subs.filter((s) => (queued.get(s.clientId) ?? 0) >= limit)
-    if (full.length > 0) await resync(full.map((s) => s.clientId))
+  /** Decides, then hands what is kept to the store, synchronously up to the store's call. */
+  const enqueueNow = (subs: Array<{ clientId: string }>, packet: unknown): Promise<void> => {
     const keep: Array<{ clientId: string }> = []
     for (const s of subs) {
       const n = queued.get(s.clientId) ?? 0
@@ -108,18 +97,37 @@ export function boundOfflineQueues (p: OutgoingPersistence, opts: OfflineBoundOp
       queued.set(s.clientId, n + 1)
       keep.push(s)
     }
-    if (keep.length > 0) await enqueue(keep.length === subs.length ? subs : keep, packet)
+    return keep.length > 0 ? enqueue(keep.length === subs.length ? subs : keep, packet) : Promise.resolve()
   }
   // aedes acknowledges a QoS 1 publish before it routes it and handles the
   // next publish of the same client at once, so publishes are queued
-  // concurrently and routed in the order their queueing ends. With Redis
-  // that was the order of the answers, until a refused message, which waits
-  // for nothing, overtook the queued ones before it (measured: 9 to 16 of
-  // 3,000 messages out of order past the bound). So each call ends in the
-  // order it was made; the store's work is not serialized, only its ends.
+  // concurrently and routed in the order their queueing ends. Two things
+  // broke the order of one publisher's messages in a session's queue and
+  // on the way out (measured with Redis past the bound: 9 to 16 of 3,000):
+  // - a call waiting for its count to be read again (resync) let a later
+  //   call decide and queue first. While any call waits, later ones wait
+  //   their turn to decide; otherwise the decision is taken at once;
+  // - a refused message, which waits for nothing, ended before the queued
+  //   ones before it. Each call ends in the order it was made; the store's
+  //   work is not serialized, only its ends.
+  let waiting = 0
+  let turns: Promise<unknown> = Promise.resolve()
   let tail: Promise<unknown> = Promise.resolve()
   p.outgoingEnqueueCombi = (subs, packet) => {
-    const ordered = endAfter(enqueueBounded(subs, packet), tail)
+    const full = subs.filter((s) => (queued.get(s.clientId) ?? 0) >= limit).map((s) => s.clientId)
+    let work: Promise<void>
+    if (waiting === 0 && (queueLength === undefined || full.length === 0)) {
+      work = enqueueNow(subs, packet)
+    } else {
+      waiting++
+      const started = turns.then(async () => {
+        await resync(full)
+        return { work: enqueueNow(subs, packet) }
+      }).finally(() => { waiting-- })
+      turns = started.catch(() => {})
+      work = started.then((s) => s.work)
+    }
+    const ordered = endAfter(work, tail)
     tail = ordered.catch(() => {})
     return ordered
   }
@@ -240,6 +248,21 @@ class RefusedMessages {
   forget (clientId: string): void {
     this.keys.delete(clientId)
     this.sent.delete(clientId)
+  }
+}
+
+/** Reads sessions' real queue lengths into `queued`, each at most once per RESYNC_MS. */
+function resyncer (queued: Map<string, number>, synced: Map<string, number>, queueLength?: (clientId: string) => Promise<number>): (ids: string[]) => Promise<void> {
+  return async (ids) => {
+    if (queueLength === undefined) return
+    const now = Date.now()
+    const due = ids.filter((id) => now - (synced.get(id) ?? 0) >= RESYNC_MS)
+    await Promise.all(due.map(async (id) => {
+      synced.set(id, now)
+      const n = await queueLength(id)
+      if (n > 0) queued.set(id, n)
+      else queued.delete(id)
+    }))
   }
 }
 

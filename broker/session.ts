@@ -16,6 +16,8 @@ export interface Session {
   readonly method: AuthMethod
   /** The device token's id when it logged in with one (to cut it off when revoked). */
   readonly tokenId?: string
+  /** The access token's password fingerprint and web login when it logged in with one (to cut it off at a new password or logout). */
+  readonly jwt?: { pwv?: string, sid?: string }
   readonly clientId: string
   readonly address: string
   /** `wb/u/{user}/`, precomputed for the ACL. */

@@ -22,9 +22,17 @@ export const refusalReasons = [
   'too_many_subscriptions',
   'slow_consumer',
   'offline_queue_full',
-  'awaiting_pubrel'
+  'awaiting_pubrel',
+  'receive_maximum'
 ] as const
 export type RefusalReason = typeof refusalReasons[number]
+
+/**
+ * MQTT 5 CONNECT values the broker replaced with its own (connect-caps.ts):
+ * each is a metric label.
+ */
+export const connectCaps = ['server_keep_alive', 'keep_alive', 'session_expiry'] as const
+export type ConnectCap = typeof connectCaps[number]
 
 export class Stats {
   readonly startedAt = Date.now()
@@ -42,7 +50,13 @@ export class Stats {
   authSuccess = { password: 0, jwt: 0, device_token: 0, anonymous: 0 }
   readonly refusals: Record<RefusalReason, number> = Object.fromEntries(refusalReasons.map((r) => [r, 0])) as Record<RefusalReason, number>
 
+  readonly caps: Record<ConnectCap, number> = Object.fromEntries(connectCaps.map((c) => [c, 0])) as Record<ConnectCap, number>
+
   refuse (reason: RefusalReason): void {
     this.refusals[reason]++
+  }
+
+  capped (cap: ConnectCap): void {
+    this.caps[cap]++
   }
 }

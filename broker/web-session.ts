@@ -3,7 +3,7 @@
  *
  *   POST /api/session          {"user","password"}   log in
  *   POST /api/session/refresh  {"refreshToken"}      a fresh access token; the refresh token rotates
- *   POST /api/session/logout   {"refreshToken"}      revoke that login's refresh tokens
+ *   POST /api/session/logout   {"refreshToken"}      revoke that login's refresh and access tokens
  *
  * A login or refresh answers `{user, admin, accessToken, accessExpiresAt,
  * refreshToken, refreshExpiresAt}` (times in ms since the epoch). The access
@@ -23,7 +23,8 @@ import type http from 'node:http'
 import type { ErrorCode } from '@warbler/sdk/protocol'
 import { AuthRefused, type Authenticator, type Failed } from './auth.js'
 import type { IdentityStore } from './identity/identity-store.js'
-import type { Issued, RefreshTokens } from './identity/refresh-tokens.js'
+import type { Issued, RefreshStore } from './identity/refresh-tokens.js'
+import type { SessionRevocations } from './identity/session-revocations.js'
 import { JWT_SHAPE, parseDeviceToken } from './identity/identity-store.js'
 
 /** Access tokens last a quarter of an hour: the SDK asks for a new one before each reconnect near the end. */
@@ -35,7 +36,11 @@ const STATUS: Partial<Record<ErrorCode, number>> = { bad_request: 400, not_autho
 export interface WebSessionDeps {
   auth: Authenticator
   store: IdentityStore
-  refresh: RefreshTokens
+  refresh: RefreshStore
+  /** Where a logout cuts off the login's access tokens too. */
+  revocations: SessionRevocations
+  /** Whose login it is for the limits and the log (http-address.ts): the socket's peer unless a trusted proxy names another. */
+  address: (req: http.IncomingMessage) => string
 }
 
 function send (res: http.ServerResponse, status: number, body: unknown): void {
@@ -87,7 +92,7 @@ function refusal (err: AuthRefused): RequestError {
 export function webSessionRoutes (d: WebSessionDeps): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
   /** The answer to a login or refresh: a new access token and the refresh token given. */
   const grant = async (user: string, refresh: Issued): Promise<unknown> => {
-    const accessToken = await d.store.createJwt(user, ACCESS_TTL_S)
+    const accessToken = await d.store.createJwt(user, ACCESS_TTL_S, { sid: refresh.family })
     return {
       user,
       admin: d.auth.user(user)?.admin === true,
@@ -114,7 +119,10 @@ export function webSessionRoutes (d: WebSessionDeps): (req: http.IncomingMessage
     },
     '/api/session/logout': async (body) => {
       const token = stringField(body, 'refreshToken', 200)
-      if (!await d.refresh.revoke(token)) throw new RequestError('not_authorized', 'not a refresh token of this server (already logged out?)')
+      const family = await d.refresh.revoke(token)
+      if (family === null) throw new RequestError('not_authorized', 'not a refresh token of this server (already logged out?)')
+      // The access tokens of this login stop working too, and the connections they opened are closed.
+      await d.revocations.revokeSession(family)
       return { loggedOut: true }
     }
   }
@@ -127,7 +135,7 @@ export function webSessionRoutes (d: WebSessionDeps): (req: http.IncomingMessage
         res.setHeader('allow', 'POST')
         throw new RequestError('bad_request', `${req.method ?? 'this method'} is not supported on ${path}; use POST`)
       }
-      send(res, 200, await route(await readJson(req), req.socket.remoteAddress ?? 'unknown'))
+      send(res, 200, await route(await readJson(req), d.address(req)))
     })().catch((err: unknown) => {
       const e = err instanceof AuthRefused ? refusal(err) : err instanceof RequestError ? err : new RequestError('internal', `the request failed on the server: ${(err as Error).message}`)
       if (res.headersSent) { res.destroy(); return }

@@ -14,7 +14,7 @@
  *   GET    /api/v1/tokens?user=                device tokens (never their secret)
  *   POST   /api/v1/tokens                      {"user","name"}: the token, shown once
  *   DELETE /api/v1/tokens/{id}
- *   GET    /api/v1/refusals                    the node's last refused logins
+ *   GET    /api/v1/refusals                    the node's last refused logins (every worker's)
  *   GET    /api/v1/node                        settings in force, ports, readiness
  *   GET    /api/v1/backup                      a consistent copy of the database
  */
@@ -31,6 +31,8 @@ import type { Authenticator } from '../broker/auth.js'
 import { addAccount, changePassword, setDisabled, tokensOf } from '../broker/identity/accounts.js'
 import { IdentityError, type IdentityStore } from '../broker/identity/identity-store.js'
 import { readJson, RequestError } from '../broker/web-session.js'
+import type { RecentFailure } from '../broker/login-log.js'
+import type { RefreshStore } from '../broker/identity/refresh-tokens.js'
 import type { Config } from '../shared/config.js'
 import { DB_FILE } from '../shared/data-dir.js'
 
@@ -42,6 +44,10 @@ export interface AdminRoutesDeps {
   ready: () => boolean
   sysRoot: string
   version: string
+  /** The node's web logins: with Redis they are kept there, and a new password or disabling ends them there too. */
+  logins: RefreshStore
+  /** The node's refused logins, oldest first: this process's, or with `--workers N` every worker's. */
+  refusals: () => Promise<RecentFailure[]>
 }
 
 type Body = Record<string, unknown>
@@ -106,7 +112,7 @@ async function backup (cfg: Config, res: http.ServerResponse): Promise<void> {
 /** What the console shows about the node: refused logins, settings in force, and a backup. */
 function nodeRoutes (d: AdminRoutesDeps): Record<string, Record<string, Handler>> {
   return {
-    refusals: { GET: (_req, res) => { send(res, 200, { refusals: d.auth.recentFailures().reverse() }) } },
+    refusals: { GET: async (_req, res) => { send(res, 200, { refusals: (await d.refusals()).reverse() }) } },
     node: {
       GET: (_req, res) => {
         const { cfg } = d
@@ -156,7 +162,9 @@ function routes (d: AdminRoutesDeps): Record<string, Record<string, Handler>> {
         const body = await readJson(req)
         only(body, ['password'])
         const r = await changePassword(store, name as string, optional(body, 'password', 'string'))
-        send(res, 200, { user: name, endedLogins: r.endedLogins, ...(r.password !== null ? { password: r.password } : {}) })
+        // Those in the database file are ended above; those in Redis here (none are counted twice: ended ones are not counted).
+        const endedLogins = r.endedLogins + await d.logins.revokeUser(name as string)
+        send(res, 200, { user: name, endedLogins, ...(r.password !== null ? { password: r.password } : {}) })
       }
     },
     'users/*/admin': {
@@ -169,7 +177,8 @@ function routes (d: AdminRoutesDeps): Record<string, Record<string, Handler>> {
     'users/*/disabled': {
       PUT: async (req, res, [, name]) => {
         const disabled = flag(await readJson(req), 'disabled')
-        const { endedLogins } = await setDisabled(store, name as string, disabled)
+        const r = await setDisabled(store, name as string, disabled)
+        const endedLogins = r.endedLogins + (disabled ? await d.logins.revokeUser(name as string) : 0)
         send(res, 200, { user: name, disabled, endedLogins })
       }
     },

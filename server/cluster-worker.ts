@@ -17,7 +17,8 @@ import { rmSync } from 'node:fs'
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Config } from '../shared/config.js'
-import { BUS_ENV, CONFIG_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
+import { BUS_ENV, CONFIG_ENV, FORWARD_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
+import type { RecentFailure } from '../broker/login-log.js'
 import { createHttpServer } from './ops-http.js'
 import { createLogger, type Level, type Logger } from '../shared/log.js'
 import { startWarbler, type Warbler } from './node.js'
@@ -50,8 +51,19 @@ async function main (): Promise<void> {
       process.exit(0)
     })()
   }
+  const askedRefusals = new Map<number, (rows: RecentFailure[]) => void>()
+  let nextAsk = 0
+  /** The node's refused logins, every worker's, gathered by the primary (for the admin API worker 0 serves). */
+  const refusals = async (): Promise<RecentFailure[]> => await new Promise((resolve) => {
+    const id = ++nextAsk
+    const timer = setTimeout(() => { askedRefusals.delete(id); resolve(node?.recentFailures() ?? []) }, 5000)
+    askedRefusals.set(id, (rows) => { clearTimeout(timer); askedRefusals.delete(id); resolve(rows) })
+    send({ t: 'node-refusals', id })
+  })
   process.on('message', (m: ToWorker) => {
     if (m.t === 'stop') stop('stop')
+    else if (m.t === 'own-refusals') send({ t: 'own-refusals', id: m.id, rows: node?.recentFailures() ?? [] })
+    else if (m.t === 'node-refusals') askedRefusals.get(m.id)?.(m.rows)
     else if (m.t === 'metrics' && node !== null) {
       node.registry.getMetricsAsJSON().then((data) => { send({ t: 'metrics', id: m.id, data }) }, () => { send({ t: 'metrics', id: m.id, data: [] }) })
     }
@@ -65,7 +77,8 @@ async function main (): Promise<void> {
     process.on('exit', () => {
       if (bus !== null && !process.connected) try { rmSync(bus.dir, { recursive: true, force: true }) } catch { /* a sibling removed it */ }
     })
-    node = await startWarbler(cfg, { log, worker: index, ...(bus !== null ? { bus } : {}) })
+    const forwardKey = process.env[FORWARD_ENV]
+    node = await startWarbler(cfg, { log, worker: index, refusals, ...(forwardKey !== undefined ? { forwardKey } : {}), ...(bus !== null ? { bus } : {}) })
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err))
     log.debug('worker failed to start', { error: e.stack ?? e.message })

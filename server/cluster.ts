@@ -29,7 +29,7 @@
  */
 /* eslint-disable no-new -- a prom-client metric registers itself with the registry its constructor is given */
 import cluster, { type Worker } from 'node:cluster'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
@@ -43,6 +43,8 @@ import { type Config, readMetricsToken } from '../shared/config.js'
 import { createHttpServer } from './ops-http.js'
 import { webAppRoutes } from './web-app.js'
 import { closeServer, listen } from '../broker/listeners.js'
+import { clientAddress, CLIENT_ADDRESS_HEADER, FORWARD_KEY_HEADER } from '../broker/http-address.js'
+import type { RecentFailure } from '../broker/login-log.js'
 import { EXIT } from '../shared/start-error.js'
 import type { Logger } from '../shared/log.js'
 
@@ -51,15 +53,22 @@ export type FromWorker =
   | { t: 'ready', ports: Record<string, number>, admin: number | null }
   | { t: 'failed', name: string, message: string, exitCode?: number }
   | { t: 'metrics', id: number, data: MetricJson[] }
+  // Worker 0 (which serves the admin API) asks for the node's refused logins; each worker answers with its own.
+  | { t: 'node-refusals', id: number }
+  | { t: 'own-refusals', id: number, rows: RecentFailure[] }
 
 /** Messages from the primary to a worker. */
 export type ToWorker = { t: 'stop' } | { t: 'metrics', id: number }
+  | { t: 'own-refusals', id: number }
+  | { t: 'node-refusals', id: number, rows: RecentFailure[] }
 
 /** Environment of a forked worker: its index and the primary's resolved configuration. */
 export const WORKER_ENV = 'WARBLER_CLUSTER_WORKER'
 export const CONFIG_ENV = 'WARBLER_CLUSTER_CONFIG'
 /** Environment of a forked worker: the node's local bus, as JSON `{ dir, node }`. */
 export const BUS_ENV = 'WARBLER_CLUSTER_BUS'
+/** Environment of a forked worker: the key with which the primary names a forwarded request's client (broker/http-address.ts). */
+export const FORWARD_ENV = 'WARBLER_CLUSTER_FORWARD_KEY'
 
 /** Restart backoff: first delay, doubled per quick death, capped. */
 const RESTART_MIN_MS = 250
@@ -105,6 +114,10 @@ interface Primary {
   readonly bus: { dir: string, node: string }
   /** Scrapes waiting for a worker's metrics, by request id. */
   readonly pending: Map<number, (data: MetricJson[]) => void>
+  /** Requests waiting for a worker's refused logins, by request id. */
+  readonly pendingRefusals: Map<number, (rows: RecentFailure[]) => void>
+  /** Made at start, handed to the workers only: proves a request's client address header came from here. */
+  readonly forwardKey: string
   stopping: boolean
   started: boolean
   /** The ports the first ready worker listens on. */
@@ -116,7 +129,7 @@ interface Primary {
 /** Fork the worker of a slot, and restart it with backoff when it dies (after the first start). */
 function fork (p: Primary, slot: Slot): void {
   const { cfg, log, slots } = p
-  const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg), [BUS_ENV]: JSON.stringify(p.bus) })
+  const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg), [BUS_ENV]: JSON.stringify(p.bus), [FORWARD_ENV]: p.forwardKey })
   slot.worker = w
   slot.ready = false
   slot.admin = null
@@ -135,6 +148,10 @@ function fork (p: Primary, slot: Slot): void {
       else log.error('worker failed to start', { worker: slot.index, pid: w.process.pid, error: m.message })
     } else if (m.t === 'metrics') {
       p.pending.get(m.id)?.(m.data)
+    } else if (m.t === 'own-refusals') {
+      p.pendingRefusals.get(m.id)?.(m.rows)
+    } else if (m.t === 'node-refusals') {
+      void nodeRefusals(p).then((rows) => { try { w.send({ t: 'node-refusals', id: m.id, rows } satisfies ToWorker) } catch { /* the worker is gone */ } })
     }
   })
   w.on('exit', (code, signal) => {
@@ -157,6 +174,27 @@ function fork (p: Primary, slot: Slot): void {
       if (!p.stopping) fork(p, slot)
     }, delay)
   })
+}
+
+let nextRefusals = 0
+/** How many refused logins the console gets: as many as one process keeps (login-log.ts). */
+const RECENT_REFUSALS = 100
+
+/** Every ready worker's refused logins, each row naming its worker, the newest RECENT_REFUSALS, oldest first. */
+async function nodeRefusals (p: Primary): Promise<RecentFailure[]> {
+  const ask = async (slot: Slot): Promise<RecentFailure[]> => {
+    const w = slot.worker
+    if (w === null || !slot.ready) return []
+    const id = ++nextRefusals
+    const rows = await new Promise<RecentFailure[]>((resolve) => {
+      const timer = setTimeout(() => { p.pendingRefusals.delete(id); resolve([]) }, METRICS_TIMEOUT_MS)
+      p.pendingRefusals.set(id, (r) => { clearTimeout(timer); p.pendingRefusals.delete(id); resolve(r) })
+      try { w.send({ t: 'own-refusals', id } satisfies ToWorker) } catch { clearTimeout(timer); p.pendingRefusals.delete(id); resolve([]) }
+    })
+    return rows.map((r) => ({ ...r, worker: slot.index }))
+  }
+  const all = (await Promise.all(p.slots.map(ask))).flat()
+  return all.sort((a, b) => a.at - b.at).slice(-RECENT_REFUSALS)
 }
 
 /** Stop every worker: a graceful stop message, then SIGKILL after STOP_TIMEOUT_MS. */
@@ -233,12 +271,19 @@ function clusterMetrics (p: Primary): Pick<Registry, 'contentType' | 'metrics'> 
   }
 }
 
-/** The web app's logins and the message service's admin API live in worker 0: forward to it. */
-function forwardToAdmin (slots: Slot[]): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
+/**
+ * The web app's logins and the message service's admin API live in worker 0:
+ * forward to it, naming the client's address (its own, or what a trusted
+ * proxy says) with the node's key, so that worker 0 limits logins per client
+ * and not all of them as the primary's one loopback address.
+ */
+function forwardToAdmin (p: Primary): (req: http.IncomingMessage, res: http.ServerResponse) => boolean {
+  const trust = { proxies: p.cfg.httpTrustedProxies }
   return (req, res) => {
-    const admin = slots[0]?.admin ?? null
+    const admin = p.slots[0]?.admin ?? null
     if (admin === null) return false
-    const up = http.request({ host: '127.0.0.1', port: admin, method: req.method, path: req.url, headers: req.headers }, (r) => {
+    const headers = { ...req.headers, [CLIENT_ADDRESS_HEADER]: clientAddress(req, trust), [FORWARD_KEY_HEADER]: p.forwardKey }
+    const up = http.request({ host: '127.0.0.1', port: admin, method: req.method, path: req.url, headers }, (r) => {
       res.writeHead(r.statusCode ?? 502, r.headers)
       r.pipe(res)
     })
@@ -265,13 +310,13 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
   const bus = { dir: mkdtempSync(path.join(os.tmpdir(), 'warbler-bus-')), node: randomUUID() }
   const removeBus = (): void => { rmSync(bus.dir, { recursive: true, force: true }) }
   log.info('local bus between the workers', { dir: bus.dir })
-  const p: Primary = { cfg, log, slots, bus, pending: new Map(), stopping: false, started: false, ports: null, restarts: 0, firstStart: null }
+  const p: Primary = { cfg, log, slots, bus, pending: new Map(), pendingRefusals: new Map(), forwardKey: randomBytes(32).toString('base64url'), stopping: false, started: false, ports: null, restarts: 0, firstStart: null }
   for (const s of slots) fork(p, s)
   await firstStart(p).catch((err: unknown) => { removeBus(); throw err })
 
   // -- the HTTP port ---------------------------------------------------------
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry: clusterMetrics(p), ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !p.stopping && slots.some((s) => s.ready), web: webAppRoutes(() => p.ports ?? {}), routes: forwardToAdmin(slots) })
+    ? createHttpServer({ registry: clusterMetrics(p), ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !p.stopping && slots.some((s) => s.ready), web: webAppRoutes(() => p.ports ?? {}), routes: forwardToAdmin(p) })
     : null
   const allPorts: Record<string, number> = { ...(p.ports ?? {}) }
   if (httpServer !== null) {

@@ -32,6 +32,12 @@ export interface EmbeddedDeps {
   log: Logger
   /** Whether routing is shared through Redis (mq.ts): presence then counts every broker's clients. */
   shared: boolean
+  /**
+   * Whether another broker routes with this one now (a sibling worker, or a
+   * broker of another node on Redis): the service then cannot see who
+   * subscribes to what. A lone worker with Redis is shared but not crowded.
+   */
+  crowded: () => boolean
   /** The hooks' ingest setter (broker/hooks/publish.ts), through which sends reach the service. */
   setIngest: (fn: Ingest | null) => void
   /** Whether a user is the service account (its connections are not presence). */
@@ -44,7 +50,7 @@ export async function startEmbeddedService (d: EmbeddedDeps): Promise<EmbeddedSe
   const ownId = (b as unknown as { id: string }).id
   const running = await startService({
     settings: cfg,
-    transport: embeddedTransport(b, d.shared),
+    transport: embeddedTransport(b, d.crowded),
     log,
     // With Redis, clients of every broker (worker, node) count: follow
     // aedes' connect and disconnect notices, as `warbler bridge` does. This

@@ -21,19 +21,21 @@ import { connackErrorCode, connectedClients } from '../broker/aedes-internals.js
 import { Authenticator } from '../broker/auth.js'
 import { type Config, parseAclRule, readMetricsToken } from '../shared/config.js'
 import { PublishGate } from '../broker/flow.js'
+import { sayKeepAliveTimeout } from '../broker/reason-codes.js'
 import { guardConnection } from '../broker/guard.js'
 import { classifyClientError, createHooks } from '../broker/hooks/create-hooks.js'
+import { createAedesFixes } from '../broker/aedes-fixes.js'
 import { createDeliveryFixes } from '../broker/delivery.js'
 import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
 import { webAppRoutes } from './web-app.js'
 import { IdentityCache } from '../broker/identity/cache.js'
-import { IdentityStore } from '../broker/identity/identity-store.js'
+import { IdentityStore, passwordFingerprint } from '../broker/identity/identity-store.js'
 import { type IdentityReplica, startIdentityReplica } from '../broker/identity/identity-replica.js'
 import { createListeners, closeServer, type Listener, listen, portOf } from '../broker/listeners.js'
 import { HEARTBEAT_MS } from '../shared/heartbeat.js'
 import { createLogger, type Logger } from '../shared/log.js'
-import { logConnections, markClose } from '../broker/login-log.js'
+import { logConnections, markClose, type RecentFailure } from '../broker/login-log.js'
 import { createMetrics, registerRoutingMetrics, routingSys } from '../broker/metrics.js'
 import { BUS_FRAME_HEADROOM, createSharedRouting, type SharedRouting } from '../broker/mq.js'
 import type { InboundQos2 } from '../broker/inbound-qos2.js'
@@ -46,8 +48,9 @@ import { getSession } from '../broker/session.js'
 import type { Registry } from 'prom-client'
 import { adminRoutes } from '../bridge/admin-api.js'
 import { adminIdentityRoutes } from './admin-routes.js'
-import { RefreshTokens } from '../broker/identity/refresh-tokens.js'
+import { openWebLogins, type WebLogins } from '../broker/identity/web-logins.js'
 import { webSessionRoutes } from '../broker/web-session.js'
+import { clientAddress } from '../broker/http-address.js'
 import { registerServiceMetrics, serviceSys } from '../bridge/service-metrics.js'
 import type { MessageService } from '../bridge/service.js'
 
@@ -92,6 +95,8 @@ export interface Warbler {
   readonly sysRoot: string
   /** The Prometheus registry /metrics serves (a cluster's primary aggregates the workers'). */
   readonly registry: Registry
+  /** This process's last refused logins, oldest first (a cluster's primary gathers every worker's). */
+  recentFailures: () => RecentFailure[]
   /** The web app's login routes, and the message service's admin HTTP API when the service runs here. */
   readonly routes?: (req: http.IncomingMessage, res: http.ServerResponse) => boolean
   close: () => Promise<void>
@@ -103,6 +108,10 @@ export interface StartOptions {
   worker?: number
   /** The node's local bus between its workers (cluster.ts): the socket directory and the node's id. */
   bus?: { dir: string, node: string }
+  /** The node's refused logins for the admin API, when more processes than this one refuse them (a cluster's workers). */
+  refusals?: () => Promise<RecentFailure[]>
+  /** The key with which a cluster's primary names the client address of the logins it forwards (http-address.ts). */
+  forwardKey?: string
 }
 
 /**
@@ -115,26 +124,32 @@ function sysRootOf (cfg: Config, worker: number): string {
   return cfg.redis === '' ? SYS_ROOT : `${SYS_ROOT}/node/${cfg.nodeName}/${worker}`
 }
 
-interface Stores { identity: IdentityStore, cache: IdentityCache, replica: IdentityReplica | null, refresh: RefreshTokens, persistence: BrokerPersistence }
+interface Stores { identity: IdentityStore, cache: IdentityCache, replica: IdentityReplica | null, logins: WebLogins, persistence: BrokerPersistence }
 
 /**
  * The identity store (shared with the other nodes through Redis when there is
  * one: identity-replica.ts, run by worker 0 alone, the others reading the same
- * file), its cache, the web app's refresh tokens (this node's own) and the
+ * file), its cache, the web app's logins (this node's, or shared through Redis) and the
  * MQTT persistence, opened in that order; a failure closes what was opened.
  */
 async function openStores (cfg: Config, stats: Stats, log: Logger, worker: number): Promise<Stores> {
   const identity = await IdentityStore.open(cfg.dataDir)
   const cache = new IdentityCache(identity)
   let replica: IdentityReplica | null = null
+  let logins: WebLogins | undefined
   try {
     // Merged before the cache's first load: the first login already sees the other nodes' users.
     if (cfg.redis !== '' && worker === 0) replica = await startIdentityReplica(cfg.dataDir, cfg.redis, log)
     await cache.start()
-    const refresh = await RefreshTokens.open(identity.db, { log })
+    // A shared web login ends with its user's password, wherever it was changed: its fingerprint is checked at each refresh.
+    logins = await openWebLogins(cfg.redis, identity.db, log, (user) => {
+      const u = cache.users.get(user)
+      return u === undefined || u.disabled ? undefined : passwordFingerprint(u.passwordHash)
+    })
     const persistence = await createPersistence({ redis: cfg.redis, offlineQueue: cfg.offlineQueue, stats, log })
-    return { identity, cache, replica, refresh, persistence }
+    return { identity, cache, replica, logins, persistence }
   } catch (err) {
+    await logins?.close()
     cache.stop()
     await replica?.close()
     await identity.close()
@@ -162,6 +177,13 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
       // MQTT 5: aedes resolves an alias to its topic before authorizePublish,
       // so the hooks judge every publish by its real topic (test/broker/mqtt5.test.ts).
       topicAliasMaximum: cfg.topicAliasMaximum,
+      // MQTT 5 CONNACK: what the broker takes. The packet guard (guard.ts)
+      // refuses a larger packet before aedes reads it; the publish hook
+      // enforces the Receive Maximum (aedes only advertises it); aedes clamps
+      // the Session Expiry Interval and says so.
+      maximumPacketSize: cfg.maxPacket,
+      receiveMaximum: cfg.maxInflightInbound,
+      sessionExpiryIntervalLimit: cfg.maxSessionExpiry,
       // Dead brokers' clients go offline, and their wills out, within 30 s (heartbeat.ts).
       heartbeatInterval: HEARTBEAT_MS,
       concurrency
@@ -182,6 +204,7 @@ function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['on
     log.error('broker error', { error: err.message })
   })
   b.on('clientDisconnect', onDisconnect)
+  sayKeepAliveTimeout(b)
   dropGhostRegistrations(b, (clientId) => { log.debug('dropped a client that closed while it connected', { clientId }) })
   logConnections(b, log, closing)
   b.on('clientError', (client, err) => {
@@ -201,9 +224,13 @@ function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['on
   })
 }
 
-/** A removed user or a revoked device token loses its live connections too. */
-function closeRevokedOnReload (cache: IdentityCache, b: Aedes, auth: Authenticator, log: Logger): void {
-  cache.onReload = () => {
+/**
+ * A removed or disabled user, a revoked device token, a changed password
+ * (access tokens carry its fingerprint) or a logged out web login loses its
+ * live connections too.
+ */
+function closeRevoked (cache: IdentityCache, b: Aedes, auth: Authenticator, logins: WebLogins, log: Logger): void {
+  const sweep = (): void => {
     for (const client of Object.values(connectedClients(b))) {
       const s = getSession(client)
       if (s !== undefined && !client.closed && !auth.stillValid(s)) {
@@ -213,6 +240,8 @@ function closeRevokedOnReload (cache: IdentityCache, b: Aedes, auth: Authenticat
       }
     }
   }
+  logins.revocations.onChange = sweep
+  cache.onReload = sweep
 }
 
 interface Observability {
@@ -230,12 +259,14 @@ function observe (cfg: Config, o: {
   gate: PublishGate
   auth: Authenticator
   identity: IdentityStore
-  refresh: RefreshTokens
+  logins: WebLogins
   persistence: BrokerPersistence
   routing: SharedRouting | null
   embedded: EmbeddedService | null
   metricsToken: string | undefined
   worker: number
+  forwardKey: string | undefined
+  refusals: (() => Promise<RecentFailure[]>) | undefined
   connected: () => number
   ready: () => boolean
   ports: () => Readonly<Record<string, number>>
@@ -252,11 +283,12 @@ function observe (cfg: Config, o: {
   const svc: MessageService | null = embedded?.service ?? null
   if (svc !== null) registerServiceMetrics(registry, svc)
   if (routing !== null) registerRoutingMetrics(registry, routing.paths)
-  const session = webSessionRoutes({ auth: o.auth, store: o.identity, refresh: o.refresh })
+  const trust = { proxies: cfg.httpTrustedProxies, ...(o.forwardKey !== undefined ? { forwardKey: o.forwardKey } : {}) }
+  const session = webSessionRoutes({ auth: o.auth, store: o.identity, refresh: o.logins.refresh, revocations: o.logins.revocations, address: (req) => clientAddress(req, trust) })
   const bearer = async (token: string): Promise<{ user: string, admin: boolean } | null> => await o.auth.bearer(token)
   const admin = svc === null ? undefined : adminRoutes({ reader: svc.reader, bearer })
   const sysRoot = sysRootOf(cfg, o.worker)
-  const accounts = adminIdentityRoutes({ cfg, store: o.identity, auth: o.auth, ports: o.ports, ready: o.ready, sysRoot, version: VERSION }, bearer)
+  const accounts = adminIdentityRoutes({ cfg, store: o.identity, auth: o.auth, ports: o.ports, ready: o.ready, sysRoot, version: VERSION, logins: o.logins.refresh, refusals: o.refusals ?? (() => Promise.resolve(o.auth.recentFailures())) }, bearer)
   const routes = (req: http.IncomingMessage, res: http.ServerResponse): boolean => session(req, res) || accounts(req, res) || (admin?.(req, res) ?? false)
   const httpServer = cfg.httpPort !== -1
     ? createHttpServer({ registry, ready: o.ready, ...(o.metricsToken !== undefined ? { metricsToken: o.metricsToken } : {}), web: webAppRoutes(o.ports), routes })
@@ -285,10 +317,14 @@ async function bindAll (cfg: Config, listeners: Listener[], httpServer: http.Ser
 function connectionHandler (b: Aedes, persistence: BrokerPersistence, cfg: Config, stats: Stats, log: Logger, closing: () => boolean): (conn: Duplex, req?: http.IncomingMessage) => void {
   // CONNACK before any message, and no message lost to aedes' dedupe (delivery.ts).
   const fixDelivery = createDeliveryFixes(b, persistence.offlineBound)
+  // aedes 2 beta's MQTT 5 bugs (aedes-fixes.ts): after fixDelivery, so its wrappers run first.
+  const fixAedes = createAedesFixes(b)
   return (conn, req) => {
     if (closing()) { conn.destroy(); return }
     guardConnection(conn, cfg.maxPacket, stats, log)
-    fixDelivery(b.handle(conn, req), conn)
+    const client = b.handle(conn, req)
+    fixDelivery(client, conn)
+    fixAedes(client, conn)
   }
 }
 
@@ -300,6 +336,7 @@ async function releaseStores (s: Stores, auth: Authenticator, log: Logger): Prom
   await s.persistence.close().catch((err: unknown) => { log.error('error closing persistence', { error: String(err) }) })
   s.cache.stop()
   auth.close()
+  await s.logins.close()
   await s.replica?.close()
   await s.identity.close()
 }
@@ -310,7 +347,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   const metricsToken = cfg.httpPort !== -1 && cfg.metricsTokenFile !== '' ? readMetricsToken(cfg.metricsTokenFile) : undefined
   const stats = new Stats()
   const stores = await openStores(cfg, stats, log, opts.worker ?? 0)
-  const { identity, cache, refresh, persistence } = stores
+  const { identity, cache, logins, persistence } = stores
 
   // The hooks and the limits need the broker, which needs them: they read it once it exists.
   // eslint-disable-next-line prefer-const -- assigned once the broker is made from the hooks
@@ -318,6 +355,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   const connected = (): number => broker?.connectedClients ?? 0
   const gate = new PublishGate(cfg.maxInflight, () => { stats.backpressureWaits++ })
   const auth = new Authenticator(cfg, cache, stats, log, connected)
+  auth.revocations = logins.revocations
   const acl = new Acl(cfg.acl.map(parseAclRule), cfg.dev, cfg.bridge === 'off')
   const hooks = createHooks({ cfg, auth, acl, gate, inbound: persistence.inbound, stats, log, broker: () => broker as Aedes })
 
@@ -347,11 +385,12 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
       broker: b,
       log,
       shared: mq !== null,
+      crowded: () => mq !== null && (cfg.workers > 1 || mq.peers() > 0),
       setIngest: hooks.setIngest,
       isService: (user) => cache.users.get(user)?.service === true
     }).catch(failed)
   }
-  closeRevokedOnReload(cache, b, auth, log)
+  closeRevoked(cache, b, auth, logins, log)
 
   let closing: Promise<void> | null = null
   const handle = connectionHandler(b, persistence, cfg, stats, log, () => closing !== null)
@@ -365,7 +404,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
   let ready = false
   let ports: Record<string, number> = {}
   const { registry, routes, httpServer, sys, sysRoot } = observe(cfg, {
-    b, stats, gate, auth, identity, refresh, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, connected, ready: () => ready && closing === null, ports: () => ports
+    b, stats, gate, auth, identity, logins, persistence, routing: mq, embedded, metricsToken, worker: opts.worker ?? 0, forwardKey: opts.forwardKey, refusals: opts.refusals, connected, ready: () => ready && closing === null, ports: () => ports
   })
   undo.push(async () => {
     await Promise.all(listeners.map((l) => l.close()))
@@ -391,6 +430,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
     sys: () => sys.snapshot(),
     sysRoot,
     registry,
+    recentFailures: () => auth.recentFailures(),
     routes,
     close
   }

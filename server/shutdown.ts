@@ -18,6 +18,9 @@ import { connectedClients, pendingWill, sentDisconnect } from '../broker/aedes-i
 import { closeServer, type Listener } from '../broker/listeners.js'
 import type { Logger } from '../shared/log.js'
 
+/** MQTT 5 DISCONNECT reason: server shutting down. */
+const SERVER_SHUTTING_DOWN = 0x8B
+
 /** Longest wait for the wills of connected clients at close. */
 const WILL_TIMEOUT_MS = 3000
 
@@ -65,7 +68,8 @@ async function publishWills (b: Aedes, log: Logger): Promise<void> {
       }
     }
     b.on('publish', onPublish)
-    for (const c of [...pending.keys()]) (c as Client).close()
+    // An MQTT 5 client is told why (DISCONNECT 0x8B), as aedes tells the rest.
+    for (const c of [...pending.keys()]) (c as Client).disconnect({ reasonCode: SERVER_SHUTTING_DOWN })
   })
   // Let the will packets reach the subscribers' sockets before those close.
   await new Promise((resolve) => setImmediate(resolve))

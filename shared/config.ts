@@ -42,13 +42,14 @@ export const settings = {
   wssPort: { kind: 'port', default: 8084, doc: 'MQTT over secure WebSocket port, used when tlsCert and tlsKey are set (-1 = off).' },
   tlsCert: { kind: 'string', default: '', doc: 'PEM certificate file; enables the TLS listeners together with tlsKey.' },
   tlsKey: { kind: 'string', default: '', doc: 'PEM private key file for tlsCert.' },
+  httpTrustedProxies: { kind: 'list', default: [], doc: 'IP addresses of reverse proxies in front of the HTTP port: from these peers alone, the web app\'s logins take the client address (for the per-address login limits and the log) from the last X-Forwarded-For entry. Default: none, X-Forwarded-For is ignored.' },
   proxyProtocol: { kind: 'bool', default: false, doc: 'Behind a TCP proxy (HAProxy send-proxy or send-proxy-v2): the MQTT and WebSocket listeners read a PROXY protocol header (v1 or v2) first on every connection, and the client address it names is the one limits and logs use; a connection without one is closed. Only the proxy may reach those ports. The TLS listeners are for direct clients.' },
   redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, routing between nodes, and the message service\'s mirror of hot data (recent messages, unread counts, presence).' },
   workers: { kind: 'int', default: 1, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis (sessions); the workers of a node route to each other on local sockets. Default 1: on 2 vCPUs, 2 workers carried about what one process does for plain routing and less for chat (docs/benchmarks.md, workers).' },
   nodeName: { kind: 'string', default: '', doc: 'This node\'s name in the $SYS tree with redis ($SYS/broker/node/NAME/WORKER/...). Default: the host name.' },
   sysInterval: { kind: 'int', default: 10, min: 0, max: 3600, doc: 'Seconds between $SYS updates (0 = off).' },
   maxPayload: { kind: 'int', default: 256 * KiB, min: 1, max: 256 * MiB, doc: 'Largest publish payload in bytes; larger ones are refused with payload_too_large.' },
-  maxPacket: { kind: 'int', default: 1 * MiB, min: 64, max: 256 * MiB, doc: 'Largest MQTT packet in bytes; a larger one closes the connection before it is buffered.' },
+  maxPacket: { kind: 'int', default: 1 * MiB, min: 64, max: 256 * MiB, doc: 'Largest MQTT packet in bytes, fixed header included; a larger one closes the connection before it is buffered (MQTT 5 clients are told it as Maximum Packet Size, and get DISCONNECT 0x95 first).' },
   publishRate: { kind: 'int', default: 200, min: 0, max: 1_000_000, doc: 'Publishes per second allowed per client (0 = unlimited); excess is refused with rate_limited.' },
   publishBurst: { kind: 'int', default: 400, min: 1, max: 1_000_000, doc: 'Burst size of the per-client publish rate.' },
   maxConnections: { kind: 'int', default: 50_000, min: 1, max: 10_000_000, doc: 'Most client connections at once; more are refused (CONNACK 3).' },
@@ -59,7 +60,10 @@ export const settings = {
   maxTopicLevels: { kind: 'int', default: 16, min: 1, max: 100, doc: 'Most levels in a topic name or filter.' },
   topicAliasMaximum: { kind: 'int', default: 0, min: 0, max: 65535, doc: 'MQTT 5: highest topic alias a client may set on its publishes, said in CONNACK (0 = none; a publish with an alias then closes the connection with reason 0x94).' },
   offlineQueue: { kind: 'int', default: 1000, min: 1, max: 10_000_000, doc: 'Most QoS 1/2 messages queued for one persistent session.' },
-  maxInflightInbound: { kind: 'int', default: 100, min: 1, max: 65535, doc: 'QoS 2 publishes one client may have stored and not yet released (PUBREL); one more is refused with awaiting_pubrel and closes an MQTT 3 connection.' },
+  maxInflightInbound: { kind: 'int', default: 100, min: 1, max: 65535, doc: 'QoS 2 publishes one client may have stored and not yet released (PUBREL); one more is refused with awaiting_pubrel and closes an MQTT 3 connection. MQTT 5 clients are told it as Receive Maximum, and one with more unacknowledged QoS 1 and 2 publishes is disconnected with reason 0x93 (receive_maximum).' },
+  serverKeepAlive: { kind: 'int', default: 0, min: 0, max: 65535, doc: 'MQTT 5: the keep alive in seconds every client gets, whatever it asked, said in CONNACK as Server Keep Alive (0 = off: the client\'s own). MQTT 3.1.1 clients keep theirs.' },
+  maxKeepAlive: { kind: 'int', default: 0, min: 0, max: 65535, doc: 'MQTT 5: the longest keep alive in seconds a client may ask; one asking more, or none (0), gets this one as Server Keep Alive (0 = no cap). MQTT 3.1.1 clients keep theirs.' },
+  maxSessionExpiry: { kind: 'int', default: 7 * 24 * 3600, min: 0, max: 4_294_967_295, doc: 'MQTT 5: the longest Session Expiry Interval in seconds a client may ask; one asking more gets this one, said in CONNACK (0 = no cap). Default 7 days.' },
   maxInflight: { kind: 'int', default: 2000, min: 1, max: 10_000_000, doc: 'Publishes being routed at once; past it, publishers wait (no PUBACK, socket not read).' },
   slowConsumerBytes: { kind: 'int', default: 1 * MiB, min: 1 * KiB, max: 1024 * MiB, doc: 'Unsent bytes after which a subscriber is slow: it gets no QoS 0 and is disconnected for QoS 1/2 (its session keeps them).' },
   drainTimeout: { kind: 'int', default: 10, min: 1, max: 3600, doc: 'Seconds a subscriber may take to drain its socket before it is disconnected.' },
@@ -303,6 +307,9 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
     throw new ConfigError('mqttPort', 'at least one of mqttPort and wsPort must be on')
   }
   for (const rule of cfg.acl) parseAclRule(rule)
+  for (const a of cfg.httpTrustedProxies) {
+    if (isIP(a) === 0) throw new ConfigError('httpTrustedProxies', `${JSON.stringify(a)} is not an IP address (give each proxy's address, no names or ranges)`)
+  }
   if (cfg.httpHost !== '' && isIP(cfg.httpHost) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(cfg.httpHost)) {
     throw new ConfigError('httpHost', `${JSON.stringify(cfg.httpHost)} is not an IP address or host name`)
   }

@@ -2,6 +2,7 @@
  * A scenario of `warbler bench`: what it measures, the figures it compares
  * across targets, and one run against one target.
  */
+import type { BenchOptions } from '../bench-options.js'
 import type { RunContext } from '../run-context.js'
 import type { RunResult } from '../run.js'
 
@@ -18,7 +19,8 @@ export interface Metric {
 
 export interface ScenarioDef {
   about: string
-  metrics: Metric[]
+  /** The compared figures; a function where they depend on the options (workers: a row per configuration). */
+  metrics: Metric[] | ((o: BenchOptions) => Metric[])
   run: (ctx: RunContext) => Promise<RunResult>
 }
 

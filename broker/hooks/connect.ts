@@ -8,6 +8,8 @@ import { authenticateError, clientOfConnection } from '../aedes-internals.js'
 import { AuthRefused } from '../auth.js'
 import { watchWrites, type WriteWatchOptions } from '../guard.js'
 import { markClose, noteTakeover } from '../login-log.js'
+import { connackReason, isMqtt5, refuseConnect } from '../reason-codes.js'
+import { applyConnectCaps } from './connect-caps.js'
 import { setSession } from '../session.js'
 import type { ConnectionStates } from './connection-state.js'
 import type { HookDeps } from './deps.js'
@@ -32,6 +34,7 @@ export function createConnectHooks (d: HookDeps, states: ConnectionStates): Conn
   return {
     preConnect (client, packet, done) {
       auth.noteConnect(client, packet)
+      if (packet.protocolVersion === 5) applyConnectCaps(cfg, stats, client, packet)
       states.of(client).watch = watchWrites(client.conn, watchOptions)
       done(null, true)
     },
@@ -45,7 +48,11 @@ export function createConnectHooks (d: HookDeps, states: ConnectionStates): Conn
       }, (err: unknown) => {
         if (err instanceof AuthRefused) {
           stats.refuse(err.reason)
-          done(authenticateError(err.message, err.returnCode), false)
+          const answer = authenticateError(err.message, err.returnCode)
+          // MQTT 5: the precise reason code and the reason string, which
+          // aedes' CONNACK (mapped from the 3.1.1 code) would not carry.
+          if (isMqtt5(client)) refuseConnect(client, connackReason(err.reason, err.why), err.message, () => { done(answer, false) })
+          else done(answer, false)
           return
         }
         log.error('authentication error', { error: String(err) })

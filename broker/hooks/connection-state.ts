@@ -22,6 +22,8 @@ export interface ConnectionState {
    * slot, with the repeats of that id waiting for it to be routed.
    */
   qos2Ids?: Map<number, Array<() => void>>
+  /** QoS 1 publishes of the client waiting for a gate slot, so not yet acknowledged (Receive Maximum). */
+  unacked?: number
   /** The connection's slow-consumer watch (guard.ts), set at CONNECT. */
   watch?: WriteWatch
 }

@@ -7,11 +7,21 @@
  * A refused PUBLISH is acknowledged (MQTT-3.3.5-2 allows a positive ack or a
  * disconnect; a disconnect would make a retrying client loop) but never
  * routed: its topic is rewritten to a sink nobody can subscribe to, and the
- * sender gets an error notice on its device topic `wb/d/{clientId}`.
+ * sender gets an error notice on its device topic `wb/d/{clientId}`. An
+ * MQTT 5 client is answered with the refusal's own reason code instead
+ * (PUBACK/PUBREC 0x87; not yet for the rate or a payload over maxPayload:
+ * reason-codes.ts), and the publish is
+ * neither acknowledged again nor routed; the notice goes out as well.
+ *
+ * MQTT 5 Receive Maximum (maxInflightInbound, said in the CONNACK): an MQTT 5
+ * client with that many QoS 1 publishes not yet acknowledged and QoS 2 ones
+ * not yet released that sends one more is disconnected with 0x93.
  */
 import type { AedesOptions, AedesPublishPacket, Client, PublishPacket } from 'aedes'
 import { type ErrorCode, type ErrorFrame, topics } from '@warbler/sdk/protocol'
-import { incomingStore } from '../aedes-internals.js'
+import { incomingStore, markAnswered } from '../aedes-internals.js'
+import { markClose } from '../login-log.js'
+import { isMqtt5, publishReason, Reason, refusePublish as answerRefused } from '../reason-codes.js'
 import { getSession, type Session } from '../session.js'
 import type { RefusalReason } from '../stats.js'
 import type { ConnectionStates } from './connection-state.js'
@@ -38,12 +48,18 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
   const { cfg, acl, gate, stats } = d
   let ingest: Ingest | null = null
 
-  function refusePublish (s: Session, packet: PublishPacket, reason: RefusalReason, code: ErrorCode, message: string): void {
+  function refusePublish (s: Session, packet: PublishPacket, reason: RefusalReason, code: ErrorCode, message: string, client: Client): void {
     stats.refuse(reason)
     stats.publishDropped++
     const frame: ErrorFrame = { t: 'error', code, message, topic: packet.topic }
     if (packet.messageId !== undefined) frame.mid = packet.messageId
     notify(s, frame)
+    const reasonCode = isMqtt5(client) ? publishReason(reason) : null
+    if (reasonCode !== null) {
+      answerRefused(client, packet, reasonCode, message)
+      markAnswered(packet)
+    }
+    // Still rewritten: should aedes route it after all, it goes nowhere.
     packet.topic = topics.refused
     packet.retain = false
     packet.payload = Buffer.alloc(0)
@@ -52,28 +68,51 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
   /** Refuses the publish (and says why) when a limit or the ACL forbids it; true if refused. */
   function refused (s: Session, packet: PublishPacket, client: Client): boolean {
     if (acl.canPublish(s, packet.topic) === 'deny') {
-      refusePublish(s, packet, 'not_authorized', 'not_authorized', `${s.user ?? 'anonymous'} may not publish to ${packet.topic}`)
+      refusePublish(s, packet, 'not_authorized', 'not_authorized', `${s.user ?? 'anonymous'} may not publish to ${packet.topic}`, client)
       return true
     }
     const levels = levelCount(packet.topic)
     if (levels > cfg.maxTopicLevels) {
-      refusePublish(s, packet, 'not_authorized', 'not_authorized', `topic has ${levels} levels, more than the limit of ${cfg.maxTopicLevels}`)
+      refusePublish(s, packet, 'not_authorized', 'not_authorized', `topic has ${levels} levels, more than the limit of ${cfg.maxTopicLevels}`, client)
       return true
     }
     if (packet.payload.length > cfg.maxPayload) {
-      refusePublish(s, packet, 'payload_too_large', 'payload_too_large', `payload of ${packet.payload.length} bytes is over the limit of ${cfg.maxPayload}`)
+      refusePublish(s, packet, 'payload_too_large', 'payload_too_large', `payload of ${packet.payload.length} bytes is over the limit of ${cfg.maxPayload}`, client)
       return true
     }
     if (s.publishBucket !== null && !client.closed && !s.publishBucket.take()) {
-      refusePublish(s, packet, 'rate_limited', 'rate_limited', `over ${cfg.publishRate} publishes per second`)
+      refusePublish(s, packet, 'rate_limited', 'rate_limited', `over ${cfg.publishRate} publishes per second`, client)
       return true
     }
     return false
   }
 
+  /**
+   * More unacknowledged QoS 1/2 publishes than the Receive Maximum: DISCONNECT
+   * 0x93 ([MQTT-3.3.4-9]), the publish neither acknowledged nor routed.
+   */
+  function overReceiveMaximum (client: Client, packet: PublishPacket, done: Done): void {
+    stats.refuse('receive_maximum')
+    stats.publishDropped++
+    markAnswered(packet)
+    const message = `more than ${cfg.maxInflightInbound} unacknowledged QoS 1 and 2 publishes (Receive Maximum)`
+    markClose(client, 'error', message)
+    client.disconnect({ reasonCode: Reason.receiveMaximumExceeded, properties: { reasonString: message } })
+    done(null)
+  }
+
+  /** QoS 1 publishes of the client not yet acknowledged: they wait for a gate slot, and PUBACK follows the slot at once. */
+  const unacked = (client: Client): number => states.peek(client)?.unacked ?? 0
+
   /** Let the publish through once it holds a gate slot. */
   function admit (client: Client, packet: PublishPacket, done: Done): void {
+    const counted = packet.qos === 1
+    if (counted) {
+      const st = states.of(client)
+      st.unacked = (st.unacked ?? 0) + 1
+    }
     gate.enter(client, () => {
+      if (counted) (states.of(client).unacked as number)--
       if (client.closed) {
         // Gone while waiting: give the slot back; aedes no longer cares.
         gate.leave(client)
@@ -104,7 +143,13 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
         waiting.push(() => { done(null) })
         return
       }
-      if (!d.inbound.reserve(client.id, id, cfg.maxInflightInbound)) {
+      const v5 = isMqtt5(client)
+      // MQTT 5: QoS 1 publishes not yet acknowledged count against the Receive Maximum too.
+      if (!d.inbound.reserve(client.id, id, cfg.maxInflightInbound - (v5 ? unacked(client) : 0))) {
+        if (v5) {
+          overReceiveMaximum(client, packet, done)
+          return
+        }
         // As aedes 1.2 (maxInflightInbound): refused before it is stored.
         // aedes closes an MQTT 3 connection on the error; an MQTT 5 client
         // gets PUBREC 0x87 with the message as reason string, nothing stored.
@@ -153,6 +198,11 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
         return done(new Error('malformed topic: not well-formed UTF-8, or holds U+0000'))
       }
       stats.messagesReceived++
+      // Not a will (its client is gone): it was never in the client's window.
+      if (packet.qos === 1 && client.connected && !client.closed && isMqtt5(client) && unacked(client) + d.inbound.held(client.id) >= cfg.maxInflightInbound) {
+        overReceiveMaximum(client, packet, done)
+        return
+      }
       if (refused(s, packet, client)) return done(null)
       if (s.userPrefix !== null && packet.topic.length === s.userPrefix.length + 3 && packet.topic.endsWith('/out') && packet.topic.startsWith(s.userPrefix)) {
         // The broker names the sending connection: the message service reads

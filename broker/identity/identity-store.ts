@@ -89,6 +89,15 @@ export function hashSecret (secret: string): Buffer {
   return createHash('sha256').update(secret).digest()
 }
 
+/**
+ * A short fingerprint of a user's password hash: an access token and a shared
+ * web login carry the one of the password they were issued under, so a new
+ * password ends them on every node that has it, with no message of its own.
+ */
+export function passwordFingerprint (passwordHash: string): string {
+  return createHash('sha256').update(passwordHash).digest('base64url').slice(0, 16)
+}
+
 /** Split a device token into id and secret, or null if it is not one. */
 export function parseDeviceToken (token: string): { id: string, secret: string } | null {
   const m = /^wbd\.([0-9a-f]{16})\.([A-Za-z0-9_-]{32,64})$/.exec(token)
@@ -265,15 +274,20 @@ export class IdentityStore {
     }
   }
 
-  /** A signed access token (JWT, HS256) for a user, valid for ttlSeconds. */
-  async createJwt (user: string, ttlSeconds: number): Promise<string> {
+  /**
+   * A signed access token (JWT, HS256) for a user, valid for ttlSeconds. It
+   * carries the fingerprint of the user's password (`pwv`: a new password
+   * ends it) and, for a web login, its `sid`, so that a logout ends it
+   * (session-revocations.ts).
+   */
+  async createJwt (user: string, ttlSeconds: number, claims: { sid?: string } = {}): Promise<string> {
     if (!Number.isInteger(ttlSeconds) || ttlSeconds < 1 || ttlSeconds > 366 * 86400) {
       throw new IdentityError('bad_request', 'token lifetime must be 1 second to 366 days')
     }
-    const exists = await this.db.get('SELECT 1 FROM users WHERE name = ?', [user])
-    if (exists === undefined) throw new IdentityError('not_found', `no user ${user}`)
+    const row = await this.db.get<{ password_hash: string }>('SELECT password_hash FROM users WHERE name = ?', [user])
+    if (row === undefined) throw new IdentityError('not_found', `no user ${user}`)
     const now = Math.floor(Date.now() / 1000)
-    return await new SignJWT({})
+    return await new SignJWT({ ...claims, pwv: passwordFingerprint(row.password_hash) })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setSubject(user)
       .setIssuer('warbler')

@@ -45,7 +45,11 @@ const SHAPE = /^wbr\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/
 /** How long a refresh token lasts unused: a browser idle for longer logs in again. */
 const REFRESH_TTL_MS = 30 * 86400_000
 
-export interface Issued { token: string, expiresAt: number }
+/** What the web logins need of a refresh token store: this one (SQLite) or the shared one (shared-refresh-tokens.ts, Redis). */
+export type RefreshStore = Pick<RefreshTokens, 'issue' | 'rotate' | 'revoke' | 'revokeUser'>
+
+/** A token given out, and the web login (family) it belongs to: an access token names it as `sid`. */
+export interface Issued { token: string, expiresAt: number, family: string }
 
 // A type alias, not an interface: the sqlite wrapper wants an index-signature-compatible row.
 type Row = { user: string, family: string, secret_hash: Buffer, expires_at: number, used_at: number | null, revoked_at: number | null }
@@ -73,7 +77,7 @@ export class RefreshTokens {
     const expiresAt = now + this.ttlMs
     await this.db.run('INSERT INTO refresh_tokens(id, user, family, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
       [id, user, family, hashSecret(secret), now, expiresAt])
-    return { token: `wbr.${id}.${secret}`, expiresAt }
+    return { token: `wbr.${id}.${secret}`, expiresAt, family }
   }
 
   /** The row of a token whose secret matches, or null. */
@@ -101,12 +105,12 @@ export class RefreshTokens {
     return { user: row.user, next: await this.issue(row.user, row.family) }
   }
 
-  /** Log out: the token's whole family is revoked. False when it is not a token of ours. */
-  async revoke (token: string): Promise<boolean> {
+  /** Log out: the token's whole family is revoked, and named. Null when it is not a token of ours. */
+  async revoke (token: string): Promise<string | null> {
     const row = await this.find(token)
-    if (row === null) return false
+    if (row === null) return null
     await this.revokeFamily(row.family)
-    return true
+    return row.family
   }
 
   /** A new password ends every web login of the user (`warbler user passwd`); resolves to how many there were. */

@@ -127,6 +127,23 @@ test('soak: RSS over time, reconnects', async (t) => {
   assert.equal(r.checks.lostAcked, 0)
 })
 
+test('workers: one process, then 1 and 2 workers with Redis, against Mosquitto; JSON, markdown and chart written', async (t) => {
+  const r = await smoke(t, 'workers', ['--max-workers', '2', '--pairs', '4', '--duration', '1', '--warmup', '0'], 'w0_msgs_per_s')
+  for (const w of [0, 1, 2]) {
+    for (const key of ['msgs_per_s', 'p50_ms', 'p99_ms', 'cpu_us_per_msg', 'node_cpu_us_per_msg']) {
+      const v = r.summary.warbler?.[`w${w}_${key}`]?.median
+      assert.ok(typeof v === 'number' && v > 0, `warbler w${w}_${key} = ${String(v)}`)
+    }
+    assert.ok(typeof r.ratios[`w${w}_cpu_us_per_msg`] === 'number', `a ratio to Mosquitto for ${w} workers`)
+  }
+  // Redis is there with workers only: its CPU and commands are counted then, and not in one process.
+  assert.ok((r.summary.warbler?.w1_redis_cmds_per_msg?.median ?? -1) >= 0)
+  assert.equal(r.summary.warbler?.w0_redis_cmds_per_msg?.median, null, 'no Redis in one process')
+  assert.equal(r.summary.mosquitto?.w2_msgs_per_s?.median, r.summary.mosquitto?.w0_msgs_per_s?.median, 'Mosquitto\'s one configuration on every row')
+  assert.ok(r.checks.ok)
+  assert.equal(r.checks.lostAcked, 0)
+})
+
 test('bad options exit 2 naming the option, and start nothing', async () => {
   const dir = tempDir('warbler-bench-bad-')
   try {
@@ -140,7 +157,10 @@ test('bad options exit 2 naming the option, and start nothing', async () => {
       [['conns', '--bridge', 'maybe'], /--bridge/],
       [['nope'], /scenario/],
       [['chat', '--frobnicate'], /--frobnicate/],
-      [['chat', '--json', path.join(dir, 'missing', 'x.json')], /--json/]
+      [['chat', '--json', path.join(dir, 'missing', 'x.json')], /--json/],
+      [['chat', '--max-workers', '2'], /--max-workers/],
+      [['workers', '--workers', '2'], /--workers/],
+      [['workers', '--max-workers', '0'], /--max-workers/]
     ] as Array<[string[], RegExp]>) {
       const r = await bench(args, 10_000)
       assert.equal(r.code, 2, `${args.join(' ')}: exit ${String(r.code)}`)

@@ -21,7 +21,7 @@ test('a queued message whose Message Expiry Interval passed is not delivered at 
   const first = await connect(node.mqttUrl, session)
   await first.subscribeAsync('wb/u/bob/inbox', { qos: 1 })
   await first.endAsync()
-  const { publish } = embeddedTransport(node.broker, false)
+  const { publish } = embeddedTransport(node.broker, () => false)
   await publish('wb/u/bob/inbox', Buffer.from('{"t":"short"}'), 1, { messageExpiryInterval: 1 })
   const sentAt = Date.now()
   await publish('wb/u/bob/inbox', Buffer.from('{"t":"long"}'), 1, { messageExpiryInterval: 600 })

@@ -15,9 +15,10 @@ import type { MqttClient } from 'mqtt'
 import {
   AEDES_VERSION, authenticateError, clientDelivery, type DeliverPacket, setClientDelivery, setDuplicateMarks, clientOfConnection, clientSubscriptions, connackErrorCode,
   connectedClients, connectionParser, incomingStore, isRetainedReplay, keepaliveSeconds, pendingWill,
-  protocolLevel, queueSource, routingEmitter, sentDisconnect
+  protocolLevel, queueSource, routingEmitter, sentDisconnect, cleanStartRequested, outgoingStore, willPaths, wantsProblemInformation, markAnswered, setServerKeepAlive
 } from '../../broker/aedes-internals.js'
 import { rawSocket } from '../helpers/raw.js'
+import { v5Connect } from '../helpers/v5-raw.js'
 import { connackCode, connect } from '../helpers/test-node.js'
 
 /** An MQTT 3.1.1 CONNECT with an empty client id and clean session 0, no user name. */
@@ -254,4 +255,54 @@ test('aedes delivers through the deliverQoS and deliver0 set right after handle(
   field('Client.deliverQoS (read by lib/handlers/subscribe.js when subscribing)', calls.deliverQoS > 0, calls)
   field('Client.deliver0 (read by lib/handlers/subscribe.js when subscribing)', calls.deliver0 > 0, calls)
   field('Client.duplicates (written by dedupe in lib/client.js)', Object.keys(marks).length > 0, marks)
+})
+
+test('the fields aedes-fixes.ts reads: _cleanStart, clean, Subscription.si, publishWill, persistence.streamWill and outgoingClearMessageId', async (t) => {
+  const { broker: b, url } = await startBare(t)
+  const isReady = ready(b, 'v5')
+  const c = await connect(url, { clientId: 'v5', protocolVersion: 5, clean: false })
+  endClient(t, c)
+  const client = await isReady
+  field('Client._cleanStart (Clean Start 0)', cleanStartRequested(client) === false && (client as unknown as { _cleanStart?: unknown })._cleanStart === false, (client as unknown as { _cleanStart?: unknown })._cleanStart)
+  field('Client.clean (Session Expiry Interval 0)', client.clean, client.clean)
+  await c.subscribeAsync('si/t', { qos: 1, properties: { subscriptionIdentifier: 9 } })
+  const sub = clientSubscriptions(client)['si/t']
+  field('Client.subscriptions[filter].si', sub?.si === 9, sub)
+  const { publisher, store } = willPaths(b)
+  field('Aedes.publishWill(client, will)', typeof publisher.publishWill === 'function' && publisher.publishWill.length === 2, publisher.publishWill)
+  field('Aedes.persistence.streamWill', typeof store?.streamWill === 'function', store?.streamWill)
+  const out = outgoingStore(b)
+  field('Aedes.persistence.outgoingClearMessageId', typeof out?.outgoingClearMessageId === 'function', out?.outgoingClearMessageId)
+})
+
+test('MQTT 5 fields: Request Problem Information, a publish marked answered, a Server Keep Alive set at preConnect', async (t) => {
+  const routed: string[] = []
+  const clients: Client[] = []
+  const { broker: b, url } = await startBare(t, {
+    preConnect (client, packet, done) {
+      if (packet.clientId === 'short') setServerKeepAlive(client, 5)
+      done(null, true)
+    },
+    authorizePublish (client, packet, done) {
+      if (packet.topic === 'answered') markAnswered(packet)
+      done(null)
+    }
+  }, (c) => { clients.push(c) })
+  b.subscribe('#', (packet, cb) => { routed.push(packet.topic); cb() }, () => {})
+  const port = Number(new URL(url).port)
+  const short = await v5Connect(port, { clientId: 'short', keepalive: 60 })
+  t.after(() => { short.socket.destroy() })
+  field('Client._serverKeepAlive (Server Keep Alive in CONNACK)', short.connack.properties?.serverKeepAlive === 5, short.connack.properties)
+  const quiet = await v5Connect(port, { clientId: 'quiet', properties: { requestProblemInformation: false } })
+  t.after(() => { quiet.socket.destroy() })
+  const byId = (id: string): Client => clients.find((c) => c.id === id) as Client
+  field('Client._requestProblemInformation (false when asked)', !wantsProblemInformation(byId('quiet')), (byId('quiet') as unknown as { _requestProblemInformation?: boolean })._requestProblemInformation)
+  field('Client._requestProblemInformation (true by default)', wantsProblemInformation(byId('short')), (byId('short') as unknown as { _requestProblemInformation?: boolean })._requestProblemInformation)
+  // A marked publish is neither acknowledged nor routed; the next one is both.
+  short.send({ cmd: 'publish', topic: 'answered', payload: Buffer.from('x'), qos: 1, messageId: 1, retain: false, dup: false })
+  short.send({ cmd: 'publish', topic: 'plain', payload: Buffer.from('x'), qos: 1, messageId: 2, retain: false, dup: false })
+  const ack = await short.next('puback')
+  field('PublishPacket._notAuthorized (not acknowledged)', ack.messageId === 2, ack.messageId)
+  for (let i = 0; i < 500 && !routed.includes('plain'); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  field('PublishPacket._notAuthorized (not routed)', !routed.includes('answered') && routed.includes('plain'), routed)
 })

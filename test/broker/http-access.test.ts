@@ -65,6 +65,16 @@ test('httpHost defaults to host (and to 127.0.0.1 with --dev, 0.0.0.0 without); 
   }
 })
 
+test('httpTrustedProxies takes IP addresses (flag repeated or ;-separated variable); anything else is refused naming the setting', () => {
+  const base: string[] = []
+  assert.deepEqual(resolveConfig([...base, '--http-trusted-proxies', '10.0.0.1', '--http-trusted-proxies', '::1'], {}).httpTrustedProxies, ['10.0.0.1', '::1'])
+  assert.deepEqual(resolveConfig(base, { WARBLER_HTTP_TRUSTED_PROXIES: '10.0.0.1; 10.0.0.2' }).httpTrustedProxies, ['10.0.0.1', '10.0.0.2'])
+  assert.deepEqual(resolveConfig(base, {}).httpTrustedProxies, [])
+  for (const bad of ['proxy.lan', '10.0.0.0/8', '10.0.0.1:80']) {
+    assert.throws(() => resolveConfig([...base, '--http-trusted-proxies', bad], {}), (err: Error) => err instanceof ConfigError && /^invalid setting httpTrustedProxies: .* is not an IP address/.test(err.message), bad)
+  }
+})
+
 test('metricsTokenFile: /metrics answers 401 with WWW-Authenticate: Bearer without the right token, 200 with it; the probes stay open', async (t) => {
   // A trailing newline (echo, editors) is not part of the token.
   const file = tokenFile(t, `${TOKEN}\n`)

@@ -154,7 +154,7 @@ test('a clean session that ends leaves no inbound QoS 2 keys in Redis; a persist
   assert.deepEqual(await keys(), ['incoming:kept-one:1', 'incoming:kept-one:2'])
 })
 
-test('maxInflightInbound with MQTT 5: one more QoS 2 publish is answered PUBREC 0x87 and not stored', async (t) => {
+test('maxInflightInbound with MQTT 5 (its Receive Maximum): one more QoS 2 publish is DISCONNECT 0x93 and not stored', async (t) => {
   const node = await started(t, [])
   const socket = net.connect({ port: node.ports.mqtt as number, host: '127.0.0.1' })
   t.after(() => { socket.destroy() })
@@ -167,12 +167,12 @@ test('maxInflightInbound with MQTT 5: one more QoS 2 publish is answered PUBREC 
   const parts: Buffer[] = []
   for (let id = 1; id <= 6; id++) parts.push(mqttPacket.generate({ cmd: 'publish', topic: 'flood/x', payload: Buffer.from('held'), qos: 2, messageId: id, dup: false, retain: false }, v5))
   socket.write(Buffer.concat(parts))
-  await until('six PUBRECs', () => got.filter((p) => p.cmd === 'pubrec').length === 6)
-  const refused = got.filter((p) => p.cmd === 'pubrec' && (p as { reasonCode?: number }).reasonCode === 0x87)
+  await until('five PUBRECs and a DISCONNECT', () => got.filter((p) => p.cmd === 'pubrec').length === 5 && got.some((p) => p.cmd === 'disconnect'))
+  const refused = got.filter((p) => p.cmd === 'disconnect' && (p as { reasonCode?: number }).reasonCode === 0x93)
   assert.equal(refused.length, 1)
-  assert.equal((refused[0] as { messageId?: number }).messageId, 6)
+  assert.equal(got.some((p) => p.cmd === 'pubrec' && (p as { messageId?: number }).messageId === 6), false)
   assert.equal(node.inbound.held('five'), 5)
   assert.equal(await stored(node, 'five', 6), false)
-  assert.equal(node.stats.refusals.awaiting_pubrel, 1)
-  assert.equal(socket.destroyed, false, 'an MQTT 5 connection stays open')
+  assert.equal(node.stats.refusals.receive_maximum, 1)
+  await until('the connection closed', () => socket.destroyed || socket.readableEnded)
 })

@@ -158,13 +158,14 @@ describe('MQTT 5 on every listener', { timeout: 60_000 }, () => {
       const c = await connect(node.mqttUrl, { username: 'alice', password: pw('alice'), clientId, protocolVersion: version })
       t.after(() => c.endAsync(true))
       assert.equal(await grant(c, `wb/d/${clientId}`), 1, `v${version}: own device topic`)
-      // Publishing into another user's topic: acknowledged, never routed, a notice says why.
+      // Publishing into another user's topic: acknowledged (MQTT 5: PUBACK 0x87), never routed, a notice says why.
       const notice = nextMessage(c, (topic) => topic === `wb/d/${clientId}`)
-      await c.publishAsync('wb/u/bob/out', `{"t":"msg","to":"alice","body":"forged v${version}"}`, { qos: 1 })
+      const ackCode = await c.publishAsync('wb/u/bob/out', `{"t":"msg","to":"alice","body":"forged v${version}"}`, { qos: 1 }).then(() => 0, (err: { code?: number }) => err.code)
+      assert.equal(ackCode, version === 5 ? 0x87 : 0, `v${version}: PUBACK code`)
       const frame = JSON.parse((await notice).payload.toString()) as { code: string, topic: string }
       assert.deepEqual([frame.code, frame.topic], ['not_authorized', 'wb/u/bob/out'], `v${version}`)
       // Publishing to $SYS: never routed.
-      await c.publishAsync('$SYS/broker/version', `forged v${version}`, { qos: 1 })
+      await c.publishAsync('$SYS/broker/version', `forged v${version}`, { qos: 1 }).catch((err: { code?: number }) => { assert.equal(err.code, 0x87) })
       // Subscribing to another user's inbox, also as a shared subscription: refused.
       for (const f of ['wb/u/bob/inbox', 'wb/u/+/inbox', '$share/g/wb/u/bob/inbox', '$share/g/wb/u/+/inbox', '$SYS/#']) {
         const code = await grant(c, f)

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { envName, flagName, settings } from '../../shared/config.js'
 import { failureReasons } from '../../broker/login-log.js'
+import { noticeReasonCodes } from '../../broker/reason-codes.js'
 import { refusalReasons } from '../../broker/stats.js'
 import { ErrorCodes } from '../../sdk/src/protocol.js'
 import { EXIT } from '../../shared/start-error.js'
@@ -17,6 +18,16 @@ test('docs/errors.md lists exactly the error codes of the protocol module', () =
   const text = doc('errors.md')
   const documented = [...text.matchAll(/^\| `([a-z_]+)` \|/gm)].map((m) => m[1])
   assert.deepEqual([...documented].sort(), Object.keys(ErrorCodes).sort())
+})
+
+test('docs/errors.md gives each error code the MQTT 5 reason code the broker answers with', () => {
+  const rows = [...doc('errors.md').matchAll(/^\| `([a-z_]+)` \|.*\| ([^|]+) \|$/gm)]
+  assert.equal(rows.length, Object.keys(ErrorCodes).length)
+  for (const [, code, column] of rows) {
+    const reason = (noticeReasonCodes as Record<string, number>)[code as string]
+    if (reason === undefined) assert.ok((column as string).startsWith('none'), `${code}: ${column as string}`)
+    else assert.ok((column as string).includes(`0x${reason.toString(16).toUpperCase()}`), `${code}: ${column as string}`)
+  }
 })
 
 test('docs/configuration.md documents every setting with its flag, variable and default', () => {

@@ -3,23 +3,29 @@
 # `warbler start --dev` (and, with --mosquitto, against Mosquitto too): the
 # MQTT 3.1.1 suite (client_test.py), or with --v5 the MQTT 5 one
 # (client_test5.py; Warbler then runs with --topic-alias-maximum 10, as the
-# suite uses topic aliases).
-#   bash test/interop/run-paho.sh PATH/TO/paho.mqtt.testing/interoperability [--v5] [--mosquitto]
+# suite uses topic aliases, and --max-keep-alive 60: its test_server_keep_alive
+# asks 120 s and expects a Server Keep Alive of 60, while its test_keepalive
+# needs the 5 s it asks for). With --each, every test of the suite runs on its
+# own (a python process each, ended after 120 s), so one test that hangs or
+# leaves state behind does not decide the others; a line per test and a count.
+#   bash test/interop/run-paho.sh PATH/TO/paho.mqtt.testing/interoperability [--v5] [--each] [--mosquitto]
 # The paho suite is not vendored: clone eclipse/paho.mqtt.testing yourself.
 set -euo pipefail
-interop=${1:?usage: run-paho.sh PAHO_INTEROP_DIR [--v5] [--mosquitto]}
+interop=${1:?usage: run-paho.sh PAHO_INTEROP_DIR [--v5] [--each] [--mosquitto]}
 shift
 suite=3
 mosquitto=no
+each=no
 for arg in "$@"; do
   case "$arg" in
     --v5) suite=5 ;;
+    --each) each=yes ;;
     --mosquitto) mosquitto=yes ;;
-    *) echo "run-paho.sh: unknown argument $arg (expected --v5 or --mosquitto)" >&2; exit 2 ;;
+    *) echo "run-paho.sh: unknown argument $arg (expected --v5, --each or --mosquitto)" >&2; exit 2 ;;
   esac
 done
 extra=()
-if [ "$suite" = 5 ]; then extra=(--topic-alias-maximum 10); fi
+if [ "$suite" = 5 ]; then extra=(--topic-alias-maximum 10 --max-keep-alive 60); fi
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 data=$(mktemp -d)
@@ -28,10 +34,27 @@ node "$root/dist/cli/warbler.js" start --dev --mqtt-port 0 --ws-port -1 --http-p
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data" "$out"; }
 trap cleanup EXIT
+# run_suite PORT: the whole suite in one process, or with --each every test alone.
+run_suite() {
+  if [ "$each" = no ]; then
+    python3 "$here/paho.py" "$interop" 127.0.0.1 "$1" '$SYS/#' "$suite" || true
+    return
+  fi
+  local passed=0 total=0 name
+  for name in $(python3 "$here/paho.py" "$interop" 127.0.0.1 "$1" '$SYS/#' "$suite" list); do
+    total=$((total + 1))
+    if timeout 120 python3 "$here/paho.py" "$interop" 127.0.0.1 "$1" '$SYS/#' "$suite" "$name" >/dev/null 2>&1; then
+      passed=$((passed + 1)); echo "pass $name"
+    else
+      echo "FAIL $name"
+    fi
+  done
+  echo "paho interoperability, each test on its own: $passed of $total passed"
+}
 for _ in $(seq 100); do grep -q '^warbler ready' "$out" && break; sleep 0.1; done
 port=$(sed -n 's/^warbler ready .*"mqtt":\([0-9]*\).*/\1/p' "$out")
 echo "== warbler on port $port"
-python3 "$here/paho.py" "$interop" 127.0.0.1 "$port" '$SYS/#' "$suite" || true
+run_suite "$port"
 if [ "$mosquitto" = yes ]; then
   mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   conf=$(mktemp)
@@ -40,6 +63,6 @@ if [ "$mosquitto" = yes ]; then
   mpid=$!
   sleep 0.5
   echo "== mosquitto on port $mport"
-  python3 "$here/paho.py" "$interop" 127.0.0.1 "$mport" '$SYS/#' "$suite" || true
+  run_suite "$mport"
   kill "$mpid"; wait "$mpid" 2>/dev/null || true; rm -f "$conf"
 fi

@@ -51,5 +51,5 @@ export interface TokenRow { id: string, user: string, name: string, createdAt: n
 export interface NewToken { id: string, user: string, name: string, token: string, clientId: string, mqttPort: number | null, mqttsPort: number | null }
 export interface GroupRow { conv: string, name: string | null, members: number, lastSeq: number, lastTs: number }
 export interface MemberRow { user: string, role: string }
-export interface RefusalRow { at: number, reason: string, address: string, clientId: string | null, user: string | null }
+export interface RefusalRow { at: number, reason: string, address: string, clientId: string | null, user: string | null, worker?: number }
 export interface NodeInfo { version: string, ready: boolean, sysRoot: string, sysInterval: number, ports: Record<string, number>, retention: { days: number, messages: number }, bridge: string, redis: boolean }

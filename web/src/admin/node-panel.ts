@@ -30,8 +30,10 @@ export class NodePanel {
       h('dt', {}, t.health), h('dd', { id: 'node-health' }, `${health ? t.healthy : t.failed} · ${ready ? t.ready : t.notReady}`),
       h('dt', {}, t.retention), h('dd', { id: 'node-retention' }, `${t.retentionDays(info.retention.days)}; ${t.retentionMessages(info.retention.messages)}`),
       h('dt', {}, 'Warbler'), h('dd', {}, `${info.version} · ${Object.entries(info.ports).map(([k, v]) => `${k} ${v}`).join(', ')}`))
-    this.refusals.replaceChildren(table('refusals-table', [t.when, t.reason, t.user, t.clientId, t.address], refusals.map((r) => [
-      when(r.at, this.lang), r.reason, r.user ?? '–', r.clientId ?? '–', r.address
+    // With `--workers N` each row names the worker that refused it.
+    const workers = refusals.some((r) => r.worker !== undefined)
+    this.refusals.replaceChildren(table('refusals-table', [t.when, t.reason, t.user, t.clientId, t.address, ...(workers ? [t.worker] : [])], refusals.map((r) => [
+      when(r.at, this.lang), r.reason, r.user ?? '–', r.clientId ?? '–', r.address, ...(workers ? [String(r.worker ?? '–')] : [])
     ]), t.noRefusals))
   }
 
