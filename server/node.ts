@@ -25,6 +25,7 @@ import { sayKeepAliveTimeout } from '../broker/reason-codes.js'
 import { guardConnection } from '../broker/guard.js'
 import { classifyClientError, createHooks } from '../broker/hooks/create-hooks.js'
 import { createAedesFixes } from '../broker/aedes-fixes.js'
+import { createPubackAfterPublish } from '../broker/puback-after-publish.js'
 import { createDeliveryFixes } from '../broker/delivery.js'
 import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
@@ -319,9 +320,12 @@ function connectionHandler (b: Aedes, persistence: BrokerPersistence, cfg: Confi
   const fixDelivery = createDeliveryFixes(b, persistence.offlineBound)
   // aedes 2 beta's MQTT 5 bugs (aedes-fixes.ts): after fixDelivery, so its wrappers run first.
   const fixAedes = createAedesFixes(b)
+  // A QoS 1 PUBACK only once the message is queued and routed (puback-after-publish.ts).
+  const holdPubacks = createPubackAfterPublish(b)
   return (conn, req) => {
     if (closing()) { conn.destroy(); return }
     guardConnection(conn, cfg.maxPacket, stats, log)
+    holdPubacks(conn)
     const client = b.handle(conn, req)
     fixDelivery(client, conn)
     fixAedes(client, conn)

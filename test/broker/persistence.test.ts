@@ -83,7 +83,7 @@ test('with --redis a persistent session, its queue and retained messages survive
   await s1.client.endAsync()
 
   await publishAll(node1.mqttUrl, [['room/a', 'offline-1'], ['room/news', 'headline', { retain: true }]])
-  // aedes sends PUBACK before it queues the message: wait until Redis holds it.
+  // (The PUBACK came once Redis held it: puback-after-publish.ts.)
   await untilAsync('offline-1 in Redis', async () => await queuedInRedis(redis.url, 'dur-sub') === 1)
   await node1.close()
 
@@ -313,4 +313,39 @@ test('persistence errors are logged, never crash the process, and the broker rec
   defer(() => pub2.end(true))
   await pub2.publishAsync('room/oom', 'after', { qos: 1 })
   await until('the message after recovery', () => sub.got.some((m) => m.payload === 'after'))
+})
+
+test('with --redis a QoS 1 PUBACK waits until the message is queued in Redis: a broker killed before that owes the publisher nothing', async (t) => {
+  const defer = stack(t)
+  const redis = await startRedis()
+  defer(() => redis.stop())
+  const args = ['--dev', '--redis', redis.url]
+  const node = await spawnNode(args)
+  defer(() => node.stop('SIGKILL'))
+  const url = `mqtt://127.0.0.1:${node.ports.mqtt}`
+  const sub = await connect(url, { clientId: 'owed-sub', clean: false })
+  await sub.subscribeAsync('room/owed', { qos: 1 })
+  await sub.endAsync()
+
+  const pub = await connect(url, { clientId: 'owed-pub', reconnectPeriod: 0 })
+  defer(() => pub.end(true))
+  await pub.publishAsync('room/owed', 'first', { qos: 1 })
+  assert.equal(await queuedInRedis(redis.url, 'owed-sub'), 1, 'acknowledged, so already queued')
+
+  // Redis stops answering: the next message cannot be queued, so it must not
+  // be acknowledged (aedes alone acknowledges first and queues after).
+  process.kill(redis.pid, 'SIGSTOP')
+  defer(() => { process.kill(redis.pid, 'SIGCONT') })
+  let acked = false
+  void pub.publishAsync('room/owed', 'second', { qos: 1 }).then(() => { acked = true }, () => {})
+  // The PUBLISH has reached the broker once the broker has asked Redis to
+  // queue it; from then on an early PUBACK would already be on its way.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  assert.equal(acked, false, 'PUBACK before the message was queued')
+  // Killed now, the broker never acknowledged it: nothing is owed.
+  assert.equal(await node.stop('SIGKILL'), null)
+  process.kill(redis.pid, 'SIGCONT')
+  assert.equal(acked, false)
+  // (Redis may still queue it, from the command in its socket: a publisher
+  // that sends it again makes a duplicate, which QoS 1 allows; never a loss.)
 })
