@@ -67,8 +67,14 @@ test('web app: groups (create, add, remove, rename, leave) with system lines and
   assert.deepEqual(await systemLines(bob.page), ['alice created the group “Climbers” with bob, carol', 'alice added dave', 'alice removed carol', 'alice renamed the group to “Crag”'])
   await shot(bob.page, 'group-phone')
 
-  // Bob leaves: the group goes from his list; alice sees the line.
+  // Bob, a plain member, is offered no removing, adding or renaming, only leaving.
   await bob.page.getByRole('button', { name: 'Members' }).click()
+  await bob.page.locator('#group-panel .members li', { hasText: 'alice' }).waitFor()
+  assert.equal(await bob.page.locator('#group-panel .members button').count(), 0, 'Remove buttons for a plain member')
+  assert.equal(await bob.page.locator('#group-panel form:visible').count(), 0, 'add and rename forms for a plain member')
+  assert.equal(await alice.page.locator('#group-panel form:visible').count(), 2)
+
+  // Bob leaves: the group goes from his list; alice sees the line.
   await bob.page.getByRole('button', { name: 'Leave group' }).click()
   await bob.page.locator('.conv-item', { hasText: 'Crag' }).waitFor({ state: 'detached' })
   await alice.page.locator('#messages .system', { hasText: 'bob left the group' }).waitFor()

@@ -45,6 +45,8 @@ export class GroupPanel {
   private readonly memberList = h('ul', { class: 'members' })
   private readonly error = h('p', { class: 'error', role: 'alert' })
   private readonly renameInput: HTMLInputElement
+  /** Adding members and renaming: shown to the owner and admins only. */
+  private readonly manageForms: HTMLElement[]
   private conv: string | null = null
 
   constructor (private readonly client: WarblerClient, private readonly me: string, private readonly t: Strings, private readonly left: (conv: string) => void) {
@@ -73,6 +75,7 @@ export class GroupPanel {
       if (conv === null) return
       this.client.leaveGroup(conv).then(() => { this.set(null); this.left(conv) }, (err: unknown) => { this.error.textContent = t.groupFailed(why(err)) })
     })
+    this.manageForms = [addForm, renameForm]
     this.root.append(h('h3', {}, t.members), this.memberList, addForm, renameForm, leave, this.error)
   }
 
@@ -109,9 +112,15 @@ export class GroupPanel {
     let info
     try { info = await this.client.members(conv) } catch (err) { this.error.textContent = this.t.groupFailed(why(err)); return }
     if (this.conv !== conv) return
+    // Offer only what the service allows this member (bridge/groups.ts): the
+    // owner manages everyone but the owner, an admin plain members; a plain
+    // member only leaves.
+    const mine = info.members.find((m) => m.user === this.me)?.role
+    const manages = mine === 'owner' || mine === 'admin'
+    for (const f of this.manageForms) f.hidden = !manages
     const rows = info.members.map((m) => {
       const li = h('li', {}, h('span', { class: 'who' }, m.user), h('span', { class: 'role' }, m.role))
-      if (m.user !== this.me) {
+      if (m.user !== this.me && (mine === 'owner' ? m.role !== 'owner' : mine === 'admin' && m.role === 'member')) {
         const rm = h('button', { type: 'button', class: 'small', 'aria-label': this.t.remove(m.user) }, this.t.removeLabel)
         rm.addEventListener('click', () => { this.act((c) => this.client.removeMembers(c, [m.user]), () => {}) })
         li.append(rm)
