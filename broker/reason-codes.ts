@@ -79,7 +79,15 @@ export function publishReason (reason: RefusalReason): number | null {
  * (keep alive timeout, packet too large) would never leave.
  */
 function send (client: Client, packet: Record<string, unknown>): void {
-  client.conn.write(mqttPacket.generate(packet as unknown as Packet, { protocolVersion: 5 }))
+  let bytes: Buffer
+  try {
+    bytes = mqttPacket.generate(packet as unknown as Packet, { protocolVersion: 5 })
+  } catch {
+    // Not encodable (a packet without the id it needs): nothing to answer,
+    // and never an exception in the hook that asked.
+    return
+  }
+  if (!client.conn.destroyed) client.conn.write(bytes)
 }
 
 /**

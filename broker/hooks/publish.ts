@@ -54,7 +54,11 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
     const frame: ErrorFrame = { t: 'error', code, message, topic: packet.topic }
     if (packet.messageId !== undefined) frame.mid = packet.messageId
     notify(s, frame)
-    const reasonCode = isMqtt5(client) ? publishReason(reason) : null
+    // Answered in the protocol only when it came from the client on the wire:
+    // a will is published after its client is gone and has no packet id
+    // (generating a PUBACK for it threw, and the broker process ended).
+    const fromWire = client.connected && !client.closed && packet.messageId !== undefined
+    const reasonCode = isMqtt5(client) && fromWire ? publishReason(reason) : null
     if (reasonCode !== null) {
       answerRefused(client, packet, reasonCode, message)
       markAnswered(packet)

@@ -20,6 +20,7 @@
  */
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import mqtt from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import type { AckFrame, ErrorFrame } from '../../sdk/src/protocol.js'
 import { ChatClient } from '../helpers/chat-client.js'
@@ -120,4 +121,22 @@ test('failed password logins from many addresses do not hold up the archive', as
   const ack = await alice.send({ to: 'bob' }, 'during')
   assert.equal(ack.t, 'ack')
   assert.ok(Date.now() - started < 1000, `acknowledged in ${Date.now() - started} ms while 200 password checks wait`)
+})
+
+test('an MQTT 5 client whose QoS 1 will goes to a topic it may not publish to: refused and counted when it drops, and the broker goes on', async (t) => {
+  // Found by the fuzzer (seed 2705906575): answering the refused will with
+  // PUBACK 0x87 threw (a will has no packet id) and ended the process.
+  const node = await startNode(['--publish-rate', '0'], { users })
+  t.after(() => node.close())
+  const port = node.ports.mqtt as number
+  const before = node.stats.refusals.not_authorized
+  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'mallory-will', username: 'mallory', password: PW, protocolVersion: 5, reconnectPeriod: 0, will: { topic: 'wb/u/alice/in', payload: Buffer.from('x'), qos: 1, retain: false } })
+  c.stream.destroy() // dropped, not disconnected: the will goes out
+  const deadline = Date.now() + 5000
+  while (node.stats.refusals.not_authorized === before) {
+    if (Date.now() > deadline) assert.fail('the will was not refused')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  const again = await rawConnect(port, { clientId: 'mallory-after', username: 'mallory', password: PW })
+  again.destroy()
 })
