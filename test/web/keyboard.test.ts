@@ -67,13 +67,16 @@ async function audit (page: Page): Promise<{ unnamed: string[], lowContrast: str
 }
 
 test('web app: by keyboard alone, labelled, with AA contrast; the new controls in Chinese', { timeout: 120_000 }, async (t) => {
-  const env = await nodeAndBrowser(['alice', 'bob'])
+  const env = await nodeAndBrowser(['alice', 'bob', 'carol'])
   t.after(env.stop)
   const { base, browser, node } = env
   const bob = await Warbler.connect({ url: `ws://127.0.0.1:${node.ports.ws ?? 0}/mqtt`, username: 'bob', password: password('bob'), device: 'node' })
   t.after(async () => { await bob.close() })
   await bob.send({ to: 'alice' }, 'hi alice')
-  await bob.createGroup('Readers', ['alice'])
+  // Alice is an admin of bob's group: she may add, rename and remove carol,
+  // but not remove bob, the owner (the panel offers only what she may do).
+  const readers = await bob.createGroup('Readers', ['alice', 'carol'])
+  await bob.setRole(readers.conv, 'alice', 'admin')
 
   const alice = await tab(browser, DESKTOP)
   await logIn(alice, base, 'alice')
@@ -111,7 +114,7 @@ test('web app: by keyboard alone, labelled, with AA contrast; the new controls i
   assert.equal(await alice.page.locator('#members-toggle').getAttribute('aria-expanded'), 'true')
   const panel: string[] = []
   for (let i = 0; i < 6; i++) { await alice.page.keyboard.press('Tab'); panel.push((await focused(alice.page)).name) }
-  assert.deepEqual(panel, ['Remove bob', '#add-member', 'Add', '#rename-group', 'Rename', '#leave-group'])
+  assert.deepEqual(panel, ['Remove carol', '#add-member', 'Add', '#rename-group', 'Rename', '#leave-group'])
   await alice.page.getByText('New group', { exact: true }).click()
   const a = await audit(alice.page)
   assert.deepEqual(a.unnamed, [], 'every input labelled, every button named')
