@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import type { MqttClient } from 'mqtt'
 import type { IPublishPacket, Packet } from 'mqtt-packet'
-import { rawV5 } from '../helpers/raw-v5.js'
+import { v5Connect } from '../helpers/v5-raw.js'
 import { connect, startNode, type TestNode } from '../helpers/test-node.js'
 
 type T = { after: (fn: () => unknown) => void }
@@ -43,7 +43,7 @@ before(async () => {
 after(async () => { await node.close() })
 
 test('a session resumed with Clean Start 0 and no Session Expiry Interval gets its queue, and still ends with the connection', { timeout: 30_000 }, async (t) => {
-  const sub = await rawV5(port, { clientId: 'fix-queue', clean: true, properties: { sessionExpiryInterval: 300 } })
+  const sub = await v5Connect(port, { clientId: 'fix-queue', clean: true, properties: { sessionExpiryInterval: 300 } })
   sub.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fixq/+', qos: 2 }] })
   await sub.next('suback')
   sub.send({ cmd: 'disconnect', reasonCode: 0 })
@@ -53,7 +53,7 @@ test('a session resumed with Clean Start 0 and no Session Expiry Interval gets i
   await pub.publishAsync('fixq/1', 'one', { qos: 1 })
   await pub.publishAsync('fixq/2', 'two', { qos: 2 })
 
-  const resumed = await rawV5(port, { clientId: 'fix-queue', clean: false })
+  const resumed = await v5Connect(port, { clientId: 'fix-queue', clean: false })
   t.after(() => { resumed.destroy() })
   assert.equal((resumed.connack as { sessionPresent: boolean }).sessionPresent, true)
   const got: string[] = []
@@ -72,7 +72,7 @@ test('a session resumed with Clean Start 0 and no Session Expiry Interval gets i
   await resumed.closed
 
   // Its Session Expiry Interval was 0: the session ended with that connection.
-  const again = await rawV5(port, { clientId: 'fix-queue', clean: false })
+  const again = await v5Connect(port, { clientId: 'fix-queue', clean: false })
   t.after(() => { again.destroy() })
   assert.equal((again.connack as { sessionPresent: boolean }).sessionPresent, false)
 })
@@ -82,7 +82,7 @@ for (const delay of [0, 1]) {
     const sub = await v5(t, node, `fix-will-sub-${delay}`)
     await sub.subscribeAsync(`fixw/${delay}`, { qos: 1 })
     const arrived = nextPacket(sub, `fixw/${delay}`, 10_000)
-    const dying = await rawV5(port, {
+    const dying = await v5Connect(port, {
       clientId: `fix-will-${delay}`,
       properties: { sessionExpiryInterval: 10 },
       will: { topic: `fixw/${delay}`, payload: Buffer.from('gone'), qos: 1, retain: false, properties: { willDelayInterval: delay, userProperties: { a: '2' }, contentType: 'text/plain' } }
@@ -112,7 +112,7 @@ test('a message matching two subscriptions of a client carries both Subscription
 
 test('a PUBLISH larger than the Maximum Packet Size a client gave is not sent to it, nor kept for its session; smaller ones are', { timeout: 30_000 }, async (t) => {
   const connect = { clientId: 'fix-max', properties: { maximumPacketSize: 64, sessionExpiryInterval: 300 } }
-  const small = await rawV5(port, connect)
+  const small = await v5Connect(port, connect)
   t.after(() => { small.destroy() })
   small.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fixm/t', qos: 1 }] })
   await small.next('suback')
@@ -125,7 +125,7 @@ test('a PUBLISH larger than the Maximum Packet Size a client gave is not sent to
   // The session resumed without a maximum: the large message was not kept to be sent again.
   small.send({ cmd: 'disconnect', reasonCode: 0 })
   await small.closed
-  const again = await rawV5(port, { clientId: 'fix-max', clean: false, properties: { sessionExpiryInterval: 300 } })
+  const again = await v5Connect(port, { clientId: 'fix-max', clean: false, properties: { sessionExpiryInterval: 300 } })
   t.after(() => { again.destroy() })
   assert.equal((again.connack as { sessionPresent: boolean }).sessionPresent, true)
   await pub.publishAsync('fixm/t', 'z'.repeat(10), { qos: 1 })

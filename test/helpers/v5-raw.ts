@@ -9,14 +9,17 @@ import mqttPacket, { type Packet } from 'mqtt-packet'
 type V5Packet = Packet & { reasonCode?: number, properties?: Record<string, unknown>, messageId?: number, granted?: number[] }
 
 export interface V5Conn {
+  /** Every packet received and not yet taken by `next`, in order. */
+  readonly received: V5Packet[]
   send: (p: Record<string, unknown>) => void
   next: (cmd: string, ms?: number) => Promise<V5Packet>
   closed: Promise<void>
   socket: net.Socket
   connack: V5Packet
+  destroy: () => void
 }
 
-/** Connect, send CONNECT (protocol level 5 with `connect` merged in) and wait for the CONNACK. */
+/** Connect, send CONNECT (protocol level 5, keep alive 60 unless `connect` says otherwise, with `connect` merged in: clientId, clean, properties, will...) and wait for the CONNACK. */
 export async function v5Connect (port: number, connect: Record<string, unknown>): Promise<V5Conn> {
   const socket = net.connect({ port, host: '127.0.0.1' })
   await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
@@ -44,5 +47,5 @@ export async function v5Connect (port: number, connect: Record<string, unknown>)
   const send = (p: Record<string, unknown>): void => { socket.write(mqttPacket.generate(p as unknown as Packet, { protocolVersion: 5 })) }
   send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 60, ...connect })
   const connack = await next('connack')
-  return { send, next, closed, socket, connack }
+  return { received, send, next, closed, socket, connack, destroy: () => { socket.destroy() } }
 }
