@@ -202,6 +202,14 @@ class RefusedMessages {
 
   /** Whether the message was refused for the session; if so and `sendNow`, its send is expected. */
   delivering (packet: RoutedPacket, clientId: string, sendNow: boolean): boolean {
+    // Nothing refused of late (the usual case): no key built per delivery.
+    if (this.marks.size === 0 && this.older.size === 0) return false
+    if (Date.now() - this.rotated > 2 * MARK_TTL_MS) {
+      // Both generations are past their time: forget them.
+      this.marks = new Map()
+      this.older = new Map()
+      return false
+    }
     const key = routingKey(packet)
     if (key === null) return false
     if (this.marks.get(key)?.has(clientId) !== true && this.older.get(key)?.has(clientId) !== true) return false
