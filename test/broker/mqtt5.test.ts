@@ -16,6 +16,7 @@ import type { MqttClient } from 'mqtt'
 import mqttPacket, { type Packet } from 'mqtt-packet'
 import { ChatClient } from '../helpers/chat-client.js'
 import { connect, nextMessage, startNode, type TestNode, tempDir } from '../helpers/test-node.js'
+import { v5Connect, type V5Conn } from '../helpers/v5-raw.js'
 
 const dir = tempDir('warbler-mqtt5-')
 const cert = path.join(dir, 'cert.pem')
@@ -61,38 +62,11 @@ async function grant (c: MqttClient, filter: string): Promise<number> {
   }
 }
 
-/** An MQTT 5 connection speaking packets made by hand (mqtt.js checks topic aliases against the CONNACK itself). */
-interface V5Raw { send: (p: Record<string, unknown>) => void, next: (cmd: string) => Promise<Packet>, closed: Promise<void> }
-
-async function v5Raw (t: T, port: number, clientId: string, user: string, properties?: Record<string, unknown>): Promise<V5Raw & { connack: Packet }> {
-  const socket = net.connect({ port, host: '127.0.0.1' })
-  await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
-  socket.on('error', () => {})
-  t.after(() => { socket.destroy() })
-  const received: Packet[] = []
-  const waiters = new Set<() => void>()
-  const parser = mqttPacket.parser({ protocolVersion: 5 })
-  parser.on('packet', (p: Packet) => { received.push(p); for (const w of [...waiters]) w() })
-  parser.on('error', () => {})
-  socket.on('data', (d: Buffer) => { parser.parse(d) })
-  let isClosed = false
-  const closed = new Promise<void>((resolve) => socket.once('close', () => { isClosed = true; for (const w of [...waiters]) w(); resolve() }))
-  const next = (cmd: string): Promise<Packet> => new Promise((resolve, reject) => {
-    const check = (): boolean => {
-      const i = received.findIndex((p) => p.cmd === cmd)
-      if (i >= 0) { resolve(received.splice(i, 1)[0] as Packet); return true }
-      if (isClosed) { reject(new Error(`connection closed before a ${cmd}`)); return true }
-      return false
-    }
-    if (check()) return
-    const timer = setTimeout(() => { waiters.delete(w); reject(new Error(`no ${cmd} within 5 s`)) }, 5000)
-    const w = (): void => { if (check()) { clearTimeout(timer); waiters.delete(w) } }
-    waiters.add(w)
-  })
-  const send = (p: Record<string, unknown>): void => { socket.write(mqttPacket.generate(p as unknown as Packet, { protocolVersion: 5 })) }
-  send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, clientId, keepalive: 60, username: user, password: Buffer.from(pw(user)), ...(properties !== undefined ? { properties } : {}) })
-  const connack = await next('connack')
-  return { send, next, closed, connack }
+/** An MQTT 5 connection speaking packets made by hand (mqtt.js checks topic aliases against the CONNACK itself), logged in as `user`. */
+async function v5Raw (t: T, port: number, clientId: string, user: string, properties?: Record<string, unknown>): Promise<V5Conn> {
+  const c = await v5Connect(port, { clientId, username: user, password: Buffer.from(pw(user)), ...(properties !== undefined ? { properties } : {}) })
+  t.after(() => { c.destroy() })
+  return c
 }
 
 describe('MQTT 5 on every listener', { timeout: 60_000 }, () => {
