@@ -13,11 +13,10 @@
  * (foreign key, ON DELETE CASCADE). A refresh token is never an MQTT
  * password: the authenticator knows only passwords, JWTs and device tokens.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Database } from '../../shared/sqlite.js'
 import type { Logger } from '../../shared/log.js'
 import { migrateSchema, tableNames, type Migration } from '../../shared/migrations.js'
-import { hashSecret } from './identity-store.js'
+import { mintRefreshToken, newFamily, readRefreshToken, REFRESH_TTL_MS } from './refresh-token-format.js'
 
 const SESSION_MIGRATIONS: readonly Migration[] = [{
   version: 1,
@@ -39,11 +38,6 @@ CREATE INDEX IF NOT EXISTS refresh_tokens_expires ON refresh_tokens(expires_at);
 
 /** Why a refresh token was refused, as the `login failed` line says it. */
 export type RefreshFailure = 'bad refresh token' | 'refresh token reused' | 'expired refresh token'
-
-const SHAPE = /^wbr\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/
-
-/** How long a refresh token lasts unused: a browser idle for longer logs in again. */
-const REFRESH_TTL_MS = 30 * 86400_000
 
 /** What the web logins need of a refresh token store: this one (SQLite) or the shared one (shared-refresh-tokens.ts, Redis). */
 export type RefreshStore = Pick<RefreshTokens, 'issue' | 'rotate' | 'revoke' | 'revokeUser'>
@@ -68,26 +62,24 @@ export class RefreshTokens {
   }
 
   /** A new token for `user`: a new family at login, the same family when rotating. */
-  async issue (user: string, family = randomBytes(8).toString('hex')): Promise<Issued> {
+  async issue (user: string, family = newFamily()): Promise<Issued> {
     const now = Date.now()
     // Rows past their end serve nothing (a reuse of one is refused as expired anyway).
     await this.db.run('DELETE FROM refresh_tokens WHERE expires_at < ?', [now - this.ttlMs])
-    const id = randomBytes(8).toString('hex')
-    const secret = randomBytes(32).toString('base64url')
+    const { id, token, secretHash } = mintRefreshToken()
     const expiresAt = now + this.ttlMs
     await this.db.run('INSERT INTO refresh_tokens(id, user, family, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
-      [id, user, family, hashSecret(secret), now, expiresAt])
-    return { token: `wbr.${id}.${secret}`, expiresAt, family }
+      [id, user, family, secretHash, now, expiresAt])
+    return { token, expiresAt, family }
   }
 
   /** The row of a token whose secret matches, or null. */
   private async find (token: string): Promise<(Row & { id: string }) | null> {
-    const m = SHAPE.exec(token)
-    if (m === null) return null
-    const id = m[1] as string
-    const row = await this.db.get<Row>('SELECT user, family, secret_hash, expires_at, used_at, revoked_at FROM refresh_tokens WHERE id = ?', [id])
-    if (row === undefined || !timingSafeEqual(hashSecret(m[2] as string), row.secret_hash)) return null
-    return { ...row, id }
+    const t = readRefreshToken(token)
+    if (t === null) return null
+    const row = await this.db.get<Row>('SELECT user, family, secret_hash, expires_at, used_at, revoked_at FROM refresh_tokens WHERE id = ?', [t.id])
+    if (row === undefined || !t.matches(row.secret_hash)) return null
+    return { ...row, id: t.id }
   }
 
   /** Use `token` once: its user and a new token of its family, or why not. */

@@ -17,40 +17,35 @@
  * as soon as the node has the new password, and so does disabling or
  * removing the user.
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto'
 import type { Redis } from 'ioredis'
-import { hashSecret } from './identity-store.js'
+import { mintRefreshToken, newFamily, readRefreshToken, REFRESH_TTL_MS } from './refresh-token-format.js'
 import type { Issued, RefreshFailure } from './refresh-tokens.js'
 
 const PREFIX = 'warbler:session:'
-const SHAPE = /^wbr\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/
-const REFRESH_TTL_MS = 30 * 86400_000
 
 export class SharedRefreshTokens {
   /** `password(user)`: the fingerprint of the user's password now; undefined when the user is gone or disabled. */
   constructor (private readonly redis: Redis, private readonly password: (user: string) => string | undefined, private readonly ttlMs = REFRESH_TTL_MS) {}
 
-  async issue (user: string, family = randomBytes(8).toString('hex'), pwv = this.password(user) ?? ''): Promise<Issued> {
-    const id = randomBytes(8).toString('hex')
-    const secret = randomBytes(32).toString('base64url')
+  async issue (user: string, family = newFamily(), pwv = this.password(user) ?? ''): Promise<Issued> {
+    const { id, token, secretHash } = mintRefreshToken()
     const expiresAt = Date.now() + this.ttlMs
     await this.redis.multi()
-      .hset(`${PREFIX}rt:${id}`, { user, family, pwv, hash: hashSecret(secret).toString('hex'), exp: String(expiresAt) })
+      .hset(`${PREFIX}rt:${id}`, { user, family, pwv, hash: secretHash.toString('hex'), exp: String(expiresAt) })
       .pexpire(`${PREFIX}rt:${id}`, this.ttlMs)
       .sadd(`${PREFIX}user:${user}`, family)
       .pexpire(`${PREFIX}user:${user}`, this.ttlMs)
       .exec()
-    return { token: `wbr.${id}.${secret}`, expiresAt, family }
+    return { token, expiresAt, family }
   }
 
   private async find (token: string): Promise<{ id: string, user: string, family: string, pwv: string, exp: number } | null> {
-    const m = SHAPE.exec(token)
-    if (m === null) return null
-    const id = m[1] as string
-    const row = await this.redis.hgetall(`${PREFIX}rt:${id}`)
+    const t = readRefreshToken(token)
+    if (t === null) return null
+    const row = await this.redis.hgetall(`${PREFIX}rt:${t.id}`)
     if (row.hash === undefined || row.user === undefined || row.family === undefined) return null
-    if (!timingSafeEqual(hashSecret(m[2] as string), Buffer.from(row.hash, 'hex'))) return null
-    return { id, user: row.user, family: row.family, pwv: row.pwv ?? '', exp: Number(row.exp) }
+    if (!t.matches(Buffer.from(row.hash, 'hex'))) return null
+    return { id: t.id, user: row.user, family: row.family, pwv: row.pwv ?? '', exp: Number(row.exp) }
   }
 
   async rotate (token: string): Promise<{ user: string, next: Issued } | { failed: RefreshFailure }> {
