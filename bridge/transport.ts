@@ -40,8 +40,11 @@ interface RoutedPacket { topic: string, payload: Buffer | string, properties?: P
  * broker shares it, every frame goes to both of a user's or device's topics.
  * `shared` is asked at each lookup: a broker of another node can join later,
  * and a lone worker with Redis should not pay for topics nobody reads.
+ * `othersRead`: the subscriptions of the other workers of this node, as they
+ * told this one (broker/sibling-readers.ts); `shared()` is false only while
+ * all of them did.
  */
-export function embeddedTransport (broker: Aedes, shared: () => boolean): Transport {
+export function embeddedTransport (broker: Aedes, shared: () => boolean, othersRead: (topic: string) => boolean = () => false): Transport {
   const publish = (topic: string, payload: Buffer, qos: 0 | 1, props?: PublishProperties): Promise<void> => new Promise<void>((resolve) => {
     const packet = { cmd: 'publish' as const, topic, payload, qos, retain: false, dup: false }
     // Only when there are some: a packet without properties stays as small as before on the bus.
@@ -54,7 +57,7 @@ export function embeddedTransport (broker: Aedes, shared: () => boolean): Transp
   const matcher = inside.mq._matcher
   // mqemitter's subscription table; if a version of it ever hides it, publish to both topics.
   if (typeof matcher?.match !== 'function') return { publish }
-  const live = (topic: string): boolean => (matcher.match as (topic: string) => unknown[])(topic).length > 0
+  const live = (topic: string): boolean => (matcher.match as (topic: string) => unknown[])(topic).length > 0 || othersRead(topic)
   // Shared: `any` true puts a user's frames on both topics; `live` false for both of a device's topics does the same.
   const audience: Audience = {
     live: (topic) => !shared() && live(topic),

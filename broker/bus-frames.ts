@@ -12,11 +12,18 @@
  * `extras` is JSON of every other field a packet carries (MQTT 5 properties,
  * clientId, messageExpiry, a command other than publish...), rare enough that
  * its cost does not matter; Buffers in it come back as Buffers.
+ *
+ * A control frame (flags bit 7; sibling-readers.ts) carries JSON between the
+ * workers themselves rather than a publish: u32 length | u8 0x80 | JSON. It
+ * travels on the same sockets as the publishes, so it keeps its place among
+ * them (a subscription's news reaches the message service's worker before
+ * anything that worker could route after the subscriber's SUBACK).
  */
 
 export type BusPacket = Record<string, unknown> & { topic: string }
 
 const HEADER = 4 + 1 + 2 + 2 + 8 + 4
+const CONTROL = 0x80
 const KNOWN = new Set(['cmd', 'topic', 'payload', 'qos', 'retain', 'dup', 'brokerId', 'brokerCounter'])
 
 function extrasOf (packet: BusPacket): string {
@@ -54,6 +61,17 @@ export function encodeFrame (packet: BusPacket): Buffer {
   if (brokerId !== null) at += buf.write(brokerId, at)
   if (extraBytes > 0) at += buf.write(extras, at)
   buf.set(body, at)
+  return buf
+}
+
+/** The frame of one control message (a JSON object), its length prefix included. */
+export function encodeControl (message: object): Buffer {
+  const json = JSON.stringify(message)
+  const bytes = Buffer.byteLength(json)
+  const buf = Buffer.allocUnsafe(5 + bytes)
+  buf.writeUInt32BE(1 + bytes, 0)
+  buf[4] = CONTROL
+  buf.write(json, 5)
   return buf
 }
 
@@ -103,15 +121,24 @@ export class FrameReader {
 
   constructor (private readonly maxFrame: number) {}
 
-  /** Every whole packet in what came so far; throws BadFrameError. */
-  push (chunk: Buffer, onPacket: (packet: BusPacket) => void): void {
+  /** Every whole packet (and control message) in what came so far; throws BadFrameError. */
+  push (chunk: Buffer, onPacket: (packet: BusPacket) => void, onControl: (message: Record<string, unknown>) => void = () => {}): void {
     const buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk])
     this.pending = null
     let at = 0
     while (buf.length - at >= 4) {
       const len = buf.readUInt32BE(at)
-      if (len > this.maxFrame || len < HEADER - 4) throw new BadFrameError(`a local bus frame of ${len} bytes (at most ${this.maxFrame})`)
+      if (len > this.maxFrame || len < 1) throw new BadFrameError(`a local bus frame of ${len} bytes (at most ${this.maxFrame})`)
       if (buf.length - at - 4 < len) break
+      if (buf[at + 4] === CONTROL) {
+        let message: unknown
+        try { message = JSON.parse(buf.toString('utf8', at + 5, at + 4 + len)) } catch { message = null }
+        if (message === null || typeof message !== 'object' || Array.isArray(message)) throw new BadFrameError('a local bus control frame that is not a JSON object')
+        at += 4 + len
+        onControl(message as Record<string, unknown>)
+        continue
+      }
+      if (len < HEADER - 4) throw new BadFrameError(`a local bus frame of ${len} bytes is shorter than its header`)
       let packet: BusPacket
       try {
         packet = decodeFrame(buf.subarray(at + 4, at + 4 + len))

@@ -21,12 +21,15 @@
  *   path); copies to it meanwhile are dropped, counted and logged once per
  *   outage. A worker that (re)starts connects to each sibling, and a sibling
  *   that sees it connect connects back at once.
+ * - Control frames (bus-frames.ts) carry what the workers tell each other
+ *   (sibling-readers.ts), on the same sockets as the publishes and in order
+ *   with them; `events` hears of them and of each sibling's connections.
  */
 import { unlinkSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import type { Logger } from '../shared/log.js'
-import { type BusPacket, encodeFrame, FrameReader } from './bus-frames.js'
+import { type BusPacket, encodeControl, encodeFrame, FrameReader } from './bus-frames.js'
 
 /** Bytes waiting for one sibling (batch and socket buffer) before publishers wait. */
 const QUEUE_BYTES = 1024 * 1024
@@ -50,6 +53,21 @@ export interface LocalBusOptions {
   /** Largest frame sent or accepted, in bytes. */
   maxFrame: number
   log: Logger
+  events?: BusEvents
+}
+
+/** What the bus tells its owner about the siblings besides their publishes. */
+interface BusEvents {
+  /** A control message from a sibling. */
+  control: (from: number, message: Record<string, unknown>) => void
+  /** This worker's connection to a sibling is up: what it sends now reaches it. */
+  up: (index: number) => void
+  /** This worker's connection to a sibling is lost (the sibling died or restarts). */
+  down: (index: number) => void
+  /** A sibling connected to this worker (it started, or reconnected). */
+  joined: (index: number) => void
+  /** A sibling's connection to this worker closed: what it told this worker before is stale. */
+  left: (index: number) => void
 }
 
 export interface PathCounts { sent: number, received: number, dropped: number }
@@ -81,6 +99,8 @@ export class LocalBus {
   readonly counts: PathCounts = { sent: 0, received: 0, dropped: 0 }
   private readonly siblings: Sibling[] = []
   private readonly inbound = new Set<net.Socket>()
+  /** Each sibling's latest connection to this worker: an older one closing late says nothing. */
+  private readonly latestInbound = new Map<number, net.Socket>()
   private closed = false
   private readonly server: net.Server
 
@@ -107,10 +127,11 @@ export class LocalBus {
   }
 
   /**
-   * Send one packet to every sibling. `cb` runs once each sibling took it
-   * (at once, unless one of them has more than QUEUE_BYTES waiting).
+   * Send one packet to every sibling (those `to` accepts, when given). `cb`
+   * runs once each sibling took it (at once, unless one of them has more
+   * than QUEUE_BYTES waiting).
    */
-  send (packet: BusPacket, cb: () => void): void {
+  send (packet: BusPacket, cb: () => void, to?: (index: number) => boolean): void {
     if (this.closed || this.siblings.length === 0) { cb(); return }
     const frame = encodeFrame(packet)
     if (frame.length - 4 > this.opts.maxFrame) {
@@ -122,21 +143,37 @@ export class LocalBus {
     let waits = 1
     const step = (): void => { if (--waits === 0) cb() }
     for (const s of this.siblings) {
+      if (to !== undefined && !to(s.index)) continue
       const socket = s.socket
       if (socket === null || s.stalled) { this.drop(s); continue }
-      s.batch.push(frame)
-      s.batchBytes += frame.length
+      this.queue(s, frame)
       this.counts.sent++
-      if (!s.scheduled) {
-        s.scheduled = true
-        setImmediate(() => { this.flush(s) })
-      }
       if (s.batchBytes + socket.writableLength > QUEUE_BYTES) {
         waits++
         this.hold(s, step)
       }
     }
     step()
+  }
+
+  /**
+   * A control message to one sibling, after what was sent to it before;
+   * false (not sent) while this worker has no connection to it.
+   */
+  sendControl (to: number, message: object): boolean {
+    const s = this.siblings.find((x) => x.index === to)
+    if (this.closed || s?.socket == null) return false
+    this.queue(s, encodeControl(message))
+    return true
+  }
+
+  private queue (s: Sibling, frame: Buffer): void {
+    s.batch.push(frame)
+    s.batchBytes += frame.length
+    if (!s.scheduled) {
+      s.scheduled = true
+      setImmediate(() => { this.flush(s) })
+    }
   }
 
   /** Stop listening, drop the connections and remove this worker's socket file. */
@@ -213,6 +250,7 @@ export class LocalBus {
         s.known = true
         s.down = false
         s.stalled = false
+        this.opts.events?.up(s.index)
         resolve()
       })
       socket.on('drain', () => {
@@ -227,6 +265,7 @@ export class LocalBus {
         if (s.socket === socket) {
           s.socket = null
           this.release(s)
+          if (!this.closed) this.opts.events?.down(s.index)
           if (s.known && !s.down) {
             s.down = true
             s.droppedSinceDown = 0
@@ -259,6 +298,7 @@ export class LocalBus {
       inflight++
       this.deliver(packet, done)
     }
+    const onControl = (message: Record<string, unknown>): void => { if (from !== null) this.opts.events?.control(from, message) }
     socket.on('data', (chunk: Buffer) => {
       let data = chunk
       if (from === null) {
@@ -268,9 +308,10 @@ export class LocalBus {
         data = data.subarray(2)
         const s = this.siblings.find((x) => x.index === from)
         if (s !== undefined && s.socket === null) void this.connect(s)
+        if (s !== undefined) { this.latestInbound.set(from, socket); this.opts.events?.joined(from) }
       }
       try {
-        reader.push(data, onPacket)
+        reader.push(data, onPacket, onControl)
       } catch (err) {
         this.opts.log.error('a worker sent a broken stream on the local bus; its connection is closed', { from, error: (err as Error).message })
         socket.destroy()
@@ -279,6 +320,11 @@ export class LocalBus {
       if (!paused && inflight > INFLIGHT_HIGH) { paused = true; socket.pause() }
     })
     socket.on('error', () => { /* 'close' follows */ })
-    socket.once('close', () => { this.inbound.delete(socket) })
+    socket.once('close', () => {
+      this.inbound.delete(socket)
+      if (from === null || this.latestInbound.get(from) !== socket) return
+      this.latestInbound.delete(from)
+      if (!this.closed) this.opts.events?.left(from)
+    })
   }
 }

@@ -142,6 +142,33 @@ export function registerRoutingMetrics (registry: client.Registry, paths: Routin
   }
 }
 
+/**
+ * What the workers of one node know of each other's readers of the message
+ * service's topics (sibling-readers.ts): deliveries that came on the local
+ * bus for a topic no client here reads (0 once every worker told the
+ * service's worker what its clients read), and SUBACKs sent without that
+ * worker's confirmation.
+ */
+export function registerInterestMetrics (registry: client.Registry, interest: () => { unread: number, timeouts: number }): void {
+  const figures = [
+    ['unread', 'warbler_routing_unread_deliveries_total', 'Message service deliveries that came on the local bus for a topic no client of this worker reads.'],
+    ['timeouts', 'warbler_routing_subscribe_unconfirmed_total', 'SUBACKs sent before the message service\'s worker confirmed it knew of the subscription (it did not answer in time).']
+  ] as const
+  for (const [key, name, help] of figures) {
+    let reported = 0
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect () {
+        const now = interest()[key]
+        this.inc(Math.max(0, now - reported))
+        reported = now
+      }
+    })
+  }
+}
+
 /** The same figures for $SYS, as `routing/{path}/{sent|received|dropped}`. */
 export function routingSys (now: ReturnType<RoutingPaths>): Record<string, number> {
   const out: Record<string, number> = {}

@@ -31,6 +31,8 @@
  * a publish goes to every sibling worker there, and to Redis only when a
  * broker of another node is on the routing. Redis copies carry the node's id
  * too, so a worker skips those of its own node (its siblings' came on the bus).
+ * The message service's deliveries go on the bus only to the workers whose
+ * clients read them (sibling-readers.ts), once each sibling's set is known.
  *
  * Redis pub/sub keeps nothing: a message published while another broker's
  * subscribing connection is down does not reach that broker's clients live;
@@ -49,6 +51,7 @@ import mqemitter from 'mqemitter'
 import MQEmitterRedis from 'mqemitter-redis'
 import type { Logger } from '../shared/log.js'
 import { LocalBus, type PathCounts } from './local-bus.js'
+import { isDeliveryTopic, SiblingReaders } from './sibling-readers.js'
 import { redactRedisUrl, RedisUnavailableError } from './persistence.js'
 
 const MQ_QUIT_TIMEOUT_MS = 2000
@@ -103,6 +106,16 @@ export interface SharedRouting {
   readonly dropped: () => number
   /** Other brokers seen on the routing now. */
   readonly peers: () => number
+  /** Brokers of other nodes seen on the routing now (every other broker, without a local bus). */
+  readonly elsewhere: () => number
+  /** What the siblings' clients read of the message service's topics (with a local bus), else null. */
+  readonly readers: Pick<SiblingReaders, 'complete' | 'reads'> | null
+  /**
+   * The message service's deliveries that came on the local bus for a topic
+   * no client of this worker reads, and SUBACKs sent without the service
+   * worker's confirmation (sibling-readers.ts).
+   */
+  readonly interest: () => { unread: number, timeouts: number }
   /** Whether both routing connections (publish, subscribe) are ready now. */
   readonly connected: () => boolean
   /** Copies sent, received and dropped on each path since start (`local`: the local bus, with --workers N > 1). */
@@ -116,6 +129,8 @@ export interface BusSettings {
   count: number
   node: string
   maxFrame: number
+  /** Whether this worker runs the message service (it learns what the siblings' clients read). */
+  serve: boolean
 }
 
 function connection (url: string, role: string, log: Logger): Redis {
@@ -197,9 +212,20 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
   const redisCounts: PathCounts = { sent: 0, received: 0, dropped: 0 }
   // What siblings send on the local bus is delivered here as a Redis copy was.
   let bus: LocalBus | null = null
+  let readers: SiblingReaders | null = null
+  let unread = 0
+  const matcher = (local as unknown as { _matcher?: { match?: (topic: string) => unknown[] } })._matcher
+  /** Whether a client of this broker reads a topic (true when mqemitter hides its table). */
+  const readHere = (topic: string): boolean => typeof matcher?.match !== 'function' || matcher.match(topic).length > 0
   if (opts.bus !== undefined && opts.bus.count > 1) {
     try {
-      bus = await LocalBus.start({ ...opts.bus, log }, (packet, done) => { local.emit(packet, done) })
+      const r = readers = new SiblingReaders({ index: opts.bus.index, count: opts.bus.count, serve: opts.bus.serve, log })
+      bus = await LocalBus.start({ ...opts.bus, log, events: r.events }, (packet, done) => {
+        if (isDeliveryTopic(packet.topic) && !readHere(packet.topic)) unread++
+        local.emit(packet, done)
+      })
+      const b = bus
+      r.attach((to, message) => b.sendControl(to, message))
     } catch (err) {
       subConn.disconnect()
       pubConn.disconnect()
@@ -277,7 +303,8 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
       let byTopic = wrappers.get(fn)
       if (byTopic === undefined) wrappers.set(fn, byTopic = new Map<string, Handler[]>())
       byTopic.set(topic, [...(byTopic.get(topic) ?? []), wrapped])
-      remote.on(topic, wrapped, bounded(cb))
+      // The SUBACK waits for Redis and for the message service's worker to know of the subscription.
+      remote.on(topic, wrapped, bounded(readers === null ? cb : readers.subscribed(topic, cb)))
     },
     removeListener (topic, fn, cb) {
       local.removeListener(topic, fn)
@@ -285,6 +312,7 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
       const wrapped = list?.pop()
       if (list?.length === 0) wrappers.get(fn)?.delete(topic)
       if (wrapped === undefined) { if (cb !== undefined) setImmediate(cb); return }
+      readers?.unsubscribed(topic)
       // Once closed, only the local table: a command on a dropped connection may never call back.
       if (closed) {
         remote._removeListener(topic, wrapped)
@@ -303,7 +331,9 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
         if (err !== undefined) error ??= err
         if (--waits === 0) cb?.(error)
       }
-      if (toBus) (bus as LocalBus).send(packet, () => { step() })
+      // The service's deliveries only to the siblings that read them (all while a sibling's set is unknown).
+      const only = readers !== null && opts.bus?.serve === true && isDeliveryTopic(packet.topic) ? readers : null
+      if (toBus) (bus as LocalBus).send(packet, () => { step() }, only === null ? undefined : (i) => only.wants(i, packet.topic))
       local.emit(packet, step)
       if (copy === null) return
       if (stalled && pending > 0) { dropped++; step(); return }
@@ -363,6 +393,9 @@ export async function createSharedRouting (url: string, opts: { concurrency: num
     instance,
     dropped: () => dropped,
     peers: () => peers.size,
+    elsewhere: () => elsewhere.size,
+    readers,
+    interest: () => ({ unread, timeouts: readers?.counts.timeouts ?? 0 }),
     connected: () => subConn.status === 'ready' && pubConn.status === 'ready',
     paths: () => ({ local: bus === null ? null : { ...bus.counts }, redis: { ...redisCounts, dropped } })
   }

@@ -38,6 +38,8 @@ export interface EmbeddedDeps {
    * subscribes to what. A lone worker with Redis is shared but not crowded.
    */
   crowded: () => boolean
+  /** Whether a client of a sibling worker reads a topic (while not crowded, the siblings' sets are complete). */
+  othersRead?: (topic: string) => boolean
   /** The hooks' ingest setter (broker/hooks/publish.ts), through which sends reach the service. */
   setIngest: (fn: Ingest | null) => void
   /** Whether a user is the service account (its connections are not presence). */
@@ -50,7 +52,7 @@ export async function startEmbeddedService (d: EmbeddedDeps): Promise<EmbeddedSe
   const ownId = (b as unknown as { id: string }).id
   const running = await startService({
     settings: cfg,
-    transport: embeddedTransport(b, d.crowded),
+    transport: embeddedTransport(b, d.crowded, d.othersRead),
     log,
     // With Redis, clients of every broker (worker, node) count: follow
     // aedes' connect and disconnect notices, as `warbler bridge` does. This

@@ -27,7 +27,7 @@ import { classifyClientError, createHooks } from '../broker/hooks/create-hooks.j
 import { createAedesFixes } from '../broker/aedes-fixes.js'
 import { createPubackAfterPublish } from '../broker/puback-after-publish.js'
 import { createDeliveryFixes } from '../broker/delivery.js'
-import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
+import { type EmbeddedDeps, type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
 import { webAppRoutes } from './web-app.js'
 import { IdentityCache } from '../broker/identity/cache.js'
@@ -37,7 +37,7 @@ import { createListeners, closeServer, type Listener, listen, portOf } from '../
 import { HEARTBEAT_MS } from '../shared/heartbeat.js'
 import { createLogger, type Logger } from '../shared/log.js'
 import { logConnections, markClose, type RecentFailure } from '../broker/login-log.js'
-import { createMetrics, registerRoutingMetrics, routingSys } from '../broker/metrics.js'
+import { createMetrics, registerInterestMetrics, registerRoutingMetrics, routingSys } from '../broker/metrics.js'
 import { BUS_FRAME_HEADROOM, createSharedRouting, type SharedRouting } from '../broker/mq.js'
 import type { InboundQos2 } from '../broker/inbound-qos2.js'
 import { type BrokerPersistence, createPersistence } from '../broker/persistence.js'
@@ -163,7 +163,7 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
   const concurrency = Math.max(100, Math.min(cfg.maxInflight, 1000))
   let mq: SharedRouting | null = null
   // A frame carries one publish: the largest a client may send, with room for what the message service wraps around it.
-  const bus = opts.bus === undefined ? undefined : { ...opts.bus, index: opts.worker ?? 0, count: cfg.workers, maxFrame: cfg.maxPacket + BUS_FRAME_HEADROOM }
+  const bus = opts.bus === undefined ? undefined : { ...opts.bus, index: opts.worker ?? 0, count: cfg.workers, maxFrame: cfg.maxPacket + BUS_FRAME_HEADROOM, serve: cfg.bridge === 'embedded' }
   try {
     if (cfg.redis !== '') mq = await createSharedRouting(cfg.redis, { concurrency, log, ...(bus !== undefined ? { bus } : {}) })
     const b = await Aedes.createBroker({
@@ -193,6 +193,20 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
   } catch (err) {
     mq?.instance.close(() => {})
     throw err
+  }
+}
+
+/**
+ * What the embedded service can know of the other brokers' readers: other
+ * nodes' brokers cannot be seen from here; sibling workers can, once each
+ * told what its clients read (broker/sibling-readers.ts).
+ */
+function routingView (mq: SharedRouting | null, cfg: Config): Pick<EmbeddedDeps, 'shared' | 'crowded' | 'othersRead'> {
+  const readers = mq?.readers ?? null
+  return {
+    shared: mq !== null,
+    crowded: () => mq !== null && (mq.elsewhere() > 0 || (readers === null ? cfg.workers > 1 : !readers.complete())),
+    ...(readers !== null ? { othersRead: (topic: string) => readers.reads(topic) } : {})
   }
 }
 
@@ -284,6 +298,7 @@ function observe (cfg: Config, o: {
   const svc: MessageService | null = embedded?.service ?? null
   if (svc !== null) registerServiceMetrics(registry, svc)
   if (routing !== null) registerRoutingMetrics(registry, routing.paths)
+  if (routing?.readers != null) registerInterestMetrics(registry, routing.interest)
   const trust = { proxies: cfg.httpTrustedProxies, ...(o.forwardKey !== undefined ? { forwardKey: o.forwardKey } : {}) }
   const session = webSessionRoutes({ auth: o.auth, store: o.identity, refresh: o.logins.refresh, revocations: o.logins.revocations, address: (req) => clientAddress(req, trust) })
   const bearer = async (token: string): Promise<{ user: string, admin: boolean } | null> => await o.auth.bearer(token)
@@ -388,8 +403,7 @@ export async function startWarbler (cfg: Config, opts: StartOptions = {}): Promi
       cfg,
       broker: b,
       log,
-      shared: mq !== null,
-      crowded: () => mq !== null && (cfg.workers > 1 || mq.peers() > 0),
+      ...routingView(mq, cfg),
       setIngest: hooks.setIngest,
       isService: (user) => cache.users.get(user)?.service === true
     }).catch(failed)

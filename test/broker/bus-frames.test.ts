@@ -3,7 +3,7 @@
 // over the bound or that do not parse are refused before they are buffered.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { BadFrameError, type BusPacket, encodeFrame, FrameReader } from '../../broker/bus-frames.js'
+import { BadFrameError, type BusPacket, encodeControl, encodeFrame, FrameReader } from '../../broker/bus-frames.js'
 
 function readAll (bytes: Buffer, chunk: number, maxFrame = 1 << 20): BusPacket[] {
   const reader = new FrameReader(maxFrame)
@@ -32,4 +32,17 @@ test('a frame over the bound is refused from its length alone, and a frame whose
   const lying = encodeFrame({ cmd: 'publish', brokerId: 'b', brokerCounter: 1, topic: 'topic', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false })
   lying.writeUInt16BE(60_000, 5) // a topic longer than the frame
   assert.throws(() => new FrameReader(1 << 20).push(lying, () => {}), (err: Error) => err instanceof BadFrameError && /does not parse/.test(err.message))
+})
+
+test('control frames keep their place among the publishes, from any chunking; one that is not a JSON object is refused', () => {
+  const publish: BusPacket = { cmd: 'publish', brokerId: 'b', brokerCounter: 1, topic: 'wb/u/bob/feed', payload: Buffer.from('x'), qos: 1, retain: false, dup: false }
+  const bytes = Buffer.concat([encodeControl({ t: 'add', seq: 1, f: 'wb/u/bob/feed' }), encodeFrame(publish), encodeControl({ t: 'del', f: 'wb/u/bob/feed' })])
+  for (const chunk of [1, 5, bytes.length]) {
+    const reader = new FrameReader(1 << 20)
+    const seen: unknown[] = []
+    for (let at = 0; at < bytes.length; at += chunk) reader.push(bytes.subarray(at, at + chunk), (p) => seen.push(p), (m) => seen.push(m))
+    assert.deepEqual(seen, [{ t: 'add', seq: 1, f: 'wb/u/bob/feed' }, publish, { t: 'del', f: 'wb/u/bob/feed' }], `chunks of ${chunk} bytes`)
+  }
+  const bad = Buffer.concat([Buffer.from([0, 0, 0, 4, 0x80]), Buffer.from('[1]')])
+  assert.throws(() => new FrameReader(1 << 20).push(bad, () => {}, () => {}), (err: Error) => err instanceof BadFrameError && /not a JSON object/.test(err.message))
 })
