@@ -29,7 +29,7 @@ export interface Target {
 }
 
 /** How Warbler is started: its `--workers` (0: one process) and whether a redis-server comes with it. */
-export interface Shape { workers: number, redis: boolean, cpuProfDir?: string }
+export interface Shape { workers: number, redis: boolean, cpuProfDir?: string, serviceProcess?: 'on' | 'off' }
 
 export const PASSWORD = 'bench-password-1'
 
@@ -74,7 +74,7 @@ export async function startTarget (name: TargetName, dir: string, o: BenchOption
   try {
     const prof = shape.cpuProfDir ?? o.cpuProf
     const nodeArgs = [...(gc ? GC_NODE_ARGS : []), ...(prof !== null ? ['--cpu-prof', '--cpu-prof-dir', prof] : [])]
-    const w = await spawnWarbler({ dataDir: dir, bridge: o.bridge, workers: shape.workers > 0 ? shape.workers : undefined, redis: redis?.url, readyTimeoutMs: 60_000, nodeArgs, ...(gc ? { ipc: true } : {}) })
+    const w = await spawnWarbler({ dataDir: dir, bridge: o.bridge, workers: shape.workers > 0 ? shape.workers : undefined, redis: redis?.url, readyTimeoutMs: 60_000, nodeArgs, ...(gc ? { ipc: true } : {}), ...(shape.serviceProcess !== undefined ? { extra: ['--service-process', shape.serviceProcess] } : {}) })
     let tree = processTree(w.pid)
     let treeAt = Date.now()
     return {

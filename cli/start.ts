@@ -105,9 +105,10 @@ export async function runStart (argv: string[]): Promise<number> {
     } else {
       log.warn('development mode: anonymous clients are allowed and non-chat topics are open to all')
     }
-    stage = cfg.workers > 1 ? `starting ${cfg.workers} workers` : (cfg.redis !== '' ? 'starting the broker (connecting to Redis)' : 'starting the broker')
+    const cluster = cfg.workers > 1 || cfg.serviceProcess === 'on'
+    stage = cluster ? `starting ${cfg.workers} workers${cfg.serviceProcess === 'on' ? ' and the message service\'s process' : ''}` : (cfg.redis !== '' ? 'starting the broker (connecting to Redis)' : 'starting the broker')
     // More than one worker: a cluster (server/cluster.ts); the primary runs no broker itself.
-    return cfg.workers > 1 ? await startCluster(cfg, log) : await startWarbler(cfg, { log })
+    return cluster ? await startCluster(cfg, log) : await startWarbler(cfg, { log })
   })()
   // A start abandoned (timeout, signal) may still fail later: that is no longer news.
   starting.catch(() => {})
@@ -137,7 +138,7 @@ export async function runStart (argv: string[]): Promise<number> {
   }
   const node = outcome
   process.stdout.write(`warbler ready ${JSON.stringify(node.ports)}\n`)
-  log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '', bridge: cfg.bridge, workers: cfg.workers })
+  log.info('started', { ports: node.ports, dataDir: cfg.dataDir, dev: cfg.dev, redis: cfg.redis !== '', bridge: cfg.bridge, workers: cfg.workers, serviceProcess: cfg.serviceProcess })
   await woken
   await node.close().catch((err: unknown) => { log.error('error while stopping', { error: String(err) }) })
   log.info('stopped')

@@ -6,7 +6,9 @@
  *   asks each worker for its metrics over the IPC channel);
  * - the message service only in worker 0 (`bridge: off` elsewhere); worker 0
  *   serves the service's admin API on a private loopback port that the
- *   primary forwards to.
+ *   primary forwards to;
+ * - with `serviceProcess: on`, worker 0 listens on no client port (the
+ *   service's own process, reached on the local bus).
  * It never writes to stdout (the primary prints the ready line); logs carry
  * `worker: N`. It stops gracefully on the primary's stop message, or on
  * SIGTERM/SIGINT (the primary then restarts it unless the node is
@@ -17,7 +19,7 @@ import { rmSync } from 'node:fs'
 import type http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Config } from '../shared/config.js'
-import { BUS_ENV, CONFIG_ENV, FORWARD_ENV, type FromWorker, type ToWorker, WORKER_ENV } from './cluster.js'
+import { BUS_ENV, CONFIG_ENV, FORWARD_ENV, type FromWorker, SERVICE_ENV, type ToWorker, WORKER_ENV } from './cluster.js'
 import type { RecentFailure } from '../broker/login-log.js'
 import { createHttpServer } from './ops-http.js'
 import { createLogger, type Level, type Logger } from '../shared/log.js'
@@ -37,7 +39,9 @@ async function main (): Promise<void> {
   const index = Number(process.env[WORKER_ENV])
   const base = JSON.parse(process.env[CONFIG_ENV] ?? '{}') as Config
   const log = withWorker(createLogger(base.logLevel as Level), index)
-  const cfg: Config = Object.freeze({ ...base, httpPort: -1, bridge: index === 0 ? base.bridge : 'off' })
+  // The message service's own process (serviceProcess on) listens on no client port: it is reached on the local bus only.
+  const service = process.env[SERVICE_ENV] === '1'
+  const cfg: Config = Object.freeze({ ...base, httpPort: -1, bridge: index === 0 ? base.bridge : 'off', ...(service ? { mqttPort: -1, wsPort: -1, mqttsPort: -1, wssPort: -1 } : {}) })
 
   let node: Warbler | null = null
   let admin: http.Server | null = null
@@ -72,7 +76,7 @@ async function main (): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'))
 
   try {
-    const bus = JSON.parse(process.env[BUS_ENV] ?? 'null') as { dir: string, node: string } | null
+    const bus = JSON.parse(process.env[BUS_ENV] ?? 'null') as { dir: string, node: string, count: number } | null
     // A primary killed outright cannot remove the bus' directory; its workers exit with it (the IPC channel gone) and do.
     process.on('exit', () => {
       if (bus !== null && !process.connected) try { rmSync(bus.dir, { recursive: true, force: true }) } catch { /* a sibling removed it */ }

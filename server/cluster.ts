@@ -15,8 +15,10 @@
  *   its session over from the first.
  * - The message service (one authority for seq and storage) runs in worker 0
  *   only, when `bridge` is `embedded`; it gets every worker's
- *   `wb/u/+/out/+` publishes through Redis. The other workers run with
- *   `--bridge off`.
+ *   `wb/u/+/out/+` publishes on the local bus. The other workers run with
+ *   `--bridge off`. With `serviceProcess: on`, worker 0 is the service's
+ *   own process: it joins the bus but listens on no client port, and the
+ *   connections go to workers 1..N.
  * - The primary serves the HTTP port itself: /healthz, /readyz (200 while at
  *   least one worker is listening and the node is not stopping), /metrics
  *   (the workers' registries, collected over the cluster IPC channel and
@@ -67,6 +69,8 @@ export const WORKER_ENV = 'WARBLER_CLUSTER_WORKER'
 export const CONFIG_ENV = 'WARBLER_CLUSTER_CONFIG'
 /** Environment of a forked worker: the node's local bus, as JSON `{ dir, node }`. */
 export const BUS_ENV = 'WARBLER_CLUSTER_BUS'
+/** Environment of a forked worker: set (to 1) for the message service's own process, which takes no connections. */
+export const SERVICE_ENV = 'WARBLER_CLUSTER_SERVICE'
 /** Environment of a forked worker: the key with which the primary names a forwarded request's client (broker/http-address.ts). */
 export const FORWARD_ENV = 'WARBLER_CLUSTER_FORWARD_KEY'
 
@@ -90,6 +94,8 @@ interface Slot {
   failures: number
   restart: NodeJS.Timeout | null
   admin: number | null
+  /** The message service's own process (serviceProcess on): no client ports. */
+  service: boolean
 }
 
 export interface ClusterNode {
@@ -110,8 +116,8 @@ interface Primary {
   readonly cfg: Config
   readonly log: Logger
   readonly slots: Slot[]
-  /** The local bus' socket directory and the node's id, for every worker. */
-  readonly bus: { dir: string, node: string }
+  /** The local bus' socket directory, the node's id and how many processes join it, for every worker. */
+  readonly bus: { dir: string, node: string, count: number }
   /** Scrapes waiting for a worker's metrics, by request id. */
   readonly pending: Map<number, (data: MetricJson[]) => void>
   /** Requests waiting for a worker's refused logins, by request id. */
@@ -129,7 +135,7 @@ interface Primary {
 /** Fork the worker of a slot, and restart it with backoff when it dies (after the first start). */
 function fork (p: Primary, slot: Slot): void {
   const { cfg, log, slots } = p
-  const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg), [BUS_ENV]: JSON.stringify(p.bus), [FORWARD_ENV]: p.forwardKey })
+  const w = cluster.fork({ [WORKER_ENV]: String(slot.index), [CONFIG_ENV]: JSON.stringify(cfg), [BUS_ENV]: JSON.stringify(p.bus), [FORWARD_ENV]: p.forwardKey, ...(slot.service ? { [SERVICE_ENV]: '1' } : {}) })
   slot.worker = w
   slot.ready = false
   slot.admin = null
@@ -139,8 +145,11 @@ function fork (p: Primary, slot: Slot): void {
     if (m.t === 'ready') {
       slot.ready = true
       slot.admin = m.admin
-      if (p.ports === null) p.ports = m.ports
-      else if (JSON.stringify(p.ports) !== JSON.stringify(m.ports)) log.warn('worker listens on other ports than the first', { worker: slot.index, ports: m.ports, first: p.ports })
+      // The service's own process listens on no client port.
+      if (!slot.service) {
+        if (p.ports === null) p.ports = m.ports
+        else if (JSON.stringify(p.ports) !== JSON.stringify(m.ports)) log.warn('worker listens on other ports than the first', { worker: slot.index, ports: m.ports, first: p.ports })
+      }
       if (p.started) log.info('worker ready', { worker: slot.index, pid: w.process.pid })
       if (!p.started && slots.every((s) => s.ready)) p.firstStart?.resolve()
     } else if (m.t === 'failed') {
@@ -241,8 +250,10 @@ async function firstStart (p: Primary): Promise<void> {
 function clusterMetrics (p: Primary): Pick<Registry, 'contentType' | 'metrics'> {
   const { slots } = p
   const own = new Registry()
-  new client.Gauge({ name: 'warbler_cluster_workers', help: 'Broker workers configured (--workers).', registers: [own], collect () { this.set(slots.length) } })
-  new client.Gauge({ name: 'warbler_cluster_workers_ready', help: 'Broker workers listening now.', registers: [own], collect () { this.set(slots.filter((s) => s.ready).length) } })
+  const conns = slots.filter((s) => !s.service)
+  new client.Gauge({ name: 'warbler_cluster_workers', help: 'Broker workers configured (--workers), the message service\'s own process not counted.', registers: [own], collect () { this.set(conns.length) } })
+  new client.Gauge({ name: 'warbler_cluster_workers_ready', help: 'Broker workers listening now.', registers: [own], collect () { this.set(conns.filter((s) => s.ready).length) } })
+  new client.Gauge({ name: 'warbler_cluster_service_process', help: '1 when the message service runs in a process of its own (serviceProcess), and that process is ready now; 0 otherwise.', registers: [own], collect () { this.set(slots.some((s) => s.service && s.ready) ? 1 : 0) } })
   let reported = 0
   new client.Counter({
     name: 'warbler_cluster_worker_restarts_total',
@@ -304,10 +315,12 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
   // Round-robin hand-off of connections (the default except on Windows; set for clarity).
   cluster.schedulingPolicy = cluster.SCHED_RR
 
-  const slots: Slot[] = Array.from({ length: cfg.workers }, (_, index) => ({ index, worker: null, ready: false, startedAt: 0, failures: 0, restart: null, admin: null }))
+  // With the service in its own process, it is worker 0 (where the admin API is forwarded) and the connections go to workers 1..N.
+  const own = cfg.serviceProcess === 'on' ? 1 : 0
+  const slots: Slot[] = Array.from({ length: cfg.workers + own }, (_, index) => ({ index, worker: null, ready: false, startedAt: 0, failures: 0, restart: null, admin: null, service: index < own }))
   // mkdtemp makes the directory 0700: only this user reaches the workers' sockets.
   // In the temp dir, not the data dir: a socket path must stay under ~100 bytes.
-  const bus = { dir: mkdtempSync(path.join(os.tmpdir(), 'warbler-bus-')), node: randomUUID() }
+  const bus = { dir: mkdtempSync(path.join(os.tmpdir(), 'warbler-bus-')), node: randomUUID(), count: slots.length }
   const removeBus = (): void => { rmSync(bus.dir, { recursive: true, force: true }) }
   log.info('local bus between the workers', { dir: bus.dir })
   const p: Primary = { cfg, log, slots, bus, pending: new Map(), pendingRefusals: new Map(), forwardKey: randomBytes(32).toString('base64url'), stopping: false, started: false, ports: null, restarts: 0, firstStart: null }
@@ -316,7 +329,7 @@ export async function startCluster (cfg: Config, log: Logger): Promise<ClusterNo
 
   // -- the HTTP port ---------------------------------------------------------
   const httpServer = cfg.httpPort !== -1
-    ? createHttpServer({ registry: clusterMetrics(p), ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !p.stopping && slots.some((s) => s.ready), web: webAppRoutes(() => p.ports ?? {}), routes: forwardToAdmin(p) })
+    ? createHttpServer({ registry: clusterMetrics(p), ...(metricsToken !== undefined ? { metricsToken } : {}), ready: () => !p.stopping && slots.some((s) => s.ready && !s.service), web: webAppRoutes(() => p.ports ?? {}), routes: forwardToAdmin(p) })
     : null
   const allPorts: Record<string, number> = { ...(p.ports ?? {}) }
   if (httpServer !== null) {

@@ -107,8 +107,8 @@ export interface StartOptions {
   log?: Logger
   /** This broker's index among the workers of a cluster (`--workers N`); 0 otherwise. */
   worker?: number
-  /** The node's local bus between its workers (cluster.ts): the socket directory and the node's id. */
-  bus?: { dir: string, node: string }
+  /** The node's local bus between its workers (cluster.ts): the socket directory, the node's id, and how many processes join it. */
+  bus?: { dir: string, node: string, count: number }
   /** The node's refused logins for the admin API, when more processes than this one refuse them (a cluster's workers). */
   refusals?: () => Promise<RecentFailure[]>
   /** The key with which a cluster's primary names the client address of the logins it forwards (http-address.ts). */
@@ -163,7 +163,7 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
   const concurrency = Math.max(100, Math.min(cfg.maxInflight, 1000))
   let mq: SharedRouting | null = null
   // A frame carries one publish: the largest a client may send, with room for what the message service wraps around it.
-  const bus = opts.bus === undefined ? undefined : { ...opts.bus, index: opts.worker ?? 0, count: cfg.workers, maxFrame: cfg.maxPacket + BUS_FRAME_HEADROOM, serve: cfg.bridge === 'embedded' }
+  const bus = opts.bus === undefined ? undefined : { ...opts.bus, index: opts.worker ?? 0, maxFrame: cfg.maxPacket + BUS_FRAME_HEADROOM, serve: cfg.bridge === 'embedded' }
   try {
     if (cfg.redis !== '') mq = await createSharedRouting(cfg.redis, { concurrency, log, ...(bus !== undefined ? { bus } : {}) })
     const b = await Aedes.createBroker({
@@ -205,7 +205,7 @@ function routingView (mq: SharedRouting | null, cfg: Config): Pick<EmbeddedDeps,
   const readers = mq?.readers ?? null
   return {
     shared: mq !== null,
-    crowded: () => mq !== null && (mq.elsewhere() > 0 || (readers === null ? cfg.workers > 1 : !readers.complete())),
+    crowded: () => mq !== null && (mq.elsewhere() > 0 || (readers === null ? cfg.workers > 1 || cfg.serviceProcess === 'on' : !readers.complete())),
     ...(readers !== null ? { othersRead: (topic: string) => readers.reads(topic) } : {})
   }
 }
@@ -316,7 +316,11 @@ function observe (cfg: Config, o: {
     offline: () => persistence.countOffline(),
     retainedCount: () => persistence.retainedCount(),
     inflight: () => gate.active,
-    extra: () => ({ ...(routing === null ? {} : routingSys(routing.paths())), ...(svc === null ? {} : serviceSys(svc)) })
+    extra: () => ({
+      ...(routing === null ? {} : routingSys(routing.paths())),
+      ...(routing?.readers != null ? { 'routing/local/unread': routing.interest().unread } : {}),
+      ...(svc === null ? {} : serviceSys(svc))
+    })
   }, cfg.sysInterval, sysRoot)
   return { registry, routes, httpServer, sys, sysRoot }
 }

@@ -46,6 +46,7 @@ export const settings = {
   proxyProtocol: { kind: 'bool', default: false, doc: 'Behind a TCP proxy (HAProxy send-proxy or send-proxy-v2): the MQTT and WebSocket listeners read a PROXY protocol header (v1 or v2) first on every connection, and the client address it names is the one limits and logs use; a connection without one is closed. Only the proxy may reach those ports. The TLS listeners are for direct clients.' },
   redis: { kind: 'string', default: '', doc: 'Redis URL (redis://host:port/db): durable sessions, offline queues and retained messages, routing between nodes, and the message service\'s mirror of hot data (recent messages, unread counts, presence).' },
   workers: { kind: 'int', default: 1, min: 0, max: 1024, doc: 'Broker processes sharing the listening ports (node:cluster); 0 = one per core with redis, else 1. More than 1 needs redis (sessions); the workers of a node route to each other on local sockets. Default 1: on 2 vCPUs, 2 workers carried about what one process does for plain routing and less for chat (docs/benchmarks.md, workers).' },
+  serviceProcess: { kind: 'enum', default: 'auto', values: ['auto', 'on', 'off'], doc: 'With workers and the embedded message service: run the service in a process of its own, which joins the workers\' local bus and takes no client connections (on), or in worker 0 beside its connections (off). auto: on with 2 or more workers when the machine has a core more than the workers. on needs redis; with --workers 1 it makes one connection worker and the service process.' },
   nodeName: { kind: 'string', default: '', doc: 'This node\'s name in the $SYS tree with redis ($SYS/broker/node/NAME/WORKER/...). Default: the host name.' },
   sysInterval: { kind: 'int', default: 10, min: 0, max: 3600, doc: 'Seconds between $SYS updates (0 = off).' },
   maxPayload: { kind: 'int', default: 256 * KiB, min: 1, max: 256 * MiB, doc: 'Largest publish payload in bytes; larger ones are refused with payload_too_large.' },
@@ -303,6 +304,12 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(nodeName)) {
     throw new ConfigError('nodeName', `${JSON.stringify(nodeName)} must be 1 to 64 letters, digits, dots, dashes or underscores`)
   }
+  if (cfg.serviceProcess === 'on' && cfg.redis === '') {
+    throw new ConfigError('serviceProcess', 'on needs redis (--redis URL): the service process and the workers share sessions through Redis')
+  }
+  if (cfg.serviceProcess === 'on' && cfg.bridge !== 'embedded') {
+    throw new ConfigError('serviceProcess', `on needs bridge embedded (it is ${cfg.bridge}): the message service is what runs in that process`)
+  }
   if (cfg.mqttPort === -1 && cfg.wsPort === -1) {
     throw new ConfigError('mqttPort', 'at least one of mqttPort and wsPort must be on')
   }
@@ -315,10 +322,14 @@ export function resolveConfig (argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   if (cfg.metricsTokenFile !== '') readMetricsToken(cfg.metricsTokenFile)
   const listenHost = cfg.host !== '' ? cfg.host : (cfg.dev ? '127.0.0.1' : '0.0.0.0')
+  const workers = cfg.workers !== 0 ? cfg.workers : (cfg.redis !== '' ? os.availableParallelism() : 1)
+  // auto: a process of its own only where a core is left for it (docs/benchmarks.md, "The message service in its own process").
+  const spare = cfg.redis !== '' && cfg.bridge === 'embedded' && workers >= 2 && os.availableParallelism() > workers
   return Object.freeze({
     ...cfg,
     dataDir: path.resolve(cfg.dataDir),
-    workers: cfg.workers !== 0 ? cfg.workers : (cfg.redis !== '' ? os.availableParallelism() : 1),
+    workers,
+    serviceProcess: cfg.serviceProcess === 'auto' ? (spare ? 'on' : 'off') : cfg.serviceProcess,
     nodeName,
     listenHost,
     httpListenHost: cfg.httpHost !== '' ? cfg.httpHost : listenHost,

@@ -1,7 +1,9 @@
 /**
  * workers: 1:1 chat (the chat scenario's saturated phase) against Warbler in
  * one process without Redis, then with `--workers 1`..`--max-workers` and a
- * redis-server, each a fresh node and data dir, in one run; and against
+ * redis-server, each a fresh node and data dir, in one run, then the message
+ * service in a process of its own (`--service-process on`) beside 1 and
+ * `--max-workers` connection workers (the other rows run with it off); and against
  * Mosquitto (`--against mosquitto`, plain QoS 1 between the same pairs).
  *
  * Per point: delivered msg/s, send-to-receipt latency, the CPU per delivered
@@ -25,12 +27,22 @@ import { TICKS, ticksOf } from '../targets.js'
 import { chatPairs, chatUsers, empty } from './build.js'
 import type { Metric, ScenarioDef } from './scenario.js'
 
-/** The points of a run: 0 is one process without Redis, N is `--workers N` with Redis. */
+/**
+ * The points of a run: 0 is one process without Redis, N is `--workers N`
+ * with Redis and the service in worker 0; -N is N connection workers and the
+ * service in a process of its own.
+ */
 function points (o: BenchOptions): number[] {
-  return Array.from({ length: o.maxWorkers + 1 }, (_, i) => i)
+  const own = [...new Set([1, o.maxWorkers])].filter((n) => n >= 1).map((n) => -n)
+  return [...Array.from({ length: o.maxWorkers + 1 }, (_, i) => i), ...own]
 }
 
-const label = (w: number): string => w === 0 ? '1 process' : `${w} worker${w > 1 ? 's' : ''} + Redis`
+const label = (w: number): string => w === 0
+  ? '1 process'
+  : `${Math.abs(w)} worker${Math.abs(w) > 1 ? 's' : ''}${w < 0 ? ' + service process' : ''} + Redis`
+
+/** The key prefix of a point's figures. */
+const keyOf = (w: number): string => w < 0 ? `w${-w}s_` : `w${w}_`
 
 async function commandCalls (url: string): Promise<number> {
   const r = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true })
@@ -51,11 +63,12 @@ interface Point { w: number, phase: PhaseStats, redisCpuUsPerMsg: number, redisC
 async function point (ctx: RunContext, w: number, timeline: Sample[], t00: number): Promise<Point> {
   const o = ctx.o
   const warbler = ctx.target === 'warbler'
-  const dir = path.join(ctx.dir, `w${w}`)
+  const dir = path.join(ctx.dir, keyOf(w).slice(0, -1))
   mkdirSync(dir)
   const tokens = warbler ? await provision(dir, chatUsers('c', o.pairs)) : null
-  const profDir = o.cpuProf !== null ? path.join(o.cpuProf, `workers-${w}`) : undefined
-  const t = await startTarget(ctx.target, dir, o, { workers: w, redis: warbler && w > 0, cpuProfDir: profDir })
+  const profDir = o.cpuProf !== null ? path.join(o.cpuProf, `workers-${keyOf(w).slice(0, -1)}`) : undefined
+  const shape = warbler && w !== 0 ? { serviceProcess: w < 0 ? 'on' as const : 'off' as const } : {}
+  const t = await startTarget(ctx.target, dir, o, { workers: Math.abs(w), redis: warbler && w !== 0, cpuProfDir: profDir, ...shape })
   ctx.cleanup.push(t.stop)
   const p = empty()
   chatPairs(p, warbler, tokens, 'c', o.pairs, 0)
@@ -112,7 +125,7 @@ async function run (ctx: RunContext): Promise<RunResult> {
   // Mosquitto's one configuration stands on every row.
   for (const w of points(ctx.o)) {
     const x = done.find((d) => d.w === w) ?? first
-    const k = `w${w}_`
+    const k = keyOf(w)
     Object.assign(values, {
       [`${k}msgs_per_s`]: x.phase.deliveredPerSec,
       [`${k}p50_ms`]: x.phase.latencyMs.p50,
@@ -127,21 +140,21 @@ async function run (ctx: RunContext): Promise<RunResult> {
   }
   const check = together(done.map((d) => d.check))
   const notes = ctx.target === 'warbler'
-    ? ['Warbler\'s rows: one process without Redis (the embedded default), then `--workers N --redis URL` with a fresh redis-server; CPU per message is the node\'s processes (primary and workers) plus Redis, node and Redis also apart.']
+    ? ['Warbler\'s rows: one process without Redis (the embedded default), then `--workers N --redis URL` with a fresh redis-server (`--service-process off`: the service in worker 0), then N connection workers and the service in a process of its own (`--service-process on`); CPU per message is the node\'s processes (primary and workers) plus Redis, node and Redis also apart.']
     : ['Mosquitto is one process: its figures stand on every row, and the ratios read "this Warbler configuration / Mosquitto".']
   return { target: ctx.target, run: ctx.run, values: { ...values, lost_acked: check.lostAcked, errors: check.errors }, phases, timeline, check, notes }
 }
 
 function metrics (o: BenchOptions): Metric[] {
-  return points(o).flatMap((w): Metric[] => [
-    { key: `w${w}_msgs_per_s`, label: `${label(w)}: throughput`, unit: 'msg/s', better: 'higher', chart: true },
-    { key: `w${w}_p50_ms`, label: `${label(w)}: latency p50`, unit: 'ms', better: 'lower', digits: 2 },
-    { key: `w${w}_p99_ms`, label: `${label(w)}: latency p99`, unit: 'ms', better: 'lower', digits: 2, chart: true },
-    { key: `w${w}_cpu_us_per_msg`, label: `${label(w)}: CPU per message`, unit: 'µs', better: 'lower', digits: 1, chart: true },
-    { key: `w${w}_node_cpu_us_per_msg`, label: `${label(w)}: node's CPU per message`, unit: 'µs', better: 'lower', digits: 1 },
-    { key: `w${w}_redis_cpu_us_per_msg`, label: `${label(w)}: Redis' CPU per message`, unit: 'µs', better: 'lower', digits: 1 },
-    { key: `w${w}_redis_cmds_per_msg`, label: `${label(w)}: Redis commands per message`, unit: '', better: 'lower', digits: 2 },
-    { key: `w${w}_generator_elu`, label: `${label(w)}: generator event-loop load`, unit: '', better: null, digits: 2 }
+  return points(o).map((w) => [w, keyOf(w)] as const).flatMap(([w, k]): Metric[] => [
+    { key: `${k}msgs_per_s`, label: `${label(w)}: throughput`, unit: 'msg/s', better: 'higher', chart: true },
+    { key: `${k}p50_ms`, label: `${label(w)}: latency p50`, unit: 'ms', better: 'lower', digits: 2 },
+    { key: `${k}p99_ms`, label: `${label(w)}: latency p99`, unit: 'ms', better: 'lower', digits: 2, chart: true },
+    { key: `${k}cpu_us_per_msg`, label: `${label(w)}: CPU per message`, unit: 'µs', better: 'lower', digits: 1, chart: true },
+    { key: `${k}node_cpu_us_per_msg`, label: `${label(w)}: node's CPU per message`, unit: 'µs', better: 'lower', digits: 1 },
+    { key: `${k}redis_cpu_us_per_msg`, label: `${label(w)}: Redis' CPU per message`, unit: 'µs', better: 'lower', digits: 1 },
+    { key: `${k}redis_cmds_per_msg`, label: `${label(w)}: Redis commands per message`, unit: '', better: 'lower', digits: 2 },
+    { key: `${k}generator_elu`, label: `${label(w)}: generator event-loop load`, unit: '', better: null, digits: 2 }
   ]).concat([
     { key: 'lost_acked', label: 'acknowledged messages lost', unit: '', better: 'lower' },
     { key: 'errors', label: 'error notices', unit: '', better: 'lower' }

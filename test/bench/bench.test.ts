@@ -127,9 +127,9 @@ test('soak: RSS over time, reconnects', async (t) => {
   assert.equal(r.checks.lostAcked, 0)
 })
 
-test('workers: one process, then 1 and 2 workers with Redis, against Mosquitto; JSON, markdown and chart written', async (t) => {
+test('workers: one process, then 1 and 2 workers with Redis, then 1 and 2 workers with the service in its own process, against Mosquitto; JSON, markdown and chart written', async (t) => {
   const r = await smoke(t, 'workers', ['--max-workers', '2', '--pairs', '4', '--duration', '1', '--warmup', '0'], 'w0_msgs_per_s')
-  for (const w of [0, 1, 2]) {
+  for (const w of ['0', '1', '2', '1s', '2s']) {
     for (const key of ['msgs_per_s', 'p50_ms', 'p99_ms', 'cpu_us_per_msg', 'node_cpu_us_per_msg']) {
       const v = r.summary.warbler?.[`w${w}_${key}`]?.median
       assert.ok(typeof v === 'number' && v > 0, `warbler w${w}_${key} = ${String(v)}`)

@@ -48,8 +48,11 @@ test('worker 1 tells the service which topics its clients read: feed-only reader
   admin.on('message', (topic, payload) => {
     const m = /^\$SYS\/broker\/node\/n1\/(\d+)\/clients\/connected$/.exec(topic)
     if (m !== null) perWorker.set(m[1] as string, Number(payload.toString()))
+    const u = /^\$SYS\/broker\/node\/n1\/(\d+)\/warbler\/routing\/local\/unread$/.exec(topic)
+    if (u !== null) unreadSys.set(u[1] as string, Number(payload.toString()))
   })
-  await admin.subscribeAsync('$SYS/broker/node/n1/+/clients/connected')
+  const unreadSys = new Map<string, number>()
+  await admin.subscribeAsync(['$SYS/broker/node/n1/+/clients/connected', '$SYS/broker/node/n1/+/warbler/routing/local/unread'])
   const total = (): number => (perWorker.get('0') ?? 0) + (perWorker.get('1') ?? 0)
   let expected = 1
   const clients: ChatClient[] = []
@@ -111,6 +114,9 @@ test('worker 1 tells the service which topics its clients read: feed-only reader
   for (let i = 0; i < 20; i++) after.push((await a.sendOk({ to: 'bob' }, { text: `after restart ${i}` })).id)
   await b.until(() => after.every((id) => b.messages.some((m) => m.id === id)), 10_000, 'twenty messages after the restart')
   assert.equal(await unread(), u1, 'the restarted service worker knows again what worker 1 reads')
+  // The same figure per worker on $SYS.
+  await until('worker 1 reports its unread deliveries on $SYS', () => unreadSys.has('1'))
+  assert.ok(Number.isInteger(unreadSys.get('1')))
   assert.doesNotMatch(node.stderr(), /did not confirm a subscription in time/)
   assert.equal(await node.stop('SIGTERM'), 0)
 })
