@@ -15,6 +15,7 @@ import type { RefusalReason } from './stats.js'
 
 /** The MQTT 5 reason codes Warbler sends (MQTT 5 section 2.4). */
 export const Reason = {
+  unspecifiedError: 0x80,
   notAuthorized: 0x87,
   badUserNameOrPassword: 0x86,
   clientIdNotValid: 0x85,
@@ -104,14 +105,14 @@ export function refuseConnect (client: Client, code: number, message: string, th
   })
 }
 
-/** Answer a refused QoS 1/2 publish with PUBACK or PUBREC `code` (a reason string if the client wants them). */
-export function refusePublish (client: Client, packet: PublishPacket, code: number, message: string): void {
+/** Answer a refused QoS 1/2 publish with PUBACK or PUBREC `code` (a reason string if there is one and the client wants them). */
+export function refusePublish (client: Client, packet: PublishPacket, code: number, message: string | null): void {
   if (packet.qos === 0) return
   send(client, {
     cmd: packet.qos === 1 ? 'puback' : 'pubrec',
     messageId: packet.messageId,
     reasonCode: code,
-    ...(wantsProblemInformation(client) ? { properties: { reasonString: message } } : {})
+    ...(message !== null && wantsProblemInformation(client) ? { properties: { reasonString: message } } : {})
   })
 }
 

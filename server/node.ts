@@ -29,6 +29,7 @@ import { createPubackAfterPublish } from '../broker/puback-after-publish.js'
 import { createDeliveryFixes } from '../broker/delivery.js'
 import { createReceiveWindow } from '../broker/receive-window.js'
 import { sayTakeoverAcrossBrokers } from '../broker/takeover-notice.js'
+import { createUnspecifiedSubacks } from '../broker/unspecified-refusals.js'
 import { type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
 import { webAppRoutes } from './web-app.js'
@@ -330,10 +331,13 @@ function connectionHandler (b: Aedes, persistence: BrokerPersistence, cfg: Confi
   const holdPubacks = createPubackAfterPublish(b)
   // No more QoS 1/2 messages in flight to an MQTT 5 client than its Receive Maximum (receive-window.ts).
   const receiveWindow = createReceiveWindow({ offlineQueue: cfg.offlineQueue, stats })
+  // refusalDetail unspecified: a refused filter is SUBACK 0x80 (unspecified-refusals.ts).
+  const plainSubacks = cfg.refusalDetail === 'unspecified' ? createUnspecifiedSubacks() : null
   return (conn, req) => {
     if (closing()) { conn.destroy(); return }
     guardConnection(conn, cfg.maxPacket, stats, log)
     holdPubacks(conn)
+    plainSubacks?.(conn)
     const client = b.handle(conn, req)
     fixDelivery(client, conn)
     fixAedes(client, conn)

@@ -131,6 +131,29 @@ test('SUBACK: a refused filter is 0x87 for MQTT 5, 0x80 for MQTT 3.1.1', { timeo
   assert.equal(granted?.[0]?.qos, 0x80)
 })
 
+test('refusalDetail unspecified: refused publishes and filters are 0x80 without a reason string, still noticed; 0x9E kept; MQTT 3.1.1 unchanged', { timeout: 60_000 }, async (t) => {
+  const node = await startNode(['--refusal-detail', 'unspecified', '--publish-rate', '1', '--publish-burst', '1'], { users: USERS })
+  t.after(() => node.close())
+  const port = node.ports.mqtt as number
+  const c = await v5(t, port, { clientId: 'alice-u', username: 'alice', password: pw('alice') })
+  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'wb/d/alice-u', qos: 0 }, { topic: '$SYS/#', qos: 0 }, { topic: '$share/g/wb/d/alice-u', qos: 0 }] })
+  assert.deepEqual((await c.next('suback')).granted, [0, 0x80, 0x9E])
+  c.send({ cmd: 'publish', topic: 'wb/u/bob/out', payload: Buffer.from('{}'), qos: 1, messageId: 2, retain: false, dup: false })
+  const denied = await c.next('puback')
+  assert.deepEqual([denied.messageId, denied.reasonCode, denied.properties?.reasonString], [2, 0x80, undefined])
+  assert.match(String((await c.next('publish') as { payload?: Buffer }).payload), /"code":"not_authorized"/)
+  // The burst of 1 spent above: over the rate.
+  for (let i = 3; i < 6; i++) c.send({ cmd: 'publish', topic: 'wb/u/alice/out', payload: Buffer.from('x'), qos: 1, messageId: i, retain: false, dup: false })
+  const acks = [await c.next('puback'), await c.next('puback'), await c.next('puback')]
+  assert.ok(acks.every((a) => (a.reasonCode ?? 0) === 0 || (a.reasonCode === 0x80 && a.properties?.reasonString === undefined)), JSON.stringify(acks))
+  assert.equal(acks.filter((a) => a.reasonCode === 0x80).length, node.stats.refusals.rate_limited)
+  assert.ok(node.stats.refusals.rate_limited >= 1)
+  // MQTT 3.1.1 keeps its SUBACK 0x80 and PUBACK 0.
+  const v4 = await connect(node.mqttUrl, { username: 'bob', password: 'bob-password-1', clientId: 'bob-u' })
+  t.after(() => v4.end(true))
+  await assert.rejects(v4.subscribeAsync('$SYS/#', { qos: 0 }), (e: unknown) => (e as { packet?: { granted?: number[] } }).packet?.granted?.[0] === 128)
+})
+
 test('DISCONNECT: 0x8E on takeover, 0x8D on a keep alive timeout, 0x95 for a packet over maxPacket, 0x8B when the node stops', { timeout: 60_000 }, async (t) => {
   const node = await startNode(['--max-packet', '4096', '--max-payload', '1024'], { users: USERS })
   let stopped = false
