@@ -195,6 +195,28 @@ export function clientOfConnection (conn: Duplex): Client | undefined {
 }
 
 /**
+ * lib/client.js, `this.disconnectReasonCode`: the reason code of a DISCONNECT
+ * the server sent an MQTT 5 client (aedes sets it in `disconnect()`), read on
+ * 'clientDisconnect'. takeover-notice.ts sets it when it says 0x8E for aedes.
+ */
+export function setDisconnectReason (client: Client, code: number): void {
+  (client as unknown as { disconnectReasonCode: number | null }).disconnectReasonCode = code
+}
+
+/** A packet as mqtt-packet's parser hands it to aedes. */
+export interface ReadPacket { cmd: string, messageId?: number, reasonCode?: number }
+
+/**
+ * lib/client.js, `this._parser.on('packet', enqueue)`: every packet read from
+ * the connection, in order, as aedes gets it (`close()` removes the
+ * listeners). receive-window.ts listens for the acknowledgements that free a
+ * client's Receive Maximum.
+ */
+export function onPacketRead (client: Client, fn: (packet: ReadPacket) => void): void {
+  (client as unknown as { _parser: { on: (event: 'packet', fn: (packet: ReadPacket) => void) => void } })._parser.on('packet', fn)
+}
+
+/**
  * lib/handlers/connect.js, `client._cleanStart`: whether the CONNECT asked
  * for a new session (MQTT 5 Clean Start, MQTT 3 clean session). aedes-fixes.ts
  * tells a resumed session from a new one by it.

@@ -32,6 +32,13 @@ const mqttPacket = createRequire(import.meta.url)('mqtt-packet') as MqttPacket
 /** The connections whose writes are checked, with their broker. */
 const limited = new WeakMap<object, Aedes>()
 let wrapped = false
+/** PUBLISH packets not written for their size (receive-window.ts counts only what is written). */
+const discarded = new WeakSet<object>()
+
+/** Whether this PUBLISH was discarded for the client's Maximum Packet Size rather than written. */
+export function discardedForSize (packet: object): boolean {
+  return discarded.has(packet)
+}
 
 /** Returns the function that puts one connection under its client's Maximum Packet Size. */
 export function createPacketSizeLimit (broker: Aedes): (conn: object) => void {
@@ -66,6 +73,7 @@ function tooLarge (packet: Packet, max: number, opts?: { protocolVersion?: numbe
 }
 
 function discard (broker: Aedes, client: Client, packet: Packet): void {
+  discarded.add(packet)
   if ((packet.qos ?? 0) > 0 && !client.clean) {
     outgoingStore(broker).outgoingClearMessageId(client, packet).catch(() => {})
   }

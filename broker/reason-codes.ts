@@ -15,6 +15,7 @@ import type { RefusalReason } from './stats.js'
 
 /** The MQTT 5 reason codes Warbler sends (MQTT 5 section 2.4). */
 export const Reason = {
+  unspecifiedError: 0x80,
   notAuthorized: 0x87,
   badUserNameOrPassword: 0x86,
   clientIdNotValid: 0x85,
@@ -55,20 +56,20 @@ export function connackReason (reason: RefusalReason, why: FailureReason): numbe
  * (docs/errors.md shows them; a test keeps it in step). A refused SUBSCRIBE
  * filter is 0x87 from aedes itself. A payload over maxPayload has none: MQTT
  * 5 allows no 0x95 on PUBACK/PUBREC (section 3.4.2.1; mqtt.js's parser
- * rejects the packet), and 0x97 would read as the publish rate. A publish over
- * the rate is not answered 0x97 either, for now: the SDK's send queue, which
- * retries it, then also gets the notice, and with both some sends were never
- * settled (test/sdk/order.test.ts). Both are acknowledged with 0, as for MQTT
- * 3.1.1, and the notice says why.
+ * rejects the packet), and 0x97 reads as the publish rate; it is acknowledged
+ * with 0, as for MQTT 3.1.1, and the notice says why. A publish over the rate
+ * is answered 0x97 (Quota exceeded) and noticed too: the SDK takes the first
+ * of the two answers and ignores the other (sdk/src/send-queue.ts).
  */
 export const noticeReasonCodes = {
   not_authorized: Reason.notAuthorized,
-  too_many_subscriptions: Reason.notAuthorized
+  too_many_subscriptions: Reason.notAuthorized,
+  rate_limited: Reason.quotaExceeded
 } as const
 
 /** The PUBACK/PUBREC reason code of a refused publish, by its refusal; null: acknowledged with 0. */
 export function publishReason (reason: RefusalReason): number | null {
-  if (reason === 'payload_too_large' || reason === 'rate_limited') return null
+  if (reason === 'payload_too_large') return null
   return reason in noticeReasonCodes ? noticeReasonCodes[reason as keyof typeof noticeReasonCodes] : Reason.notAuthorized
 }
 
@@ -104,14 +105,14 @@ export function refuseConnect (client: Client, code: number, message: string, th
   })
 }
 
-/** Answer a refused QoS 1/2 publish with PUBACK or PUBREC `code` (a reason string if the client wants them). */
-export function refusePublish (client: Client, packet: PublishPacket, code: number, message: string): void {
+/** Answer a refused QoS 1/2 publish with PUBACK or PUBREC `code` (a reason string if there is one and the client wants them). */
+export function refusePublish (client: Client, packet: PublishPacket, code: number, message: string | null): void {
   if (packet.qos === 0) return
   send(client, {
     cmd: packet.qos === 1 ? 'puback' : 'pubrec',
     messageId: packet.messageId,
     reasonCode: code,
-    ...(wantsProblemInformation(client) ? { properties: { reasonString: message } } : {})
+    ...(message !== null && wantsProblemInformation(client) ? { properties: { reasonString: message } } : {})
   })
 }
 

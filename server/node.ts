@@ -27,6 +27,9 @@ import { classifyClientError, createHooks } from '../broker/hooks/create-hooks.j
 import { createAedesFixes } from '../broker/aedes-fixes.js'
 import { createPubackAfterPublish } from '../broker/puback-after-publish.js'
 import { createDeliveryFixes } from '../broker/delivery.js'
+import { createReceiveWindow } from '../broker/receive-window.js'
+import { sayTakeoverAcrossBrokers } from '../broker/takeover-notice.js'
+import { createUnspecifiedSubacks } from '../broker/unspecified-refusals.js'
 import { type EmbeddedDeps, type EmbeddedService, startEmbeddedService } from './embedded-service.js'
 import { createHttpServer } from './ops-http.js'
 import { webAppRoutes } from './web-app.js'
@@ -166,6 +169,9 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
   const bus = opts.bus === undefined ? undefined : { ...opts.bus, index: opts.worker ?? 0, maxFrame: cfg.maxPacket + BUS_FRAME_HEADROOM, serve: cfg.bridge === 'embedded' }
   try {
     if (cfg.redis !== '') mq = await createSharedRouting(cfg.redis, { concurrency, log, ...(bus !== undefined ? { bus } : {}) })
+    // Before aedes adds its own listener, which closes a client taken over elsewhere without a word.
+    const made: { b?: Aedes } = {}
+    if (mq !== null) sayTakeoverAcrossBrokers(mq.instance, () => made.b)
     const b = await Aedes.createBroker({
       ...hooks,
       persistence: persistence.instance,
@@ -189,6 +195,7 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
       heartbeatInterval: HEARTBEAT_MS,
       concurrency
     })
+    made.b = b
     return { b, mq }
   } catch (err) {
     mq?.instance.close(() => {})
@@ -341,13 +348,19 @@ function connectionHandler (b: Aedes, persistence: BrokerPersistence, cfg: Confi
   const fixAedes = createAedesFixes(b)
   // A QoS 1 PUBACK only once the message is queued and routed (puback-after-publish.ts).
   const holdPubacks = createPubackAfterPublish(b)
+  // No more QoS 1/2 messages in flight to an MQTT 5 client than its Receive Maximum (receive-window.ts).
+  const receiveWindow = createReceiveWindow({ offlineQueue: cfg.offlineQueue, stats })
+  // refusalDetail unspecified: a refused filter is SUBACK 0x80 (unspecified-refusals.ts).
+  const plainSubacks = cfg.refusalDetail === 'unspecified' ? createUnspecifiedSubacks() : null
   return (conn, req) => {
     if (closing()) { conn.destroy(); return }
     guardConnection(conn, cfg.maxPacket, stats, log)
     holdPubacks(conn)
+    plainSubacks?.(conn)
     const client = b.handle(conn, req)
     fixDelivery(client, conn)
     fixAedes(client, conn)
+    receiveWindow(client, conn)
   }
 }
 

@@ -60,7 +60,9 @@ export function createPublishHooks (d: HookDeps, states: ConnectionStates, notif
     const fromWire = client.connected && !client.closed && packet.messageId !== undefined
     const reasonCode = isMqtt5(client) && fromWire ? publishReason(reason) : null
     if (reasonCode !== null) {
-      answerRefused(client, packet, reasonCode, message)
+      // refusalDetail unspecified: 0x80 without a reason string (the notice says why).
+      const precise = cfg.refusalDetail === 'precise'
+      answerRefused(client, packet, precise ? reasonCode : Reason.unspecifiedError, precise ? message : null)
       markAnswered(packet)
     }
     // Still rewritten: should aedes route it after all, it goes nowhere.

@@ -12,7 +12,6 @@ import type { ErrorCode } from './protocol.js'
 const PUBACK_CODES: Readonly<Record<number, ErrorCode>> = {
   0x87: 'not_authorized', // Not authorized: the ACL
   0x90: 'not_authorized', // Topic Name invalid
-  0x95: 'payload_too_large', // Packet too large
   0x97: 'rate_limited', // Quota exceeded: the publish rate
   0x99: 'bad_request' // Payload format invalid
 }

@@ -49,6 +49,8 @@ export class SendQueue {
   /** After retryable refusals: no sends before this time; how many in a row. */
   private pauseUntil = 0
   private throttled = 0
+  /** When the last backoff step was taken: refusals of sends published before it belong to it. */
+  private throttledAt = 0
 
   constructor (private readonly host: SendQueueHost) {}
 
@@ -121,9 +123,15 @@ export class SendQueue {
    * A retryable refusal (rate limit, service stopping): the sends still
    * unanswered on this link were likely refused too; all of them go again, in
    * order, after a backoff (those the server did store are answered with
-   * their first ack).
+   * their first ack). One step of the backoff per round: a refusal of a
+   * send published before the last step is part of that step. So a publish
+   * refused twice (an MQTT 5 server answers in its PUBACK and by the error
+   * notice, in either order) counts once, the first answer, and so does a
+   * window of sends refused one by one (each in its PUBACK).
    */
-  private throttle (link: Link): void {
+  private throttle (link: Link, sentAt: number): void {
+    if (sentAt <= this.throttledAt) return
+    this.throttledAt = Date.now()
     const delay = backoffDelay(this.throttled++, { minDelay: 250, maxDelay: 10_000 })
     this.pauseUntil = Math.max(this.pauseUntil, Date.now() + delay)
     for (const s of this.sends.values()) if (!s.settled && s.sentOn === link.gen) s.sentOn = 0
@@ -177,7 +185,7 @@ export class SendQueue {
     const s = this.sends.get(cid)
     if (s === undefined) return false
     if (s.settled) return true
-    if (isRetryable(e.code)) { this.throttle(link); return true }
+    if (isRetryable(e.code)) { this.throttle(link, s.sentAt); return true }
     s.settled = true
     await this.settle(cid)
     this.host.status({ cid, status: 'failed', error: e })

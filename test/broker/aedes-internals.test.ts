@@ -15,7 +15,7 @@ import type { MqttClient } from 'mqtt'
 import {
   AEDES_VERSION, authenticateError, clientDelivery, type DeliverPacket, setClientDelivery, setDuplicateMarks, clientOfConnection, clientSubscriptions, connackErrorCode,
   connectedClients, connectionParser, incomingStore, isRetainedReplay, keepaliveSeconds, pendingWill,
-  protocolLevel, queueSource, routingEmitter, sentDisconnect, cleanStartRequested, outgoingStore, willPaths, wantsProblemInformation, markAnswered, setServerKeepAlive
+  protocolLevel, queueSource, routingEmitter, sentDisconnect, cleanStartRequested, outgoingStore, willPaths, wantsProblemInformation, markAnswered, setServerKeepAlive, onPacketRead, type ReadPacket
 } from '../../broker/aedes-internals.js'
 import { rawSocket } from '../helpers/raw.js'
 import { v5Connect } from '../helpers/v5-raw.js'
@@ -147,6 +147,24 @@ test('client fields: subscriptions, deliverQoS, deliver0, duplicates, _parser.se
   field('Client.will', will?.topic === 'gone/fields', will)
   field('Client.conn.client (the connection names its Client)', clientOfConnection(c.conn) === c, typeof clientOfConnection(c.conn))
   field('Client._disconnected (false while connected)', !sentDisconnect(c), (c as unknown as { _disconnected?: boolean })._disconnected)
+})
+
+test('Client._parser emits every packet read: the PUBACK for a delivered QoS 1 message, and MQTT 5 Receive Maximum is Client.receiveMaximum', async (t) => {
+  const { broker: b, url } = await startBare(t)
+  const isReady = ready(b, 'acks')
+  const mc = await connect(url, { clientId: 'acks', protocolVersion: 5, properties: { receiveMaximum: 4 } })
+  endClient(t, mc)
+  const c = await isReady
+  field('Client.receiveMaximum (the CONNECT\'s Receive Maximum)', c.receiveMaximum === 4, c.receiveMaximum)
+  const read: ReadPacket[] = []
+  onPacketRead(c, (p) => { read.push(p) })
+  await mc.subscribeAsync('acks/x', { qos: 1 })
+  const got = new Promise<number | undefined>((resolve) => { mc.once('message', (_t, _p, packet) => { resolve(packet.messageId) }) })
+  b.publish({ cmd: 'publish', topic: 'acks/x', payload: Buffer.from('x'), qos: 1, retain: false, dup: false }, () => {})
+  const id = await got
+  for (let i = 0; i < 500 && !read.some((p) => p.cmd === 'puback'); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  const ack = read.find((p) => p.cmd === 'puback')
+  field('Client._parser.on(\'packet\') (the PUBACK of a delivered message)', ack !== undefined && ack.messageId === id, read.map((p) => p.cmd))
 })
 
 test('Client._disconnected tells a DISCONNECT from a lost connection', async (t) => {

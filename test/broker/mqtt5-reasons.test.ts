@@ -65,7 +65,7 @@ test('CONNACK: a login lockout is 0x97 (quota exceeded) and a connection rate 0x
   assert.ok(node.stats.refusals.login_rate_limited >= 2)
 })
 
-test('PUBACK: MQTT 5 refused publishes are answered 0x87 (not authorized) with a reason string, never routed, and still noticed', { timeout: 60_000 }, async (t) => {
+test('PUBACK: MQTT 5 refused publishes are answered 0x87 (not authorized) or 0x97 (the rate) with a reason string, never routed, and still noticed', { timeout: 60_000 }, async (t) => {
   const node = await startNode(['--max-payload', '1024', '--publish-rate', '1', '--publish-burst', '3'], { users: USERS })
   t.after(() => node.close())
   const port = node.ports.mqtt as number
@@ -93,13 +93,19 @@ test('PUBACK: MQTT 5 refused publishes are answered 0x87 (not authorized) with a
   quiet.send({ cmd: 'publish', topic: 'wb/u/bob/out', payload: Buffer.from('{}'), qos: 1, messageId: 1, retain: false, dup: false })
   const bare = await quiet.next('puback')
   assert.deepEqual([bare.reasonCode, bare.properties?.reasonString], [0x87, undefined])
-  // The rate: a burst of 3 (two spent above), then refused, acknowledged with 0 for now (reason-codes.ts).
+  // The rate: a burst of 3 (two spent above), then refused with 0x97 (quota exceeded) and a reason string.
   const codes: number[] = []
+  const strings: string[] = []
   for (let i = 10; i < 14; i++) {
     c.send({ cmd: 'publish', topic: 'wb/u/alice/out', payload: Buffer.from('x'), qos: 1, messageId: i, retain: false, dup: false })
-    codes.push((await c.next('puback')).reasonCode ?? 0)
+    const ack = await c.next('puback')
+    codes.push(ack.reasonCode ?? 0)
+    if ((ack.reasonCode ?? 0) !== 0) strings.push(reasonString(ack))
   }
-  assert.deepEqual(codes, [0, 0, 0, 0])
+  assert.equal(codes[0], 0)
+  assert.ok(codes.every((code) => code === 0 || code === 0x97), JSON.stringify(codes))
+  assert.equal(codes.filter((code) => code === 0x97).length, node.stats.refusals.rate_limited, 'each publish over the rate so far answered 0x97')
+  assert.ok(strings.every((s) => /over 1 publishes per second/.test(s)), JSON.stringify(strings))
   assert.equal(node.stats.refusals.not_authorized, 2)
   assert.equal(node.stats.refusals.payload_too_large, 1)
   assert.ok(node.stats.refusals.rate_limited >= 1)
@@ -107,8 +113,10 @@ test('PUBACK: MQTT 5 refused publishes are answered 0x87 (not authorized) with a
   c.send({ cmd: 'publish', topic: 'wb/u/alice/out', payload: Buffer.from('{}'), qos: 0, retain: false, dup: false })
   const bob = await connect(node.mqttUrl, { username: 'bob', password: 'bob-password-1', clientId: 'bob-1' })
   await bob.endAsync(true)
-  // Only the acknowledged refusals (payload, rate) go to the sink, as for MQTT 3.1.1.
-  assert.ok(sunk.every((topic) => topic === topics.refused) && sunk.length === 1 + node.stats.refusals.rate_limited, JSON.stringify(sunk))
+  // Only the refusals without a reason code go to the sink, as for MQTT 3.1.1: the payload's,
+  // and the last QoS 0 publish's should the rate refuse it. Those answered 0x87 and 0x97 are never routed.
+  const quota = codes.filter((code) => code === 0x97).length
+  assert.ok(sunk.every((topic) => topic === topics.refused) && sunk.length === 1 + node.stats.refusals.rate_limited - quota, JSON.stringify(sunk))
 })
 
 test('SUBACK: a refused filter is 0x87 for MQTT 5, 0x80 for MQTT 3.1.1', { timeout: 30_000 }, async (t) => {
@@ -121,6 +129,29 @@ test('SUBACK: a refused filter is 0x87 for MQTT 5, 0x80 for MQTT 3.1.1', { timeo
   t.after(() => old.endAsync(true))
   const granted = await old.subscribeAsync('wb/u/bob/inbox', { qos: 1 }).catch((err: { packet?: { granted?: number[] } }) => err.packet?.granted?.map((qos) => ({ qos })))
   assert.equal(granted?.[0]?.qos, 0x80)
+})
+
+test('refusalDetail unspecified: refused publishes and filters are 0x80 without a reason string, still noticed; 0x9E kept; MQTT 3.1.1 unchanged', { timeout: 60_000 }, async (t) => {
+  const node = await startNode(['--refusal-detail', 'unspecified', '--publish-rate', '1', '--publish-burst', '1'], { users: USERS })
+  t.after(() => node.close())
+  const port = node.ports.mqtt as number
+  const c = await v5(t, port, { clientId: 'alice-u', username: 'alice', password: pw('alice') })
+  c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'wb/d/alice-u', qos: 0 }, { topic: '$SYS/#', qos: 0 }, { topic: '$share/g/wb/d/alice-u', qos: 0 }] })
+  assert.deepEqual((await c.next('suback')).granted, [0, 0x80, 0x9E])
+  c.send({ cmd: 'publish', topic: 'wb/u/bob/out', payload: Buffer.from('{}'), qos: 1, messageId: 2, retain: false, dup: false })
+  const denied = await c.next('puback')
+  assert.deepEqual([denied.messageId, denied.reasonCode, denied.properties?.reasonString], [2, 0x80, undefined])
+  assert.match(String((await c.next('publish') as { payload?: Buffer }).payload), /"code":"not_authorized"/)
+  // The burst of 1 spent above: over the rate.
+  for (let i = 3; i < 6; i++) c.send({ cmd: 'publish', topic: 'wb/u/alice/out', payload: Buffer.from('x'), qos: 1, messageId: i, retain: false, dup: false })
+  const acks = [await c.next('puback'), await c.next('puback'), await c.next('puback')]
+  assert.ok(acks.every((a) => (a.reasonCode ?? 0) === 0 || (a.reasonCode === 0x80 && a.properties?.reasonString === undefined)), JSON.stringify(acks))
+  assert.equal(acks.filter((a) => a.reasonCode === 0x80).length, node.stats.refusals.rate_limited)
+  assert.ok(node.stats.refusals.rate_limited >= 1)
+  // MQTT 3.1.1 keeps its SUBACK 0x80 and PUBACK 0.
+  const v4 = await connect(node.mqttUrl, { username: 'bob', password: 'bob-password-1', clientId: 'bob-u' })
+  t.after(() => v4.end(true))
+  await assert.rejects(v4.subscribeAsync('$SYS/#', { qos: 0 }), (e: unknown) => (e as { packet?: { granted?: number[] } }).packet?.granted?.[0] === 128)
 })
 
 test('DISCONNECT: 0x8E on takeover, 0x8D on a keep alive timeout, 0x95 for a packet over maxPacket, 0x8B when the node stops', { timeout: 60_000 }, async (t) => {

@@ -5,8 +5,10 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
 import { ChatClient } from '../helpers/chat-client.js'
+import { alive, workerPids } from '../helpers/cluster-procs.js'
 import { startRedis } from '../helpers/redis.js'
-import { connect, startNode } from '../helpers/test-node.js'
+import { connect, spawnNode, startNode } from '../helpers/test-node.js'
+import { v5Connect, type V5Conn } from '../helpers/v5-raw.js'
 
 async function until (what: string, check: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms
@@ -147,4 +149,70 @@ test('Redis hung under two brokers: each still delivers to its own clients at on
     await pub.publishAsync('room/x', `after ${i}`, { qos: 1 })
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
+})
+
+test('an MQTT 5 client taken over by a connection to another node on the same Redis is told DISCONNECT 0x8E first', async (t) => {
+  const undo: Array<() => unknown> = []
+  t.after(async () => { for (const fn of undo.reverse()) await fn() })
+  const redis = await startRedis()
+  undo.push(() => redis.stop())
+  const args = ['--dev', '--redis', redis.url, '--bridge', 'off']
+  const a = await startNode(args)
+  undo.push(() => a.close())
+  const b = await startNode(args)
+  undo.push(() => b.close())
+  const first = await v5Connect(a.ports.mqtt as number, { clientId: 'dev-5', clean: false, properties: { sessionExpiryInterval: 60 } })
+  undo.push(() => { first.destroy() })
+  const second = await v5Connect(b.ports.mqtt as number, { clientId: 'dev-5', clean: false, properties: { sessionExpiryInterval: 60 } })
+  undo.push(() => { second.destroy() })
+  assert.equal(second.connack.reasonCode, 0)
+  const said = await first.next('disconnect')
+  assert.equal(said.reasonCode, 0x8E)
+  assert.match(String(said.properties?.reasonString), /another broker/)
+  await first.closed
+  await until('A let the first connection go', () => a.broker.connectedClients === 0)
+})
+
+/** The worker each MQTT connection of `clientId` was taken by, in order, from the workers' "client connected" lines. */
+function workersOf (stderr: string, clientId: string): number[] {
+  const out: number[] = []
+  for (const line of stderr.split('\n')) {
+    if (!line.includes('"client connected"')) continue
+    const j = JSON.parse(line) as { clientId?: string, worker?: number }
+    if (j.clientId === clientId && j.worker !== undefined) out.push(j.worker)
+  }
+  return out
+}
+
+test('warbler start --workers 2 --redis: an MQTT 5 client id connecting again is told DISCONNECT 0x8E on its old connection, on the same worker or the other', { timeout: 60_000 }, async (t) => {
+  const undo: Array<() => unknown> = []
+  t.after(async () => { for (const fn of undo.reverse()) await fn() })
+  const redis = await startRedis()
+  undo.push(() => redis.stop())
+  const node = await spawnNode(['--dev', '--workers', '2', '--redis', redis.url, '--host', '127.0.0.1'])
+  undo.push(() => node.stop('SIGKILL'))
+  const pids = workerPids(node.stderr())
+  undo.push(() => { for (const pid of pids.values()) if (alive(pid)) process.kill(pid, 'SIGKILL') })
+  const port = node.ports.mqtt as number
+  const connect5 = async (): Promise<V5Conn> => {
+    const c = await v5Connect(port, { clientId: 'dev-w', clean: false, properties: { sessionExpiryInterval: 60 } })
+    undo.push(() => { c.destroy() })
+    assert.equal(c.connack.reasonCode, 0)
+    return c
+  }
+  // Connections go to the workers in turn; each new one takes the session over
+  // from the one before, until one did so from the other worker.
+  let older = await connect5()
+  await until('the first connection is logged', () => workersOf(node.stderr(), 'dev-w').length === 1, 10_000)
+  let across = 0
+  for (let i = 2; i <= 6 && across === 0; i++) {
+    const newer = await connect5()
+    await until('the connection is logged', () => workersOf(node.stderr(), 'dev-w').length === i, 10_000)
+    const [was, is] = workersOf(node.stderr(), 'dev-w').slice(-2)
+    const said = await older.next('disconnect', 10_000)
+    assert.equal(said.reasonCode, 0x8E, `takeover from worker ${String(was)} to ${String(is)}`)
+    if (was !== is) across++
+    older = newer
+  }
+  assert.equal(across, 1, 'a connection on the other worker took the session over')
 })

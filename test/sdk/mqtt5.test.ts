@@ -19,7 +19,8 @@ import { lifo, PW, recorded, until, within } from './support.js'
 test('PUBACK reason codes map to the codes of the error notices; unknown refusals are internal', () => {
   assert.equal(pubackErrorCode(0x87), 'not_authorized')
   assert.equal(pubackErrorCode(0x90), 'not_authorized')
-  assert.equal(pubackErrorCode(0x95), 'payload_too_large')
+  // MQTT 5 allows no 0x95 on a PUBACK (the broker acknowledges a payload over maxPayload with 0).
+  assert.equal(pubackErrorCode(0x95), 'internal')
   assert.equal(pubackErrorCode(0x97), 'rate_limited')
   assert.equal(pubackErrorCode(0x99), 'bad_request')
   assert.equal(pubackErrorCode(0x80), 'internal')
@@ -99,6 +100,83 @@ test('a send whose PUBACK refuses it fails with that error and leaves the outbox
   void queue.acked({ t: 'ack', cid: 'c2', conv: 'd:alice:bob', seq: 1, id: 'm', ts: 1 })
   assert.equal((await within(retried, 2000, 'the ack')).seq, 1)
   queue.close(new ServerError('internal', 'closed'))
+})
+
+test('a publish refused twice, in its PUBACK and by the notice, in either order: backed off once and sent again once', { timeout: 20_000 }, async () => {
+  for (const noticeFirst of [false, true]) {
+    const outbox = new MemoryOutbox()
+    const link = { gen: 1, ready: true } as unknown as Link
+    const published: string[] = []
+    const refusal = (cid: string): ServerError => new ServerError('rate_limited', 'quota', cid)
+    let queue: SendQueue | null = null
+    let first = true
+    const answer = async (cid: string): Promise<void> => {
+      if (!first) return
+      first = false
+      // The other answer of the same publish, before or after the PUBACK's.
+      if (noticeFirst) await queue?.refused(link, cid, refusal(cid))
+      else setImmediate(() => { void queue?.refused(link, cid, refusal(cid)) })
+      throw refusal(cid)
+    }
+    queue = new SendQueue({
+      outbox,
+      requestTimeout: 60_000,
+      link: () => link,
+      closed: () => false,
+      handOff: (_link, _frame, id) => { published.push(id); return Promise.resolve({ acked: answer(id) }) },
+      status: () => {},
+      error: (e) => { throw e }
+    })
+    const entry = { cid: 'twice', target: { to: 'bob' }, body: 'x', createdAt: 1 }
+    await outbox.put(entry)
+    const sent = queue.add(entry)
+    void queue.pump()
+    await until(() => published.length === 2, 5000, 'the publish sent again')
+    assert.equal((queue as unknown as { throttled: number }).throttled, 1, `one backoff step (notice first: ${String(noticeFirst)})`)
+    void queue.acked({ t: 'ack', cid: 'twice', conv: 'd:alice:bob', seq: 1, id: 'm', ts: 1 })
+    assert.equal((await within(sent, 2000, 'the ack')).seq, 1)
+    // Nothing is sent a third time.
+    await queue.pump()
+    assert.deepEqual(published, ['twice', 'twice'])
+    queue.close(new ServerError('internal', 'closed'))
+  }
+})
+
+test('a window of sends refused one by one in their PUBACKs is one backoff step; each is sent again once', { timeout: 20_000 }, async (t) => {
+  const outbox = new MemoryOutbox()
+  const link = { gen: 1, ready: true } as unknown as Link
+  const published: string[] = []
+  // The first window's PUBACKs come once all three are out, each refusing its publish.
+  const refusals: Array<() => void> = []
+  const queue = new SendQueue({
+    outbox,
+    requestTimeout: 60_000,
+    link: () => link,
+    closed: () => false,
+    handOff: (_link, _frame, id) => {
+      published.push(id)
+      const first = published.length <= 3
+      return Promise.resolve({ acked: first ? new Promise<void>((_resolve, reject) => { refusals.push(() => { reject(new ServerError('rate_limited', 'quota', id)) }) }) : Promise.resolve() })
+    },
+    status: () => {},
+    error: (e) => { throw e }
+  })
+  t.after(() => { queue.close(new ServerError('internal', 'closed')) })
+  const cids = ['w1', 'w2', 'w3']
+  const sent: Array<Promise<unknown>> = []
+  for (const [i, cid] of cids.entries()) {
+    const entry = { cid, target: { to: 'bob' }, body: 'x', createdAt: i + 1 }
+    await outbox.put(entry)
+    sent.push(queue.add(entry))
+  }
+  void queue.pump()
+  await until(() => published.length === 3, 2000, 'the first window')
+  for (const refuse of refusals) refuse()
+  await until(() => published.length === 6, 5000, 'the window sent again')
+  assert.equal((queue as unknown as { throttled: number }).throttled, 1)
+  assert.deepEqual(published, [...cids, ...cids])
+  for (const [i, cid] of cids.entries()) void queue.acked({ t: 'ack', cid, conv: 'd:alice:bob', seq: i + 1, id: `m${i}`, ts: 1 })
+  await within(Promise.all(sent), 2000, 'the acks')
 })
 
 for (const protocolVersion of [5, 4] as const) {
