@@ -257,10 +257,12 @@ export class ArchiveWriter {
     let rows: unknown[][] = []
     const marks = new Map<string, [string, string, number]>()
     // Numbered sends taken in this batch (last n by sender and epoch), and
-    // whether `rows` holds their order rows (then it goes through send_batch).
+    // the order rows not written yet, one per epoch (the last n wins): with
+    // any, the rows go through send_batch.
     const taken = new Map<string, number>()
-    let ordered = false
-    const insertRows = (): string => ordered ? SQL_INSERT_ORDERED : SQL_INSERT
+    const orders = new Map<string, unknown[]>()
+    const insertSql = (): string => orders.size > 0 ? SQL_INSERT_ORDERED : SQL_INSERT
+    const heldRows = (): unknown[][] => orders.size > 0 ? [...rows, ...orders.values()] : rows
     const db = this.db
     const needsTransaction = (): never => { throw new NeedsTransaction() }
     const moved: Tx['moved'] = (conv, user, to) => {
@@ -279,11 +281,11 @@ export class ArchiveWriter {
     })
     /** Write what is held back; called before any other statement, so the order holds. */
     const writeHeld = async (): Promise<void> => {
-      if (rows.length > 0) {
-        const json = jsonParam(rows)
-        const sql = insertRows()
+      if (rows.length > 0 || orders.size > 0) {
+        const json = jsonParam(heldRows())
+        const sql = insertSql()
         rows = []
-        ordered = false
+        orders.clear()
         await (await db.prepare(sql)).run([json])
       }
       if (marks.size > 0) {
@@ -342,9 +344,9 @@ export class ArchiveWriter {
       },
       sent: (sender, epoch, n) => {
         const key = orderKey(sender, epoch)
-        taken.set(key, Math.max(n, taken.get(key) ?? 0))
-        rows.push(orderRow(sender, epoch, n, Date.now()))
-        ordered = true
+        const last = Math.max(n, taken.get(key) ?? 0)
+        taken.set(key, last)
+        orders.set(key, orderRow(sender, epoch, last, Date.now()))
       },
       run: async (sql, params = []) => {
         if (oneStep) needsTransaction()
@@ -376,9 +378,9 @@ export class ArchiveWriter {
         // same values), so one prepared INSERT, committed on its own, is the
         // transaction: no script to parse, no BEGIN/COMMIT, no statement
         // journal. It fails whole, as the script did.
-        if (rows.length > 0) {
-          const insert = await db.prepare(insertRows())
-          const done = insert.run([jsonParam(rows)])
+        if (rows.length > 0 || orders.size > 0) {
+          const insert = await db.prepare(insertSql())
+          const done = insert.run([jsonParam(heldRows())])
           submitted()
           await done
         }
