@@ -5,7 +5,7 @@
 import { inflateRawSync } from 'node:zlib'
 import {
   CLIENT_MESSAGE_ID_PATTERN, type ClientFrame, clientIdBelongsTo, directConversation, isConversationId, isValidUsername,
-  parseChatTopic, payloadEncoding, REQUEST_ID_PATTERN, type RequestFrame, RequestOps, type SendFrame, type TypingFrame,
+  parseChatTopic, payloadEncoding, REQUEST_ID_PATTERN, SEND_EPOCH_PATTERN, type RequestFrame, RequestOps, type SendFrame, type TypingFrame,
   USER_PROPERTIES_MAX_BYTES, USER_PROPERTIES_MAX_PAIRS, type UserProperties
 } from '@warbler/sdk/protocol'
 import { ServiceError } from './archive/archive-errors.js'
@@ -90,6 +90,7 @@ export function parseFrame (value: unknown): ClientFrame {
     }
     if (!('body' in value) || value.body === null || value.body === undefined) throw new ServiceError('bad_request', 'body is missing')
     if ((value.to === undefined) === (value.conv === undefined)) throw new ServiceError('bad_request', 'give exactly one of to (a user) and conv (a conversation id)')
+    checkNumbering(value)
     return value as unknown as SendFrame
   }
   if (t === 'typing') {
@@ -104,6 +105,17 @@ export function parseFrame (value: unknown): ClientFrame {
     return value as unknown as RequestFrame
   }
   throw new ServiceError('unknown_type', `unknown frame type t=${JSON.stringify(t)}; known: msg, typing, req`)
+}
+
+/** A send's numbering (docs/protocol.md, "Numbered sends"): both `epoch` and `n`, well-formed, or neither. */
+function checkNumbering (value: Record<string, unknown>): void {
+  if (value.epoch === undefined && value.n === undefined) return
+  if (typeof value.epoch !== 'string' || !SEND_EPOCH_PATTERN.test(value.epoch)) {
+    throw new ServiceError('bad_request', 'epoch must be 1-32 characters of A-Z a-z 0-9 _ . : - (and comes with n)')
+  }
+  if (typeof value.n !== 'number' || !Number.isSafeInteger(value.n) || value.n < 1) {
+    throw new ServiceError('bad_request', 'n must be a positive integer (and comes with epoch)')
+  }
 }
 
 /** Resolve the conversation of a send from `to` or `conv`. */

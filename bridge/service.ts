@@ -30,7 +30,8 @@ import { migrate } from './archive/schema.js'
 import { Checkpointer } from './archive/checkpoint.js'
 import { ArchiveReader } from './archive/reader.js'
 import { ArchiveWriter } from './archive/writer.js'
-import { ServiceError } from './archive/archive-errors.js'
+import { OutOfOrderError, ServiceError } from './archive/archive-errors.js'
+import { pruneSendOrder, SEND_ORDER_KEEP_MS } from './archive/send-order.js'
 import { lastSeen } from './archive/write-ops.js'
 import { type Audience, Fanout, type Publish } from './fanout.js'
 
@@ -88,6 +89,9 @@ interface Failed { kind: InternalKind, user: string, reply: Reply, conv?: string
 /** How often the WAL is checkpointed (ms): see checkpoint.ts. */
 const CHECKPOINT_INTERVAL_MS = 1000
 
+/** How often epochs of numbered sends that moved no more for SEND_ORDER_KEEP_MS are deleted (ms). */
+const SEND_ORDER_SWEEP_MS = 3600_000
+
 /** Least time between two typing notices of one user in one conversation (ms). */
 const TYPING_INTERVAL_MS = 1000
 
@@ -98,6 +102,7 @@ export class MessageService {
   private readonly lastSeen = new Map<string, number>()
   private readonly typingAt = new Map<string, number>()
   private typingSweep: NodeJS.Timeout
+  private readonly orderSweep: NodeJS.Timeout
   private closed = false
 
   private constructor (
@@ -113,6 +118,8 @@ export class MessageService {
       for (const [k, t] of this.typingAt) if (t < old) this.typingAt.delete(k)
     }, 10 * TYPING_INTERVAL_MS)
     this.typingSweep.unref()
+    this.orderSweep = setInterval(() => { void this.pruneSendOrder(Date.now() - SEND_ORDER_KEEP_MS) }, SEND_ORDER_SWEEP_MS)
+    this.orderSweep.unref()
     this.fanout = new Fanout(opts.transport.publish, opts.transport.audience, this.counters)
   }
 
@@ -141,10 +148,11 @@ export class MessageService {
     return svc
   }
 
-  private refuse (reply: Reply, code: ErrorCode, message: string, ref?: string): void {
+  private refuse (reply: Reply, code: ErrorCode, message: string, ref?: string, next?: number): void {
     this.counters.refusals[code] = (this.counters.refusals[code] ?? 0) + 1
     const frame: ErrorFrame = { t: 'error', code, message }
     if (ref !== undefined) frame.ref = ref
+    if (next !== undefined) frame.next = next
     void this.answer(reply, frame)
   }
 
@@ -176,7 +184,8 @@ export class MessageService {
         }
         checkBody(frame.body)
         const userProps = checkUserProperties(props?.userProperties)
-        const { ack, duplicate, delivered } = await this.writer.send({ user, cid: frame.cid, conv: send.conv, peer: send.peer, body: frame.body, text: bodyText(frame.body), props: userProps })
+        const order = frame.epoch === undefined || frame.n === undefined ? undefined : { epoch: frame.epoch, n: frame.n }
+        const { ack, duplicate, delivered } = await this.writer.send({ user, cid: frame.cid, conv: send.conv, peer: send.peer, body: frame.body, text: bodyText(frame.body), props: userProps, order })
         if (duplicate) this.counters.duplicates++
         else this.counters.sends++
         // Hold the sender until its message is routed to every recipient, so a
@@ -200,7 +209,7 @@ export class MessageService {
       }
     } catch (err) {
       if (err instanceof ServiceError && err.code !== 'internal') {
-        this.refuse(at.reply, err.code, err.message, at.ref)
+        this.refuse(at.reply, err.code, err.message, at.ref, err instanceof OutOfOrderError ? err.next : undefined)
         return
       }
       this.internal(at, err)
@@ -297,11 +306,30 @@ export class MessageService {
     return Number(row?.synchronous)
   }
 
+  /**
+   * Forget the epochs of numbered sends that moved no more since `before`
+   * (ms): the table stays bounded by the senders of the last days. The number
+   * deleted; 0 when the service is stopping.
+   */
+  async pruneSendOrder (before: number): Promise<number> {
+    try {
+      return await this.writer.op(async (tx) => {
+        const n = await pruneSendOrder(tx, before)
+        this.writer.order.forget()
+        return n
+      })
+    } catch (err) {
+      if (!(err instanceof ServiceError && err.code === 'unavailable')) this.opts.log.error('deleting old epochs of numbered sends failed', { error: err instanceof Error ? err.message : String(err) })
+      return 0
+    }
+  }
+
   /** Finish queued writes, then close the database connections. Idempotent. */
   async close (): Promise<void> {
     if (this.closed) return
     this.closed = true
     clearInterval(this.typingSweep)
+    clearInterval(this.orderSweep)
     await this.writer.close()
     await this.checkpoints.close()
     await this.writeDb.close()

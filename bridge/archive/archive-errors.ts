@@ -19,3 +19,12 @@ export class ServiceError extends Error {
 export class BackupError extends Error {
   override name = 'BackupError'
 }
+
+/**
+ * A numbered send that came before an earlier one of its epoch was stored
+ * (`out_of_order`): not stored; the sender sends again from `next`.
+ */
+export class OutOfOrderError extends ServiceError {
+  override name = 'OutOfOrderError'
+  constructor (readonly next: number, message: string) { super('out_of_order', message) }
+}

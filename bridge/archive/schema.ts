@@ -95,6 +95,35 @@ END;
  */
 const USER_PROPERTIES_V3 = 'ALTER TABLE messages ADD COLUMN props TEXT;'
 
+/**
+ * Migration 4: numbered sends (bridge/archive/send-order.ts). `send_order`
+ * holds the last n stored of each (sender, epoch), with when it last moved
+ * (for the sweep of old epochs). A batch with numbered sends is written
+ * through the `send_batch` view: its trigger inserts each message row (id
+ * set) and moves each order row (epoch set), so messages and the numbers
+ * that admitted them commit in one statement, as a batch of sends did
+ * before (migration 2). Batches without numbered sends insert into messages
+ * as before.
+ */
+const SEND_ORDER_V4 = `
+CREATE TABLE send_order (
+  sender TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  PRIMARY KEY (sender, epoch)
+) WITHOUT ROWID;
+CREATE INDEX send_order_by_ts ON send_order(ts);
+CREATE VIEW send_batch AS
+  SELECT conv, seq, id, sender, cid, ts, body, text, props, NULL AS epoch, NULL AS n FROM messages WHERE 0;
+CREATE TRIGGER send_batch_insert INSTEAD OF INSERT ON send_batch BEGIN
+  INSERT INTO messages(conv, seq, id, sender, cid, ts, body, text, props)
+    SELECT NEW.conv, NEW.seq, NEW.id, NEW.sender, NEW.cid, NEW.ts, NEW.body, NEW.text, NEW.props WHERE NEW.id IS NOT NULL;
+  INSERT INTO send_order(sender, epoch, n, ts) SELECT NEW.sender, NEW.epoch, NEW.n, NEW.ts WHERE NEW.epoch IS NOT NULL
+    ON CONFLICT (sender, epoch) DO UPDATE SET n = max(n, excluded.n), ts = excluded.ts;
+END;
+`
+
 /** The tables of migration 1: a file with all of them and no recorded version is at version 1. */
 const V1_TABLES = ['conversations', 'members', 'messages', 'last_seen', 'messages_fts']
 
@@ -102,7 +131,8 @@ const V1_TABLES = ['conversations', 'members', 'messages', 'last_seen', 'message
 export const ARCHIVE_MIGRATIONS: readonly Migration[] = [
   { version: 1, what: 'conversations, members, messages, last_seen and the full-text index', up: SCHEMA_V1 },
   { version: 2, what: 'a send moves its conversation and its sender\'s watermarks in the same statement', up: SEND_TRIGGER_V2 },
-  { version: 3, what: 'messages keep the MQTT 5 user properties of their sender', up: USER_PROPERTIES_V3 }
+  { version: 3, what: 'messages keep the MQTT 5 user properties of their sender', up: USER_PROPERTIES_V3 },
+  { version: 4, what: 'numbered sends: the last n stored of each sender\'s epoch', up: SEND_ORDER_V4 }
 ]
 
 /** The archive as a part of the database file, with `migrations` (the shipped list unless a test gives its own). */

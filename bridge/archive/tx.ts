@@ -49,6 +49,10 @@ export interface Tx {
   /** A member's watermarks moved (to `read` and/or `delivered`): the members get a receipt after COMMIT. */
   moved: (conv: ConvState, user: string, marks: { read?: number, delivered?: number }) => void
   userExists: (name: string) => Promise<boolean>
+  /** The last n the archive took of a sender's epoch (numbered sends), as of this point of the batch; 0 if none. */
+  lastSent: (sender: string, epoch: string) => Promise<number>
+  /** A numbered send was taken (stored, or refused for good): its number is written with the batch's messages. */
+  sent: (sender: string, epoch: string, n: number) => void
   run: (sql: string, params?: unknown[]) => Promise<{ changes: number }>
   /** Work to do after COMMIT (deliveries of events, replies). */
   afterCommit: (fn: () => void) => void
@@ -64,6 +68,8 @@ export interface SendInput {
   text: string
   /** MQTT 5 user properties, checked (frames.ts: checkUserProperties). */
   props?: UserProperties | undefined
+  /** A numbered send's epoch and number (docs/protocol.md, "Numbered sends"). */
+  order?: { epoch: string, n: number } | undefined
 }
 
 export type SendResult = { ack: AckFrame, duplicate: boolean, delivered: Promise<unknown> }

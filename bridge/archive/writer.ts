@@ -25,9 +25,10 @@
  */
 import type { AckFrame, GroupRole, MessageFrame, ReceiptFrame } from '@warbler/sdk/protocol'
 import type { Database } from '../../shared/sqlite.js'
-import { ServiceError } from './archive-errors.js'
+import { OutOfOrderError, ServiceError } from './archive-errors.js'
 import { newMessageId } from './message-id.js'
 import { jsonParam, SQL_CONV, SQL_CONV_MEMBERS, SQL_CONVS, SQL_EXISTING, SQL_INSERT, SQL_MARKS, SQL_NEW_CONV, SQL_NEW_MEMBER, SQL_USER_EXISTS, wellFormed } from './batch-sql.js'
+import { orderKey, orderRow, SendOrder, SQL_INSERT_ORDERED } from './send-order.js'
 import type { ConvState, SendInput, SendResult, StoredMessage, StoredReceipt, Tx, WriterStats } from './tx.js'
 
 export type { ConvState, SendInput, SendResult, StoredMessage, StoredReceipt, Tx, WriterStats } from './tx.js'
@@ -61,6 +62,8 @@ export class ArchiveWriter {
   private flushing: Promise<void> | null = null
   private readonly cache = new Map<string, ConvState>()
   private readonly users = new Map<string, boolean>()
+  /** The last n taken of each numbered sender's epoch (send-order.ts). */
+  readonly order: SendOrder
   private closed = false
   /** Called after each committed batch with its latency (ms) and size. */
   onBatch: ((ms: number, size: number) => void) | null = null
@@ -74,27 +77,54 @@ export class ArchiveWriter {
      */
     private readonly onCommitted: (messages: StoredMessage[], receipts: StoredReceipt[]) => Map<string, Promise<unknown>> | undefined,
     private readonly maxBatch = 2048
-  ) {}
+  ) {
+    this.order = new SendOrder(db)
+  }
 
-  /** Store a chat message, once per (user, cid). */
+  /**
+   * Store a chat message, once per (user, cid). A numbered one (`order`) only
+   * as the next of its epoch: one that comes early is refused with the number
+   * expected (`out_of_order`); one numbered at or below the last taken is a
+   * repeat, answered as any send is (its first ack, or stored if it never was).
+   */
   send (input: SendInput): Promise<SendResult> {
     return this.enqueue<SendResult>({ user: input.user, cid: input.cid }, async (tx, existing) => {
       const dup = existing.get(`${input.user}\u0000${input.cid}`)
-      if (dup !== undefined) return { ack: dup, duplicate: true, delivered: Promise.resolve() }
-      let conv = await tx.conv(input.conv)
-      if (conv === null) {
-        if (input.peer === null) throw new ServiceError('not_found', `no conversation ${input.conv}`)
-        if (!(await tx.userExists(input.peer))) throw new ServiceError('not_found', `no user ${input.peer}`)
-        conv = await tx.createConversation(input.conv, 'direct', null, [[input.user, 'member'], [input.peer, 'member']])
+      const order = input.order
+      const last = order === undefined ? 0 : await tx.lastSent(input.user, order.epoch)
+      if (dup !== undefined) {
+        // Stored, so everything sent before it was taken too.
+        if (order !== undefined && order.n > last) tx.sent(input.user, order.epoch, order.n)
+        return { ack: dup, duplicate: true, delivered: Promise.resolve() }
       }
-      if (!conv.members.has(input.user)) throw new ServiceError('not_member', `${input.user} is not a member of ${input.conv}`)
-      const frame = await tx.append(conv, input.user, input.cid, input.body, input.text, input.props)
-      // What one sends, one has read (and so has had delivered).
-      tx.markRead(conv, input.user, frame.seq)
-      const ack: AckFrame = { t: 'ack', cid: input.cid, conv: frame.conv, seq: frame.seq, id: frame.id, ts: frame.ts }
-      existing.set(`${input.user}\u0000${input.cid}`, ack) // a second copy in the same batch
-      return { ack, duplicate: false, delivered: Promise.resolve() }
+      if (order === undefined || order.n <= last) return await this.store(tx, input, existing)
+      if (order.n > last + 1) throw new OutOfOrderError(last + 1, `send ${order.n} of epoch ${order.epoch} came before ${last + 1}, which is not stored: send again from ${last + 1}`)
+      try {
+        const stored = await this.store(tx, input, existing)
+        tx.sent(input.user, order.epoch, order.n)
+        return stored
+      } catch (err) {
+        // Refused for good (not a member...): the next one may come.
+        if (err instanceof ServiceError) tx.sent(input.user, order.epoch, order.n)
+        throw err
+      }
     })
+  }
+
+  private async store (tx: Tx, input: SendInput, existing: Map<string, AckFrame>): Promise<SendResult> {
+    let conv = await tx.conv(input.conv)
+    if (conv === null) {
+      if (input.peer === null) throw new ServiceError('not_found', `no conversation ${input.conv}`)
+      if (!(await tx.userExists(input.peer))) throw new ServiceError('not_found', `no user ${input.peer}`)
+      conv = await tx.createConversation(input.conv, 'direct', null, [[input.user, 'member'], [input.peer, 'member']])
+    }
+    if (!conv.members.has(input.user)) throw new ServiceError('not_member', `${input.user} is not a member of ${input.conv}`)
+    const frame = await tx.append(conv, input.user, input.cid, input.body, input.text, input.props)
+    // What one sends, one has read (and so has had delivered).
+    tx.markRead(conv, input.user, frame.seq)
+    const ack: AckFrame = { t: 'ack', cid: input.cid, conv: frame.conv, seq: frame.seq, id: frame.id, ts: frame.ts }
+    existing.set(`${input.user}\u0000${input.cid}`, ack) // a second copy in the same batch
+    return { ack, duplicate: false, delivered: Promise.resolve() }
   }
 
   /** Run a write operation in order with everything else. */
@@ -157,6 +187,7 @@ export class ArchiveWriter {
       return { batch, applied, ms: performance.now() - started }
     } catch (err) {
       this.cache.clear() // in-memory seqs and members may be ahead of the database
+      this.order.forget()
       return { batch, applied: null, ms: 0, error: new ServiceError('internal', `storage failed: ${(err as Error).message}`) }
     } finally {
       submitted()
@@ -225,6 +256,13 @@ export class ArchiveWriter {
     // read watermarks by (conv, user) (the last one wins, as it would in order).
     let rows: unknown[][] = []
     const marks = new Map<string, [string, string, number]>()
+    // Numbered sends taken in this batch (last n by sender and epoch), and
+    // the order rows not written yet, one per epoch (the last n wins): with
+    // any, the rows go through send_batch.
+    const taken = new Map<string, number>()
+    const orders = new Map<string, unknown[]>()
+    const insertSql = (): string => orders.size > 0 ? SQL_INSERT_ORDERED : SQL_INSERT
+    const heldRows = (): unknown[][] => orders.size > 0 ? [...rows, ...orders.values()] : rows
     const db = this.db
     const needsTransaction = (): never => { throw new NeedsTransaction() }
     const moved: Tx['moved'] = (conv, user, to) => {
@@ -243,10 +281,12 @@ export class ArchiveWriter {
     })
     /** Write what is held back; called before any other statement, so the order holds. */
     const writeHeld = async (): Promise<void> => {
-      if (rows.length > 0) {
-        const json = jsonParam(rows)
+      if (rows.length > 0 || orders.size > 0) {
+        const json = jsonParam(heldRows())
+        const sql = insertSql()
         rows = []
-        await (await db.prepare(SQL_INSERT)).run([json])
+        orders.clear()
+        await (await db.prepare(sql)).run([json])
       }
       if (marks.size > 0) {
         const json = jsonParam([...marks.values()])
@@ -298,6 +338,16 @@ export class ArchiveWriter {
         if (!oneStep && this.users.get(name) !== true) await writeHeld()
         return await this.userExists(name)
       },
+      lastSent: async (sender, epoch) => {
+        const key = orderKey(sender, epoch)
+        return taken.get(key) ?? await this.order.lastOf(key, sender, epoch)
+      },
+      sent: (sender, epoch, n) => {
+        const key = orderKey(sender, epoch)
+        const last = Math.max(n, taken.get(key) ?? 0)
+        taken.set(key, last)
+        orders.set(key, orderRow(sender, epoch, last, Date.now()))
+      },
       run: async (sql, params = []) => {
         if (oneStep) needsTransaction()
         await writeHeld()
@@ -328,13 +378,14 @@ export class ArchiveWriter {
         // same values), so one prepared INSERT, committed on its own, is the
         // transaction: no script to parse, no BEGIN/COMMIT, no statement
         // journal. It fails whole, as the script did.
-        if (rows.length > 0) {
-          const insert = await db.prepare(SQL_INSERT)
-          const done = insert.run([jsonParam(rows)])
+        if (rows.length > 0 || orders.size > 0) {
+          const insert = await db.prepare(insertSql())
+          const done = insert.run([jsonParam(heldRows())])
           submitted()
           await done
         }
         this.stats.oneStep++
+        for (const [key, n] of taken) this.order.remember(key, n)
         return { stored, receipts: receipts(), after, outcomes }
       } catch {
         // The statement committed nothing: it ran outside any transaction.
@@ -358,6 +409,7 @@ export class ArchiveWriter {
       await db.exec('ROLLBACK').catch(() => {})
       throw err
     }
+    for (const [key, n] of taken) this.order.remember(key, n)
     return { stored, receipts: receipts(), after, outcomes }
   }
 

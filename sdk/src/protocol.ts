@@ -190,6 +190,8 @@ export interface ErrorFrame {
   mid?: number
   /** The request or client message id the error answers, when known. */
   ref?: string
+  /** With `out_of_order`: the number `n` the service expects next from the send's `epoch`. */
+  next?: number
 }
 
 // ---------------------------------------------------------------------------
@@ -211,6 +213,7 @@ export const ErrorCodes = {
   not_found: 'The conversation, group or user does not exist.',
   forbidden: 'The member\'s group role does not allow the operation (for example, a member renaming the group).',
   conflict: 'The change clashes with what is there (an admin API call: the user already exists, the token is already revoked); nothing changed.',
+  out_of_order: 'A numbered send (`epoch`, `n`) came before an earlier send of the same epoch was stored (it was lost on the way); it was not stored. Send again, in order, from the number in the notice\'s `next` (the SDK does this by itself).',
   unavailable: 'The message service is stopping; retry later (the SDK does this by itself).',
   internal: 'An unexpected server error; the request had no effect and may be retried.'
 } as const
@@ -255,6 +258,8 @@ export function isConversationId (conv: string): boolean {
 
 /** Client message ids: 1-64 characters of A-Z a-z 0-9 _ - . : */
 export const CLIENT_MESSAGE_ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
+/** Send epochs (`SendFrame.epoch`): 1-32 characters of the same alphabet. */
+export const SEND_EPOCH_PATTERN = /^[A-Za-z0-9_.:-]{1,32}$/
 /** Request ids: same alphabet. @alias */
 export const REQUEST_ID_PATTERN = CLIENT_MESSAGE_ID_PATTERN
 
@@ -271,6 +276,15 @@ export interface SendFrame {
   conv?: ConversationId
   /** Any JSON value; a string, or an object's `text` field, is what search finds. */
   body: unknown
+  /**
+   * Optional, with `n`: an id the sender picked for a run of numbered sends
+   * (the SDK: one per client instance). The service stores the sends of one
+   * epoch in the order of `n` and refuses one that comes before an earlier
+   * one (`out_of_order`); a send without them is stored as it comes.
+   */
+  epoch?: string
+  /** The send's number in its epoch: 1, 2, 3, ... in the order sent. */
+  n?: number
 }
 
 /** A typing notice (ephemeral: never stored; rate-limited). */

@@ -64,6 +64,8 @@ async function receiveOne (link: Link, f: SingleFrame, r: Receivers): Promise<vo
 async function onError (link: Link, f: ErrorFrame, r: Receivers): Promise<void> {
   const byMid = f.ref === undefined && f.mid !== undefined ? link.mids.get(f.mid) : undefined
   const ref = f.ref ?? byMid
+  // A send stored out of order: sent again from where the service says (send-queue.ts), not a failure.
+  if (f.code === 'out_of_order' && ref !== undefined && r.sends.outOfOrder(ref, f.next)) return
   const e = new ServerError(f.code, f.message, ref)
   if (ref !== undefined && (r.requests.reject(ref, e) || await r.sends.refused(link, ref, e))) return
   if (byMid !== undefined) return

@@ -5,6 +5,14 @@
  * a window at a time; a send without an answer for requestTimeout is sent
  * again (same cid: stored once), and retryable refusals pause sending with a
  * backoff.
+ *
+ * Sends are numbered (docs/protocol.md, "Numbered sends"): `n` = 1, 2, 3, ...
+ * in outbox order within an epoch picked per queue, given at a send's first
+ * publish and kept for its resends. The service stores them in that order;
+ * one that comes before an earlier one was stored (lost on the way: a
+ * service killed after the broker took it) is refused with the number
+ * expected, and every unanswered send from there is sent again, in order
+ * (go-back-N).
  */
 import { backoffDelay } from './backoff.js'
 import type { MessageStatus } from './events.js'
@@ -21,6 +29,10 @@ interface PendingSend {
   sentOn: number
   sentAt: number
   settled: boolean
+  /** Its number in `epoch` (0: not published yet in the current epoch). */
+  n: number
+  /** The go-back it was last published in (see `outOfOrder`). */
+  round: number
 }
 
 /** What the queue needs of the client. */
@@ -40,6 +52,15 @@ export interface SendQueueHost {
 /** Unacknowledged sends published at once before waiting for their PUBACKs. */
 const WINDOW = 32
 
+/** A new epoch id: random, so that no two queues (clients, runs of an app) share one. */
+function newEpoch (): string {
+  const bytes = new Uint8Array(12)
+  globalThis.crypto.getRandomValues(bytes)
+  let s = 'e'
+  for (const b of bytes) s += b.toString(16).padStart(2, '0')
+  return s
+}
+
 export class SendQueue {
   private readonly sends = new Map<string, PendingSend>()
   private resendTimer: ReturnType<typeof setTimeout> | null = null
@@ -51,6 +72,10 @@ export class SendQueue {
   private throttled = 0
   /** When the last backoff step was taken: refusals of sends published before it belong to it. */
   private throttledAt = 0
+  /** Numbering: the epoch, the next n to give, how many times sending went back. */
+  private epoch = newEpoch()
+  private nextN = 1
+  private round = 0
 
   constructor (private readonly host: SendQueueHost) {}
 
@@ -64,7 +89,7 @@ export class SendQueue {
         s.resolve = (a) => { res(a); resolve(a) }
         s.reject = (e) => { rej(e); reject(e) }
       } else {
-        this.sends.set(entry.cid, { entry, resolve, reject, sentOn: 0, sentAt: 0, settled: false })
+        this.sends.set(entry.cid, { entry, resolve, reject, sentOn: 0, sentAt: 0, settled: false, n: 0, round: 0 })
       }
     })
   }
@@ -82,12 +107,15 @@ export class SendQueue {
         const link = this.host.link()
         if (link === null || !link.ready) return
         let batch: Array<Promise<void>> = []
+        const round = this.round
         for (const entry of await this.host.outbox.load()) {
           if (this.host.link() !== link) return
+          // A go-back (outOfOrder): start again from the oldest, so numbers keep outbox order.
+          if (this.round !== round) { this.pumpAgain = true; break }
           let s = this.sends.get(entry.cid)
           if (s === undefined) {
             // Left by an earlier run of the app: track it again.
-            s = { entry, resolve: noop, reject: noop, sentOn: 0, sentAt: 0, settled: false }
+            s = { entry, resolve: noop, reject: noop, sentOn: 0, sentAt: 0, settled: false, n: 0, round: 0 }
             this.sends.set(entry.cid, s)
           }
           if (s.settled || s.sentOn === link.gen) continue
@@ -95,8 +123,10 @@ export class SendQueue {
           if (wait > 0) { this.pumpLater(wait); break }
           s.sentOn = link.gen
           s.sentAt = Date.now()
+          if (s.n === 0) s.n = this.nextN++
+          s.round = this.round
           // Handed over one after the other, in outbox order; their PUBACKs are awaited a window at a time.
-          const { acked } = await this.host.handOff(link, { t: 'msg', cid: entry.cid, ...entry.target, body: entry.body }, entry.cid, 1)
+          const { acked } = await this.host.handOff(link, { t: 'msg', cid: entry.cid, ...entry.target, body: entry.body, epoch: this.epoch, n: s.n }, entry.cid, 1)
           // An MQTT 5 PUBACK that refuses it answers it at once, as the notice would.
           batch.push(acked.catch(async (err: unknown) => {
             if (!(err instanceof ServerError)) throw err
@@ -136,6 +166,33 @@ export class SendQueue {
     this.pauseUntil = Math.max(this.pauseUntil, Date.now() + delay)
     for (const s of this.sends.values()) if (!s.settled && s.sentOn === link.gen) s.sentOn = 0
     this.pumpLater(this.pauseUntil - Date.now())
+  }
+
+  /**
+   * The service refused send `cid` as out of order: it expects `next` of
+   * this epoch. Every unanswered send from `next` on goes again, in order.
+   * When none of them is numbered `next` (the service forgot the epoch, or
+   * that send was answered meanwhile), a new epoch numbers them all again
+   * from 1. A refusal of a send published before the last go-back changes
+   * nothing: that go-back sent it again already. False if `cid` is not a send.
+   */
+  outOfOrder (cid: string, next: unknown): boolean {
+    const s = this.sends.get(cid)
+    if (s === undefined) return false
+    if (s.settled || s.round < this.round) return true
+    this.round++
+    const unanswered = [...this.sends.values()].filter((x) => !x.settled)
+    const from = typeof next === 'number' && unanswered.some((x) => x.n === next) ? next : null
+    if (from === null) {
+      this.epoch = newEpoch()
+      this.nextN = 1
+    }
+    for (const x of unanswered) {
+      if (from === null) x.n = 0
+      if (x.n === 0 || x.n >= (from ?? 0)) x.sentOn = 0
+    }
+    void this.pump()
+    return true
   }
 
   /** While a link is ready: a send without an answer for requestTimeout is sent again (same cid: stored once). */

@@ -4,7 +4,8 @@
  * as a service account. The whole chat contract runs against it, plus what
  * only this arrangement has: sends queued while the bridge is away, and the
  * refusals to start (wrong account, a broker that runs its embedded service,
- * a second bridge on the same data dir, a bad password).
+ * a second bridge on the same data dir, a bad password), and an SDK device
+ * whose sends are lost on their way to the service.
  */
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
@@ -14,6 +15,9 @@ import { test } from 'node:test'
 import type { AckFrame, MessageFrame } from '../../sdk/src/protocol.js'
 import { ChatClient } from '../helpers/chat-client.js'
 import { CLI, startNode, tempDir, type TestNode, type UserSpec } from '../helpers/test-node.js'
+import { Database } from '../../shared/sqlite.js'
+import { DB_FILE } from '../../shared/data-dir.js'
+import { recorded, until, within } from '../sdk/support.js'
 import { answersContract } from './contract-answers.js'
 import { chatContract, type Start } from './contract.js'
 import { mqtt5Contract } from './contract-mqtt5.js'
@@ -244,4 +248,35 @@ test('standalone: a bad --durability is refused by name before anything starts',
   } finally {
     rmSync(dataDir, { recursive: true, force: true })
   }
+})
+
+test('standalone: an SDK device\'s sends lost on their way to the service are archived before the ones it sent after them', async (t) => {
+  // A queue bound of 2: of the sends made while the bridge is stopped, the broker
+  // acknowledges all, queues two for the service's session and drops the others
+  // (offline_queue_full): lost between the device and the service, as with a
+  // service killed before it stored what the broker handed it.
+  const s = await separate(people, ['--offline-queue', '2'])
+  const alice = recorded({ url: s.node.mqttUrl, username: 'alice', password: PW, device: 'phone', requestTimeout: 15_000 })
+  t.after(async () => { await alice.client.close(); await s.close() })
+  await alice.client.connect()
+  await alice.client.send({ to: 'bob' }, 'm0')
+  assert.equal(await s.bridge.stop(), 0)
+  const refusedBefore = s.node.stats.refusals.offline_queue_full
+  const away = [1, 2, 3, 4].map(async (i) => await alice.client.send({ to: 'bob' }, `m${i}`))
+  await until(() => s.node.stats.refusals.offline_queue_full >= refusedBefore + 2, 10_000, 'sends dropped past the queue bound')
+  await s.restart()
+  // Sent at once: the service gets it before the lost ones come again (requestTimeout is 15 s).
+  const after = alice.client.send({ to: 'bob' }, 'm5')
+  const acks = await within(Promise.all([...away, after]), 10_000, 'the acks, well before requestTimeout')
+  assert.deepEqual(acks.map((a) => a.seq), [2, 3, 4, 5, 6])
+  const db = await Database.open(path.join(s.node.dataDir, DB_FILE), { readonly: true })
+  try {
+    const rows = await db.all<{ body: string }>("SELECT body FROM messages WHERE conv = 'd:alice:bob' ORDER BY seq")
+    assert.deepEqual(rows.map((r) => JSON.parse(r.body) as string), ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'], 'archived in the order sent')
+  } finally {
+    await db.close()
+  }
+  // Sent again by the SDK itself: no failure, no error event.
+  assert.deepEqual(alice.statuses.filter((x) => x.status === 'failed'), [])
+  assert.deepEqual(alice.errors, [])
 })

@@ -140,16 +140,15 @@ test('chaos: two workers with Redis, a worker, the message service\'s worker, Re
   await t.test('SDK devices: every acknowledged send archived once, seqs 1..n, every device saw each conversation whole, once, in order', async () => {
     summary.push(await world.verify(dataDir, 'cluster'))
   })
-  // TODO, fails in most runs: when worker 0 (the message service) is
-  // killed, sends of devices on worker 1 that worker 1 acknowledged (PUBACK) and
-  // put on the local bus for worker 0 die with it; the devices' later sends are
-  // stored by the new worker 0, the lost ones only when the SDK sends them again
-  // after requestTimeout (docs/architecture.md, "Sends in flight when worker 0
-  // dies"), so they get later seqs. Seed 3110167837: dave-phone #154 (seq 87)
-  // archived before #145 (seq 92), bob-phone #140 (seq 146) before #130 (seq 205),
-  // breaks in 3 of 5 conversations; seed 778954534: alice-laptop #92 (seq 122)
-  // before #79 (seq 123). Every send is still archived once (the check above).
-  await t.test('SDK devices: each device\'s sends archived in the order sent, per conversation', { todo: 'lost with worker 0 and sent again after requestTimeout, a send is archived after later ones' }, async () => {
+  // When worker 0 (the message service) is killed, sends of devices on worker 1
+  // that worker 1 acknowledged (PUBACK) and put on the local bus for worker 0
+  // die with it; the devices' later sends reach the new worker 0 first. The
+  // SDK numbers its sends, so those are refused (out_of_order) until the lost
+  // ones come again (docs/protocol.md, "Numbered sends"). Before, the lost ones
+  // came only after requestTimeout, with later seqs (seed 3110167837:
+  // dave-phone #154 (seq 87) archived before #145 (seq 92); seed 778954534:
+  // alice-laptop #92 (seq 122) before #79 (seq 123)).
+  await t.test('SDK devices: each device\'s sends archived in the order sent, per conversation', async () => {
     assert.deepEqual(await world.archiveOrderBreaks(dataDir), [], 'cluster: archive order = send order')
   })
   // TODO. Losses are gone: aedes wrote a QoS 1 PUBACK before it queued and
