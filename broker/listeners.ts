@@ -17,7 +17,6 @@ import tls from 'node:tls'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import { type Config, ConfigError } from '../shared/config.js'
 import { readProxyHeader } from './proxy-protocol.js'
-import { corkPerTurn } from './turn-cork.js'
 import { EXIT, StartError } from '../shared/start-error.js'
 
 export type ListenerName = 'mqtt' | 'mqtts' | 'ws' | 'wss'
@@ -80,7 +79,6 @@ export function createListeners (cfg: Config, handle: Handle, refused: Refused =
   const out: Listener[] = []
   const onSocket = (conn: net.Socket): void => {
     conn.setNoDelay(true)
-    corkPerTurn(conn)
     handle(conn)
   }
   if (cfg.mqttPort !== -1) out.push(streamServer('mqtt', cfg.proxyProtocol ? proxiedServer(refused, onSocket) : net.createServer(onSocket)))
