@@ -77,6 +77,18 @@ export function registerServiceMetrics (registry: client.Registry, svc: MessageS
     registers: [registry]
   })
   svc.writer.onBatch = (ms, size) => { latency.observe(ms / 1000); batch.observe(size) }
+  // Where a send's time in the service goes; what is left of its end-to-end
+  // latency is the broker's (reading the publish, writing the deliveries) and the network's.
+  const stages = new client.Histogram({
+    name: 'warbler_send_stage_seconds',
+    help: 'Time of a stored send in the message service, by stage: stored (publish handed to the service to archive commit done), routed (commit done to delivered to every recipient and acknowledged).',
+    labelNames: ['stage'],
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+    registers: [registry]
+  })
+  const stored = stages.labels('stored')
+  const routed = stages.labels('routed')
+  svc.onSendStages = (storedMs, routedMs) => { stored.observe(storedMs / 1000); routed.observe(routedMs / 1000) }
 }
 
 /** The service's $SYS figures, under $SYS/broker/warbler/. */

@@ -104,6 +104,12 @@ export class MessageService {
   private typingSweep: NodeJS.Timeout
   private readonly orderSweep: NodeJS.Timeout
   private closed = false
+  /**
+   * Called for each stored send with where its time went (ms): from the
+   * publish reaching the service to its commit (queue and COMMIT), and from
+   * the commit to its routing to every recipient and the sender's ack.
+   */
+  onSendStages: ((storedMs: number, routedMs: number) => void) | null = null
 
   private constructor (
     private readonly opts: ServiceOptions,
@@ -185,12 +191,15 @@ export class MessageService {
         checkBody(frame.body)
         const userProps = checkUserProperties(props?.userProperties)
         const order = frame.epoch === undefined || frame.n === undefined ? undefined : { epoch: frame.epoch, n: frame.n }
+        const t0 = performance.now()
         const { ack, duplicate, delivered } = await this.writer.send({ user, cid: frame.cid, conv: send.conv, peer: send.peer, body: frame.body, text: bodyText(frame.body), props: userProps, order })
         if (duplicate) this.counters.duplicates++
         else this.counters.sends++
+        const t1 = performance.now()
         // Hold the sender until its message is routed to every recipient, so a
         // flood is paced by delivery, not only by storage.
         await Promise.all([delivered, this.fanout.ack(clientId, ack)])
+        if (!duplicate) this.onSendStages?.(t1 - t0, performance.now() - t1)
       } else if (frame.t === 'req') {
         at.kind = 'request'
         at.op = frame.op

@@ -107,6 +107,33 @@ test('chat: saturated and fixed rate, nothing acknowledged lost', async (t) => {
   assert.ok((r.summary.warbler?.rate_p99_ms?.median ?? 0) > 0)
   assert.equal(r.checks.lostAcked, 0)
   assert.ok(r.checks.ok)
+  // Memory before the load beside its peak under the fixed rate, for every target.
+  for (const x of r.runs) {
+    const idle = x.values.rss_idle_mb ?? 0
+    assert.ok(idle > 0, `${x.target} idle RSS`)
+    assert.ok(Math.abs((x.values.rate_rss_vs_idle ?? 0) - (x.values.rate_rss_peak_mb ?? 0) / idle) < 1e-9, `${x.target} peak / idle`)
+    assert.ok((x.values.rate_cpu_vs_sat ?? 0) > 0)
+  }
+  // Where Warbler's time went at the fixed rate, from its /metrics and /proc; nothing of the kind for Mosquitto.
+  for (const key of ['rate_sends_per_commit', 'rate_commit_ms', 'rate_stored_ms', 'rate_routed_ms', 'rate_loop_delay_p99_ms', 'rate_loop_cpu_us_per_msg']) {
+    const v = r.summary.warbler?.[key]?.median
+    assert.ok(typeof v === 'number' && v > 0, `warbler ${key} = ${String(v)}`)
+    assert.equal(r.summary.mosquitto?.[key]?.median, null, `no ${key} for Mosquitto`)
+  }
+})
+
+test('chat: --pairs sets the number of senders at the same total rate', async (t) => {
+  const dir = tempDir('warbler-bench-test-')
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  // A second of warm-up first, so that the saturated phase's backlog is delivered before the window.
+  const r = await bench(['chat', '--pairs', '40', '--rate', '400', '--duration', '2', '--warmup', '1', '--runs', '1', '--json', path.join(dir, 'r.json')])
+  assert.equal(r.code, 0, `exit ${String(r.code)}\nstderr:\n${r.stderr.slice(-3000)}`)
+  const report = JSON.parse(readFileSync(path.join(dir, 'r.json'), 'utf8')) as Report
+  const v = report.runs[0]?.values ?? {}
+  assert.equal(v.rate_target, 400)
+  // 40 senders share 400 msg/s (10/s each), not 400/s each (16,000/s).
+  assert.ok((v.rate_msgs_per_s ?? 0) > 200 && (v.rate_msgs_per_s ?? 0) < 800, `delivered ${String(v.rate_msgs_per_s)} msg/s`)
+  assert.equal(report.checks.lostAcked, 0)
 })
 
 test('group: fan-out to the members', async (t) => {
@@ -149,6 +176,8 @@ test('bad options exit 2 naming the option, and start nothing', async () => {
   try {
     for (const [args, re] of [
       [['chat', '--pairs', '0'], /--pairs/],
+      [['chat', '--pairs', '5001'], /--pairs must be a whole number in 1\.\.5000, got "5001"/],
+      [['chat', '--pairs', 'many'], /--pairs must be a whole number/],
       [['chat', '--sessions', '10'], /--sessions/],
       [['conns', '--against', 'emqx'], /--against/],
       [['conns', '--against', 'mosquitto,mosquitto'], /--against/],
