@@ -28,7 +28,8 @@
  *    (a Redis round trip each) and routes it once all are queued, so a
  *    session that resumes meanwhile reads it from its queue before it is
  *    routed. Sent again it came twice without DUP (cluster chaos test, seed
- *    2482532230: p0 34 to 37 live 190 ms after the queue carried them). So
+ *    2482532230: p0 34 to 37 again, 190 ms after their first copy, just
+ *    after the session resumed; test/broker/resume-order.test.ts). So
  *    the messages the queue carried are remembered for LATE_MS after it is
  *    sent, and their live copies dropped.
  *
