@@ -23,7 +23,15 @@
  *    connection, leaving the session subscribed to nothing until its next
  *    reconnect: the test's subscriber stalled). A message the queue bound
  *    refused is held and sent the same way; offline-bound.ts keeps its
- *    packet id out of the store.
+ *    packet id out of the store. A live copy can also come after the queue
+ *    is sent: aedes queues a message for each persistent subscriber in turn
+ *    (a Redis round trip each) and routes it once all are queued, so a
+ *    session that resumes meanwhile reads it from its queue before it is
+ *    routed. Sent again it came twice without DUP (cluster chaos test, seed
+ *    2482532230: p0 34 to 37 again, 190 ms after their first copy, just
+ *    after the session resumed; test/broker/resume-order.test.ts). So
+ *    the messages the queue carried are remembered for LATE_MS after it is
+ *    sent, and their live copies dropped.
  *
  * 2. Exact de-duplication. aedes drops a message for a client unless its
  *    per-broker counter is above the highest counter already delivered to
@@ -88,6 +96,8 @@ export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (clien
 
     let held: Array<{ deliver: Deliver, packet: DeliverPacket }> | null = []
     const carried = new Set<string>()
+    /** After release: what the queue carried and whose live copy has not come yet (see 1.). */
+    let late: Set<string> | null = null
     resuming.set(client, {
       carried,
       beforeRead: () => {
@@ -110,6 +120,10 @@ export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (clien
         return
       }
       if (held === null) {
+        if (late !== null && (packet.qos ?? 0) > 0 && lateCopy(late, packet)) {
+          setImmediate(cb)
+          return
+        }
         if ((packet.qos ?? 0) > 0) bound.refused(packet, client.id, true)
         deliver(packet, cb)
         return
@@ -142,6 +156,10 @@ export function createDeliveryFixes (broker: Aedes, bound: OfflineBound): (clien
         // The queue carried it; otherwise deliver (a failed write is aedes'
         // to handle, as for any delivery: the message stays in the session).
         if (k === null || !carried.has(k)) h.deliver(h.packet, () => {})
+      }
+      if (carried.size > 0) {
+        late = carried
+        setTimeout(() => { late = null }, LATE_MS).unref()
       }
     }
     releases.set(client, release)
@@ -203,6 +221,20 @@ interface Resume {
 const READ_CHUNK = 200
 /** Reads of a resuming session's queue at most, before what is routed meanwhile is simply held (a flow the reads never catch up with). */
 const MAX_QUEUE_READS = 500
+
+/**
+ * How long after a resumed session's queue is sent live copies of what it
+ * carried are still expected: longer than a persistence command waits for an
+ * absent Redis (persistence.ts, REDIS_MAX_RETRIES: about 20 s), which is how
+ * long queueing a message for the other subscribers, and so its routing, can take.
+ */
+const LATE_MS = 30_000
+
+/** Whether this live copy is of a message the queue carried (it is then forgotten: one copy each). */
+function lateCopy (late: Set<string>, p: DeliverPacket): boolean {
+  const k = routingKey(p)
+  return k !== null && late.delete(k)
+}
 
 /** A message's identity across the routing: the broker that routed it and its counter there. */
 function routingKey (p: DeliverPacket): string | null {

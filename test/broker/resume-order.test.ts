@@ -59,13 +59,29 @@ test('with sessions in Redis, past the queue bound: not cut off, and only what w
   assert.ok(TOTAL - got.length <= refused, `${TOTAL - got.length} missing but only ${refused} refused`)
 })
 
+test('with sessions in Redis and many other persistent subscribers: a message the resumed queue carried does not come again live', async (t) => {
+  const redis = await startRedis()
+  t.after(() => redis.stop())
+  // aedes queues each message for every persistent subscriber in turn, a
+  // Redis round trip each, and routes it after the last one: with many of
+  // them, a session that resumes meanwhile reads the message from its queue
+  // well before its live copy comes (resumeUnderFlow fails on a repeat
+  // without DUP).
+  const { got, refused, cutOff } = await resumeUnderFlow(t, ['--redis', redis.url, '--offline-queue', '100000'], 60_000, { total: 600, others: 60 })
+  assert.equal(refused, 0)
+  assert.equal(cutOff, 0, 'the connection was cut')
+  assert.equal(got.length, 600)
+})
+
 /**
- * A steady flow of TOTAL messages to one persistent subscriber that leaves
+ * A steady flow of `total` (TOTAL) messages to one persistent subscriber that leaves
  * and comes back CYCLES times; checks order and duplicates, and returns what
  * arrived, how many were refused by the bound and how often the server cut
- * the subscriber off.
+ * the subscriber off. `others`: persistent sessions subscribed to the same
+ * topic and offline throughout, for which every message is queued too.
  */
-async function resumeUnderFlow (t: TestContext, flags: string[], patienceMs = 15_000): Promise<{ got: number[], refused: number, cutOff: number }> {
+async function resumeUnderFlow (t: TestContext, flags: string[], patienceMs = 15_000, opts: { total?: number, others?: number } = {}): Promise<{ got: number[], refused: number, cutOff: number }> {
+  const total = opts.total ?? TOTAL
   const node = await startNode(['--dev', '--publish-rate', '0', ...flags])
   t.after(() => node.close())
   let cutOff = 0
@@ -96,24 +112,30 @@ async function resumeUnderFlow (t: TestContext, flags: string[], patienceMs = 15
   }
   let sub = await open()
   await sub.subscribeAsync('resume/flow', { qos: 1 })
+  // After the subscriber: aedes queues a message for its sessions in the order they subscribed.
+  for (let i = 0; i < (opts.others ?? 0); i++) {
+    const other = await connect(node.mqttUrl, { clientId: `resume-other-${i}`, clean: false })
+    await other.subscribeAsync('resume/flow', { qos: 1 })
+    await other.endAsync()
+  }
   const pub = await connect(node.mqttUrl)
   t.after(() => pub.end(true))
   // A steady flow, bounded in count; the subscriber leaves and comes back
   // several times meanwhile, each time with a queue waiting for it.
   let flowing = true
   const flow = (async () => {
-    for (let i = 0; i < TOTAL; i++) {
+    for (let i = 0; i < total; i++) {
       await pub.publishAsync('resume/flow', String(i), { qos: 1 })
       if (i % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 1))
     }
     flowing = false
   })()
-  // Past the bound fewer than TOTAL arrive: once the flow is over, a quiet
+  // Past the bound fewer than total arrive: once the flow is over, a quiet
   // half second means nothing more is coming.
   const quiet = (): boolean => !flowing && Date.now() - lastArrival > 500
   for (let c = 0; c < CYCLES; c++) {
     const seen = got.length
-    await until(`100 more messages in cycle ${c}`, () => got.length >= Math.min(TOTAL, seen + 100) || quiet())
+    await until(`100 more messages in cycle ${c}`, () => got.length >= Math.min(total, seen + 100) || quiet())
     await sub.endAsync()
     await new Promise((resolve) => setTimeout(resolve, 40)) // messages queue meanwhile
     sub = await open()
@@ -121,7 +143,7 @@ async function resumeUnderFlow (t: TestContext, flags: string[], patienceMs = 15
   await flow
   const refused = (): number => node.stats.refusals.offline_queue_full
   // Everything not refused arrives (a refused one may still come live).
-  await until('every message', () => got.length >= TOTAL || (got.length >= TOTAL - refused() && quiet()))
+  await until('every message', () => got.length >= total || (got.length >= total - refused() && quiet()))
   await sub.endAsync()
   const late: string[] = []
   got.forEach((v, i) => { if (i > 0 && v < (got[i - 1] as number)) late.push(got.slice(Math.max(0, i - 3), i + 3).join(' ')) })

@@ -151,19 +151,30 @@ test('chaos: two workers with Redis, a worker, the message service\'s worker, Re
   await t.test('SDK devices: each device\'s sends archived in the order sent, per conversation', async () => {
     assert.deepEqual(await world.archiveOrderBreaks(dataDir), [], 'cluster: archive order = send order')
   })
-  // TODO. Losses are gone: aedes wrote a QoS 1 PUBACK before it queued and
-  // routed the message, and a kill in between lost messages their publishers
-  // held a PUBACK for (seed 3277509564: 3 to 18 of each publisher at each of
-  // the 8 kills); broker/puback-after-publish.ts now holds the PUBACK until
-  // then (test/broker/persistence.test.ts shows it with Redis stopped). Still
-  // failing: a message queued in Redis for a session whose live copy died
-  // with a killed process reaches that session only at its next reconnect,
-  // after later ones (seed 3110167837: plain-r1 got p0 168..179 after 514;
-  // seed 2482532230: p0 137 after 413 at three receivers), and repeats
-  // without DUP (seed 431738708: plain-r4, p1 796; seed 2482532230: plain-r3,
-  // p0 105 and 106), not traced yet.
-  await t.test('plain MQTT devices: every acknowledged message at every receiver, in order, a repeat only flagged DUP, nothing never sent', { todo: 'a queued message whose live copy died with a killed process comes at the next reconnect, after later ones; repeats without DUP' }, async () => {
-    summary.push(await feed.verify('cluster'))
+  // Losses: aedes wrote a QoS 1 PUBACK before it queued and routed the message,
+  // and a kill in between lost messages their publishers held a PUBACK for (seed
+  // 3277509564); broker/puback-after-publish.ts holds the PUBACK until then.
+  // Repeats without DUP: the live copy of a message a resumed queue had already
+  // carried, routed after the queue was sent (seed 2482532230: p0 34 to 37
+  // twice); broker/delivery.ts drops it.
+  await t.test('plain MQTT devices: a repeat only flagged DUP, nothing never sent', async () => {
+    summary.push(await feed.verify('cluster', ['undup', 'unsent']))
+  })
+  // TODO, fails in some runs. Fixed: a restarted worker took clients before its
+  // sibling had connected back on the local bus, whose copies for them were
+  // dropped; resumed sessions got those messages only at their next reconnect,
+  // after later ones (seed 2482532230, 2 cycles: p0 54 after 165); the worker's
+  // start now waits (broker/local-bus.ts). Still failing: messages sent just
+  // before worker 1 was killed reach sessions that stayed connected to worker 0
+  // only at their next reconnect, after later ones: queued in Redis, their live
+  // copy presumably died with worker 1 before it reached the local bus (not
+  // traced further; a fix would have worker 0 send such sessions what their
+  // queues hold when a sibling dies, before newer live copies) (4 cycles:
+  // seed 3110167837, p0 14..16 after 52 at plain-r1/r3/r5/r7; seed 431738708,
+  // p0 15/16 after 69), and a few acknowledged messages are missing after a
+  // node restart (seed 431738708, 4 cycles: plain-r6, p0 91..93 and p1 90).
+  await t.test('plain MQTT devices: every acknowledged message at every receiver, in order', { todo: 'a queued message whose live copy died with a killed worker comes at the next reconnect, after later ones; a few acknowledged messages missing after a node restart' }, async () => {
+    await feed.verify('cluster', ['missing', 'order'])
   })
   assert.equal(await node.stop('SIGTERM'), 0, 'a clean stop at the end')
   t.diagnostic(`seed ${SEED}: ${sent} sends; SIGKILLs: ${kills.join('; ')}; ${summary.join('; ')}; ${Date.now() - started} ms`)
