@@ -32,7 +32,7 @@ const WINDOW = 4
 interface Got { pub: number, n: number, dup: boolean }
 
 /** The plain devices' MQTT protocol for a run (see above); a bad WARBLER_CHAOS_PROTOCOL is an error naming it. */
-export function plainProtocol (seed: number, env = process.env.WARBLER_CHAOS_PROTOCOL): 4 | 5 {
+function plainProtocol (seed: number, env = process.env.WARBLER_CHAOS_PROTOCOL): 4 | 5 {
   if (env === undefined || env === '') return seed % 2 === 1 ? 5 : 4
   if (env === '4' || env === '5') return Number(env) as 4 | 5
   throw new Error(`WARBLER_CHAOS_PROTOCOL must be 4 (MQTT 3.1.1) or 5 (MQTT 5), not ${JSON.stringify(env)}`)
