@@ -38,6 +38,7 @@ import type { Logger } from '../shared/log.js'
 import { type IncomingPersistence, type InboundQos2, trackInbound } from './inbound-qos2.js'
 import { boundOfflineQueues, type OfflineBound, type OutgoingPersistence } from './offline-bound.js'
 import { releaseQueuesWithSessions } from './queue-release.js'
+import { claimSweptWills } from './will-claim.js'
 import type { Stats } from './stats.js'
 
 const REDIS_START_TIMEOUT_MS = 5000
@@ -152,6 +153,8 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
     p = (redisPersistence as unknown as (o: unknown) => Persistence)({ conn: redis, maxSessionDelivery: opts.offlineQueue * 2 })
     // A session's queued messages leave Redis with its last subscription (queue-release.ts).
     releaseQueuesWithSessions(p, redis)
+    // A dead broker's will is sent by one of the live brokers sweeping it (will-claim.ts).
+    claimSweptWills(p, redis)
   } else {
     p = (memoryPersistence as unknown as () => Persistence)()
     indexRetained(p)
