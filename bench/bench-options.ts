@@ -39,6 +39,8 @@ export interface BenchOptions {
   svg: string | null
   /** Write a V8 CPU profile of each Warbler process to this directory (node --cpu-prof). */
   cpuProf: string | null
+  /** conns, chat, group: the generator's MQTT protocol, 4 (3.1.1, the default) or 5 (bench/lean.ts). */
+  protocol: 4 | 5
 }
 
 /** Every wait on the network is bounded by this. */

@@ -64,11 +64,13 @@ Options:
   --md FILE             write the markdown report (it is printed to stdout as well)
   --svg FILE            write an SVG chart
   --out DIR             write bench-<scenario>.json, .md and .svg in DIR
+  --protocol 4|5        conns, chat, group: the load generator's MQTT protocol, 4 (MQTT 3.1.1,
+                        default) or 5 (MQTT 5), against every target
   --cpu-prof DIR        write a V8 CPU profile of each Warbler process there (node --cpu-prof;
                         read it with node dist/bench/profile.js FILE)
 `
 
-const VALUED = ['against', 'bridge', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'max-workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out', 'cpu-prof'] as const
+const VALUED = ['against', 'bridge', 'runs', 'sessions', 'pairs', 'window', 'rate', 'members', 'senders', 'duration', 'warmup', 'payload', 'workers', 'max-workers', 'generators', 'sources', 'connect-concurrency', 'json', 'md', 'svg', 'out', 'cpu-prof', 'protocol'] as const
 
 /** Options that only some scenarios use (the others refuse them rather than ignore them). */
 const ONLY: Record<string, readonly Scenario[]> = {
@@ -83,6 +85,7 @@ const ONLY: Record<string, readonly Scenario[]> = {
   warmup: ['chat', 'group', 'overload', 'soak', 'workers'],
   payload: ['chat', 'group', 'overload', 'soak', 'workers'],
   'max-workers': ['workers'],
+  protocol: ['conns', 'chat', 'group'],
   // The workers scenario sets the workers of each configuration itself.
   workers: ['conns', 'chat', 'group', 'overload', 'soak']
 }
@@ -120,6 +123,12 @@ function referencesOf (v: string | true | undefined): Reference[] {
     out.push(x as Reference)
   }
   return out
+}
+
+function protocolOf (v: string | true | undefined): 4 | 5 {
+  if (v === undefined) return 4
+  if (v !== '4' && v !== '5') throw new CliError(`--protocol must be 4 (MQTT 3.1.1) or 5 (MQTT 5), got ${JSON.stringify(v)}`)
+  return v === '5' ? 5 : 4
 }
 
 function bridgeOf (v: string | true | undefined): 'embedded' | 'off' {
@@ -161,7 +170,8 @@ export function parseBench (argv: string[]): BenchOptions | 'help' {
     json: outFile(p.options, 'json'),
     md: outFile(p.options, 'md'),
     svg: outFile(p.options, 'svg'),
-    cpuProf: null
+    cpuProf: null,
+    protocol: protocolOf(p.options.get('protocol'))
   }
   const prof = p.options.get('cpu-prof')
   if (prof !== undefined) {

@@ -63,6 +63,8 @@ export interface GenPlan {
   /** Connects in flight at once in this generator. */
   connectConcurrency: number
   timeoutMs: number
+  /** The clients' MQTT protocol (bench/lean.ts). */
+  protocol: 4 | 5
 }
 
 export interface GoArg { mode: 'closed' | 'paced' | 'off', window: number, rates?: Record<string, number> }
@@ -261,7 +263,7 @@ function startPacer (): void {
 
 async function connectOne (c: Client): Promise<void> {
   const src = plan.sources[c.index % plan.sources.length]
-  const lc = await LeanClient.connect(plan.port, c.spec.clientId, c.spec.auth, plan.host, { localAddress: src, timeoutMs: plan.timeoutMs })
+  const lc = await LeanClient.connect(plan.port, c.spec.clientId, c.spec.auth, plan.host, { localAddress: src, timeoutMs: plan.timeoutMs, protocol: plan.protocol })
   c.c = lc
   lc.handlers.onPublish = (topic, payload) => { onPublish(c, topic, payload) }
   if (c.own !== null) {

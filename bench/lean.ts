@@ -1,17 +1,26 @@
 /**
- * A lean MQTT 3.1.1 client for the load generator: just what a benchmark
- * needs (CONNECT, SUBSCRIBE, PUBLISH QoS 0/1, PUBACK), with packets encoded
- * and parsed by hand so that the generator costs as little CPU per message as
- * possible and the broker, not the client library, is what is measured. The
- * writes of one socket read (PUBACKs, new publishes) go out in one write.
+ * A lean MQTT 3.1.1 or MQTT 5 client for the load generator: just what a
+ * benchmark needs (CONNECT, SUBSCRIBE, PUBLISH QoS 0/1, PUBACK), with packets
+ * encoded and parsed by hand so that the generator costs as little CPU per
+ * message as possible and the broker, not the client library, is what is
+ * measured. The writes of one socket read (PUBACKs, new publishes) go out in
+ * one write.
+ *
+ * MQTT 5 (`protocol: 5`) changes only the framing, so that the two protocols
+ * are compared doing the same work: CONNECT, SUBSCRIBE and PUBLISH carry an
+ * empty property list (Clean Start and Session Expiry Interval 0: a session
+ * that ends with the connection, as 3.1.1's clean session); CONNACK and
+ * SUBACK are read as reason codes with properties, an incoming PUBLISH's
+ * properties are skipped, a PUBACK's reason code (0x80 and up: refused) is
+ * read. Our PUBACKs are the short form MQTT 5 allows for success.
  */
 import net from 'node:net'
 
 export interface LeanHandlers {
   /** A PUBLISH from the broker (a QoS 1 one is acknowledged before this is called). */
   onPublish?: (topic: string, payload: Buffer) => void
-  /** The PUBACK of one of our QoS 1 publishes. */
-  onPuback?: (id: number) => void
+  /** The PUBACK of one of our QoS 1 publishes (`reasonCode`: MQTT 5's, 0 with 3.1.1). */
+  onPuback?: (id: number, reasonCode: number) => void
   onClose?: () => void
 }
 
@@ -27,6 +36,19 @@ export function varint (n: number): number[] {
   return out
 }
 
+/** A variable byte integer at `off`: its value and the offset after it. */
+function readVarint (b: Buffer, off: number): [number, number] {
+  let n = 0
+  let mul = 1
+  for (let i = off; i < off + 4; i++) {
+    const x = b[i] as number
+    n += (x & 127) * mul
+    if ((x & 128) === 0) return [n, i + 1]
+    mul *= 128
+  }
+  throw new Error('malformed variable byte integer')
+}
+
 function str (s: string | Buffer): Buffer {
   const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s
   const len = Buffer.alloc(2)
@@ -39,6 +61,8 @@ export interface ConnectOptions {
   localAddress?: string
   /** Bound on the TCP connect plus CONNACK, and on each SUBACK (default 30 s). */
   timeoutMs?: number
+  /** 4: MQTT 3.1.1 (the default); 5: MQTT 5. */
+  protocol?: 4 | 5
 }
 
 export class LeanClient {
@@ -50,7 +74,7 @@ export class LeanClient {
   closed = false
   handlers: LeanHandlers = {}
 
-  private constructor (readonly socket: net.Socket, readonly clientId: string) {
+  private constructor (readonly socket: net.Socket, readonly clientId: string, readonly protocol: 4 | 5) {
     socket.setNoDelay(true)
     socket.on('data', (d: Buffer) => { this.onData(d) })
     socket.on('error', () => {})
@@ -77,15 +101,14 @@ export class LeanClient {
       clearTimeout(timer)
       throw err
     }
-    const c = new LeanClient(socket, clientId)
+    const protocol = opts.protocol ?? 4
+    const c = new LeanClient(socket, clientId, protocol)
     c.timeoutMs = timeoutMs
-    let flags = 0x02 // clean session
-    const parts = [str('MQTT'), Buffer.from([4]), Buffer.alloc(1), Buffer.from([0, 0]), str(clientId)]
-    if (auth !== null) {
-      flags |= 0x80 | 0x40
-      parts.push(str(auth.username), str(auth.password))
-    }
-    parts[2] = Buffer.from([flags])
+    // Clean session (3.1.1), Clean Start (5), and the user name and password flags.
+    const flags = 0x02 | (auth !== null ? 0x80 | 0x40 : 0)
+    // Keep alive 0; MQTT 5: an empty property list.
+    const parts = [str('MQTT'), Buffer.from([protocol, flags, 0, 0]), ...(protocol === 5 ? [Buffer.from([0])] : []), str(clientId)]
+    if (auth !== null) parts.push(str(auth.username), str(auth.password))
     const body = Buffer.concat(parts)
     const acked = c.wait('connack')
     socket.write(Buffer.concat([Buffer.from([0x10, ...varint(body.length)]), body]))
@@ -108,7 +131,9 @@ export class LeanClient {
   /** Subscribe to filters at QoS 1 and wait for the SUBACK (rejects if any was refused). */
   async subscribe (filters: string[]): Promise<void> {
     const id = 65000 + (this.nextId++ % 500)
-    const body = Buffer.concat([Buffer.from([id >> 8, id & 255]), ...filters.map((f) => Buffer.concat([str(f), Buffer.from([1])]))])
+    // MQTT 5: an empty property list after the packet id; the options byte's QoS is the 3.1.1 byte.
+    const head = this.protocol === 5 ? [id >> 8, id & 255, 0] : [id >> 8, id & 255]
+    const body = Buffer.concat([Buffer.from(head), ...filters.map((f) => Buffer.concat([str(f), Buffer.from([1])]))])
     const key = `suback:${id}`
     const acked = this.wait(key)
     this.socket.write(Buffer.concat([Buffer.from([0x82, ...varint(body.length)]), body]))
@@ -125,9 +150,10 @@ export class LeanClient {
 
   /** Publish at QoS 1 with packet id `id` (1..65535); `topic` pre-encoded with str(). */
   publish1 (topic: Buffer, payload: Buffer, id: number): void {
-    const remaining = topic.length + 2 + payload.length
+    // MQTT 5: an empty property list after the packet id.
+    const pid = this.protocol === 5 ? Buffer.from([id >> 8, id & 255, 0]) : Buffer.from([id >> 8, id & 255])
+    const remaining = topic.length + pid.length + payload.length
     const head = Buffer.from([0x32, ...varint(remaining)])
-    const pid = Buffer.from([id >> 8, id & 255])
     this.write(Buffer.concat([head, topic, pid, payload], head.length + remaining))
   }
 
@@ -189,10 +215,16 @@ export class LeanClient {
         p += 2
         this.write(Buffer.from([qos === 1 ? 0x40 : 0x50, 2, id >> 8, id & 255]))
       }
+      if (this.protocol === 5) {
+        const [len, after] = readVarint(b, p)
+        p = after + len
+      }
       this.handlers.onPublish?.(topic, b.subarray(p, e))
     } else if (type === 4) {
-      this.handlers.onPuback?.(b.readUInt16BE(s))
+      // MQTT 5 may add a reason code (and properties) after the packet id; without one it is 0.
+      this.handlers.onPuback?.(b.readUInt16BE(s), e - s > 2 ? b[s + 2] as number : 0)
     } else if (type === 2) {
+      // Session present, then the return code (3.1.1) or reason code (5; properties follow).
       const w = this.waiters.get('connack')
       this.waiters.delete('connack')
       w?.({ rc: b[s + 1] })
@@ -202,7 +234,13 @@ export class LeanClient {
       const w = this.waiters.get(key)
       this.waiters.delete(key)
       let rc = 0
-      for (let i = s + 2; i < e; i++) if ((b[i] as number) === 0x80) rc = 0x80
+      // MQTT 5: the reason codes follow the properties; 0x80 and up is a refusal (3.1.1: 0x80).
+      let first = s + 2
+      if (this.protocol === 5) {
+        const [len, after] = readVarint(b, first)
+        first = after + len
+      }
+      for (let i = first; i < e; i++) if ((b[i] as number) >= 0x80) rc = 0x80
       w?.({ rc })
     }
   }

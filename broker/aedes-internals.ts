@@ -251,6 +251,36 @@ export function willPaths (b: Aedes): { publisher: WillPublisher, store: WillSto
   return { publisher: broker, store: broker.persistence }
 }
 
+/**
+ * What aedes.js keeps in one process for the sessions of connections that
+ * ended: the timers of a Session Expiry Interval (`clearSessionExpiry(id)`)
+ * and of a Will Delay Interval (`clearDelayedWill(id)`), both also cleared
+ * when the id registers again on this broker (`_finishRegisterClient`), and
+ * `_takingOver`, the ids whose closing connection must neither expire the
+ * session nor schedule its will (`scheduleSessionExpiry`, `scheduleWill`).
+ * session-handover.ts does the same when the id registers on another broker.
+ */
+export interface SessionTimers {
+  clearSessionExpiry: (clientId: string) => void
+  clearDelayedWill: (clientId: string) => void
+  readonly takingOver: Set<string>
+}
+
+export function sessionTimers (b: Aedes): SessionTimers {
+  const broker = b as unknown as { clearSessionExpiry: (id: string) => void, clearDelayedWill: (id: string) => void, _takingOver: Set<string> }
+  return {
+    clearSessionExpiry: (id) => { broker.clearSessionExpiry(id) },
+    clearDelayedWill: (id) => { broker.clearDelayedWill(id) },
+    takingOver: broker._takingOver
+  }
+}
+
+/** aedes.js, `this.persistence.delWill({ id, brokerId })`: forgets the will a broker stored for a client id. */
+export function willRemover (b: Aedes): (clientId: string, brokerId: string) => Promise<unknown> {
+  const p = (b as unknown as { persistence: { delWill: (c: { id: string, brokerId: string }) => Promise<unknown> } }).persistence
+  return (id, brokerId) => p.delWill({ id, brokerId })
+}
+
 // ---------------------------------------------------------------- packets and errors
 
 /**

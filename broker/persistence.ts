@@ -37,6 +37,8 @@ import { Redis } from 'ioredis'
 import type { Logger } from '../shared/log.js'
 import { type IncomingPersistence, type InboundQos2, trackInbound } from './inbound-qos2.js'
 import { boundOfflineQueues, type OfflineBound, type OutgoingPersistence } from './offline-bound.js'
+import { releaseQueuesWithSessions } from './queue-release.js'
+import { claimSweptWills } from './will-claim.js'
 import type { Stats } from './stats.js'
 
 const REDIS_START_TIMEOUT_MS = 5000
@@ -149,6 +151,10 @@ export async function createPersistence (opts: { redis: string, offlineQueue: nu
     // what is live meanwhile): the whole bounded queue, with room for what
     // other processes queued past the bound before they read it again.
     p = (redisPersistence as unknown as (o: unknown) => Persistence)({ conn: redis, maxSessionDelivery: opts.offlineQueue * 2 })
+    // A session's queued messages leave Redis with its last subscription (queue-release.ts).
+    releaseQueuesWithSessions(p, redis)
+    // A dead broker's will is sent by one of the live brokers sweeping it (will-claim.ts).
+    claimSweptWills(p, redis)
   } else {
     p = (memoryPersistence as unknown as () => Persistence)()
     indexRetained(p)

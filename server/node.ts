@@ -11,6 +11,7 @@
  * logged and never crash the process.
  */
 import { dropGhostRegistrations } from '../broker/connect-race.js'
+import { followSessionsElsewhere } from '../broker/session-handover.js'
 import { readFileSync } from 'node:fs'
 import type { Duplex } from 'node:stream'
 import type http from 'node:http'
@@ -228,6 +229,8 @@ function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['on
   b.on('clientDisconnect', onDisconnect)
   sayKeepAliveTimeout(b)
   dropGhostRegistrations(b, (clientId) => { log.debug('dropped a client that closed while it connected', { clientId }) })
+  // MQTT 5 session expiry and will delay when the id reconnects to another worker or node (session-handover.ts).
+  followSessionsElsewhere(b, (err) => { log.error('broker error', { error: err.message }) })
   logConnections(b, log, closing)
   b.on('clientError', (client, err) => {
     const reason = classifyClientError(err)

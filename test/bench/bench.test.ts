@@ -136,6 +136,14 @@ test('chat: --pairs sets the number of senders at the same total rate', async (t
   assert.equal(report.checks.lostAcked, 0)
 })
 
+test('chat and conns with --protocol 5: the generator speaks MQTT 5 to Warbler and Mosquitto, nothing acknowledged lost', async (t) => {
+  const r = await smoke(t, 'chat', ['--pairs', '4', '--duration', '1', '--warmup', '0', '--rate', '500', '--protocol', '5'], 'sat_msgs_per_s')
+  assert.equal(r.checks.lostAcked, 0)
+  assert.ok(r.checks.ok)
+  const c = await smoke(t, 'conns', ['--sessions', '50', '--protocol', '5'], 'connect_rate')
+  for (const target of ['warbler', 'mosquitto']) assert.equal(c.summary[target]?.sessions?.median, 50, `${target} holds every MQTT 5 session`)
+})
+
 test('group: fan-out to the members', async (t) => {
   const r = await smoke(t, 'group', ['--members', '20', '--duration', '1', '--warmup', '0'], 'deliveries_per_s')
   assert.equal(r.checks.lostAcked, 0)
@@ -189,7 +197,10 @@ test('bad options exit 2 naming the option, and start nothing', async () => {
       [['chat', '--json', path.join(dir, 'missing', 'x.json')], /--json/],
       [['chat', '--max-workers', '2'], /--max-workers/],
       [['workers', '--workers', '2'], /--workers/],
-      [['workers', '--max-workers', '0'], /--max-workers/]
+      [['workers', '--max-workers', '0'], /--max-workers/],
+      [['chat', '--protocol', '3'], /--protocol must be 4 \(MQTT 3\.1\.1\) or 5 \(MQTT 5\), got "3"/],
+      [['conns', '--protocol', 'v5'], /--protocol.*"v5"/],
+      [['soak', '--protocol', '5'], /--protocol does not apply to the soak scenario/]
     ] as Array<[string[], RegExp]>) {
       const r = await bench(args, 10_000)
       assert.equal(r.code, 2, `${args.join(' ')}: exit ${String(r.code)}`)

@@ -15,7 +15,7 @@ import type { MqttClient } from 'mqtt'
 import {
   AEDES_VERSION, authenticateError, clientDelivery, type DeliverPacket, setClientDelivery, setDuplicateMarks, clientOfConnection, clientSubscriptions, connackErrorCode,
   connectedClients, connectionParser, incomingStore, isRetainedReplay, keepaliveSeconds, pendingWill,
-  protocolLevel, queueSource, routingEmitter, sentDisconnect, cleanStartRequested, outgoingStore, willPaths, wantsProblemInformation, markAnswered, setServerKeepAlive, onPacketRead, type ReadPacket
+  protocolLevel, queueSource, routingEmitter, sentDisconnect, cleanStartRequested, outgoingStore, sessionTimers, willPaths, willRemover, wantsProblemInformation, markAnswered, setServerKeepAlive, onPacketRead, type ReadPacket
 } from '../../broker/aedes-internals.js'
 import { rawSocket } from '../helpers/raw.js'
 import { v5Connect } from '../helpers/v5-raw.js'
@@ -291,6 +291,31 @@ test('the fields aedes-fixes.ts reads: _cleanStart, clean, Subscription.si, publ
   field('Aedes.persistence.streamWill', typeof store?.streamWill === 'function', store?.streamWill)
   const out = outgoingStore(b)
   field('Aedes.persistence.outgoingClearMessageId', typeof out?.outgoingClearMessageId === 'function', out?.outgoingClearMessageId)
+})
+
+test('the fields session-handover.ts reads: clearSessionExpiry, clearDelayedWill, _takingOver, persistence.delWill', async (t) => {
+  const { broker: b, url } = await startBare(t)
+  const raw = b as unknown as Record<string, unknown>
+  field('Aedes.clearSessionExpiry(id)', typeof raw.clearSessionExpiry === 'function', raw.clearSessionExpiry)
+  field('Aedes.clearDelayedWill(id)', typeof raw.clearDelayedWill === 'function', raw.clearDelayedWill)
+  field('Aedes._takingOver (a Set of client ids)', raw._takingOver instanceof Set, raw._takingOver)
+  // A lost connection's delayed will is timed under its id, and clearing it cancels it.
+  const c = await connect(url, { clientId: 'w5', protocolVersion: 5, properties: { sessionExpiryInterval: 60 }, will: { topic: 'w/t', payload: Buffer.from('x'), qos: 0, retain: false, properties: { willDelayInterval: 60 } } })
+  c.stream.destroy()
+  await c.endAsync(true)
+  const delayed = raw.delayedWills as Map<string, unknown>
+  const expiring = raw.expiringSessions as Map<string, unknown>
+  const deadline = Date.now() + 5000
+  while (!(delayed.has('w5') && expiring.has('w5')) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+  field('Aedes.delayedWills and expiringSessions keyed by client id', delayed.has('w5') && expiring.has('w5'), [...delayed.keys(), ...expiring.keys()])
+  const timers = sessionTimers(b)
+  timers.clearDelayedWill('w5')
+  timers.clearSessionExpiry('w5')
+  field('clearDelayedWill/clearSessionExpiry remove the entries', !delayed.has('w5') && !expiring.has('w5'), [...delayed.keys(), ...expiring.keys()])
+  field('_takingOver through sessionTimers', timers.takingOver === raw._takingOver, timers.takingOver)
+  const removed = willRemover(b)('w5', b.id)
+  field('Aedes.persistence.delWill({ id, brokerId }) returns a promise', removed instanceof Promise, removed)
+  await removed
 })
 
 test('MQTT 5 fields: Request Problem Information, a publish marked answered, a Server Keep Alive set at preConnect', async (t) => {

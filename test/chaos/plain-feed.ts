@@ -1,9 +1,12 @@
 /**
  * The plain MQTT side of the chaos tests: devices that know nothing of the
- * chat protocol. Receivers are mqtt.js clients (MQTT 3.1.1) with persistent
- * sessions (clean: false, fixed client ids), each subscribed at QoS 1 to the
- * feed, reconnecting after every cut; publishers send one numbered sequence
- * each, at QoS 1, a few in flight.
+ * chat protocol. Receivers are mqtt.js clients with persistent sessions
+ * (clean: false, fixed client ids; with MQTT 5 a Session Expiry Interval of
+ * an hour), each subscribed at QoS 1 to the feed, reconnecting after every
+ * cut; publishers send one numbered sequence each, at QoS 1, a few in flight.
+ * All of them speak one protocol per run: WARBLER_CHAOS_PROTOCOL (4 for
+ * MQTT 3.1.1, 5 for MQTT 5) when set, else chosen by the seed (odd: 5), so a
+ * printed seed replays the same protocol; the protocol is printed with it.
  *
  * A publisher takes a fresh client for each connection, so that mqtt.js never
  * resends a message whose PUBACK was lost: it stays "not acknowledged" (it may
@@ -30,6 +33,12 @@ interface Got { pub: number, n: number, dup: boolean }
 
 /** What a receiver can get wrong: a message missing or out of order, a repeat without DUP, one never sent. */
 export type PlainFault = 'missing' | 'order' | 'undup' | 'unsent'
+/** The plain devices' MQTT protocol for a run (see above); a bad WARBLER_CHAOS_PROTOCOL is an error naming it. */
+function plainProtocol (seed: number, env = process.env.WARBLER_CHAOS_PROTOCOL): 4 | 5 {
+  if (env === undefined || env === '') return seed % 2 === 1 ? 5 : 4
+  if (env === '4' || env === '5') return Number(env) as 4 | 5
+  throw new Error(`WARBLER_CHAOS_PROTOCOL must be 4 (MQTT 3.1.1) or 5 (MQTT 5), not ${JSON.stringify(env)}`)
+}
 
 interface Receiver { id: string, client: MqttClient, proxy: TcpProxy, got: Got[], connects: number }
 
@@ -42,7 +51,18 @@ export class PlainFeed {
   /** What the test is doing now (killing what), recorded with each message so that a failure says when it was sent. */
   phase = 'sent before the first kill'
 
-  constructor (private readonly rng: Rng, private readonly password: string, private readonly counts = { receivers: 8, publishers: 2 }) {}
+  /** The MQTT protocol of every plain device in this run. */
+  readonly protocolVersion: 4 | 5
+
+  constructor (private readonly rng: Rng, private readonly password: string, private readonly counts = { receivers: 8, publishers: 2 }) {
+    this.protocolVersion = plainProtocol(rng.seed)
+    console.log(`# chaos plain devices: MQTT ${this.protocolVersion === 5 ? '5' : '3.1.1'} (protocolVersion ${this.protocolVersion}; WARBLER_CHAOS_PROTOCOL=4|5 to choose)`)
+  }
+
+  /** A persistent session outlives its connection: with MQTT 5 only with a Session Expiry Interval. */
+  private get sessionKept (): { properties?: { sessionExpiryInterval: number } } {
+    return this.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 3600 } } : {}
+  }
 
   /** Connect and subscribe every receiver (its session then lives on the broker); the publishers connect at start(). */
   async connect (mqttPort: number, defer: (fn: () => unknown) => void): Promise<void> {
@@ -51,7 +71,7 @@ export class PlainFeed {
       defer(() => proxy.close())
       const id = `${PLAIN_USER}-r${i}`
       const client = mqtt.connect(proxy.url, {
-        clientId: id, clean: false, protocolVersion: 4, username: PLAIN_USER, password: this.password,
+        clientId: id, clean: false, protocolVersion: this.protocolVersion, ...this.sessionKept, username: PLAIN_USER, password: this.password,
         reconnectPeriod: 100, connectTimeout: 2000, keepalive: 5
       })
       defer(() => client.endAsync(true))
@@ -88,7 +108,7 @@ export class PlainFeed {
   private async publish (p: Publisher, j: number, r: Rng): Promise<void> {
     while (this.running) {
       const client = mqtt.connect(p.proxy.url, {
-        clientId: p.id, clean: true, protocolVersion: 4, username: PLAIN_USER, password: this.password,
+        clientId: p.id, clean: true, protocolVersion: this.protocolVersion, username: PLAIN_USER, password: this.password,
         reconnectPeriod: 0, connectTimeout: 2000, keepalive: 5
       })
       client.on('error', () => { /* ends in close */ })

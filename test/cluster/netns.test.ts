@@ -10,12 +10,13 @@
 // sandbox refuses them the test fails saying so (it does not skip). It uses
 // only the 10.213.X.0/24 addresses it puts on the veth pairs it creates, and
 // removes the namespaces (and with them the veth pairs) and every process it
-// started afterwards, also on failure.
+// started afterwards, also on failure. It runs twice: the devices and the
+// login checks with MQTT 3.1.1, then with MQTT 5.
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { copyFileSync, readdirSync, rmSync } from 'node:fs'
 import path from 'node:path'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { startHaproxy } from '../helpers/haproxy.js'
 import { freePort, waitForPort } from '../helpers/ports.js'
 import { loginAnswers } from '../helpers/login-poll.js'
@@ -105,26 +106,32 @@ function warbler (dataDir: string, args: string[], input = ''): string {
  * a device token revoked on B is refused on A, and after a password change
  * on B the old password is refused on A, each within a second (measured).
  */
-async function sharedIdentity (a: { ns: Ns, dir: string }, b: { ns: Ns, dir: string }): Promise<number[]> {
+async function sharedIdentity (a: { ns: Ns, dir: string }, b: { ns: Ns, dir: string }, protocolVersion: 4 | 5): Promise<number[]> {
   const at = (x: { ns: Ns }): string => `mqtt://${x.ns.host}:1883`
+  // Bad user name or password: CONNACK 4 in MQTT 3.1.1, reason code 0x86 in MQTT 5.
+  const refused = protocolVersion === 5 ? 0x86 : 4
   const PW2 = 'password-456'
   warbler(a.dir, ['user', 'add', 'grace', '--password-stdin'], `${PW}\n`)
-  const added = await loginAnswers({ url: at(b), username: 'grace', password: PW }, 0, 1000)
+  const added = await loginAnswers({ url: at(b), username: 'grace', password: PW, protocolVersion }, 0, 1000)
   const created = warbler(a.dir, ['token', 'create', 'grace', '--device', 'sensor'])
   const token = /token: (\S+)/.exec(created)?.[1] as string
-  await loginAnswers({ url: at(b), username: 'grace', password: token }, 0, 1000)
+  await loginAnswers({ url: at(b), username: 'grace', password: token, protocolVersion }, 0, 1000)
   warbler(b.dir, ['token', 'revoke', /id: (\S+)/.exec(created)?.[1] as string])
-  const revoked = await loginAnswers({ url: at(a), username: 'grace', password: token }, 4, 1000)
+  const revoked = await loginAnswers({ url: at(a), username: 'grace', password: token, protocolVersion }, refused, 1000)
   warbler(b.dir, ['user', 'passwd', 'grace', '--password-stdin'], `${PW2}\n`)
-  const changed = await loginAnswers({ url: at(a), username: 'grace', password: PW }, 4, 1000)
-  assert.equal(await connackCode(at(a), { username: 'grace', password: PW2, clientId: 'grace' }), 0, 'the new password is good on A')
+  const changed = await loginAnswers({ url: at(a), username: 'grace', password: PW, protocolVersion }, refused, 1000)
+  assert.equal(await connackCode(at(a), { username: 'grace', password: PW2, clientId: 'grace', protocolVersion }), 0, 'the new password is good on A')
   const took = [added, revoked, changed]
   for (const ms of took) assert.ok(ms <= 1000, `in force on the other node within a second (${took.join('/')} ms)`)
   return took
 }
 
+for (const v of [4, 5] as const) {
+  test(`MQTT ${v === 5 ? '5' : '3.1.1'}: three nodes in network namespaces behind HAProxy: a node killed with SIGKILL, its devices reconnect to the others, no acknowledged message is lost`, { timeout: 80_000 }, async (t) => { await threeNodes(t, v) })
+}
+
 // eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
-test('three nodes in network namespaces behind HAProxy: a node killed with SIGKILL, its devices reconnect to the others, no acknowledged message is lost', { timeout: 80_000 }, async (t) => {
+async function threeNodes (t: TestContext, protocolVersion: 4 | 5): Promise<void> {
   const undo: Array<() => unknown> = []
   t.after(async () => {
     for (const fn of undo.reverse()) {
@@ -197,7 +204,7 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
   const [node1, node2] = started
 
   // Users are shared through Redis (node 2, two workers, authenticates on either).
-  const took = await sharedIdentity({ ns: n1, dir: dirs[0] as string }, { ns: n2, dir: dirs[1] as string })
+  const took = await sharedIdentity({ ns: n1, dir: dirs[0] as string }, { ns: n2, dir: dirs[1] as string }, protocolVersion)
 
   // HAProxy in front, TCP mode, checking /readyz on each node's HTTP port.
   const lbPort = await freePort()
@@ -215,7 +222,7 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
 
   // Six devices through the balancer (round-robin: two per node), each
   // sending to the next user in a ring, every send acknowledged before the next.
-  const devices: Recorded[] = users.map((u) => recorded({ url, username: u, password: PW, device: 'lb', waitOnFirstConnect: true }))
+  const devices: Recorded[] = users.map((u) => recorded({ url, username: u, password: PW, device: 'lb', waitOnFirstConnect: true, protocolVersion }))
   undo.push(async () => { for (const d of devices) await d.client.close().catch(() => {}) })
   for (const d of devices) await within(d.client.connect(), 10_000, 'connect through HAProxy')
   const perNode = await Promise.all(spaces.map(connectedClients))
@@ -274,4 +281,4 @@ test('three nodes in network namespaces behind HAProxy: a node killed with SIGKI
   assert.match(node1.err(), /"msg":"started"/)
   t.diagnostic(`user added, token revoked, password changed: in force on the other node after ${took.join(', ')} ms`)
   t.diagnostic(`sent ${total()} messages; ${atKill} before the kill; devices per node before: ${perNode.join('/')}, after: ${after.join('/')} (nodes 1 and 3)`)
-})
+}

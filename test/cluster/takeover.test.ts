@@ -1,8 +1,9 @@
 // Two brokers on one Redis (as two workers or two nodes are): routing is
 // shared, and a client id that connects to the second takes its session
 // over from the first (aedes' `$SYS/{id}/new/clients` notice through Redis).
+// The tests with plain clients run with MQTT 3.1.1 and with MQTT 5.
 import assert from 'node:assert/strict'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import mqtt, { type MqttClient } from 'mqtt'
 import { ChatClient } from '../helpers/chat-client.js'
 import { alive, workerPids } from '../helpers/cluster-procs.js'
@@ -18,9 +19,13 @@ async function until (what: string, check: () => boolean, ms = 5000): Promise<vo
   }
 }
 
-/** Connect and record every message, listening before CONNACK (queued messages follow it at once). */
-async function recording (url: string, clientId: string, clean = false): Promise<{ client: MqttClient, got: string[] }> {
-  const client = mqtt.connect(url, { clientId, clean, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 })
+/**
+ * Connect and record every message, listening before CONNACK (queued messages follow it at once).
+ * With MQTT 5 a persistent session (clean false) asks a Session Expiry Interval: without one it would end with the connection.
+ */
+async function recording (url: string, clientId: string, protocolVersion: 4 | 5, clean = false): Promise<{ client: MqttClient, got: string[] }> {
+  const kept = protocolVersion === 5 && !clean ? { properties: { sessionExpiryInterval: 3600 } } : {}
+  const client = mqtt.connect(url, { clientId, clean, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion, ...kept })
   const got: string[] = []
   client.on('message', (topic, payload) => { got.push(`${topic} ${payload.toString()}`) })
   await new Promise<void>((resolve, reject) => {
@@ -30,7 +35,12 @@ async function recording (url: string, clientId: string, clean = false): Promise
   return { client, got }
 }
 
-test('two brokers on one Redis: messages cross, and a client id connecting to the second takes its session over', async (t) => {
+const PROTOCOLS = [4, 5] as const
+const named = (v: 4 | 5, what: string): string => `MQTT ${v === 5 ? '5' : '3.1.1'}: ${what}`
+
+for (const v of PROTOCOLS) test(named(v, 'two brokers on one Redis: messages cross, and a client id connecting to the second takes its session over'), async (t) => { await crossAndTakeOver(t, v) })
+
+async function crossAndTakeOver (t: TestContext, protocolVersion: 4 | 5): Promise<void> {
   // Cleanup in reverse order (clients, then brokers, then Redis).
   const undo: Array<() => unknown> = []
   t.after(async () => { for (const fn of undo.reverse()) await fn() })
@@ -44,18 +54,18 @@ test('two brokers on one Redis: messages cross, and a client id connecting to th
   undo.push(() => b.close())
 
   // Routing is shared: a subscriber on A gets what is published on B.
-  const { client: sub, got: first } = await recording(a.mqttUrl, 'dev-1')
+  const { client: sub, got: first } = await recording(a.mqttUrl, 'dev-1', protocolVersion)
   undo.push(() => sub.end(true))
   let firstClosed = false
   sub.on('close', () => { firstClosed = true })
   await sub.subscribeAsync('room/1', { qos: 1 })
-  const pub = await connect(b.mqttUrl, { clientId: 'pub' })
+  const pub = await connect(b.mqttUrl, { clientId: 'pub', protocolVersion })
   undo.push(() => pub.end(true))
   await pub.publishAsync('room/1', 'one', { qos: 1 })
   await until('the message published on B reaches A', () => first.length === 1)
 
   // The same client id on B: A closes its connection, B resumes the session (its subscription).
-  const { client: again, got: second } = await recording(b.mqttUrl, 'dev-1')
+  const { client: again, got: second } = await recording(b.mqttUrl, 'dev-1', protocolVersion)
   undo.push(() => again.end(true))
   await until('A closed the first connection', () => firstClosed)
   assert.equal(a.broker.connectedClients, 0)
@@ -70,13 +80,13 @@ test('two brokers on one Redis: messages cross, and a client id connecting to th
   // The live copies are still crossing Redis after the PUBACKs: let them pass
   // (nobody on A listens), else one may overtake the queue on reconnect.
   await new Promise((resolve) => setTimeout(resolve, 300))
-  const { client: back, got: third } = await recording(a.mqttUrl, 'dev-1')
+  const { client: back, got: third } = await recording(a.mqttUrl, 'dev-1', protocolVersion)
   undo.push(() => back.end(true))
   // QoS 1 is at least once: a copy still on its way through Redis when the
   // session resumes would be delivered live too (the SDK drops duplicates by id).
   await until('the queued messages, on A', () => new Set(third).size === 2)
   assert.deepEqual([...new Set(third)], ['room/1 three', 'room/1 four'])
-})
+}
 
 test('a message service that starts after clients connected to another broker knows they are online', async (t) => {
   const undo: Array<() => unknown> = []
@@ -108,25 +118,30 @@ test('a message service that starts after clients connected to another broker kn
   }
 })
 
-test('Redis hung under two brokers: each still delivers to its own clients at once; messages between them resume when Redis does', async (t) => {
+for (const v of PROTOCOLS) test(named(v, 'Redis hung under two brokers: each still delivers to its own clients at once; messages between them resume when Redis does'), async (t) => { await redisHung(t, v) })
+
+async function redisHung (t: TestContext, protocolVersion: 4 | 5): Promise<void> {
   const undo: Array<() => unknown> = []
   t.after(async () => { for (const fn of undo.reverse()) await fn() })
   const redis = await startRedis()
   undo.push(() => redis.stop())
   undo.push(() => { try { process.kill(redis.pid, 'SIGCONT') } catch { /* already gone */ } })
-  const args = ['--dev', '--redis', redis.url, '--bridge', 'off', '--publish-rate', '0']
+  // MQTT 5 publishers are held to the Receive Maximum (maxInflightInbound): one
+  // with more PUBACKs outstanding is disconnected (0x93), and mqtt.js does not
+  // keep to the server's; all 1,500 below are outstanding while Redis hangs.
+  const args = ['--dev', '--redis', redis.url, '--bridge', 'off', '--publish-rate', '0', '--max-inflight-inbound', '2000']
   const a = await startNode(args)
   undo.push(() => a.close())
   const b = await startNode(args)
   undo.push(() => b.close())
   // Clean sessions: a persistent one's QoS 1 messages are queued in Redis first (the persistence).
-  const { client: onA, got: gotA } = await recording(a.mqttUrl, 'sub-a', true)
+  const { client: onA, got: gotA } = await recording(a.mqttUrl, 'sub-a', protocolVersion, true)
   undo.push(() => onA.end(true))
-  const { client: onB, got: gotB } = await recording(b.mqttUrl, 'sub-b', true)
+  const { client: onB, got: gotB } = await recording(b.mqttUrl, 'sub-b', protocolVersion, true)
   undo.push(() => onB.end(true))
   await onA.subscribeAsync('room/#', { qos: 1 })
   await onB.subscribeAsync('room/#', { qos: 1 })
-  const pub = await connect(a.mqttUrl, { clientId: 'pub-a' })
+  const pub = await connect(a.mqttUrl, { clientId: 'pub-a', protocolVersion })
   undo.push(() => pub.end(true))
   await pub.publishAsync('room/x', 'before', { qos: 1 })
   await until('both brokers deliver', () => gotA.length === 1 && gotB.length === 1)
@@ -149,7 +164,7 @@ test('Redis hung under two brokers: each still delivers to its own clients at on
     await pub.publishAsync('room/x', `after ${i}`, { qos: 1 })
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
-})
+}
 
 test('an MQTT 5 client taken over by a connection to another node on the same Redis is told DISCONNECT 0x8E first', async (t) => {
   const undo: Array<() => unknown> = []
