@@ -128,10 +128,15 @@ export class SendQueue {
           // Handed over one after the other, in outbox order; their PUBACKs are awaited a window at a time.
           const { acked } = await this.host.handOff(link, { t: 'msg', cid: entry.cid, ...entry.target, body: entry.body, epoch: this.epoch, n: s.n }, entry.cid, 1)
           // An MQTT 5 PUBACK that refuses it answers it at once, as the notice would.
-          batch.push(acked.catch(async (err: unknown) => {
+          const answered = acked.catch(async (err: unknown) => {
             if (!(err instanceof ServerError)) throw err
             await this.refused(link, entry.cid, err)
-          }))
+          })
+          // Handled now as well as by Promise.all below: a link lost while the next send is
+          // handed over (or a return before the window is awaited) would otherwise leave this
+          // rejection unhandled, and Node ends the app's process for it.
+          answered.catch(noop)
+          batch.push(answered)
           if (batch.length >= WINDOW) { await Promise.all(batch); batch = [] }
         }
         await Promise.all(batch)

@@ -65,3 +65,33 @@ test('the broker\'s refusals reach the send that caused them: over the size limi
   const page = await a.client.history(directConversation('alice', 'bob'), { after: 0, limit: 100 })
   assert.equal(page.messages.length, 40, 'each stored once')
 })
+
+test('links dropped while a window of sends is in flight: no unhandled rejection, every send stored once, in order', { timeout: 60_000 }, async (t) => {
+  const defer = lifo(t)
+  // A rejection nobody handles ends a Node app; here it is collected instead, to be asserted on.
+  const unhandled: unknown[] = []
+  const collect = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', collect)
+  defer(() => process.off('unhandledRejection', collect))
+  const node = await startNode([], { users })
+  defer(() => node.close())
+  const proxy = await TcpProxy.start(node.ports.mqtt as number)
+  defer(() => proxy.close())
+  // Compression makes each hand-over wait, so links drop between hand-overs of one window.
+  const a = recorded({ url: proxy.url, username: 'alice', password: PW, device: 'drops', compressThreshold: 64, reconnect: { minDelay: 50, maxDelay: 200 } })
+  defer(() => a.client.close())
+  await a.client.connect()
+  const out: Outcome[] = []
+  const body = (i: number): string => `drop ${i} ` + 'la '.repeat(40)
+  const sends = Array.from({ length: 300 }, (_, i) => track(a.client, { to: 'bob' }, body(i), out))
+  for (let cut = 0; cut < 6; cut++) {
+    await until(() => a.client.state === 'connected', 10_000, `link ${cut}`)
+    await new Promise((resolve) => setImmediate(resolve))
+    proxy.drop()
+  }
+  await within(Promise.all(sends), 30_000, 'every send')
+  assert.deepEqual(unhandled.map(String), [], 'no rejection left unhandled')
+  assert.ok(out.every((o) => o.ok))
+  const seqOf = new Map(out.map((o) => [o.body, o.ok ? o.ack.seq : 0]))
+  assert.deepEqual(Array.from({ length: 300 }, (_, i) => seqOf.get(body(i))), Array.from({ length: 300 }, (_, i) => i + 1), 'seq follows the send order')
+})
