@@ -28,10 +28,11 @@ export const refusalReasons = [
 export type RefusalReason = typeof refusalReasons[number]
 
 /**
- * MQTT 5 CONNECT values the broker replaced with its own (connect-caps.ts):
+ * MQTT 5 CONNECT values the broker replaced with its own (connect-caps.ts),
+ * and sessions or delayed wills past `maxPendingSessions` (server/node.ts):
  * each is a metric label.
  */
-export const connectCaps = ['server_keep_alive', 'keep_alive', 'session_expiry'] as const
+export const connectCaps = ['server_keep_alive', 'keep_alive', 'session_expiry', 'pending_sessions', 'delayed_wills'] as const
 export type ConnectCap = typeof connectCaps[number]
 
 export class Stats {

@@ -192,6 +192,11 @@ async function createBroker (cfg: Config, hooks: Omit<ReturnType<typeof createHo
       maximumPacketSize: cfg.maxPacket,
       receiveMaximum: cfg.maxInflightInbound,
       sessionExpiryIntervalLimit: cfg.maxSessionExpiry,
+      // Each disconnected session waiting for its expiry (and each delayed will)
+      // keeps its aedes Client in memory: without a count cap, a flood of
+      // clients cycling ids with long expiries pins memory for up to
+      // maxSessionExpiry. Past it aedes ends the newest one at once.
+      pendingSessionsLimit: cfg.maxPendingSessions,
       // Dead brokers' clients go offline, and their wills out, within 30 s (heartbeat.ts).
       heartbeatInterval: HEARTBEAT_MS,
       concurrency
@@ -227,6 +232,9 @@ function watchBroker (b: Aedes, onDisconnect: ReturnType<typeof createHooks>['on
     log.error('broker error', { error: err.message })
   })
   b.on('clientDisconnect', onDisconnect)
+  b.on('sessionLimitReached', (_client: unknown, info: { reason?: string }) => {
+    stats.capped(info.reason === 'willDelay' ? 'delayed_wills' : 'pending_sessions')
+  })
   sayKeepAliveTimeout(b)
   dropGhostRegistrations(b, (clientId) => { log.debug('dropped a client that closed while it connected', { clientId }) })
   // MQTT 5 session expiry and will delay when the id reconnects to another worker or node (session-handover.ts).

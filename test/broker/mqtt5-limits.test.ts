@@ -16,6 +16,14 @@ const USERS = [{ name: 'alice', password: 'alice-password-1' }]
 const login = { username: 'alice', password: Buffer.from('alice-password-1') }
 type T = { after: (fn: () => unknown) => void }
 
+async function until (check: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
 async function v5 (t: T, port: number, connect: Record<string, unknown>): Promise<V5Conn> {
   const c = await v5Connect(port, { ...login, ...connect })
   t.after(() => { c.socket.destroy() })
@@ -88,6 +96,46 @@ test('maxSessionExpiry: a longer Session Expiry Interval is capped and the CONNA
   assert.equal(props(forever).sessionExpiryInterval, 7 * 24 * 3600)
 })
 
+test('maxPendingSessions: past it, a disconnected session with an expiry ends at once and a delayed will goes out at once, each counted', { timeout: 30_000 }, async (t) => {
+  const node = await startNode(['--dev', '--max-pending-sessions', '2'], { users: USERS })
+  t.after(() => node.close())
+  const port = node.ports.mqtt as number
+  const keep = { clean: false, properties: { sessionExpiryInterval: 600 } }
+  // Three sessions, each subscribed (so there is a session to keep) and then gone.
+  for (const id of ['alice-p1', 'alice-p2', 'alice-p3']) {
+    const c = await v5(t, port, { clientId: id, ...keep })
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'room/p', qos: 1 }] })
+    await c.next('suback')
+    c.send({ cmd: 'disconnect', reasonCode: 0 })
+    await c.closed
+  }
+  await until(() => node.stats.caps.pending_sessions === 1, 5000, 'the third session past the cap, counted')
+  const present = async (id: string): Promise<boolean> => {
+    const c = await v5(t, port, { clientId: id, ...keep })
+    const p = (c.connack as { sessionPresent?: boolean }).sessionPresent === true
+    c.destroy()
+    await c.closed
+    return p
+  }
+  assert.equal(await present('alice-p3'), false, 'the session past the cap ended at its disconnect')
+  assert.equal(await present('alice-p1'), true, 'the sessions within the cap are kept')
+  // A will delayed past the cap goes out at once (a fresh node: the sessions above fill its cap).
+  const other = await startNode(['--dev', '--max-pending-sessions', '2'], { users: USERS })
+  t.after(() => other.close())
+  const port2 = other.ports.mqtt as number
+  const watcher = await v5(t, port2, { clientId: 'alice-w' })
+  watcher.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'room/will', qos: 0 }] })
+  await watcher.next('suback')
+  for (const id of ['alice-d1', 'alice-d2', 'alice-d3']) {
+    const w = await v5(t, port2, { clientId: id, ...keep, will: { topic: 'room/will', payload: Buffer.from(id), qos: 0, retain: false, properties: { willDelayInterval: 600 } } })
+    w.destroy()
+    await w.closed
+  }
+  const got = await watcher.next('publish')
+  assert.equal(String((got as { payload?: Buffer }).payload), 'alice-d3', 'the will past the cap went out at once, the others wait their delay')
+  assert.equal(other.stats.caps.delayed_wills, 1)
+})
+
 test('Receive Maximum is enforced: one QoS 1 or 2 publish more than it unacknowledged is DISCONNECT 0x93', { timeout: 30_000 }, async (t) => {
   const node = await startNode(['--dev', '--max-inflight-inbound', '3'], { users: USERS })
   t.after(() => node.close())
@@ -124,7 +172,8 @@ test('bad values of the new settings are refused, naming the setting', () => {
   const cases: Array<[string[], string]> = [
     [['--server-keep-alive', '-1'], 'serverKeepAlive'],
     [['--max-keep-alive', '70000'], 'maxKeepAlive'],
-    [['--max-session-expiry', 'week'], 'maxSessionExpiry']
+    [['--max-session-expiry', 'week'], 'maxSessionExpiry'],
+    [['--max-pending-sessions', '-5'], 'maxPendingSessions']
   ]
   for (const [args, field] of cases) {
     assert.throws(() => resolveConfig(args, {}), (err: unknown) => err instanceof ConfigError && err.field === field && err.message.startsWith(`invalid setting ${field}:`), field)
