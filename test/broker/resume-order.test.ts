@@ -123,9 +123,11 @@ async function resumeUnderFlow (t: TestContext, flags: string[], patienceMs = 15
   // A steady flow, bounded in count; the subscriber leaves and comes back
   // several times meanwhile, each time with a queue waiting for it.
   let flowing = true
+  let published = 0
   const flow = (async () => {
     for (let i = 0; i < total; i++) {
       await pub.publishAsync('resume/flow', String(i), { qos: 1 })
+      published++
       if (i % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 1))
     }
     flowing = false
@@ -137,7 +139,10 @@ async function resumeUnderFlow (t: TestContext, flags: string[], patienceMs = 15
     const seen = got.length
     await until(`100 more messages in cycle ${c}`, () => got.length >= Math.min(total, seen + 100) || quiet())
     await sub.endAsync()
-    await new Promise((resolve) => setTimeout(resolve, 40)) // messages queue meanwhile
+    // Messages queue meanwhile: more than a bound of 50 holds, counted rather
+    // than timed, so that a slow (loaded) machine still reaches the bound.
+    const left = published
+    await until(`80 messages queued in cycle ${c}`, () => published >= Math.min(total, left + 80) || !flowing)
     sub = await open()
   }
   await flow
