@@ -96,6 +96,10 @@ interface Sibling {
   batchBytes: number
   scheduled: boolean
   held: Array<() => void>
+  /** Senders of the frames in `batch`, told once the write holding them is in the kernel. */
+  batchSenders: Array<() => void>
+  /** Senders of frames written but not yet handed to the kernel. */
+  unwritten: Set<Array<() => void>>
   stallTimer: NodeJS.Timeout | null
   stalled: boolean
 }
@@ -116,7 +120,7 @@ export class LocalBus {
   private constructor (private readonly opts: LocalBusOptions, private readonly deliver: (packet: BusPacket, done: () => void) => void) {
     for (let i = 0; i < opts.count; i++) {
       if (i === opts.index) continue
-      this.siblings.push({ index: i, socket: null, connecting: false, retry: null, delay: RETRY_MIN_MS, known: false, down: false, droppedSinceDown: 0, batch: [], batchBytes: 0, scheduled: false, held: [], stallTimer: null, stalled: false })
+      this.siblings.push({ index: i, socket: null, connecting: false, retry: null, delay: RETRY_MIN_MS, known: false, down: false, droppedSinceDown: 0, batch: [], batchBytes: 0, scheduled: false, held: [], batchSenders: [], unwritten: new Set(), stallTimer: null, stalled: false })
     }
     this.server = net.createServer((s) => { this.accept(s) })
   }
@@ -156,8 +160,9 @@ export class LocalBus {
 
   /**
    * Send one packet to every sibling (those `to` accepts, when given). `cb`
-   * runs once each sibling took it (at once, unless one of them has more
-   * than QUEUE_BYTES waiting).
+   * runs once the write carrying it to each sibling is in the kernel (the
+   * turn's batch, see flush), or that sibling is lost or taken as hung; and,
+   * past QUEUE_BYTES waiting for one of them, once that one drains.
    */
   send (packet: BusPacket, cb: () => void, to?: (index: number) => boolean): void {
     if (this.closed || this.siblings.length === 0) { cb(); return }
@@ -176,6 +181,8 @@ export class LocalBus {
       if (socket === null || s.stalled) { this.drop(s); continue }
       this.queue(s, frame)
       this.counts.sent++
+      waits++
+      s.batchSenders.push(step)
       if (s.batchBytes + socket.writableLength > QUEUE_BYTES) {
         waits++
         this.hold(s, step)
@@ -229,20 +236,42 @@ export class LocalBus {
     s.scheduled = false
     const batch = s.batch
     const bytes = s.batchBytes
+    const senders = s.batchSenders
     s.batch = []
     s.batchBytes = 0
-    if (batch.length === 0) return
-    if (s.socket === null) { for (let i = 0; i < batch.length; i++) this.drop(s); return }
-    s.socket.write(batch.length === 1 ? batch[0] as Buffer : Buffer.concat(batch, bytes))
+    s.batchSenders = []
+    if (batch.length === 0) { for (const f of senders) f(); return }
+    if (s.socket === null) {
+      for (let i = 0; i < batch.length; i++) this.drop(s)
+      for (const f of senders) f()
+      return
+    }
+    // A copy's sender is answered (its PUBACK may go out) once the copy is in
+    // the kernel: what a worker wrote to a Unix socket reaches the sibling even
+    // if the worker is killed right after. Answered at the queueing, a copy
+    // still in this process died with it, and a connected persistent session
+    // on the sibling got that message only at its next reconnect, after later
+    // ones (cluster chaos test).
+    s.unwritten.add(senders)
+    s.socket.write(batch.length === 1 ? batch[0] as Buffer : Buffer.concat(batch, bytes), () => {
+      if (s.unwritten.delete(senders)) for (const f of senders) f()
+    })
+    // Not all of it taken by the kernel: a sibling that does not read is found out as below.
+    if (s.socket.writableLength > 0) this.armStall(s)
   }
 
   /** Hold a publisher until the sibling drains, or STALL_MS pass without a drain. */
   private hold (s: Sibling, release: () => void): void {
     s.held.push(release)
+    this.armStall(s)
+  }
+
+  /** Unless it drains within STALL_MS, a sibling is taken as hung: its waiting senders go on, its copies are dropped. */
+  private armStall (s: Sibling): void {
     if (s.stallTimer !== null) return
     s.stallTimer = setTimeout(() => {
       s.stallTimer = null
-      if (s.held.length === 0) return
+      if (s.held.length === 0 && s.unwritten.size === 0) return
       s.stalled = true
       this.opts.log.warn('a worker does not take messages on the local bus; they are dropped until it does', { to: s.index, waiting: s.held.length })
       this.release(s)
@@ -254,6 +283,10 @@ export class LocalBus {
     const held = s.held
     s.held = []
     for (const r of held) r()
+    // A hung, lost or closed sibling: its unwritten copies are not waited for (as above).
+    const unwritten = [...s.unwritten]
+    s.unwritten.clear()
+    for (const senders of unwritten) for (const f of senders) f()
   }
 
   private async connect (s: Sibling): Promise<void> {
