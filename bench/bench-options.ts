@@ -41,6 +41,8 @@ export interface BenchOptions {
   cpuProf: string | null
   /** conns, chat, group: the generator's MQTT protocol, 4 (3.1.1, the default) or 5 (bench/lean.ts). */
   protocol: 4 | 5
+  /** chat, group: each send carries the SDK's numbering (epoch, n: docs/protocol.md, "Numbered sends"), as SDK apps send. */
+  numbered: boolean
 }
 
 /** Every wait on the network is bounded by this. */

@@ -66,6 +66,8 @@ Options:
   --out DIR             write bench-<scenario>.json, .md and .svg in DIR
   --protocol 4|5        conns, chat, group: the load generator's MQTT protocol, 4 (MQTT 3.1.1,
                         default) or 5 (MQTT 5), against every target
+  --numbered            chat, group: each send carries the numbering the SDK gives its sends
+                        (epoch and n), so the archive checks their order as it does an app's
   --cpu-prof DIR        write a V8 CPU profile of each Warbler process there (node --cpu-prof;
                         read it with node dist/bench/profile.js FILE)
 `
@@ -86,6 +88,7 @@ const ONLY: Record<string, readonly Scenario[]> = {
   payload: ['chat', 'group', 'overload', 'soak', 'workers'],
   'max-workers': ['workers'],
   protocol: ['conns', 'chat', 'group'],
+  numbered: ['chat', 'group'],
   // The workers scenario sets the workers of each configuration itself.
   workers: ['conns', 'chat', 'group', 'overload', 'soak']
 }
@@ -138,7 +141,7 @@ function bridgeOf (v: string | true | undefined): 'embedded' | 'off' {
 }
 
 export function parseBench (argv: string[]): BenchOptions | 'help' {
-  const p = parseArgs(argv, VALUED, ['help'])
+  const p = parseArgs(argv, VALUED, ['help', 'numbered'])
   if (p.options.has('help')) return 'help'
   const [name, ...extra] = p.positional
   if (name === undefined) throw new CliError(`bench needs a scenario (${SCENARIOS.join(', ')})\n\n${BENCH_HELP}`)
@@ -171,7 +174,8 @@ export function parseBench (argv: string[]): BenchOptions | 'help' {
     md: outFile(p.options, 'md'),
     svg: outFile(p.options, 'svg'),
     cpuProf: null,
-    protocol: protocolOf(p.options.get('protocol'))
+    protocol: protocolOf(p.options.get('protocol')),
+    numbered: p.options.has('numbered')
   }
   const prof = p.options.get('cpu-prof')
   if (prof !== undefined) {

@@ -65,6 +65,8 @@ export interface GenPlan {
   timeoutMs: number
   /** The clients' MQTT protocol (bench/lean.ts). */
   protocol: 4 | 5
+  /** Chat sends carry an epoch (one per sender) and n (1, 2, ...), as the SDK's do. */
+  numbered: boolean
 }
 
 export interface GoArg { mode: 'closed' | 'paced' | 'off', window: number, rates?: Record<string, number> }
@@ -214,7 +216,8 @@ function send (s: Sender): void {
   s.inflight++
   k.inflight++
   k.sent++
-  c.publish1(s.topic, Buffer.from(s.spec.user === null ? b : `{"t":"msg","cid":"c${n}${s.prefix}${b}"}`), id)
+  const order = plan.numbered ? `,"epoch":"bench-${s.spec.sid}","n":${n}` : ''
+  c.publish1(s.topic, Buffer.from(s.spec.user === null ? b : `{"t":"msg","cid":"c${n}"${order}${s.prefix.slice(1)}${b}"}`), id)
 }
 
 function pump (s: Sender): void {

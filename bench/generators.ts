@@ -36,7 +36,7 @@ export class Generators {
     const sources = Array.from({ length: o.sources }, (_, i) => `127.0.0.${i + 2}`)
     const plans: GenPlan[] = Array.from({ length: n }, (_, index) => ({
       index, port, host: '127.0.0.1', sources, clients: [], senders: [], payloadBytes: o.payload,
-      connectConcurrency: Math.max(1, Math.ceil(o.connectConcurrency / n)), timeoutMs: NET_TIMEOUT_MS, protocol: o.protocol
+      connectConcurrency: Math.max(1, Math.ceil(o.connectConcurrency / n)), timeoutMs: NET_TIMEOUT_MS, protocol: o.protocol, numbered: o.numbered
     }))
     const where = new Map<string, { plan: GenPlan, index: number }>()
     for (const c of clients) {

@@ -33,7 +33,7 @@ interface Report {
   summary: Record<string, Record<string, { median: number | null }>>
   ratios: Record<string, number | null>
   ratiosTo: Record<string, Record<string, number | null>>
-  checks: { ok: boolean, lostAcked: number }
+  checks: { ok: boolean, lostAcked: number, errors: number }
   runs: Array<{ target: string, values: Record<string, number | null>, notes: string[] }>
   limitsRaised: unknown[]
   generator: string
@@ -144,6 +144,16 @@ test('chat and conns with --protocol 5: the generator speaks MQTT 5 to Warbler a
   for (const target of ['warbler', 'mosquitto']) assert.equal(c.summary[target]?.sessions?.median, 50, `${target} holds every MQTT 5 session`)
 })
 
+test('chat and group with --numbered: sends carry the SDK\'s numbering, the archive takes them in order, no error notice', async (t) => {
+  for (const [scenario, args, key] of [['chat', ['--pairs', '4', '--duration', '1', '--warmup', '0', '--rate', '500'], 'sat_msgs_per_s'], ['group', ['--members', '20', '--duration', '1', '--warmup', '0'], 'deliveries_per_s']] as const) {
+    const r = await smoke(t, scenario, ['--numbered', ...args], key)
+    assert.equal(r.checks.lostAcked, 0, scenario)
+    // A send the archive refused (out of order, or malformed numbering) is an error notice, and fails the checks.
+    assert.equal(r.checks.errors, 0, `${scenario}: ${JSON.stringify(r.checks)}`)
+    assert.ok(r.checks.ok, `${scenario}: ${JSON.stringify(r.checks)}`)
+  }
+})
+
 test('group: fan-out to the members', async (t) => {
   const r = await smoke(t, 'group', ['--members', '20', '--duration', '1', '--warmup', '0'], 'deliveries_per_s')
   assert.equal(r.checks.lostAcked, 0)
@@ -200,7 +210,8 @@ test('bad options exit 2 naming the option, and start nothing', async () => {
       [['workers', '--max-workers', '0'], /--max-workers/],
       [['chat', '--protocol', '3'], /--protocol must be 4 \(MQTT 3\.1\.1\) or 5 \(MQTT 5\), got "3"/],
       [['conns', '--protocol', 'v5'], /--protocol.*"v5"/],
-      [['soak', '--protocol', '5'], /--protocol does not apply to the soak scenario/]
+      [['soak', '--protocol', '5'], /--protocol does not apply to the soak scenario/],
+      [['conns', '--numbered'], /--numbered does not apply to the conns scenario/]
     ] as Array<[string[], RegExp]>) {
       const r = await bench(args, 10_000)
       assert.equal(r.code, 2, `${args.join(' ')}: exit ${String(r.code)}`)
