@@ -37,6 +37,28 @@ function mirroredCounter (registry: client.Registry, name: string, help: string,
   })
 }
 
+/**
+ * A counter with one label that mirrors running totals kept elsewhere (Stats),
+ * one series per key, each shown from the start (at 0) so that a dashboard
+ * has it before the first event.
+ */
+function mirroredLabelledCounter<K extends string> (registry: client.Registry, name: string, help: string, label: string, keys: readonly K[], read: (key: K) => number): void {
+  const reported = new Map<K, number>()
+  new client.Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect () {
+      for (const k of keys) {
+        const now = read(k)
+        this.inc({ [label]: k }, Math.max(0, now - (reported.get(k) ?? 0)))
+        reported.set(k, now)
+      }
+    }
+  })
+}
+
 export function createMetrics (src: MetricSources): client.Registry {
   const registry = new client.Registry()
   client.collectDefaultMetrics({ register: registry, prefix: 'warbler_' })
@@ -73,39 +95,10 @@ export function createMetrics (src: MetricSources): client.Registry {
   mirroredCounter(registry, 'warbler_bytes_sent_total', 'Bytes sent on MQTT connections.', () => s.bytesSent)
   mirroredCounter(registry, 'warbler_publish_dropped_total', 'Publishes refused, and QoS 0 deliveries skipped for slow consumers.', () => s.publishDropped)
   mirroredCounter(registry, 'warbler_backpressure_waits_total', 'Publishes that waited for a routing slot.', () => s.backpressureWaits)
-  const refused = new client.Counter({
-    name: 'warbler_refusals_total',
-    help: 'Refused connections, logins, publishes and subscriptions, by reason.',
-    labelNames: ['reason'],
-    registers: [registry],
-    collect () {
-      for (const r of refusalReasons) {
-        const now = s.refusals[r]
-        const prev = reportedRefusals[r] ?? 0
-        if (now > prev) this.inc({ reason: r }, now - prev)
-        else if (prev === 0) this.inc({ reason: r }, 0)
-        reportedRefusals[r] = now
-      }
-    }
-  })
-  const reportedRefusals: Partial<Record<string, number>> = {}
-  void refused
-  capsMetric(registry, s)
-  const logins = new client.Counter({
-    name: 'warbler_logins_total',
-    help: 'Successful logins by method.',
-    labelNames: ['method'],
-    registers: [registry],
-    collect () {
-      for (const [m, now] of Object.entries(s.authSuccess)) {
-        const prev = reportedLogins[m] ?? 0
-        this.inc({ method: m }, Math.max(0, now - prev))
-        reportedLogins[m] = now
-      }
-    }
-  })
-  const reportedLogins: Partial<Record<string, number>> = {}
-  void logins
+  mirroredLabelledCounter(registry, 'warbler_refusals_total', 'Refused connections, logins, publishes and subscriptions, by reason.', 'reason', refusalReasons, (r) => s.refusals[r])
+  // warbler_mqtt5_caps_total: MQTT 5 CONNECT values replaced by the broker's limits (hooks/connect-caps.ts), and maxPendingSessions.
+  mirroredLabelledCounter(registry, 'warbler_mqtt5_caps_total', 'MQTT 5 values the broker replaced with its own limit (keep alive, session expiry), and sessions or delayed wills past maxPendingSessions, by limit.', 'cap', connectCaps, (c) => s.caps[c])
+  mirroredLabelledCounter(registry, 'warbler_logins_total', 'Successful logins by method.', 'method', Object.keys(s.authSuccess) as Array<keyof Stats['authSuccess']>, (m) => s.authSuccess[m])
   return registry
 }
 
@@ -178,25 +171,4 @@ export function routingSys (now: ReturnType<RoutingPaths>): Record<string, numbe
     for (const kind of ['sent', 'received', 'dropped'] as const) out[`routing/${path}/${kind}`] = c[kind]
   }
   return out
-}
-
-/** warbler_mqtt5_caps_total: MQTT 5 CONNECT values replaced by the broker's limits (hooks/connect-caps.ts). */
-function capsMetric (registry: client.Registry, s: Stats): void {
-  const reportedCaps: Partial<Record<string, number>> = {}
-  const counter = new client.Counter({
-    name: 'warbler_mqtt5_caps_total',
-    help: 'MQTT 5 CONNECT values the broker replaced with its own limit (keep alive, session expiry), by limit.',
-    labelNames: ['cap'],
-    registers: [registry],
-    collect () {
-      for (const c of connectCaps) {
-        const now = s.caps[c]
-        const prev = reportedCaps[c] ?? 0
-        if (now > prev) this.inc({ cap: c }, now - prev)
-        else if (prev === 0) this.inc({ cap: c }, 0)
-        reportedCaps[c] = now
-      }
-    }
-  })
-  void counter
 }
