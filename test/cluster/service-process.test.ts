@@ -11,7 +11,7 @@ import type { MqttClient } from 'mqtt'
 import { ChatClient } from '../helpers/chat-client.js'
 import { startRedis } from '../helpers/redis.js'
 import { addUser, CLI, connect, spawnNode, tempDir } from '../helpers/test-node.js'
-import { alive, workerPids } from '../helpers/cluster-procs.js'
+import { alive, killWorkerAndWait, workerPids } from '../helpers/cluster-procs.js'
 
 async function until (what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms
@@ -98,14 +98,7 @@ test('the service in its own process: no client lands on it, chat and presence a
   assert.equal((await fetch(`${http}/api/v1/users/alice/unread`)).status, 401)
 
   // The service process killed: restarted; sends go on, numbered after the others.
-  const pid0 = pids.get(0) as number
-  const before = node.stderr().length
-  process.kill(pid0, 'SIGKILL')
-  await until('the service process restarted', () => {
-    const now = workerPids(node.stderr()).get(0)
-    return now !== undefined && now !== pid0 && node.stderr().slice(before).includes('"msg":"worker ready"')
-  })
-  pids.set(0, workerPids(node.stderr()).get(0) as number)
+  pids.set(0, await killWorkerAndWait(() => node.stderr(), 0))
   const ack = await a1.sendOk({ to: 'bob' }, { text: 'after the restart' })
   assert.equal(ack.seq, 7)
   await b2.until(() => b2.messages.some((m) => m.seq === 7), 5000, 'the message after the restart')

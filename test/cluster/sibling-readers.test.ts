@@ -11,7 +11,7 @@ import type { MqttClient } from 'mqtt'
 import { ChatClient } from '../helpers/chat-client.js'
 import { startRedis } from '../helpers/redis.js'
 import { addUser, connect, spawnNode, tempDir } from '../helpers/test-node.js'
-import { alive, workerPids } from '../helpers/cluster-procs.js'
+import { alive, killWorkerAndWait, workerPids } from '../helpers/cluster-procs.js'
 
 async function until (what: string, check: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms
@@ -21,7 +21,6 @@ async function until (what: string, check: () => boolean | Promise<boolean>, ms 
   }
 }
 
-// eslint-disable-next-line max-lines-per-function -- one scenario, its steps read in order top to bottom
 test('worker 1 tells the service which topics its clients read: feed-only readers get every frame, also right after SUBACK; nothing unread crosses; the set is rebuilt after worker 0 restarts', async (t) => {
   const ends: Array<() => unknown> = []
   t.after(async () => { for (const fn of ends.reverse()) await fn() })
@@ -97,14 +96,7 @@ test('worker 1 tells the service which topics its clients read: feed-only reader
   assert.equal(await unread(), u0)
 
   // Kill worker 0 (the service): restarted, it learns again what worker 1's clients read; bob does not subscribe again.
-  const pid0 = pids.get(0) as number
-  const before = node.stderr().length
-  process.kill(pid0, 'SIGKILL')
-  await until('worker 0 restarted', () => {
-    const now = workerPids(node.stderr()).get(0)
-    return now !== undefined && now !== pid0 && node.stderr().slice(before).includes('"msg":"worker ready"')
-  })
-  pids.set(0, workerPids(node.stderr()).get(0) as number)
+  pids.set(0, await killWorkerAndWait(() => node.stderr(), 0))
   await alice.close()
   alice = await ChatClient.connect(url, 'alice', 'alice-pw-1', { device: 'a1', feed: true })
   clients.push(alice)

@@ -18,3 +18,21 @@ export function workerPids (stderr: string): Map<number, number> {
   }
   return out
 }
+
+/**
+ * SIGKILL worker `index` of a node and wait until the primary has started
+ * its replacement and that one is ready; resolves to the new pid.
+ */
+export async function killWorkerAndWait (stderr: () => string, index: number, ms = 10_000): Promise<number> {
+  const old = workerPids(stderr()).get(index)
+  if (old === undefined) throw new Error(`no worker ${index} in the node's log`)
+  const before = stderr().length
+  process.kill(old, 'SIGKILL')
+  const deadline = Date.now() + ms
+  for (;;) {
+    const now = workerPids(stderr()).get(index)
+    if (now !== undefined && now !== old && stderr().slice(before).includes('"msg":"worker ready"')) return now
+    if (Date.now() > deadline) throw new Error(`worker ${index} was not restarted within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
