@@ -16,6 +16,19 @@ import { SendQueue } from '../../sdk/src/send-queue.js'
 import { startNode } from '../helpers/test-node.js'
 import { lifo, PW, recorded, until, within } from './support.js'
 
+/** A send queue on a fake link that is always ready: `answer(cid)` is each publish's PUBACK; `published` records the cids handed over. */
+function queueOn (outbox: MemoryOutbox, link: Link, published: string[], answer: (cid: string) => Promise<void>): SendQueue {
+  return new SendQueue({
+    outbox,
+    requestTimeout: 60_000,
+    link: () => link,
+    closed: () => false,
+    handOff: (_link, _frame, id) => { published.push(id); return Promise.resolve({ acked: answer(id) }) },
+    status: () => {},
+    error: (e) => { throw e }
+  })
+}
+
 test('PUBACK reason codes map to the codes of the error notices; unknown refusals are internal', () => {
   assert.equal(pubackErrorCode(0x87), 'not_authorized')
   assert.equal(pubackErrorCode(0x90), 'not_authorized')
@@ -75,15 +88,7 @@ test('a send whose PUBACK refuses it fails with that error and leaves the outbox
   const link = { gen: 1, ready: true } as unknown as Link
   const published: string[] = []
   let answer = (cid: string): Promise<void> => Promise.reject(new ServerError('not_authorized', 'refused in the PUBACK', cid))
-  const queue = new SendQueue({
-    outbox,
-    requestTimeout: 60_000,
-    link: () => link,
-    closed: () => false,
-    handOff: (_link, _frame, id) => { published.push(id); return Promise.resolve({ acked: answer(id) }) },
-    status: () => {},
-    error: (e) => { throw e }
-  })
+  const queue = queueOn(outbox, link, published, (cid) => answer(cid))
   const entry = { cid: 'c1', target: { to: 'bob' }, body: 'x', createdAt: 1 }
   await outbox.put(entry)
   const sent = queue.add(entry)
@@ -118,15 +123,7 @@ test('a publish refused twice, in its PUBACK and by the notice, in either order:
       else setImmediate(() => { void queue?.refused(link, cid, refusal(cid)) })
       throw refusal(cid)
     }
-    queue = new SendQueue({
-      outbox,
-      requestTimeout: 60_000,
-      link: () => link,
-      closed: () => false,
-      handOff: (_link, _frame, id) => { published.push(id); return Promise.resolve({ acked: answer(id) }) },
-      status: () => {},
-      error: (e) => { throw e }
-    })
+    queue = queueOn(outbox, link, published, answer)
     const entry = { cid: 'twice', target: { to: 'bob' }, body: 'x', createdAt: 1 }
     await outbox.put(entry)
     const sent = queue.add(entry)
@@ -148,18 +145,9 @@ test('a window of sends refused one by one in their PUBACKs is one backoff step;
   const published: string[] = []
   // The first window's PUBACKs come once all three are out, each refusing its publish.
   const refusals: Array<() => void> = []
-  const queue = new SendQueue({
-    outbox,
-    requestTimeout: 60_000,
-    link: () => link,
-    closed: () => false,
-    handOff: (_link, _frame, id) => {
-      published.push(id)
-      const first = published.length <= 3
-      return Promise.resolve({ acked: first ? new Promise<void>((_resolve, reject) => { refusals.push(() => { reject(new ServerError('rate_limited', 'quota', id)) }) }) : Promise.resolve() })
-    },
-    status: () => {},
-    error: (e) => { throw e }
+  const queue = queueOn(outbox, link, published, async (id) => {
+    if (published.length > 3) return
+    await new Promise<void>((_resolve, reject) => { refusals.push(() => { reject(new ServerError('rate_limited', 'quota', id)) }) })
   })
   t.after(() => { queue.close(new ServerError('internal', 'closed')) })
   const cids = ['w1', 'w2', 'w3']
